@@ -1,0 +1,62 @@
+"""The key layout in etcd: every key Corral reads or writes is built here.
+
+/corral/nodes/<node>/info        NodeInfo, static facts (written at agent start)
+/corral/nodes/<node>/alive       bound to the host's lease: present while the host is alive
+/corral/nodes/<node>/usage       NodeUsage, bound to the lease
+/corral/nodes/<node>/request     NodeRequest (maintenance and other operator requests)
+/corral/vms/<vmid>/config        VMConfig
+/corral/vms/<vmid>/placement     Placement: owning host and requested run state
+/corral/vms/<vmid>/runtime       VMRuntime, written by the owning agent
+/corral/names/<name>             vmid: makes VM names unique in one transaction
+/corral/storage/<id>             StorageConfig
+/corral/tasks/<id>               Task
+/corral/auth/tokens/<sha256>     API token (only its hash is stored)
+/corral/manager                  manager election key
+"""
+
+from __future__ import annotations
+
+PREFIX = "/corral/"
+NODES = PREFIX + "nodes/"
+VMS = PREFIX + "vms/"
+NAMES = PREFIX + "names/"
+STORAGE = PREFIX + "storage/"
+TASKS = PREFIX + "tasks/"
+TOKENS = PREFIX + "auth/tokens/"
+MANAGER = PREFIX + "manager"
+
+NODE_FIELDS = ("info", "alive", "usage", "request")
+VM_FIELDS = ("config", "placement", "runtime")
+
+
+def node(name: str, field: str) -> str:
+    assert field in NODE_FIELDS, field
+    return f"{NODES}{name}/{field}"
+
+
+def vm(vmid: int, field: str) -> str:
+    assert field in VM_FIELDS, field
+    return f"{VMS}{vmid}/{field}"
+
+
+def name(vm_name: str) -> str:
+    return NAMES + vm_name
+
+
+def storage(storage_id: str) -> str:
+    return STORAGE + storage_id
+
+
+def task(task_id: str) -> str:
+    return TASKS + task_id
+
+
+def token(digest: str) -> str:
+    return TOKENS + digest
+
+
+def split(key: str, prefix: str) -> tuple[str, str]:
+    """'/corral/vms/101/config' with prefix VMS -> ('101', 'config')."""
+    rest = key[len(prefix) :]
+    head, _, tail = rest.partition("/")
+    return head, tail

@@ -1,0 +1,203 @@
+"""Every record Corral keeps in etcd, as a validated pydantic model.
+
+Models are validated on the way in (API requests, store writes) and on the way out (store
+reads), so a malformed record is an error at the edge, never a surprise deep inside.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+STORAGE_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+# A volume id is "<storage>:<file name>"; the file name never holds a path separator.
+VOLUME_RE = re.compile(r"^(?P<storage>[a-z][a-z0-9-]{0,31}):(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)$")
+MIN_VMID = 100
+MAX_VMID = 999_999_999
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def check_name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError("must be 1-63 letters, digits or '-', not starting or ending with '-'")
+    return value
+
+
+# --- nodes ---------------------------------------------------------------------------------
+
+
+class NodeInfo(Model):
+    """Static facts a host publishes when its agent starts."""
+
+    name: str
+    cpus: int
+    memory_mb: int
+    address: str = "127.0.0.1"
+    agent_url: str = ""  # where the API reaches this host's agent (serial console)
+    accel: Literal["kvm", "tcg"] = "tcg"
+    versions: dict[str, str] = Field(default_factory=dict)
+    started_at: float = Field(default_factory=time.time)
+
+
+class NodeUsage(Model):
+    """The latest usage sample of a host."""
+
+    cpu: float  # fraction of all cpus, 0..1
+    memory_used_mb: int
+    memory_total_mb: int
+    load1: float = 0.0
+    vms_running: int = 0
+    sampled_at: float = Field(default_factory=time.time)
+
+
+class NodeRequest(Model):
+    """An operator request on a host (maintenance and the like)."""
+
+    maintenance: bool = False
+    requested_at: float = Field(default_factory=time.time)
+
+
+# --- storage -------------------------------------------------------------------------------
+
+
+class StorageType(StrEnum):
+    DIR = "dir"  # a directory of its own on every host
+    SHARED_DIR = "shared-dir"  # one directory every host mounts (NFS and the like)
+
+
+class StorageConfig(Model):
+    id: str
+    type: StorageType
+    # For `dir` a relative path is taken below each agent's data directory, so lab hosts that
+    # share one machine still get storage of their own.
+    path: str
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not STORAGE_ID_RE.match(v):
+            raise ValueError("must be lower-case letters, digits or '-', starting with a letter")
+        return v
+
+
+# --- VMs -----------------------------------------------------------------------------------
+
+
+class Disk(Model):
+    volume: str  # "<storage>:<file>", e.g. "local:vm-101-disk-0.qcow2"
+    size_mb: int = Field(gt=0)
+
+    @field_validator("volume")
+    @classmethod
+    def _volume(cls, v: str) -> str:
+        if not VOLUME_RE.match(v) or ".." in v:
+            raise ValueError("must be '<storage>:<file name>' with no path in the name")
+        return v
+
+    @property
+    def storage(self) -> str:
+        return self.volume.split(":", 1)[0]
+
+
+class VMConfig(Model):
+    vmid: int = Field(ge=MIN_VMID, le=MAX_VMID)
+    name: str
+    memory_mb: int = Field(ge=16, le=4 * 1024 * 1024)
+    cores: int = Field(ge=1, le=256)
+    disks: list[Disk] = Field(default_factory=list)
+    # Direct kernel boot from an image in the host's image directory ("tiny" is the guest
+    # `corral image build-tiny` makes); None boots the first disk.
+    image: str | None = "tiny"
+    startup: int = Field(default=0, ge=0, le=9999)  # start order, low first
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v)
+
+
+class RunState(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+    PAUSED = "paused"
+
+
+class Placement(Model):
+    """Which host owns a VM and the run state the operator asked for.
+
+    Changed only in etcd transactions conditioned on the revision read, so two writers can
+    never both move a VM.
+    """
+
+    node: str
+    state: RunState = RunState.STOPPED
+    origin: str | None = None  # host a VM came from (maintenance), to return to
+    generation: int = 0
+
+
+class VMStatus(StrEnum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SHUTTING_DOWN = "shutting-down"
+    UNKNOWN = "unknown"
+
+
+class VMRuntime(Model):
+    """What the owning agent observes of a VM."""
+
+    node: str
+    status: VMStatus
+    pid: int | None = None
+    accel: str | None = None
+    started_at: float | None = None
+    updated_at: float = Field(default_factory=time.time)
+    message: str = ""
+
+
+# --- tasks ---------------------------------------------------------------------------------
+
+
+class TaskState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    OK = "ok"
+    ERROR = "error"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskState.OK, TaskState.ERROR)
+
+
+TASK_LOG_LINES = 50
+
+
+class Task(Model):
+    """A long action, executed by the agent of `node`; its record is its progress report."""
+
+    id: str
+    kind: str  # "vm.create", "vm.start", "vm.shutdown", ...
+    node: str
+    vmid: int | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    state: TaskState = TaskState.QUEUED
+    progress: float = 0.0  # 0..1
+    created_at: float = Field(default_factory=time.time)
+    started_at: float | None = None
+    ended_at: float | None = None
+    result: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    log: list[str] = Field(default_factory=list)
+
+    def with_log(self, line: str) -> Task:
+        return self.model_copy(update={"log": [*self.log, line][-TASK_LOG_LINES:]})

@@ -1,0 +1,322 @@
+"""A thin, typed layer over etcd: the single source of truth of a Corral cluster.
+
+Every value is a pydantic model serialised as JSON; reads validate, writes validate. Writes
+that must not race (a new VM, a placement change, claiming a task) are etcd transactions
+conditioned on what was read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aetcd
+import aetcd.exceptions
+from pydantic import BaseModel
+
+from corral.cluster import keys
+from corral.cluster.models import (
+    NodeInfo,
+    NodeRequest,
+    NodeUsage,
+    Placement,
+    StorageConfig,
+    Task,
+    VMConfig,
+    VMRuntime,
+)
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+StoreError = aetcd.exceptions.ClientError
+RETRYABLE = (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError)
+
+
+def _target(endpoints: Sequence[str]) -> tuple[str, int]:
+    """aetcd dials "<host>:<port>"; gRPC's ipv4 resolver takes a comma list, so the client fails
+    over between etcd members when one goes down."""
+    addrs = [e.removeprefix("http://") for e in endpoints]
+    if not addrs:
+        raise ValueError("at least one etcd endpoint is needed")
+    host, _, port = addrs[-1].rpartition(":")
+    head = ",".join(addrs[:-1])
+    return (f"ipv4:{head},{host}" if head else host), int(port)
+
+
+def dump(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()
+
+
+def load(cls: type[M], raw: bytes) -> M:
+    return cls.model_validate_json(raw)
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    info: NodeInfo | None
+    alive: bool
+    usage: NodeUsage | None
+    request: NodeRequest | None
+
+
+@dataclass(frozen=True)
+class VM:
+    config: VMConfig
+    placement: Placement
+    placement_rev: int
+    runtime: VMRuntime | None
+
+    @property
+    def vmid(self) -> int:
+        return self.config.vmid
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    key: str
+    value: bytes | None  # None: the key was deleted
+    revision: int
+
+
+class Store:
+    def __init__(self, endpoints: Sequence[str], timeout: float = 5.0) -> None:
+        host, port = _target(endpoints)
+        self.endpoints = list(endpoints)
+        self.client = aetcd.Client(
+            host=host,
+            port=port,
+            timeout=timeout,
+            options={
+                "grpc.lb_policy_name": "round_robin",
+                "grpc.initial_reconnect_backoff_ms": 200,
+                "grpc.max_reconnect_backoff_ms": 1000,
+            },
+        )
+
+    async def __aenter__(self) -> Store:
+        await self.client.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.client.close()
+
+    # --- generic ---------------------------------------------------------------------------
+
+    async def get(self, key: str, cls: type[M]) -> tuple[M | None, int]:
+        """The model at key and its mod revision (0 when absent)."""
+        kv = await self.client.get(key.encode())
+        if kv is None:
+            return None, 0
+        return load(cls, kv.value), int(kv.mod_revision)
+
+    async def put(self, key: str, model: BaseModel, lease: Any = None) -> None:
+        await self.client.put(key.encode(), dump(model), lease=lease)
+
+    async def delete(self, key: str) -> None:
+        await self.client.delete(key.encode())
+
+    async def raw_prefix(self, prefix: str) -> list[tuple[str, bytes, int]]:
+        result = await self.client.get_prefix(prefix.encode())
+        return [(kv.key.decode(), kv.value, int(kv.mod_revision)) for kv in result]
+
+    async def revision(self) -> int:
+        status = await self.client.status()
+        return int(status.header.revision)
+
+    async def watch_prefix(self, prefix: str, start_revision: int | None = None
+                           ) -> AsyncIterator[WatchEvent]:
+        """Events under prefix, forever; reconnects (resuming at the next revision) when the
+        etcd member behind the stream goes away."""
+        next_rev = start_revision
+        while True:
+            try:
+                watch = await self.client.watch_prefix(prefix.encode(), start_revision=next_rev)
+                try:
+                    async for ev in watch:
+                        rev = int(ev.kv.mod_revision)
+                        next_rev = rev + 1
+                        value = None if ev.kind == "DELETE" else ev.kv.value
+                        yield WatchEvent(ev.kv.key.decode(), value, rev)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await watch.cancel()
+            except aetcd.exceptions.RevisionCompactedError:
+                next_rev = None
+            except (aetcd.exceptions.ClientError, OSError) as e:
+                log.debug("watch on %s broke (%s); reconnecting", prefix, e)
+            await asyncio.sleep(0.5)
+
+    # --- leases ----------------------------------------------------------------------------
+
+    async def grant_lease(self, ttl: int) -> Any:
+        return await self.client.lease(ttl)
+
+    async def refresh_lease(self, lease: Any) -> int:
+        """Refresh and return the remaining TTL; 0 or less means the lease is gone."""
+        reply = await lease.refresh()
+        return int(reply[0].TTL) if isinstance(reply, list) else int(reply.TTL)
+
+    # --- nodes -----------------------------------------------------------------------------
+
+    async def nodes(self) -> list[Node]:
+        fields: dict[str, dict[str, bytes]] = {}
+        for key, value, _ in await self.raw_prefix(keys.NODES):
+            name, field = keys.split(key, keys.NODES)
+            fields.setdefault(name, {})[field] = value
+        return [self._node(name, f) for name, f in sorted(fields.items())]
+
+    async def node(self, name: str) -> Node | None:
+        f = {key.rsplit("/", 1)[1]: value
+             for key, value, _ in await self.raw_prefix(f"{keys.NODES}{name}/")}
+        return self._node(name, f) if f else None
+
+    @staticmethod
+    def _node(name: str, f: dict[str, bytes]) -> Node:
+        return Node(
+            name=name,
+            info=load(NodeInfo, f["info"]) if "info" in f else None,
+            alive="alive" in f,
+            usage=load(NodeUsage, f["usage"]) if "usage" in f else None,
+            request=load(NodeRequest, f["request"]) if "request" in f else None,
+        )
+
+    # --- storage ---------------------------------------------------------------------------
+
+    async def storages(self) -> dict[str, StorageConfig]:
+        return {
+            s.id: s
+            for s in (load(StorageConfig, v) for _, v, _ in await self.raw_prefix(keys.STORAGE))
+        }
+
+    async def put_storage(self, storage: StorageConfig) -> None:
+        await self.put(keys.storage(storage.id), storage)
+
+    # --- VMs -------------------------------------------------------------------------------
+
+    async def vms(self) -> list[VM]:
+        fields: dict[int, dict[str, tuple[bytes, int]]] = {}
+        for key, value, rev in await self.raw_prefix(keys.VMS):
+            vmid, field = keys.split(key, keys.VMS)
+            fields.setdefault(int(vmid), {})[field] = (value, rev)
+        out = [self._vm(f) for _, f in sorted(fields.items())]
+        return [vm for vm in out if vm is not None]
+
+    async def vm(self, vmid: int) -> VM | None:
+        f = {key.rsplit("/", 1)[1]: (value, rev)
+             for key, value, rev in await self.raw_prefix(f"{keys.VMS}{vmid}/")}
+        return self._vm(f)
+
+    @staticmethod
+    def _vm(f: dict[str, tuple[bytes, int]]) -> VM | None:
+        if "config" not in f or "placement" not in f:
+            return None  # half-deleted or half-written: not a VM
+        return VM(
+            config=load(VMConfig, f["config"][0]),
+            placement=load(Placement, f["placement"][0]),
+            placement_rev=f["placement"][1],
+            runtime=load(VMRuntime, f["runtime"][0]) if "runtime" in f else None,
+        )
+
+    async def next_vmid(self) -> int:
+        used = {int(keys.split(k, keys.VMS)[0]) for k, _, _ in await self.raw_prefix(keys.VMS)}
+        vmid = 100
+        while vmid in used:
+            vmid += 1
+        return vmid
+
+    async def create_vm(self, config: VMConfig, placement: Placement) -> bool:
+        """Create config, placement and the name claim at once, only if neither the vmid nor the
+        name is taken."""
+        t = self.client.transactions
+        cfg_key = keys.vm(config.vmid, "config").encode()
+        name_key = keys.name(config.name).encode()
+        ok, _ = await self.client.transaction(
+            compare=[t.version(cfg_key) == 0, t.version(name_key) == 0],
+            success=[
+                t.put(cfg_key, dump(config)),
+                t.put(keys.vm(config.vmid, "placement").encode(), dump(placement)),
+                t.put(name_key, str(config.vmid).encode()),
+            ],
+            failure=[],
+        )
+        return bool(ok)
+
+    async def name_taken(self, name: str) -> int | None:
+        kv = await self.client.get(keys.name(name).encode())
+        return int(kv.value) if kv is not None else None
+
+    async def set_placement(self, vmid: int, placement: Placement, expect_rev: int) -> bool:
+        """Write placement only if nobody changed it since expect_rev was read."""
+        t = self.client.transactions
+        key = keys.vm(vmid, "placement").encode()
+        ok, _ = await self.client.transaction(
+            compare=[t.mod(key) == expect_rev],
+            success=[t.put(key, dump(placement))],
+            failure=[],
+        )
+        return bool(ok)
+
+    async def put_runtime(self, vmid: int, runtime: VMRuntime) -> None:
+        # Only while the VM exists: a late report must not resurrect a deleted VM's keys.
+        t = self.client.transactions
+        cfg = keys.vm(vmid, "config").encode()
+        await self.client.transaction(
+            compare=[t.version(cfg) > 0],
+            success=[t.put(keys.vm(vmid, "runtime").encode(), dump(runtime))],
+            failure=[],
+        )
+
+    async def delete_vm(self, vm: VM) -> bool:
+        t = self.client.transactions
+        pkey = keys.vm(vm.vmid, "placement").encode()
+        ok, _ = await self.client.transaction(
+            compare=[t.mod(pkey) == vm.placement_rev],
+            success=[
+                t.delete(keys.vm(vm.vmid, f).encode()) for f in keys.VM_FIELDS
+            ] + [t.delete(keys.name(vm.config.name).encode())],
+            failure=[],
+        )
+        return bool(ok)
+
+    # --- tasks -----------------------------------------------------------------------------
+
+    async def put_task(self, task: Task) -> None:
+        await self.put(keys.task(task.id), task)
+
+    async def task(self, task_id: str) -> Task | None:
+        return (await self.get(keys.task(task_id), Task))[0]
+
+    async def tasks(self) -> list[Task]:
+        out = [load(Task, v) for _, v, _ in await self.raw_prefix(keys.TASKS)]
+        return sorted(out, key=lambda t: t.created_at)
+
+    async def claim_task(self, task: Task, expect_rev: int, claimed: Task) -> bool:
+        t = self.client.transactions
+        key = keys.task(task.id).encode()
+        ok, _ = await self.client.transaction(
+            compare=[t.mod(key) == expect_rev], success=[t.put(key, dump(claimed))], failure=[]
+        )
+        return bool(ok)
+
+    # --- auth ------------------------------------------------------------------------------
+
+    async def add_token(self, token: str) -> None:
+        await self.client.put(keys.token(token_digest(token)).encode(), b"{}")
+
+    async def token_valid(self, token: str) -> bool:
+        return await self.client.get(keys.token(token_digest(token)).encode()) is not None
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,44 @@
+#!/bin/sh
+# PID 1 of Corral's tiny guest: a heartbeat on the serial console, a clean power-off on the
+# ACPI power button, and an optional counter written to the first disk.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+
+# Modules not built into the kernel, listed by the image builder in dependency order.
+while read -r module; do
+    insmod "$module" 2>/dev/null
+done </etc/corral-modules
+
+# The ACPI button driver reports presses as key events on its input device; any event
+# there means QEMU's system_powerdown. A watcher per device, whichever fires first wins.
+for dev in /sys/class/input/event*; do
+    if [ "$(cat "$dev/device/name" 2>/dev/null)" = "Power Button" ]; then
+        (
+            head -c 1 "/dev/${dev##*/}" >/dev/null
+            echo "corral-guest: power button, powering off"
+            sync
+            poweroff -f
+        ) &
+    fi
+done
+
+diskmark=0
+if [ -b /dev/vda ]; then
+    echo "corral-disk: present"
+    case " $(cat /proc/cmdline) " in
+        *" corral.diskmark=1 "*) diskmark=1 ;;
+    esac
+fi
+
+n=1
+while :; do
+    echo "corral-heartbeat $n"
+    if [ "$diskmark" = 1 ]; then
+        # The counter as text, NUL-padded to one sector, flushed past the guest cache.
+        echo "$n" | dd of=/dev/vda bs=512 count=1 conv=sync,notrunc,fsync 2>/dev/null
+    fi
+    n=$((n + 1))
+    sleep 1
+done

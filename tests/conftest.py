@@ -1,0 +1,49 @@
+"""Shared fixtures: a real etcd for integration tests, a connected Store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from corral.cluster.store import Store
+from corral.lab.etcd import EtcdMember, free_port, wait_healthy
+
+
+@pytest.fixture(scope="session")
+def etcd_endpoint() -> Iterator[str]:
+    """One real single-member etcd for the whole session; tests wipe /corral/ between them."""
+    if shutil.which("etcd") is None:
+        pytest.fail("etcd is not installed: run `make test`, which installs it")
+    data = Path(tempfile.mkdtemp(prefix="corral-etcd-"))
+    member = EtcdMember("t1", data / "t1", free_port(), free_port())
+    proc = subprocess.Popen(
+        member.command([member]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_healthy([member.client_url])
+        yield member.client_url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+async def store(etcd_endpoint: str) -> AsyncIterator[Store]:
+    async with Store([etcd_endpoint]) as s:
+        await s.client.delete_prefix(b"/corral/")
+        yield s
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short temporary path: unix socket paths must stay under 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="c-", dir=os.environ.get("CORRAL_SHORT_TMP", "/tmp")))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,92 @@
+"""The cluster store against a real etcd."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from corral.cluster import keys
+from corral.cluster.models import Placement, RunState, Task, TaskState, VMConfig
+from corral.cluster.store import Store
+
+pytestmark = pytest.mark.integration
+
+
+def cfg(vmid: int = 100, name: str = "web1") -> VMConfig:
+    return VMConfig(vmid=vmid, name=name, memory_mb=128, cores=1)
+
+
+async def test_create_vm_is_unique_by_id_and_name(store: Store) -> None:
+    assert await store.create_vm(cfg(), Placement(node="n1"))
+    assert not await store.create_vm(cfg(), Placement(node="n2"))
+    assert not await store.create_vm(cfg(101, "web1"), Placement(node="n2"))
+    vms = await store.vms()
+    assert [(v.vmid, v.placement.node) for v in vms] == [(100, "n1")]
+    assert await store.next_vmid() == 101
+
+
+async def test_placement_change_is_conditioned_on_revision(store: Store) -> None:
+    await store.create_vm(cfg(), Placement(node="n1"))
+    vm = await store.vm(100)
+    assert vm is not None
+    moved = Placement(node="n2", state=RunState.RUNNING, generation=1)
+    assert await store.set_placement(100, moved, vm.placement_rev)
+    # A second writer holding the same (now stale) revision loses.
+    assert not await store.set_placement(100, Placement(node="n3"), vm.placement_rev)
+    after = await store.vm(100)
+    assert after is not None and after.placement.node == "n2"
+
+
+async def test_delete_vm_frees_the_name(store: Store) -> None:
+    await store.create_vm(cfg(), Placement(node="n1"))
+    vm = await store.vm(100)
+    assert vm is not None and await store.delete_vm(vm)
+    assert await store.vm(100) is None
+    assert await store.name_taken("web1") is None
+
+
+async def test_lease_bound_key_disappears_when_lease_revoked(store: Store) -> None:
+    lease = await store.grant_lease(5)
+    await store.client.put(keys.node("n1", "alive").encode(), b"1", lease=lease)
+    assert (await store.nodes())[0].alive
+    assert await store.refresh_lease(lease) > 0
+    await lease.revoke()
+    assert await store.nodes() == []
+
+
+async def test_task_claim_happens_once(store: Store) -> None:
+    task = Task(id="t1", kind="vm.start", node="n1", vmid=100)
+    await store.put_task(task)
+    _, rev = await store.get(keys.task("t1"), Task)
+    running = task.model_copy(update={"state": TaskState.RUNNING})
+    results = await asyncio.gather(
+        store.claim_task(task, rev, running), store.claim_task(task, rev, running)
+    )
+    assert sorted(results) == [False, True]
+
+
+async def test_watch_sees_puts_and_deletes(store: Store) -> None:
+    seen: list[tuple[str, bytes | None]] = []
+
+    async def watch() -> None:
+        async for ev in store.watch_prefix(keys.TASKS):
+            seen.append((ev.key, ev.value))
+            if ev.value is None:
+                return
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0.3)
+    await store.put_task(Task(id="t2", kind="vm.start", node="n1"))
+    await store.delete(keys.task("t2"))
+    await asyncio.wait_for(watcher, 10)
+    assert [k for k, _ in seen] == [keys.task("t2")] * 2
+    assert seen[-1][1] is None
+
+
+async def test_token_is_stored_hashed(store: Store) -> None:
+    await store.add_token("s3cret")
+    assert await store.token_valid("s3cret")
+    assert not await store.token_valid("wrong")
+    raw = await store.raw_prefix(keys.TOKENS)
+    assert all(b"s3cret" not in k.encode() + v for k, v, _ in raw)
