@@ -47,3 +47,13 @@ def short_tmp() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="c-", dir=os.environ.get("CORRAL_SHORT_TMP", "/tmp")))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_images() -> Path:
+    """The tiny guest, built once (make test builds it into $CORRAL_IMAGES_DIR beforehand)."""
+    from corral.image.tiny import build_tiny
+
+    images = Path(os.environ.get("CORRAL_IMAGES_DIR", "/var/lib/corral/images"))
+    build_tiny(images)
+    return images

@@ -1,0 +1,60 @@
+# Two entry points for a fresh Debian machine, as root:
+#   make demo   installs what is missing, builds, starts a 3-host lab cluster with a few VMs
+#   make test   installs what is missing, runs the whole suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+IMAGES ?= /var/lib/corral/images
+APT_PACKAGES := python3 python3-venv qemu-system-x86 qemu-utils etcd-server etcd-client \
+	busybox-static cpio iproute2 procps psmisc
+PYTEST_ARGS ?=
+
+.PHONY: all system-deps venv cli image demo down test lint unit clean
+
+all: venv
+
+# Installs only the Debian packages that are missing, so a prepared machine does no apt work.
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# `corral` on PATH for the operator's other terminals.
+cli: venv
+	ln -sf $(CURDIR)/$(BIN)/corral /usr/local/bin/corral
+
+image: system-deps venv
+	$(BIN)/corral image build-tiny --images-dir $(IMAGES)
+
+demo: system-deps venv cli image
+	CORRAL_IMAGES_DIR=$(IMAGES) $(BIN)/corral lab up --nodes 3 --vms 3
+
+down:
+	$(BIN)/corral lab down
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+# pytest's exit code 5 (nothing collected) must never pass as success.
+test: system-deps venv image lint
+	CORRAL_IMAGES_DIR=$(IMAGES) $(BIN)/pytest -p no:cacheprovider -ra $(PYTEST_ARGS); \
+	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,46 @@
+"""The agent's own small HTTP endpoint: the serial console of its VMs, for the API to relay."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from corral.cluster.store import Store
+from corral.qemu.driver import QemuDriver
+
+TOKEN_CACHE_SECONDS = 10.0
+
+
+def console_app(store: Store, driver: QemuDriver) -> Starlette:
+    valid_until: dict[str, float] = {}
+
+    async def authorised(request: Request) -> bool:
+        auth = request.headers.get("authorization", "")
+        token = auth.removeprefix("Bearer ").strip()
+        if not token:
+            return False
+        if valid_until.get(token, 0.0) > time.monotonic():
+            return True
+        if await store.token_valid(token):
+            valid_until[token] = time.monotonic() + TOKEN_CACHE_SECONDS
+            return True
+        return False
+
+    async def console(request: Request) -> JSONResponse:
+        if not await authorised(request):
+            return JSONResponse({"error": {"code": "unauthorized",
+                                           "message": "a valid token is needed"}}, 401)
+        try:
+            vmid = int(request.path_params["vmid"])
+            offset = int(request.query_params.get("offset", "0"))
+        except ValueError:
+            return JSONResponse({"error": {"code": "bad_request", "field": "offset",
+                                           "message": "vmid and offset must be integers"}}, 400)
+        data, next_offset = driver.read_console(vmid, max(offset, 0))
+        return JSONResponse({"data": data.decode(errors="replace"), "offset": next_offset})
+
+    return Starlette(routes=[Route("/vms/{vmid}/console", console)])

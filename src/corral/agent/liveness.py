@@ -1,0 +1,53 @@
+"""The host's lease: while it lives, the host is alive in the cluster's eyes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from corral.cluster import keys
+from corral.cluster.models import NodeInfo, NodeUsage
+from corral.cluster.store import Store, dump
+
+log = logging.getLogger(__name__)
+
+
+class Liveness:
+    def __init__(self, store: Store, node: str, ttl: int) -> None:
+        self.store = store
+        self.node = node
+        self.ttl = ttl
+        self.lease: Any = None
+
+    async def register(self, info: NodeInfo) -> None:
+        # Static facts outlive the lease, so an offline host is still listed as offline.
+        await self.store.put(keys.node(self.node, "info"), info)
+        await self._new_lease()
+
+    async def _new_lease(self) -> None:
+        self.lease = await self.store.grant_lease(self.ttl)
+        await self.store.client.put(keys.node(self.node, "alive").encode(), b"1", lease=self.lease)
+
+    async def publish_usage(self, usage: NodeUsage) -> None:
+        await self.store.client.put(
+            keys.node(self.node, "usage").encode(), dump(usage), lease=self.lease
+        )
+
+    async def keep_alive(self) -> None:
+        """Renew well within the TTL; a lease lost (etcd unreachable longer than the TTL) is
+        replaced by a new one as soon as etcd answers again."""
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                if await self.store.refresh_lease(self.lease) <= 0:
+                    log.warning("lease of %s expired; registering again", self.node)
+                    await self._new_lease()
+            except Exception as e:  # etcd unreachable: keep trying, the TTL decides
+                log.warning("lease renewal failed: %s", e)
+
+    async def release(self) -> None:
+        if self.lease is not None:
+            with contextlib.suppress(Exception):
+                await self.lease.revoke()

@@ -1,0 +1,36 @@
+"""Usage samples of the host, from psutil."""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+
+from corral.cluster.models import NodeInfo, NodeUsage
+
+MB = 1024 * 1024
+
+
+def static_info(name: str, address: str, agent_url: str, accel: str,
+                versions: dict[str, str]) -> NodeInfo:
+    return NodeInfo(
+        name=name,
+        cpus=psutil.cpu_count() or 1,
+        memory_mb=psutil.virtual_memory().total // MB,
+        address=address,
+        agent_url=agent_url,
+        accel="kvm" if accel == "kvm" else "tcg",
+        versions=versions,
+    )
+
+
+def sample(vms_running: int) -> NodeUsage:
+    mem = psutil.virtual_memory()
+    return NodeUsage(
+        # interval=None: the share since the previous call, without blocking.
+        cpu=psutil.cpu_percent(interval=None) / 100.0,
+        memory_used_mb=(mem.total - mem.available) // MB,
+        memory_total_mb=mem.total // MB,
+        load1=os.getloadavg()[0],
+        vms_running=vms_running,
+    )

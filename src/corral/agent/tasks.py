@@ -1,0 +1,95 @@
+"""Claims the tasks addressed to this host and runs them, one at a time per VM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from corral.agent.actions import HANDLERS, HostContext, TaskFailed
+from corral.cluster import keys
+from corral.cluster.models import Task, TaskState
+from corral.cluster.store import load
+
+log = logging.getLogger(__name__)
+
+
+class TaskRunner:
+    def __init__(self, ctx: HostContext) -> None:
+        self.ctx = ctx
+        self.busy: set[int] = set()  # VMs a task is working on: the monitor leaves them be
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        store = self.ctx.store
+        rev = await store.revision()
+        for _key, value, mod_rev in await store.raw_prefix(keys.TASKS):
+            task = load(Task, value)
+            if task.node != self.ctx.node:
+                continue
+            if task.state is TaskState.QUEUED:
+                self._spawn(task, mod_rev)
+            elif task.state is TaskState.RUNNING:
+                # This host's agent died mid-task: the monitor reports the VM's real state.
+                await self._finish(task, error="the agent restarted while the task ran")
+        async for ev in store.watch_prefix(keys.TASKS, start_revision=rev + 1):
+            if ev.value is None:
+                continue
+            task = load(Task, ev.value)
+            if task.node == self.ctx.node and task.state is TaskState.QUEUED:
+                self._spawn(task, ev.revision)
+
+    def _spawn(self, task: Task, rev: int) -> None:
+        t = asyncio.create_task(self._claim_and_run(task, rev))
+        self._running.add(t)
+        t.add_done_callback(self._running.discard)
+
+    async def _claim_and_run(self, task: Task, rev: int) -> None:
+        store = self.ctx.store
+        current = task.model_copy(update={"state": TaskState.RUNNING, "started_at": time.time()})
+        if not await store.claim_task(task, rev, current):
+            return  # someone else changed it first
+        vmid = task.vmid if task.vmid is not None else -1
+        lock = self._locks.setdefault(vmid, asyncio.Lock())
+        async with lock:
+            self.busy.add(vmid)
+            try:
+                await self._execute(current)
+            finally:
+                self.busy.discard(vmid)
+
+    async def _execute(self, task: Task) -> None:
+        handler = HANDLERS.get(task.kind)
+        vm = await self.ctx.store.vm(task.vmid) if task.vmid is not None else None
+        if handler is None or vm is None:
+            why = f"unknown task kind {task.kind}" if handler is None else "the VM is gone"
+            await self._finish(task, error=why)
+            return
+        state = task
+
+        async def report(progress: float, line: str) -> None:
+            nonlocal state
+            state = state.with_log(line).model_copy(update={"progress": progress})
+            await self.ctx.store.put_task(state)
+
+        try:
+            result = await handler(self.ctx, task, vm, report)
+        except (TaskFailed, ValueError, OSError, TimeoutError) as e:
+            await self._finish(state, error=str(e) or type(e).__name__)
+        except Exception as e:
+            log.exception("task %s (%s) failed", task.id, task.kind)
+            await self._finish(state, error=f"{type(e).__name__}: {e}")
+        else:
+            await self._finish(state, result=result)
+
+    async def _finish(self, task: Task, error: str | None = None,
+                      result: dict[str, object] | None = None) -> None:
+        done = task.model_copy(update={
+            "state": TaskState.ERROR if error else TaskState.OK,
+            "error": error,
+            "result": result or {},
+            "progress": 1.0,
+            "ended_at": time.time(),
+        })
+        await self.ctx.store.put_task(done.with_log(f"error: {error}" if error else "done"))

@@ -1,0 +1,44 @@
+"""`corral agent run`: the per-host daemon (started by systemd, or by the lab)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import typer
+
+from corral.agent.main import run
+from corral.agent.settings import AgentSettings
+
+app = typer.Typer(help="The per-host agent.", no_args_is_help=True)
+
+
+@app.command("run")
+def run_agent(
+    node: str = typer.Option(..., help="This host's name in the cluster."),
+    data_dir: Path = typer.Option(Path("/var/lib/corral"), help="Host state directory."),
+    images_dir: Path = typer.Option(Path("/var/lib/corral/images"), help="Boot images."),
+    etcd: str = typer.Option("http://127.0.0.1:2379", help="etcd client URLs, comma-separated."),
+    listen: str = typer.Option("127.0.0.1:0", help="host:port of the console endpoint."),
+    accel: str = typer.Option("auto", help="auto (boot probe), kvm or tcg."),
+    lease_ttl: int = typer.Option(10, min=2, help="Host lease TTL in seconds."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    if accel not in ("auto", "kvm", "tcg"):
+        raise typer.BadParameter("must be auto, kvm or tcg", param_hint="--accel")
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise typer.BadParameter("must be host:port", param_hint="--listen")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = AgentSettings(
+        node=node, data_dir=data_dir.resolve(), images_dir=images_dir.resolve(),
+        etcd=[u.strip() for u in etcd.split(",") if u.strip()],
+        listen_host=host, listen_port=int(port),
+        accel=accel,  # type: ignore[arg-type]
+        lease_ttl=lease_ttl,
+    )
+    asyncio.run(run(settings))

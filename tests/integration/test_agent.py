@@ -1,0 +1,221 @@
+"""The agent against a real etcd and real QEMU: tasks, the serial heartbeat, shutdown, and
+adoption of running VMs after the agent is killed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from corral.cluster.models import (
+    Disk,
+    NodeInfo,
+    Placement,
+    StorageConfig,
+    StorageType,
+    Task,
+    TaskState,
+    VMConfig,
+    VMStatus,
+)
+from corral.cluster.store import Store
+
+pytestmark = pytest.mark.integration
+
+
+class AgentProc:
+    def __init__(self, etcd: str, data_dir: Path, images_dir: Path, node: str = "n1") -> None:
+        self.argv = [
+            sys.executable, "-m", "corral.cli.main", "agent", "run", "--node", node,
+            "--data-dir", str(data_dir), "--images-dir", str(images_dir), "--etcd", etcd,
+            "--accel", "tcg", "--lease-ttl", "4",
+        ]
+        self.log = data_dir / "agent.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        self.proc.wait(15)
+
+
+async def wait_for(check, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+async def run_task(store: Store, kind: str, vmid: int, timeout: float = 60.0,
+                   **params: object) -> Task:
+    task = Task(id=uuid.uuid4().hex[:16], kind=kind, node="n1", vmid=vmid, params=params)
+    await store.put_task(task)
+
+    async def finished() -> Task | None:
+        t = await store.task(task.id)
+        return t if t is not None and t.state.finished else None
+
+    done: Task = await wait_for(finished, timeout, f"task {kind}")
+    return done
+
+
+@pytest.fixture
+async def agent(store: Store, etcd_endpoint: str, short_tmp: Path,
+                tiny_images: Path) -> AsyncIterator[AgentProc]:
+    await store.put_storage(StorageConfig(id="local", type=StorageType.DIR, path="storage/local"))
+    proc = AgentProc(etcd_endpoint, short_tmp / "n1", tiny_images)
+    proc.start()
+
+    async def alive() -> bool:
+        node = await store.node("n1")
+        return node is not None and node.alive
+
+    try:
+        await wait_for(alive, 30, "the agent to register")
+        yield proc
+    finally:
+        if proc.proc and proc.proc.poll() is None:
+            proc.kill(signal.SIGTERM)
+        for pidfile in (short_tmp / "n1" / "run").glob("*.pid"):
+            with contextlib.suppress(ValueError, ProcessLookupError):
+                os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+
+
+def serial(short_tmp: Path, vmid: int) -> str:
+    logs = list((short_tmp / "n1" / "run").glob(f"{vmid}*serial*"))
+    return logs[0].read_text(errors="replace") if logs else ""
+
+
+async def heartbeats(short_tmp: Path, vmid: int) -> list[int]:
+    return [int(line.split()[1]) for line in serial(short_tmp, vmid).splitlines()
+            if line.startswith("corral-heartbeat ")]
+
+
+async def test_registers_host_with_facts_and_lease(store: Store, agent: AgentProc) -> None:
+    node = await store.node("n1")
+    assert node is not None and node.alive
+    assert isinstance(node.info, NodeInfo) and node.info.cpus >= 1 and node.info.accel == "tcg"
+
+
+async def test_vm_lifecycle_heartbeat_shutdown_and_adoption(
+    store: Store, agent: AgentProc, short_tmp: Path
+) -> None:
+    cfg = VMConfig(vmid=100, name="t100", memory_mb=96, cores=1,
+                   disks=[Disk(volume="local:vm-100-disk-0.qcow2", size_mb=64)])
+    assert await store.create_vm(cfg, Placement(node="n1"))
+    created = await run_task(store, "vm.create", 100)
+    assert created.state is TaskState.OK, created.error
+    assert (short_tmp / "n1/storage/local/vm-100-disk-0.qcow2").exists()
+
+    started = await run_task(store, "vm.start", 100)
+    assert started.state is TaskState.OK, started.error
+    pid = started.result["pid"]
+
+    async def beating() -> bool:
+        return len(await heartbeats(short_tmp, 100)) >= 2
+
+    await wait_for(beating, 30, "the guest's heartbeat")
+    again = await run_task(store, "vm.start", 100)
+    assert again.state is TaskState.ERROR and "already running" in (again.error or "")
+
+    # The agent dies hard; the VM must not notice and the new agent must adopt it.
+    agent.kill(signal.SIGKILL)
+    os.kill(pid, 0)
+    agent.start()
+
+    async def adopted() -> bool:
+        vm = await store.vm(100)
+        node = await store.node("n1")
+        return bool(vm and vm.runtime and vm.runtime.status is VMStatus.RUNNING
+                    and vm.runtime.pid == pid and node and node.alive)
+
+    await wait_for(adopted, 30, "adoption after the agent restart")
+    before = max(await heartbeats(short_tmp, 100))
+
+    async def still_beating() -> bool:
+        return max(await heartbeats(short_tmp, 100)) > before
+
+    await wait_for(still_beating, 10, "heartbeats after adoption")
+    assert min(await heartbeats(short_tmp, 100)) == 1
+    assert (await heartbeats(short_tmp, 100)).count(1) == 1, "the guest restarted"
+
+    down = await run_task(store, "vm.shutdown", 100, timeout=30)
+    assert down.state is TaskState.OK, down.error
+    assert down.result["clean"] is True
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    vm = await store.vm(100)
+    assert vm is not None and vm.placement.state == "stopped"
+    assert vm.runtime is not None and vm.runtime.status is VMStatus.STOPPED
+
+
+async def test_pause_resume_and_delete_guarded(store: Store, agent: AgentProc,
+                                               short_tmp: Path) -> None:
+    cfg = VMConfig(vmid=101, name="t101", memory_mb=96, cores=1)
+    assert await store.create_vm(cfg, Placement(node="n1"))
+    assert (await run_task(store, "vm.start", 101)).state is TaskState.OK
+    await wait_for(lambda: _has_beats(short_tmp, 101), 30, "heartbeat")
+    assert (await run_task(store, "vm.suspend", 101)).state is TaskState.OK
+    await asyncio.sleep(0.5)
+    frozen = await heartbeats(short_tmp, 101)
+    await asyncio.sleep(2.0)
+    assert await heartbeats(short_tmp, 101) == frozen, "a paused guest kept running"
+    vm = await store.vm(101)
+    assert vm is not None and vm.placement.state == "paused"
+    assert (await run_task(store, "vm.resume", 101)).state is TaskState.OK
+
+    refused = await run_task(store, "vm.delete", 101)
+    assert refused.state is TaskState.ERROR and await store.vm(101) is not None
+    forced = await run_task(store, "vm.delete", 101, force=True)
+    assert forced.state is TaskState.OK, forced.error
+    assert await store.vm(101) is None
+    assert await store.name_taken("t101") is None
+
+
+async def test_hard_stop_after_shutdown_timeout(store: Store, agent: AgentProc,
+                                               short_tmp: Path) -> None:
+    cfg = VMConfig(vmid=102, name="t102", memory_mb=96, cores=1)
+    assert await store.create_vm(cfg, Placement(node="n1"))
+    assert (await run_task(store, "vm.start", 102)).state is TaskState.OK
+    # Paused, the guest cannot react to the power button: the timeout must stop it hard.
+    assert (await run_task(store, "vm.suspend", 102)).state is TaskState.OK
+    down = await run_task(store, "vm.shutdown", 102, timeout=1)
+    assert down.state is TaskState.OK and down.result["clean"] is False
+
+
+async def test_guest_poweroff_is_recorded_as_stopped(store: Store, agent: AgentProc,
+                                                     short_tmp: Path) -> None:
+    cfg = VMConfig(vmid=103, name="t103", memory_mb=96, cores=1)
+    assert await store.create_vm(cfg, Placement(node="n1"))
+    started = await run_task(store, "vm.start", 103)
+    await wait_for(lambda: _has_beats(short_tmp, 103), 30, "heartbeat")
+    await asyncio.sleep(1.5)  # the monitor has seen it running
+    os.kill(started.result["pid"], signal.SIGTERM)  # QEMU exits as on a guest power-off
+
+    async def stopped() -> bool:
+        vm = await store.vm(103)
+        return bool(vm and vm.placement.state == "stopped" and vm.runtime
+                    and vm.runtime.status is VMStatus.STOPPED)
+
+    await wait_for(stopped, 15, "the exit to be recorded")
+
+
+async def _has_beats(short_tmp: Path, vmid: int) -> bool:
+    return len(await heartbeats(short_tmp, vmid)) >= 1
