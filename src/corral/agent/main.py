@@ -82,7 +82,7 @@ async def run(settings: AgentSettings) -> None:
 
         await reconcile_at_start(ctx, start_vm)
         server = uvicorn.Server(uvicorn.Config(console_app(store, driver), log_level="warning",
-                                               access_log=False))
+                                               access_log=False, lifespan="off"))
 
         async def usage_loop() -> None:
             while True:
@@ -103,9 +103,9 @@ async def run(settings: AgentSettings) -> None:
             loop.add_signal_handler(sig, stop.set)
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([*jobs, waiter], return_when=asyncio.FIRST_COMPLETED)
-        for job in done:
-            if job is not waiter and job.exception() is not None:
-                log.error("%s failed: %r", job.get_name(), job.exception())
+        failed = [job for job in done if job is not waiter]
+        for job in failed:
+            log.error("%s stopped: %r", job.get_name(), job.exception())
         server.should_exit = True
         for job in jobs:
             job.cancel()
@@ -113,3 +113,6 @@ async def run(settings: AgentSettings) -> None:
         # VMs keep running: QEMU processes outlive the agent and are adopted on its return.
         await liveness.release()
         log.info("agent of %s stopped", settings.node)
+        if failed:
+            # A non-zero exit: systemd (or the lab supervisor) restarts the agent.
+            raise SystemExit(1)

@@ -23,8 +23,8 @@ class TaskRunner:
 
     async def run(self) -> None:
         store = self.ctx.store
-        rev = await store.revision()
-        for _key, value, mod_rev in await store.raw_prefix(keys.TASKS):
+        items, rev = await store.snapshot(keys.TASKS)
+        for _, value, mod_rev in items:
             task = load(Task, value)
             if task.node != self.ctx.node:
                 continue

@@ -127,12 +127,14 @@ class Store:
         await self.client.delete(key.encode())
 
     async def raw_prefix(self, prefix: str) -> list[tuple[str, bytes, int]]:
-        result = await self.client.get_prefix(prefix.encode())
-        return [(kv.key.decode(), kv.value, int(kv.mod_revision)) for kv in result]
+        return (await self.snapshot(prefix))[0]
 
-    async def revision(self) -> int:
-        status = await self.client.status()
-        return int(status.header.revision)
+    async def snapshot(self, prefix: str) -> tuple[list[tuple[str, bytes, int]], int]:
+        """Keys under prefix with their mod revisions, and the store revision they were read
+        at: a watch from revision + 1 then misses nothing."""
+        result = await self.client.get_prefix(prefix.encode())
+        items = [(kv.key.decode(), kv.value, int(kv.mod_revision)) for kv in result]
+        return items, int(result.header.revision)
 
     async def watch_prefix(self, prefix: str, start_revision: int | None = None
                            ) -> AsyncIterator[WatchEvent]:

@@ -1,0 +1,36 @@
+"""Per-request access to the app's shared state, and the auth guard."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+import httpx
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from corral.api.auth import TokenChecker
+from corral.cluster.store import Store
+
+_bearer = HTTPBearer(auto_error=False)  # auto_error would answer 403 in FastAPI's own shape
+
+
+def get_store(request: Request) -> Store:
+    return cast(Store, request.app.state.store)
+
+
+def get_http(request: Request) -> httpx.AsyncClient:
+    return cast(httpx.AsyncClient, request.app.state.http)
+
+
+async def require_token(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    checker = cast(TokenChecker, request.app.state.tokens)
+    header = f"{creds.scheme} {creds.credentials}" if creds else None
+    return await checker.check(header)
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
+TokenDep = Annotated[str, Depends(require_token)]

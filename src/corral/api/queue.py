@@ -1,0 +1,41 @@
+"""Queueing tasks for agents, and the checks that keep two actions off one VM."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from corral.api.errors import conflict
+from corral.cluster.models import Task
+from corral.cluster.store import Store
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+async def unfinished_task(store: Store, vmid: int) -> Task | None:
+    for task in await store.tasks():
+        if task.vmid == vmid and not task.state.finished:
+            return task
+    return None
+
+
+async def ensure_idle(store: Store, vmid: int) -> None:
+    task = await unfinished_task(store, vmid)
+    if task is not None:
+        raise conflict(f"VM {vmid} has a task in progress: {task.id} {task.kind}")
+
+
+async def ensure_online(store: Store, node_name: str) -> None:
+    node = await store.node(node_name)
+    if node is None or not node.alive:
+        raise conflict(f"node {node_name} is offline")
+
+
+async def queue(
+    store: Store, kind: str, node: str, vmid: int, params: dict[str, Any] | None = None
+) -> Task:
+    task = Task(id=new_task_id(), kind=kind, node=node, vmid=vmid, params=params or {})
+    await store.put_task(task)
+    return task

@@ -1,0 +1,58 @@
+"""Hosts, storages and tasks: read-only views."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from corral.api.deps import StoreDep
+from corral.api.errors import not_found
+from corral.api.schemas import NodeOut
+from corral.api.views import node_out
+from corral.cluster.models import StorageConfig, Task
+
+router = APIRouter()
+
+
+@router.get("/nodes", response_model=list[NodeOut], tags=["nodes"])
+async def list_nodes(store: StoreDep) -> list[NodeOut]:
+    vms = await store.vms()
+    return [node_out(n, vms) for n in await store.nodes()]
+
+
+@router.get("/nodes/{node}", response_model=NodeOut, tags=["nodes"])
+async def get_node(node: str, store: StoreDep) -> NodeOut:
+    found = await store.node(node)
+    if found is None:
+        raise not_found("node", node)
+    return node_out(found, await store.vms())
+
+
+@router.get("/storage", response_model=list[StorageConfig], tags=["storage"])
+async def list_storage(store: StoreDep) -> list[StorageConfig]:
+    return sorted((await store.storages()).values(), key=lambda s: s.id)
+
+
+@router.get("/tasks", response_model=list[Task], tags=["tasks"])
+async def list_tasks(
+    store: StoreDep,
+    vmid: int | None = None,
+    node: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+) -> list[Task]:
+    tasks = [
+        t
+        for t in reversed(await store.tasks())
+        if (vmid is None or t.vmid == vmid) and (node is None or t.node == node)
+    ]
+    return tasks[:limit]
+
+
+@router.get("/tasks/{task_id}", response_model=Task, tags=["tasks"])
+async def get_task(task_id: str, store: StoreDep) -> Task:
+    # Ids are hex; anything else cannot name a task (and must not reach into other keys).
+    task = await store.task(task_id) if task_id.isalnum() else None
+    if task is None:
+        raise not_found("task", task_id)
+    return task

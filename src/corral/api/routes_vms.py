@@ -1,0 +1,150 @@
+"""VMs: create, read, run-state actions, delete, serial console."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import httpx
+from fastapi import APIRouter, Body, Query, Response
+from pydantic import ValidationError
+
+from corral.api import queue
+from corral.api.create import create_vm
+from corral.api.deps import HttpDep, StoreDep, TokenDep
+from corral.api.errors import ApiError, conflict, not_found
+from corral.api.schemas import (
+    ConsoleChunk,
+    ShutdownParams,
+    TaskAccepted,
+    VMCreate,
+    VMCreated,
+    VMDetail,
+    VMOut,
+)
+from corral.api.views import vm_detail, vm_out, vm_status
+from corral.cluster.models import RunState, VMStatus
+from corral.cluster.store import VM, Store
+
+router = APIRouter(tags=["vms"])
+
+Action = Literal["start", "stop", "shutdown", "suspend", "resume", "reset"]
+ACTIVE = (VMStatus.RUNNING, VMStatus.PAUSED, VMStatus.STARTING, VMStatus.SHUTTING_DOWN)
+
+
+async def _vm(store: Store, vmid: int) -> VM:
+    vm = await store.vm(vmid)
+    if vm is None:
+        raise not_found("VM", vmid)
+    return vm
+
+
+@router.get("/vms", response_model=list[VMOut])
+async def list_vms(store: StoreDep) -> list[VMOut]:
+    return [vm_out(vm) for vm in await store.vms()]
+
+
+@router.get("/vms/{vmid}", response_model=VMDetail)
+async def get_vm(vmid: int, store: StoreDep) -> VMDetail:
+    return vm_detail(await _vm(store, vmid))
+
+
+@router.post("/vms", response_model=VMCreated, status_code=202)
+async def post_vm(body: VMCreate, store: StoreDep) -> VMCreated:
+    vmid, task = await create_vm(store, body)
+    return VMCreated(vmid=vmid, task=task.id)
+
+
+def _refusal(vm: VM, action: Action) -> str | None:
+    """Why action makes no sense in the VM's observed state, or None."""
+    status = vm_status(vm)
+    vmid = vm.vmid
+    if action == "start" and status in ACTIVE:
+        return f"VM {vmid} is already {status.value}"
+    if action == "suspend" and status != VMStatus.RUNNING:
+        return f"VM {vmid} is not running (status: {status.value})"
+    if action == "resume" and status != VMStatus.PAUSED:
+        return f"VM {vmid} is not paused (status: {status.value})"
+    # Without a report yet, trust the requested state: a new VM is stopped.
+    stopped = status == VMStatus.STOPPED or (
+        vm.runtime is None and vm.placement.state == RunState.STOPPED
+    )
+    if action in ("stop", "shutdown", "reset") and stopped:
+        return f"VM {vmid} is not running (status: stopped)"
+    return None
+
+
+@router.post("/vms/{vmid}/status/{action}", response_model=TaskAccepted, status_code=202)
+async def vm_action(
+    vmid: int,
+    action: Action,
+    store: StoreDep,
+    params: Annotated[ShutdownParams | None, Body()] = None,
+) -> TaskAccepted:
+    vm = await _vm(store, vmid)
+    reason = _refusal(vm, action)
+    if reason:
+        raise conflict(reason)
+    await queue.ensure_idle(store, vmid)
+    await queue.ensure_online(store, vm.placement.node)
+    task_params = {"timeout": (params or ShutdownParams()).timeout} if action == "shutdown" else {}
+    task = await queue.queue(store, f"vm.{action}", vm.placement.node, vmid, task_params)
+    return TaskAccepted(task=task.id)
+
+
+@router.delete("/vms/{vmid}", response_model=TaskAccepted, status_code=202)
+async def delete_vm(vmid: int, store: StoreDep, force: bool = False) -> TaskAccepted:
+    vm = await _vm(store, vmid)
+    status = vm_status(vm)
+    if status in ACTIVE and not force:
+        raise conflict(f"VM {vmid} is {status.value}: stop it first or delete with force")
+    await queue.ensure_idle(store, vmid)
+    await queue.ensure_online(store, vm.placement.node)
+    task = await queue.queue(store, "vm.delete", vm.placement.node, vmid, {"force": force})
+    return TaskAccepted(task=task.id)
+
+
+@router.get("/vms/{vmid}/console", response_model=ConsoleChunk)
+async def console(
+    vmid: int,
+    store: StoreDep,
+    http: HttpDep,
+    token: TokenDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    vm = await _vm(store, vmid)
+    node_name = vm.placement.node
+    node = await store.node(node_name)
+    url = node.info.agent_url if node and node.info else ""
+    if not url:
+        raise ApiError(502, "agent_unreachable", f"node {node_name} publishes no agent URL")
+    try:
+        reply = await http.get(
+            f"{url.rstrip('/')}/vms/{vmid}/console",
+            params={"offset": offset},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    except httpx.HTTPError as e:
+        raise ApiError(
+            502, "agent_unreachable", f"cannot reach the agent of node {node_name}: {e}"
+        ) from e
+    if reply.status_code == 200:
+        try:
+            chunk = ConsoleChunk.model_validate_json(reply.content)
+        except ValidationError:
+            raise ApiError(
+                502, "agent_error", f"the agent of node {node_name} sent a malformed reply"
+            ) from None
+        return Response(chunk.model_dump_json(), 200, media_type="application/json")
+    if _is_error_shape(reply):  # the agent's own refusal (no such VM there, ...): pass it on
+        return Response(reply.content, reply.status_code, media_type="application/json")
+    raise ApiError(
+        502, "agent_error", f"the agent of node {node_name} answered {reply.status_code}"
+    )
+
+
+def _is_error_shape(reply: httpx.Response) -> bool:
+    try:
+        body = reply.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("error"), dict)

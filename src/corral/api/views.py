@@ -1,0 +1,58 @@
+"""Store records -> API response bodies."""
+
+from __future__ import annotations
+
+from corral.api.schemas import NodeOut, VMDetail, VMOut
+from corral.cluster.models import VMStatus
+from corral.cluster.store import VM, Node
+
+
+def vm_status(vm: VM) -> VMStatus:
+    return vm.runtime.status if vm.runtime else VMStatus.UNKNOWN
+
+
+def vm_out(vm: VM) -> VMOut:
+    c, rt = vm.config, vm.runtime
+    return VMOut(
+        vmid=c.vmid,
+        name=c.name,
+        node=vm.placement.node,
+        state=vm.placement.state,
+        status=vm_status(vm).value,
+        memory_mb=c.memory_mb,
+        cores=c.cores,
+        disks=c.disks,
+        image=c.image,
+        startup=c.startup,
+        description=c.description,
+        pid=rt.pid if rt else None,
+        accel=rt.accel if rt else None,
+        started_at=rt.started_at if rt else None,
+        message=rt.message if rt else "",
+    )
+
+
+def vm_detail(vm: VM) -> VMDetail:
+    return VMDetail(
+        **vm_out(vm).model_dump(), config=vm.config, placement=vm.placement, runtime=vm.runtime
+    )
+
+
+def node_out(node: Node, vms: list[VM]) -> NodeOut:
+    info = node.info
+    here = [vm for vm in vms if vm.placement.node == node.name]
+    return NodeOut(
+        name=node.name,
+        online=node.alive,
+        cpus=info.cpus if info else None,
+        memory_mb=info.memory_mb if info else None,
+        accel=info.accel if info else None,
+        address=info.address if info else None,
+        agent_url=info.agent_url if info else None,
+        versions=info.versions if info else {},
+        started_at=info.started_at if info else None,
+        usage=node.usage,
+        maintenance=bool(node.request and node.request.maintenance),
+        vms=len(here),
+        vms_running=sum(vm_status(vm) == VMStatus.RUNNING for vm in here),
+    )

@@ -1,0 +1,109 @@
+"""Finding and talking to the Corral API: config file or env, bearer token, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import typer
+
+API_PREFIX = "/api/v1"
+TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    url: str
+    token: str
+
+
+def client_config_path() -> Path:
+    env = os.environ.get("CORRAL_CONFIG")
+    return Path(env) if env else Path.home() / ".config" / "corral" / "client.json"
+
+
+def write_client_config(url: str, token: str, path: Path | None = None) -> Path:
+    """Write where the API is and its token, readable by the owner only (it holds a secret)."""
+    target = path or client_config_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"url": url, "token": token}, f)
+    tmp.replace(target)
+    return target
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One line on stderr and a non-zero exit: what a script or an operator needs."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def load_client_config() -> ClientConfig:
+    url, token = os.environ.get("CORRAL_URL"), os.environ.get("CORRAL_TOKEN")
+    path = client_config_path()
+    if not (url and token) and path.exists():
+        try:
+            saved = json.loads(path.read_text())
+            url, token = url or str(saved["url"]), token or str(saved["token"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            fail(f"cannot read the client config {path}: {e}")
+    if not url or not token:
+        fail(
+            f"no Corral API configured: set CORRAL_URL and CORRAL_TOKEN, or write {path} "
+            "(`corral lab up` does)"
+        )
+    return ClientConfig(url=url, token=token)
+
+
+def error_reason(reply: httpx.Response) -> str:
+    """The API's error message (its field is already named in it), or the HTTP status."""
+    try:
+        err = reply.json()["error"]
+        message = str(err["message"])
+        field = err.get("field")
+        if field and field not in message:
+            message = f"{field}: {message}"
+        return message
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {reply.status_code} {reply.reason_phrase}".strip()
+
+
+class Api:
+    def __init__(self, config: ClientConfig) -> None:
+        self.url = config.url.rstrip("/").removesuffix(API_PREFIX)
+        self.http = httpx.Client(
+            base_url=self.url + API_PREFIX,
+            headers={"Authorization": f"Bearer {config.token}"},
+            timeout=TIMEOUT,
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            reply = self.http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            fail(f"cannot reach the Corral API at {self.url} (is the lab up? `corral lab up`)")
+        except httpx.HTTPError as e:
+            fail(f"request to the Corral API at {self.url} failed: {e}")
+        if reply.status_code >= 400:
+            fail(error_reason(reply))
+        return reply.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self.request("GET", path, params=clean)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, json=body)
+
+    def delete(self, path: str, **params: Any) -> Any:
+        return self.request("DELETE", path, params=params)
+
+
+def connect() -> Api:
+    return Api(load_client_config())

@@ -1,0 +1,185 @@
+"""`corral lab up|down|status|destroy`: a whole cluster on one machine."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from corral.cli.client import fail
+from corral.cli.output import err, out, print_json, table
+from corral.lab import control
+from corral.lab.bringup import LabApi, LabError, wait_supervisor
+from corral.lab.layout import DEFAULT_NODES, LabLayout
+
+app = typer.Typer(help="A whole cluster on one machine.", no_args_is_help=True)
+
+DirOpt = Annotated[
+    Path | None,
+    typer.Option("--dir", help="Lab directory [default: $CORRAL_LAB_DIR or /var/lib/corral/lab]."),
+]
+
+
+def _layout_or_none(given: Path | None) -> LabLayout | None:
+    root = control.lab_dir(given)
+    try:
+        return LabLayout.load(root)
+    except (ValueError, KeyError) as e:
+        fail(f"{root}/lab.json is unreadable: {e}")
+
+
+def _plan(given: Path | None, nodes: int | None, api_port: int | None, base_port: int | None,
+          accel: str | None) -> LabLayout:
+    """The layout for `up`: the saved one, changed only where an option was given."""
+    root = control.lab_dir(given)
+    saved = _layout_or_none(given)
+    try:
+        layout = (saved or LabLayout(root, images_dir=control.DEFAULT_IMAGES_DIR)).with_options(
+            nodes=nodes, api_port=api_port, base_port=base_port, accel=accel,
+            images_dir=control.images_dir_from_env(),
+        )
+    except ValueError as e:
+        fail(str(e))
+    if saved and control.etcd_initialised(saved) and (
+        (layout.nodes, layout.base_port) != (saved.nodes, saved.base_port)
+    ):
+        # etcd keeps its membership (names and peer URLs) in its data.
+        fail(f"the lab in {root} was made with {saved.nodes} nodes on base port "
+             f"{saved.base_port}; `corral lab destroy` it first to change either")
+    return layout
+
+
+def _build_image(layout: LabLayout) -> None:
+    from corral.image.tiny import build_tiny
+
+    console = err()
+    with console.status(f"building the tiny guest image in {layout.images_dir}"):
+        try:
+            build_tiny(layout.images_dir, log=lambda line: console.print(f"  [dim]{line}"))
+        except Exception as e:  # any build failure ends `up` with its reason
+            fail(f"building the tiny guest image failed: {e}")
+
+
+@app.command()
+def up(
+    nodes: Annotated[int | None, typer.Option(
+        help=f"Simulated hosts [default: {DEFAULT_NODES}, or the existing lab's].")] = None,
+    vms: Annotated[int, typer.Option(min=0, help="Tiny VMs created on a fresh lab.")] = 3,
+    dir: DirOpt = None,
+    api_port: Annotated[int | None, typer.Option(help="API port [default: 8470].")] = None,
+    base_port: Annotated[int | None, typer.Option(
+        help="etcd client base+i, peer base+100+i, agent base+200+i [default: 23800].")] = None,
+    accel: Annotated[str | None, typer.Option(help="auto, tcg or kvm [default: auto].")] = None,
+) -> None:
+    """Start the lab: etcd members, agents, the API, and on a fresh lab a few tiny VMs."""
+    layout = _plan(dir, nodes, api_port, base_port, accel)
+    if (pid := control.supervisor_pid(layout)) is not None:
+        fail(f"the lab in {layout.root} is already up (supervisor pid {pid}); "
+             "see `corral lab status`, or `corral lab down` first")
+    if busy := control.busy_ports(layout):
+        fail(f"ports in use: {', '.join(map(str, busy))}; another lab or service holds them "
+             "(choose --base-port / --api-port)")
+    _build_image(layout)
+    layout.save()
+    console = err()
+    proc = control.start_supervisor(layout)
+    api: LabApi | None = None
+    try:
+        with console.status("starting the lab") as spinner:
+            def say(text: str) -> None:
+                spinner.update(text)
+
+            wait_supervisor(layout, proc, say)
+            token = layout.token_path.read_text().strip()
+            api = LabApi(layout, token)
+            api.wait_healthy(say)
+            api.wait_nodes(say)
+            console.print(f"[green]✓[/] {layout.nodes} hosts online")
+            if not layout.vms_seeded:
+                if vms and not api.call("GET", "/vms"):
+                    names = api.create_demo_vms(vms, say)
+                    console.print(f"[green]✓[/] VMs running: {', '.join(names)}")
+                layout = layout.with_options(vms_seeded=True)
+                layout.save()
+    except LabError as e:
+        fail(f"{e}\nthe lab is left as it is for a look; `corral lab down` stops it")
+    finally:
+        if api is not None:
+            api.close()
+    config = _write_client_config(layout.api_url, token)
+    out().print(f"lab up in {layout.root}\n  API:   {layout.api_url}\n  token: {token}"
+                + (f"\n  client config: {config}" if config else ""))
+
+
+def _write_client_config(url: str, token: str) -> Path | None:
+    try:
+        from corral.cli.client import write_client_config
+    except ImportError:
+        return None
+    return write_client_config(url, token)
+
+
+@app.command()
+def down(dir: DirOpt = None) -> None:
+    """Stop the lab: API, agents, every VM of its hosts, etcd. Data stays."""
+    layout = _layout_or_none(dir)
+    if layout is None:
+        out().print(f"no lab in {control.lab_dir(dir)}: nothing to stop")
+        return
+    with err().status("stopping the lab"):
+        report = control.down(layout)
+    if not report.was_running and not report.forced:
+        out().print(f"the lab in {layout.root} is not running")
+        return
+    if report.was_running:
+        out().print(f"stopped: {', '.join(report.stopped) or 'supervisor'}"
+                    + (f"; {len(report.qemu)} QEMU process(es)" if report.qemu else ""))
+    if report.forced:
+        out().print(f"killed leftover lab processes: {', '.join(map(str, report.forced))}")
+
+
+@app.command()
+def status(
+    dir: DirOpt = None,
+    json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Each lab process with its pid, liveness and restarts; the API URL."""
+    layout = _layout_or_none(dir)
+    if layout is None:
+        if json:
+            print_json({"dir": str(control.lab_dir(dir)), "running": False, "exists": False})
+            return
+        fail(f"no lab in {control.lab_dir(dir)} (`corral lab up` makes one)")
+    st = control.status(layout)
+    if json:
+        print_json({**st.to_json(), "exists": True})
+        return
+    if not st.running:
+        out().print(f"the lab in {layout.root} is down")
+        if st.leftovers:
+            out().print(f"[yellow]leftover lab processes: {', '.join(map(str, st.leftovers))}"
+                        " (`corral lab down` stops them)")
+        return
+    table(["process", "role", "pid", "alive", "restarts"],
+          [[p.name, p.role, p.pid or "-", p.alive, p.restarts] for p in st.processes],
+          title=f"lab {layout.root} (supervisor {st.supervisor}, {st.stage})")
+    out().print(f"API: {st.url}")
+
+
+@app.command()
+def destroy(
+    dir: DirOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Stop the lab and delete its directory: etcd data, VMs' disks, logs."""
+    layout = _layout_or_none(dir)
+    if layout is None:
+        # Only a directory holding a lab.json is ever deleted.
+        fail(f"no lab in {control.lab_dir(dir)}: nothing to destroy")
+    if not yes:
+        typer.confirm(f"Stop the lab and delete {layout.root} with all its VMs?", abort=True)
+    control.down(layout)
+    shutil.rmtree(layout.root)
+    out().print(f"destroyed the lab in {layout.root}")

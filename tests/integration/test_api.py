@@ -1,0 +1,252 @@
+"""The REST API against a real etcd: auth, refusals that leave etcd untouched, task queueing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from corral.api.app import create_app
+from corral.cluster import keys
+from corral.cluster.models import (
+    NodeInfo,
+    Placement,
+    RunState,
+    StorageConfig,
+    StorageType,
+    Task,
+    TaskState,
+    VMConfig,
+    VMRuntime,
+    VMStatus,
+)
+from corral.cluster.store import Store
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+async def seed(store: Store) -> None:
+    await store.add_token(TOKEN)
+    await store.put(keys.node("n1", "info"), NodeInfo(name="n1", cpus=4, memory_mb=4096))
+    await store.client.put(keys.node("n1", "alive").encode(), b"1")
+    await store.put(keys.node("n2", "info"), NodeInfo(name="n2", cpus=2, memory_mb=2048))
+    await store.put_storage(StorageConfig(id="local", type=StorageType.DIR, path="images"))
+
+
+@pytest.fixture
+async def app(store: Store, etcd_endpoint: str) -> AsyncIterator[FastAPI]:
+    await seed(store)
+    app = create_app([etcd_endpoint])
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://api/api/v1", headers=AUTH
+    ) as client:
+        yield client
+
+
+async def add_vm(
+    store: Store, vmid: int = 101, status: VMStatus | None = None, node: str = "n1"
+) -> None:
+    state = RunState.RUNNING if status == VMStatus.RUNNING else RunState.STOPPED
+    cfg = VMConfig(vmid=vmid, name=f"vm{vmid}", memory_mb=128, cores=1)
+    assert await store.create_vm(cfg, Placement(node=node, state=state))
+    if status is not None:
+        await store.put_runtime(vmid, VMRuntime(node=node, status=status, pid=42))
+
+
+def err(r: httpx.Response) -> dict[str, Any]:
+    body = r.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "field"}, body
+    result: dict[str, Any] = body["error"]
+    return result
+
+
+async def test_auth_required_but_health_and_openapi_public(api: httpx.AsyncClient) -> None:
+    r = await api.get("/vms", headers={"Authorization": ""})
+    assert r.status_code == 401 and err(r)["code"] == "unauthorized"
+    r = await api.get("/vms", headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401 and err(r)["message"] == "invalid token"
+    assert (await api.get("/health", headers={"Authorization": ""})).json() == {"ok": True}
+    r = await api.get("/openapi.json", headers={"Authorization": ""})
+    assert r.status_code == 200 and "/api/v1/vms" in r.json()["paths"]
+
+
+async def test_nodes_and_storage(api: httpx.AsyncClient, store: Store) -> None:
+    await add_vm(store, 101, VMStatus.RUNNING)
+    await add_vm(store, 102)
+    nodes = {n["name"]: n for n in (await api.get("/nodes")).json()}
+    assert nodes["n1"]["online"] and not nodes["n2"]["online"]
+    assert (nodes["n1"]["vms"], nodes["n1"]["vms_running"], nodes["n1"]["cpus"]) == (2, 1, 4)
+    assert (await api.get("/nodes/n2")).json()["vms"] == 0
+    assert (await api.get("/nodes/nope")).status_code == 404
+    assert [s["id"] for s in (await api.get("/storage")).json()] == ["local"]
+
+
+BAD_CREATES: list[tuple[dict[str, Any], int, str | None]] = [
+    ({"memory_mb": 0}, 422, "memory_mb"),
+    ({"cores": -1}, 422, "cores"),
+    ({"disks": ["nfs:1G"]}, 422, "disks[0]"),
+    ({"disks": ["local:1G", "local:../../etc/passwd"]}, 422, "disks[1]"),
+    ({"disks": ["../x:1G"]}, 422, "disks[0]"),
+    ({"disks": ["/var/lib/x.qcow2"]}, 422, "disks[0]"),
+    ({"node": "n9"}, 422, "node"),
+    ({"node": "n2"}, 409, "node"),
+    ({"name": "bad name!"}, 422, "name"),
+    ({"name": "vm101"}, 409, "name"),
+    ({"vmid": 101}, 409, "vmid"),
+    ({"vmid": 5}, 422, "vmid"),
+    ({"image": "../../etc/passwd"}, 422, "image"),
+    ({"bogus": 1}, 422, "bogus"),
+]
+
+
+@pytest.mark.parametrize(("change", "status", "field"), BAD_CREATES)
+async def test_bad_create_is_refused_and_writes_nothing(
+    api: httpx.AsyncClient, store: Store, change: dict[str, Any], status: int, field: str | None
+) -> None:
+    await add_vm(store, 101)
+    before = await store.raw_prefix(keys.PREFIX)
+    body = {"name": "web1", "memory_mb": 128, "cores": 1, "disks": ["local:1G"], "node": "n1"}
+    r = await api.post("/vms", json=body | change)
+    assert r.status_code == status, r.text
+    assert err(r)["field"] == field
+    assert await store.raw_prefix(keys.PREFIX) == before
+
+
+async def test_unparseable_body_is_a_422(api: httpx.AsyncClient) -> None:
+    r = await api.post("/vms", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and err(r)["code"] == "invalid"
+
+
+async def test_valid_create_writes_config_placement_and_task(
+    api: httpx.AsyncClient, store: Store
+) -> None:
+    r = await api.post(
+        "/vms",
+        json={"name": "web1", "memory": 256, "cores": 2, "disks": ["local:1G"], "node": "n1"},
+    )
+    assert r.status_code == 202, r.text
+    vmid, task_id = r.json()["vmid"], r.json()["task"]
+    assert vmid == 100
+    vm = await store.vm(vmid)
+    assert vm is not None and vm.placement.node == "n1" and vm.placement.state == "stopped"
+    assert vm.config.memory_mb == 256
+    assert [d.volume for d in vm.config.disks] == ["local:vm-100-disk-0.qcow2"]
+    assert vm.config.disks[0].size_mb == 1024
+    task = await store.task(task_id)
+    assert task is not None and (task.kind, task.node, task.vmid) == ("vm.create", "n1", 100)
+    listed = (await api.get("/vms")).json()
+    assert [(v["vmid"], v["status"], v["state"]) for v in listed] == [(100, "unknown", "stopped")]
+    shown = (await api.get(f"/vms/{vmid}")).json()
+    assert shown["config"]["name"] == "web1"
+    tasks = (await api.get("/tasks", params={"vmid": vmid})).json()
+    assert [t["id"] for t in tasks] == [task_id]
+    assert (await api.get(f"/tasks/{task_id}")).json()["kind"] == "vm.create"
+
+
+async def test_unknown_ids_are_404(api: httpx.AsyncClient) -> None:
+    for r in [
+        await api.get("/vms/555"),
+        await api.post("/vms/555/status/start"),
+        await api.delete("/vms/555"),
+        await api.get("/tasks/abc"),
+    ]:
+        assert r.status_code == 404 and err(r)["code"] == "not_found"
+    r = await api.get("/vms/abc")
+    assert r.status_code == 422 and err(r)["field"] == "vmid"
+    r = await api.post("/vms/101/status/explode")
+    assert r.status_code == 422 and err(r)["field"] == "action"
+
+
+async def test_action_refusals(api: httpx.AsyncClient, store: Store) -> None:
+    await add_vm(store, 101, VMStatus.RUNNING)
+    await add_vm(store, 102, VMStatus.STOPPED)
+    await add_vm(store, 103, VMStatus.STOPPED, node="n2")
+    before = await store.raw_prefix(keys.PREFIX)
+    cases = [
+        (101, "start", "VM 101 is already running"),
+        (101, "resume", "VM 101 is not paused"),
+        (102, "stop", "VM 102 is not running"),
+        (102, "suspend", "VM 102 is not running"),
+        (103, "start", "node n2 is offline"),
+    ]
+    for vmid, action, message in cases:
+        r = await api.post(f"/vms/{vmid}/status/{action}")
+        assert r.status_code == 409, (action, r.text)
+        assert err(r)["message"].startswith(message)
+    r = await api.delete("/vms/101")
+    assert r.status_code == 409 and "force" in err(r)["message"]
+    r = await api.post("/vms/101/status/shutdown", json={"timeout": -1})
+    assert r.status_code == 422 and err(r)["field"] == "timeout"
+    assert await store.raw_prefix(keys.PREFIX) == before
+
+
+async def test_actions_queue_tasks_one_at_a_time(api: httpx.AsyncClient, store: Store) -> None:
+    await add_vm(store, 101, VMStatus.RUNNING)
+    r = await api.post("/vms/101/status/shutdown", json={"timeout": 30})
+    assert r.status_code == 202
+    task = await store.task(r.json()["task"])
+    assert task is not None and (task.kind, task.params) == ("vm.shutdown", {"timeout": 30.0})
+    r = await api.post("/vms/101/status/stop")
+    assert r.status_code == 409
+    assert err(r)["message"] == f"VM 101 has a task in progress: {task.id} vm.shutdown"
+    await store.put_task(task.model_copy(update={"state": TaskState.OK}))
+    r = await api.delete("/vms/101", params={"force": "true"})
+    assert r.status_code == 202
+    deleted = await store.task(r.json()["task"])
+    assert deleted is not None and deleted.params == {"force": True}
+
+
+async def test_tasks_newest_first_and_filtered(api: httpx.AsyncClient, store: Store) -> None:
+    for i, node in enumerate(["n1", "n2", "n1"]):
+        await store.put_task(Task(id=f"t{i}", kind="vm.start", node=node, created_at=i))
+    assert [t["id"] for t in (await api.get("/tasks")).json()] == ["t2", "t1", "t0"]
+    assert [t["id"] for t in (await api.get("/tasks?node=n1&limit=1")).json()] == ["t2"]
+    r = await api.get("/tasks?limit=0")
+    assert r.status_code == 422 and err(r)["field"] == "limit"
+
+
+async def test_console_unreachable_agent_is_502(api: httpx.AsyncClient, store: Store) -> None:
+    await store.put(
+        keys.node("n1", "info"),
+        NodeInfo(name="n1", cpus=4, memory_mb=4096, agent_url="http://127.0.0.1:1"),
+    )
+    await add_vm(store, 101, VMStatus.RUNNING)
+    r = await api.get("/vms/101/console")
+    assert r.status_code == 502 and "n1" in err(r)["message"]
+
+
+async def test_console_is_proxied_to_the_agent(
+    app: FastAPI, api: httpx.AsyncClient, store: Store
+) -> None:
+    seen: list[httpx.Request] = []
+
+    def agent(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/vms/101/console":
+            return httpx.Response(200, json={"data": "login: ", "offset": 7})
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no"}})
+
+    app.state.http = httpx.AsyncClient(transport=httpx.MockTransport(agent))
+    await store.put(
+        keys.node("n1", "info"),
+        NodeInfo(name="n1", cpus=4, memory_mb=4096, agent_url="http://agent:9000/"),
+    )
+    await add_vm(store, 101, VMStatus.RUNNING)
+    r = await api.get("/vms/101/console", params={"offset": 3})
+    assert r.status_code == 200 and r.json() == {"data": "login: ", "offset": 7}
+    assert seen[0].url.params["offset"] == "3"
+    assert seen[0].headers["authorization"] == f"Bearer {TOKEN}"

@@ -1,0 +1,124 @@
+"""The CLI against a real API server (uvicorn in a thread) and a real etcd."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from typer.testing import CliRunner, Result
+
+from corral.api.app import create_app
+from corral.cli.main import app
+from corral.cluster import keys
+from corral.cluster.models import NodeInfo, StorageConfig, StorageType
+from corral.cluster.store import Store
+from corral.lab.etcd import free_port
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "cli-token"
+
+
+@pytest.fixture(scope="module")
+def api_url(etcd_endpoint: str) -> Iterator[str]:
+    port = free_port()
+    config = uvicorn.Config(
+        create_app([etcd_endpoint]), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "API server did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+async def _seed(endpoint: str) -> None:
+    async with Store([endpoint]) as store:
+        await store.client.delete_prefix(b"/corral/")
+        await store.add_token(TOKEN)
+        await store.put(keys.node("n1", "info"), NodeInfo(name="n1", cpus=2, memory_mb=2048))
+        await store.client.put(keys.node("n1", "alive").encode(), b"1")
+        await store.put_storage(StorageConfig(id="local", type=StorageType.DIR, path="images"))
+
+
+@pytest.fixture
+def run(api_url: str, etcd_endpoint: str, tmp_path: Path) -> Iterator[CliRunnerCall]:
+    asyncio.run(_seed(etcd_endpoint))
+    env = {"CORRAL_URL": api_url, "CORRAL_TOKEN": TOKEN, "CORRAL_CONFIG": f"{tmp_path}/none"}
+    yield CliRunnerCall(env)
+
+
+class CliRunnerCall:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None) -> Result:
+        return self.runner.invoke(app, list(args), env=self.env, input=input)
+
+
+def test_node_list_json(run: CliRunnerCall) -> None:
+    result = run("node", "list", "--json")
+    assert result.exit_code == 0, result.output
+    nodes = json.loads(result.stdout)
+    assert [(n["name"], n["online"]) for n in nodes] == [("n1", True)]
+    table = run("node", "list")
+    assert table.exit_code == 0 and "n1" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--memory", "0"], "memory_mb"),
+        (["--cores", "0"], "cores"),
+        (["--disk", "nfs:1G"], "disks[0]"),
+        (["--disk", "local:../x"], "disks[0]"),
+        (["--node", "n9"], "node"),
+    ],
+)
+def test_bad_create_names_the_field(run: CliRunnerCall, args: list[str], field: str) -> None:
+    result = run("vm", "create", "--name", "web1", "--node", "n1", "--no-wait", *args)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and field in lines[0], lines
+    assert json.loads(run("vm", "list", "--json").stdout) == []
+
+
+def test_create_list_and_guarded_delete(run: CliRunnerCall) -> None:
+    result = run(
+        "vm", "create", "--name", "web1", "--node", "n1", "--memory", "64", "--disk", "local:1G",
+        "--no-wait", "--json",
+    )
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.stdout)
+    vms = json.loads(run("vm", "list", "--json").stdout)
+    assert [(v["vmid"], v["name"], v["memory_mb"]) for v in vms] == [(created["vmid"], "web1", 64)]
+    tasks = json.loads(run("task", "list", "--json").stdout)
+    assert [(t["id"], t["kind"]) for t in tasks] == [(created["task"], "vm.create")]
+    # The create task is still queued (no agent here), so a second action is refused.
+    refused = run("vm", "start", str(created["vmid"]))
+    assert refused.exit_code == 1 and "task in progress" in refused.stderr
+
+    aborted = run("vm", "delete", str(created["vmid"]))
+    assert aborted.exit_code != 0 and "Delete VM" in aborted.output
+    assert len(json.loads(run("vm", "list", "--json").stdout)) == 1
+    assert len(json.loads(run("task", "list", "--json").stdout)) == 1
+
+
+def test_unknown_vm_and_unreachable_api(run: CliRunnerCall) -> None:
+    result = run("vm", "show", "555")
+    assert result.exit_code == 1 and "VM 555 does not exist" in result.stderr
+    run.env["CORRAL_URL"] = f"http://127.0.0.1:{free_port()}"
+    result = run("vm", "list")
+    assert result.exit_code == 1 and "cannot reach the Corral API" in result.stderr
