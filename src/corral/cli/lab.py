@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from corral.cli.client import fail
-from corral.cli.output import err, out, print_json, table
+from corral.cli.output import err, print_json, table
 from corral.lab import control
 from corral.lab.bringup import LabApi, LabError, wait_supervisor
 from corral.lab.layout import DEFAULT_NODES, LabLayout
@@ -57,7 +58,7 @@ def _build_image(layout: LabLayout) -> None:
     console = err()
     with console.status(f"building the tiny guest image in {layout.images_dir}"):
         try:
-            build_tiny(layout.images_dir, log=lambda line: console.print(f"  [dim]{line}"))
+            build_tiny(layout.images_dir, log=lambda line: console.print(f"  [dim]{escape(line)}"))
         except Exception as e:  # any build failure ends `up` with its reason
             fail(f"building the tiny guest image failed: {e}")
 
@@ -109,7 +110,7 @@ def up(
         if api is not None:
             api.close()
     config = _write_client_config(layout.api_url, token)
-    out().print(f"lab up in {layout.root}\n  API:   {layout.api_url}\n  token: {token}"
+    typer.echo(f"lab up in {layout.root}\n  API:   {layout.api_url}\n  token: {token}"
                 + (f"\n  client config: {config}" if config else ""))
 
 
@@ -126,18 +127,18 @@ def down(dir: DirOpt = None) -> None:
     """Stop the lab: API, agents, every VM of its hosts, etcd. Data stays."""
     layout = _layout_or_none(dir)
     if layout is None:
-        out().print(f"no lab in {control.lab_dir(dir)}: nothing to stop")
+        typer.echo(f"no lab in {control.lab_dir(dir)}: nothing to stop")
         return
     with err().status("stopping the lab"):
         report = control.down(layout)
     if not report.was_running and not report.forced:
-        out().print(f"the lab in {layout.root} is not running")
+        typer.echo(f"the lab in {layout.root} is not running")
         return
     if report.was_running:
-        out().print(f"stopped: {', '.join(report.stopped) or 'supervisor'}"
+        typer.echo(f"stopped: {', '.join(report.stopped) or 'supervisor'}"
                     + (f"; {len(report.qemu)} QEMU process(es)" if report.qemu else ""))
     if report.forced:
-        out().print(f"killed leftover lab processes: {', '.join(map(str, report.forced))}")
+        typer.echo(f"killed leftover lab processes: {', '.join(map(str, report.forced))}")
 
 
 @app.command()
@@ -157,15 +158,15 @@ def status(
         print_json({**st.to_json(), "exists": True})
         return
     if not st.running:
-        out().print(f"the lab in {layout.root} is down")
+        typer.echo(f"the lab in {layout.root} is down")
         if st.leftovers:
-            out().print(f"[yellow]leftover lab processes: {', '.join(map(str, st.leftovers))}"
+            typer.echo(f"leftover lab processes: {', '.join(map(str, st.leftovers))}"
                         " (`corral lab down` stops them)")
         return
     table(["process", "role", "pid", "alive", "restarts"],
           [[p.name, p.role, p.pid or "-", p.alive, p.restarts] for p in st.processes],
           title=f"lab {layout.root} (supervisor {st.supervisor}, {st.stage})")
-    out().print(f"API: {st.url}")
+    typer.echo(f"API: {st.url}")
 
 
 @app.command()
@@ -182,4 +183,4 @@ def destroy(
         typer.confirm(f"Stop the lab and delete {layout.root} with all its VMs?", abort=True)
     control.down(layout)
     shutil.rmtree(layout.root)
-    out().print(f"destroyed the lab in {layout.root}")
+    typer.echo(f"destroyed the lab in {layout.root}")

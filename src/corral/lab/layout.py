@@ -1,0 +1,180 @@
+"""Where a lab keeps its files and which ports it uses: pure, no I/O except load/save.
+
+<lab>/lab.json                 this layout, so `status`, `down` and a later `up` agree
+<lab>/supervisor.json          written by the running supervisor: pid, children, ready
+<lab>/token                    the API token (mode 0600)
+<lab>/logs/<process>.log       one log per process (supervisor, n1-etcd, n1-agent, api)
+<lab>/shared/                  the `shared` storage (shared-dir), one for all hosts
+<lab>/nodes/n<i>/              a host's data dir (--data-dir of its agent)
+<lab>/nodes/n<i>/etcd/         its etcd member's data
+<lab>/nodes/n<i>/run/          its QEMU pidfiles, QMP sockets, serial logs
+
+Ports, for host i (1-based): etcd client base+i, etcd peer base+100+i, agent base+200+i;
+the API listens on api_port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from corral.lab.etcd import EtcdMember
+
+DEFAULT_BASE_PORT = 23800
+DEFAULT_API_PORT = 8470
+DEFAULT_NODES = 3
+MAX_NODES = 99  # the port blocks are 100 wide
+ACCELS = ("auto", "tcg", "kvm")
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class LabLayout:
+    root: Path
+    nodes: int = DEFAULT_NODES
+    base_port: int = DEFAULT_BASE_PORT
+    api_port: int = DEFAULT_API_PORT
+    accel: str = "auto"
+    images_dir: Path = Path("/var/lib/corral/images")
+    # Set once the first `up` created the demo VMs, so a later `up` never recreates them.
+    vms_seeded: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.nodes <= MAX_NODES:
+            raise ValueError(f"nodes must be 1..{MAX_NODES}, not {self.nodes}")
+        if not 1024 <= self.base_port <= 65535 - 300:
+            raise ValueError(f"base port {self.base_port} leaves no room for the port blocks")
+        if not 1 <= self.api_port <= 65535:
+            raise ValueError(f"bad API port {self.api_port}")
+        if self.base_port <= self.api_port <= self.base_port + 300:
+            raise ValueError(f"API port {self.api_port} falls in the lab's port blocks")
+        if self.accel not in ACCELS:
+            raise ValueError(f"accel must be one of {', '.join(ACCELS)}")
+
+    # --- hosts -----------------------------------------------------------------------------
+
+    @property
+    def node_names(self) -> list[str]:
+        return [f"n{i}" for i in range(1, self.nodes + 1)]
+
+    def node_dir(self, i: int) -> Path:
+        return self.root / "nodes" / f"n{i}"
+
+    def run_dir(self, i: int) -> Path:
+        return self.node_dir(i) / "run"
+
+    def etcd_member(self, i: int) -> EtcdMember:
+        return EtcdMember(
+            name=f"n{i}",
+            data_dir=self.node_dir(i) / "etcd",
+            client_port=self.base_port + i,
+            peer_port=self.base_port + 100 + i,
+            host=HOST,
+        )
+
+    @property
+    def etcd_members(self) -> list[EtcdMember]:
+        return [self.etcd_member(i) for i in range(1, self.nodes + 1)]
+
+    @property
+    def client_urls(self) -> list[str]:
+        return [m.client_url for m in self.etcd_members]
+
+    def etcd_urls_for(self, i: int) -> list[str]:
+        """All client URLs with host i's own member first: its agent prefers the local one."""
+        own = self.etcd_member(i).client_url
+        return [own, *(u for u in self.client_urls if u != own)]
+
+    def agent_port(self, i: int) -> int:
+        return self.base_port + 200 + i
+
+    def agent_url(self, i: int) -> str:
+        return f"http://{HOST}:{self.agent_port(i)}"
+
+    @property
+    def ports(self) -> list[int]:
+        """Every port the lab listens on."""
+        out = [self.api_port]
+        for i in range(1, self.nodes + 1):
+            out += [self.base_port + i, self.base_port + 100 + i, self.agent_port(i)]
+        return out
+
+    # --- API -------------------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{HOST}:{self.api_port}"
+
+    # --- files -----------------------------------------------------------------------------
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def log_path(self, process: str) -> Path:
+        return self.logs_dir / f"{process}.log"
+
+    @property
+    def shared_dir(self) -> Path:
+        return self.root / "shared"
+
+    @property
+    def token_path(self) -> Path:
+        return self.root / "token"
+
+    @property
+    def lab_json(self) -> Path:
+        return self.root / "lab.json"
+
+    @property
+    def supervisor_json(self) -> Path:
+        return self.root / "supervisor.json"
+
+    # --- persistence -----------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["root"] = str(self.root)
+        data["images_dir"] = str(self.images_dir)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LabLayout:
+        return cls(
+            root=Path(data["root"]),
+            nodes=int(data.get("nodes", DEFAULT_NODES)),
+            base_port=int(data.get("base_port", DEFAULT_BASE_PORT)),
+            api_port=int(data.get("api_port", DEFAULT_API_PORT)),
+            accel=str(data.get("accel", "auto")),
+            images_dir=Path(data.get("images_dir", "/var/lib/corral/images")),
+            vms_seeded=bool(data.get("vms_seeded", False)),
+        )
+
+    def save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.lab_json, self.to_json())
+
+    @classmethod
+    def load(cls, root: Path) -> LabLayout | None:
+        """The saved layout of the lab at root (root itself wins over the saved path, so a
+        moved lab dir still works), or None when there is none."""
+        try:
+            data = json.loads((root / "lab.json").read_text())
+        except FileNotFoundError:
+            return None
+        return replace(cls.from_json(data), root=root)
+
+    def with_options(self, **changes: Any) -> LabLayout:
+        """This layout with the options that were given (None means: keep)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def write_json_atomic(path: Path, data: Any, mode: int = 0o644) -> None:
+    """Readers never see a half-written file: write a sibling, then rename over."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)

@@ -1,0 +1,363 @@
+"""The lab supervisor: `python -m corral.lab.supervisor <lab dir>`, started detached by
+`corral lab up`.
+
+It starts the etcd members, seeds the cluster (storages, API token), starts the agents and the
+API, and then restarts any child that exits, with a backoff, as systemd would. SIGTERM stops
+the lab: API and agents, then the hosts' QEMU processes (agents leave them running on
+purpose), then etcd. Its state is published in <lab>/supervisor.json for `lab status`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any, Literal
+
+from corral.cluster.models import StorageConfig, StorageType
+from corral.cluster.store import Store
+from corral.lab import procs
+from corral.lab.etcd import healthy
+from corral.lab.layout import LabLayout, write_json_atomic
+
+log = logging.getLogger("corral.lab.supervisor")
+
+Role = Literal["etcd", "agent", "api", "other"]
+STOP_GRACE = 5.0  # SIGTERM -> SIGKILL, for API, agents and QEMU
+ETCD_GRACE = 10.0
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 10.0
+STABLE_AFTER = 30.0  # a child that ran this long starts its backoff afresh
+STARTUP_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    name: str
+    argv: tuple[str, ...]
+    log: Path
+    role: Role = "other"
+    env: dict[str, str] = field(default_factory=dict)
+    restart: bool = True
+
+
+def plan_children(
+    layout: LabLayout,
+    python: str = sys.executable,
+    agents: bool = True,
+    api: bool = True,
+    extra: Sequence[tuple[str, Sequence[str]]] = (),
+) -> list[ChildSpec]:
+    """Every process of the lab in start order: etcd members, agents, API, then `extra`."""
+    env = {procs.LAB_ENV: str(layout.root)}
+    cli = (python, "-m", "corral.cli.main")
+    members = layout.etcd_members
+    out = [
+        ChildSpec(f"{m.name}-etcd", tuple(m.command(members)), layout.log_path(f"{m.name}-etcd"),
+                  "etcd", env)
+        for m in members
+    ]
+    if agents:
+        for i, name in enumerate(layout.node_names, start=1):
+            argv: tuple[str, ...] = (
+                *cli, "agent", "run",
+                "--node", name,
+                "--data-dir", str(layout.node_dir(i)),
+                "--images-dir", str(layout.images_dir),
+                "--etcd", ",".join(layout.etcd_urls_for(i)),
+                "--listen", f"127.0.0.1:{layout.agent_port(i)}",
+                "--accel", layout.accel,
+            )
+            out.append(ChildSpec(f"{name}-agent", argv, layout.log_path(f"{name}-agent"),
+                                 "agent", env))
+    if api:
+        api_argv = (
+            *cli, "api", "serve",
+            "--etcd", ",".join(layout.client_urls),
+            "--host", "127.0.0.1",
+            "--port", str(layout.api_port),
+        )
+        out.append(ChildSpec("api", api_argv, layout.log_path("api"), "api", env))
+    for name, cmd in extra:
+        out.append(ChildSpec(name, tuple(cmd), layout.log_path(name), "other", env))
+    return out
+
+
+def backoff(failures: int) -> float:
+    """Delay before the next start after `failures` quick exits in a row (1-based)."""
+    return float(min(BACKOFF_FIRST * 2 ** max(failures - 1, 0), BACKOFF_MAX))
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: if the supervisor dies hard (SIGKILL), its
+    # children get SIGTERM instead of running on unsupervised.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Child:
+    spec: ChildSpec
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    failures: int = 0  # quick exits in a row
+    next_start: float = 0.0  # monotonic time of the pending restart
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+
+class Supervisor:
+    def __init__(self, layout: LabLayout, specs: Sequence[ChildSpec], seed: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.layout = layout
+        self.children = {s.name: Child(s) for s in specs}
+        self.seed_cluster = seed
+        self.clock = clock
+        self.stopping = False
+        self.stage = "starting"
+        self.ready = False
+
+    # --- children --------------------------------------------------------------------------
+
+    def _spawn(self, child: Child) -> None:
+        spec = child.spec
+        spec.log.parent.mkdir(parents=True, exist_ok=True)
+        logf: IO[bytes]
+        with open(spec.log, "ab") as logf:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            logf.write(f"=== {stamp} starting: {shlex.join(spec.argv)}\n".encode())
+            logf.flush()
+            child.proc = subprocess.Popen(
+                spec.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                cwd=self.layout.root,
+                env={**os.environ, **spec.env},
+                preexec_fn=_die_with_parent,
+            )
+        child.started_at = self.clock()
+        log.info("started %s (pid %d)", spec.name, child.proc.pid)
+
+    def start(self, roles: set[Role]) -> None:
+        for child in self.children.values():
+            if child.spec.role in roles and child.proc is None:
+                self._spawn(child)
+        self.publish()
+
+    def tick(self) -> None:
+        """Reap children that exited and restart those whose backoff has passed."""
+        now = self.clock()
+        changed = False
+        for child in self.children.values():
+            proc = child.proc
+            if proc is not None and proc.poll() is not None:
+                ran = now - child.started_at
+                child.failures = 1 if ran >= STABLE_AFTER else child.failures + 1
+                log.warning("%s (pid %d) exited with %s after %.1fs", child.spec.name, proc.pid,
+                            proc.returncode, ran)
+                child.proc = None
+                changed = True
+                if self.stopping or not child.spec.restart:
+                    continue
+                child.next_start = now + backoff(child.failures)
+                child.restarts += 1
+                log.info("restarting %s in %.1fs (restart #%d)", child.spec.name,
+                         backoff(child.failures), child.restarts)
+            elif proc is None and not self.stopping and 0 < child.next_start <= now:
+                child.next_start = 0.0
+                self._spawn(child)
+                changed = True
+        if changed:
+            self.publish()
+
+    def _stop_role(self, roles: set[Role], grace: float) -> None:
+        self._stop_children([c for c in self.children.values() if c.spec.role in roles], grace)
+
+    def _stop_children(self, victims: list[Child], grace: float) -> None:
+        pids = [c.pid for c in victims if c.pid is not None]
+        if pids:
+            log.info("stopping %s", ", ".join(c.spec.name for c in victims if c.pid))
+        killed = procs.terminate(pids, grace)
+        if killed:
+            log.warning("killed (SIGKILL) pids %s", killed)
+        for c in victims:
+            if c.proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    c.proc.wait(1)
+            c.proc = None
+            c.next_start = 0.0
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.stage = "stopping"
+        self.ready = False
+        self.publish()
+        self._stop_role({"api", "agent", "other"}, STOP_GRACE)
+        qemu = procs.qemu_pids(self.layout)
+        if qemu:
+            log.info("stopping QEMU pids %s", qemu)
+            procs.terminate(qemu, STOP_GRACE)
+        # One member at a time: a leader stopped together with its followers waits seconds for
+        # a leadership transfer that cannot succeed.
+        for child in reversed(self.children.values()):
+            if child.spec.role == "etcd":
+                self._stop_children([child], ETCD_GRACE)
+        with contextlib.suppress(FileNotFoundError):
+            self.layout.supervisor_json.unlink()
+        log.info("lab stopped")
+
+    # --- state -----------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "stage": self.stage,
+            "ready": self.ready,
+            "children": {n: c.pid for n, c in self.children.items()},
+            "restarts": {n: c.restarts for n, c in self.children.items()},
+            "roles": {n: c.spec.role for n, c in self.children.items()},
+            "api_url": self.layout.api_url,
+        }
+
+    def publish(self) -> None:
+        write_json_atomic(self.layout.supervisor_json, self.state())
+
+    # --- startup ---------------------------------------------------------------------------
+
+    def _wait(self, what: str, done: Callable[[], bool], timeout: float = STARTUP_TIMEOUT) -> bool:
+        """Supervise until done() holds; False when asked to stop meanwhile."""
+        deadline = self.clock() + timeout
+        while not self.stopping:
+            if done():
+                return True
+            if self.clock() > deadline:
+                raise TimeoutError(f"{what}: not done after {timeout:.0f}s")
+            self.tick()
+            time.sleep(0.2)
+        return False
+
+    def startup(self) -> bool:
+        """Bring the lab up; False when a stop was asked for on the way."""
+        self.layout.shared_dir.mkdir(parents=True, exist_ok=True)
+        self.stage = "etcd"
+        self.start({"etcd"})
+        urls = self.layout.client_urls
+        if not self._wait("etcd", lambda: any(healthy(u) for u in urls)):
+            return False
+        if self.seed_cluster:
+            self.stage = "seeding"
+            self.publish()
+            if not self._wait("seeding", self._try_seed):
+                return False
+        self.stage = "processes"
+        self.start({"agent", "api", "other"})
+        self.stage = "running"
+        self.ready = True
+        self.publish()
+        log.info("lab ready")
+        return True
+
+    def _try_seed(self) -> bool:
+        try:
+            asyncio.run(asyncio.wait_for(seed(self.layout), 10))
+            return True
+        except Exception as e:  # etcd electing a leader, a member restarting: try again
+            log.info("seeding not done yet: %s", e)
+            return False
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        code = 0
+        try:
+            if self.startup():
+                while not self.stopping:
+                    self.tick()
+                    time.sleep(0.2)
+        except Exception:
+            log.exception("lab supervisor failed")
+            code = 1
+        finally:
+            self.stop()
+        return code
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("got %s: stopping the lab", signal.Signals(signum).name)
+        self.stopping = True
+
+
+def read_or_make_token(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+async def seed(layout: LabLayout) -> None:
+    """Storages and the API token; idempotent, so every start may run it."""
+    token = read_or_make_token(layout.token_path)
+    async with Store(layout.client_urls) as store:
+        have = await store.storages()
+        wanted = [
+            StorageConfig(id="local", type=StorageType.DIR, path="storage/local"),
+            StorageConfig(id="shared", type=StorageType.SHARED_DIR, path=str(layout.shared_dir)),
+        ]
+        for storage in wanted:
+            if storage.id not in have:
+                await store.put_storage(storage)
+        await store.add_token(token)
+
+
+def _parse_extra(value: str) -> tuple[str, list[str]]:
+    name, sep, cmd = value.partition("=")
+    if not sep or not name or not cmd:
+        raise argparse.ArgumentTypeError("expected NAME=COMMAND")
+    return name, shlex.split(cmd)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m corral.lab.supervisor")
+    p.add_argument("lab_dir", type=Path)
+    p.add_argument("--no-agents", action="store_true", help="etcd (and the API) only")
+    p.add_argument("--no-api", action="store_true")
+    p.add_argument("--no-seed", action="store_true")
+    p.add_argument("--extra", type=_parse_extra, action="append", default=[],
+                   metavar="NAME=COMMAND", help="another supervised process (tests)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health probe is noise
+    layout = LabLayout.load(args.lab_dir.resolve())
+    if layout is None:
+        log.error("%s has no lab.json", args.lab_dir)
+        return 2
+    specs = plan_children(layout, agents=not args.no_agents, api=not args.no_api,
+                          extra=args.extra)
+    return Supervisor(layout, specs, seed=not args.no_seed).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
