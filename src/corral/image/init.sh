@@ -12,15 +12,18 @@ while read -r module; do
 done </etc/corral-modules
 
 # The ACPI button driver reports presses as key events on its input device; any event
-# there means QEMU's system_powerdown. A watcher per device, whichever fires first wins.
+# there means QEMU's system_powerdown. The device is opened here, before the first
+# heartbeat, because evdev drops events that arrive while nobody has it open.
 for dev in /sys/class/input/event*; do
     if [ "$(cat "$dev/device/name" 2>/dev/null)" = "Power Button" ]; then
+        exec 3<"/dev/input/${dev##*/}"
         (
-            head -c 1 "/dev/${dev##*/}" >/dev/null
+            head -c 1 <&3 >/dev/null
             echo "corral-guest: power button, powering off"
             sync
             poweroff -f
         ) &
+        exec 3<&-
     fi
 done
 

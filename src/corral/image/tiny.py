@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from corral.image.cpio import CpioWriter
+from corral.image.kernel import extract_vmlinux
 from corral.image.modules import index_modules, load_order
 
 KERNEL_META = "linux-image-amd64"
@@ -31,7 +32,7 @@ NEEDED_MODULES = {
     "CONFIG_ACPI_BUTTON": "button",
     "CONFIG_INPUT_EVDEV": "evdev",
 }
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
 
 
 class ImageBuildError(RuntimeError):
@@ -117,9 +118,7 @@ def _busybox_applets(busybox: Path) -> list[str]:
     return [a.strip("/") for a in _run([str(busybox), "--list-full"]).split()]
 
 
-def build_initramfs(
-    busybox: Path, modules: list[tuple[str, bytes]], init: bytes
-) -> bytes:
+def build_initramfs(busybox: Path, modules: list[tuple[str, bytes]], init: bytes) -> bytes:
     """A gzipped newc archive: busybox with applet links, /init, modules and their order."""
     raw = io.BytesIO()
     cpio = CpioWriter(raw)
@@ -174,6 +173,8 @@ def build_tiny(
 ) -> Path:
     """Build images_dir/tiny/{vmlinuz,initrd.img,manifest.json}; returns images_dir/tiny.
 
+    When the kernel supports PVH, `vmlinux` (the unpacked kernel) is added for faster boots.
+
     Skipped when already built from the current init script, unless `force`.
     """
     out = images_dir / "tiny"
@@ -200,6 +201,11 @@ def build_tiny(
             modules = [(p.name, p.read_bytes()) for p in load_order(wanted, index)]
             log(f"modules: {' '.join(name for name, _ in modules) or '(none)'}")
             initrd = build_initramfs(root / "bin" / "busybox", modules, init)
+            bzimage = root / "boot" / f"vmlinuz-{release}"
+            # PVH needs the kernel's ELF note; without it only the bzImage is usable.
+            vmlinux = None
+            if options.get("CONFIG_PVH") == "y":
+                vmlinux = extract_vmlinux(bzimage.read_bytes())
             manifest = {
                 "format": MANIFEST_FORMAT,
                 "kernel_package": kernel_pkg,
@@ -208,11 +214,18 @@ def build_tiny(
                 "busybox_version": _deb_version(busybox_deb),
                 "modules": [name for name, _ in modules],
                 "init_sha256": init_sha,
+                "pvh": vmlinux is not None,
             }
             # Write side files first and the manifest last: a manifest means a whole image.
             (out / "manifest.json").unlink(missing_ok=True)
-            shutil.copyfile(root / "boot" / f"vmlinuz-{release}", out / "vmlinuz.tmp")
+            shutil.copyfile(bzimage, out / "vmlinuz.tmp")
             (out / "vmlinuz.tmp").replace(out / "vmlinuz")
+            if vmlinux is not None:
+                (out / "vmlinux.tmp").write_bytes(vmlinux)
+                (out / "vmlinux.tmp").replace(out / "vmlinux")
+            else:
+                (out / "vmlinux").unlink(missing_ok=True)
+                log("kernel not unpacked for PVH; guests boot the slower bzImage")
             (out / "initrd.img.tmp").write_bytes(initrd)
             (out / "initrd.img.tmp").replace(out / "initrd.img")
             (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
