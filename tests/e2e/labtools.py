@@ -39,6 +39,8 @@ class Lab:
     def child_pid(self, name: str) -> int:
         children = self.supervisor()["children"]
         pid = children[name]["pid"] if isinstance(children[name], dict) else children[name]
+        if pid is None:
+            raise ValueError(f"{name} is not running right now")
         return int(pid)
 
 

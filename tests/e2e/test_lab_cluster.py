@@ -78,10 +78,10 @@ def test_vm_lifecycle_through_the_cli(lab: Lab) -> None:
     [
         (["--name", "tiny1", "--memory", "128", "--node", "n1"], "name"),
         (["--name", "m0", "--memory", "0", "--node", "n1"], "memory"),
-        (["--name", "c0", "--memory", "64", "--cores", "-1", "--node", "n1"], "cores"),
-        (["--name", "d0", "--memory", "64", "--disk", "nope:1G", "--node", "n1"], "disks"),
-        (["--name", "d1", "--memory", "64", "--disk", "local:../x", "--node", "n1"], "disks"),
-        (["--name", "n0", "--memory", "64", "--node", "n9"], "node"),
+        (["--name", "c0", "--memory", "96", "--cores", "-1", "--node", "n1"], "cores"),
+        (["--name", "d0", "--memory", "96", "--disk", "nope:1G", "--node", "n1"], "disks"),
+        (["--name", "d1", "--memory", "96", "--disk", "local:../x", "--node", "n1"], "disks"),
+        (["--name", "n0", "--memory", "96", "--node", "n9"], "node"),
     ],
 )
 def test_bad_input_names_the_field_and_changes_nothing(lab: Lab, args: list[str],
@@ -122,7 +122,7 @@ def test_cluster_works_with_one_etcd_member_down(lab: Lab) -> None:
     os.kill(supervisor, signal.SIGSTOP)  # keep it from restarting the member at once
     try:
         os.kill(member, signal.SIGKILL)
-        lab.corral("vm", "create", "--name", "quorum1", "--memory", "64", "--node", "n2")
+        lab.corral("vm", "create", "--name", "quorum1", "--memory", "96", "--node", "n2")
         vmid = str(vm_by_name(lab, "quorum1")["vmid"])
         lab.corral("vm", "start", vmid)
         wait_until(lambda: heartbeats(lab.corral("vm", "console", vmid).stdout), 30,
@@ -135,7 +135,7 @@ def test_cluster_works_with_one_etcd_member_down(lab: Lab) -> None:
 
 
 def test_down_stops_everything_and_up_keeps_state(lab: Lab) -> None:
-    lab.corral("vm", "create", "--name", "keep1", "--memory", "64", "--disk", "local:64M",
+    lab.corral("vm", "create", "--name", "keep1", "--memory", "96", "--disk", "local:64M",
                "--node", "n2")
     vmid = str(vm_by_name(lab, "keep1")["vmid"])
     pids = [int(p) for p in _all_pids(lab)]
