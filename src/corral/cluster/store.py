@@ -35,7 +35,37 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 StoreError = aetcd.exceptions.ClientError
-RETRYABLE = (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError)
+# Unavailable ("leader changed", "no leader", a member down) means the request was not applied,
+# so even a conditional transaction is safe to send again; a new leader is usually elected
+# within a second or two. A timeout is not retried: its request may have been applied.
+RETRYABLE = (aetcd.exceptions.ConnectionFailedError,)
+RETRY_FOR_SECONDS = 8.0
+
+
+class _RetryingClient:
+    """The aetcd client, with every call retried on transient unavailability."""
+
+    def __init__(self, client: aetcd.Client) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not asyncio.iscoroutinefunction(attr):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            delay, waited = 0.1, 0.0
+            while True:
+                try:
+                    return await attr(*args, **kwargs)
+                except RETRYABLE:
+                    if waited >= RETRY_FOR_SECONDS:
+                        raise
+                    await asyncio.sleep(delay)
+                    waited += delay
+                    delay = min(delay * 2, 1.0)
+
+        return call
 
 
 def _target(endpoints: Sequence[str]) -> tuple[str, int]:
@@ -89,7 +119,7 @@ class Store:
     def __init__(self, endpoints: Sequence[str], timeout: float = 5.0) -> None:
         host, port = _target(endpoints)
         self.endpoints = list(endpoints)
-        self.client = aetcd.Client(
+        self.client: Any = _RetryingClient(aetcd.Client(
             host=host,
             port=port,
             timeout=timeout,
@@ -98,7 +128,7 @@ class Store:
                 "grpc.initial_reconnect_backoff_ms": 200,
                 "grpc.max_reconnect_backoff_ms": 1000,
             },
-        )
+        ))
 
     async def __aenter__(self) -> Store:
         await self.client.connect()
