@@ -26,7 +26,7 @@ class TaskRunner:
         items, rev = await store.snapshot(keys.TASKS)
         for _, value, mod_rev in items:
             task = load(Task, value)
-            if task.node != self.ctx.node:
+            if not self._mine(task):
                 continue
             if task.state is TaskState.QUEUED:
                 self._spawn(task, mod_rev)
@@ -37,8 +37,12 @@ class TaskRunner:
             if ev.value is None:
                 continue
             task = load(Task, ev.value)
-            if task.node == self.ctx.node and task.state is TaskState.QUEUED:
+            if self._mine(task) and task.state is TaskState.QUEUED:
                 self._spawn(task, ev.revision)
+
+    def _mine(self, task: Task) -> bool:
+        # Kinds without a handler here (bulk actions) belong to the manager.
+        return task.node == self.ctx.node and task.kind in HANDLERS
 
     def _spawn(self, task: Task, rev: int) -> None:
         t = asyncio.create_task(self._claim_and_run(task, rev))

@@ -117,6 +117,8 @@ class VMConfig(Model):
     # `corral image build-tiny` makes); None boots the first disk.
     image: str | None = "tiny"
     startup: int = Field(default=0, ge=0, le=9999)  # start order, low first
+    # What host maintenance does with this VM: move it (live if running), leave it, stop it.
+    maintenance: Literal["migrate", "stay", "stop"] = "migrate"
     description: str = ""
 
     @field_validator("name")
@@ -189,6 +191,7 @@ class Task(Model):
     kind: str  # "vm.create", "vm.start", "vm.shutdown", ...
     node: str
     vmid: int | None = None
+    parent: str | None = None  # the bulk task this one belongs to
     params: dict[str, Any] = Field(default_factory=dict)
     state: TaskState = TaskState.QUEUED
     progress: float = 0.0  # 0..1

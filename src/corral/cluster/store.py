@@ -202,11 +202,16 @@ class Store:
     # --- nodes -----------------------------------------------------------------------------
 
     async def nodes(self) -> list[Node]:
+        return self.nodes_from(await self.raw_prefix(keys.NODES))
+
+    @classmethod
+    def nodes_from(cls, items: list[tuple[str, bytes, int]]) -> list[Node]:
         fields: dict[str, dict[str, bytes]] = {}
-        for key, value, _ in await self.raw_prefix(keys.NODES):
-            name, field = keys.split(key, keys.NODES)
-            fields.setdefault(name, {})[field] = value
-        return [self._node(name, f) for name, f in sorted(fields.items())]
+        for key, value, _ in items:
+            if key.startswith(keys.NODES):
+                name, field = keys.split(key, keys.NODES)
+                fields.setdefault(name, {})[field] = value
+        return [cls._node(name, f) for name, f in sorted(fields.items())]
 
     async def node(self, name: str) -> Node | None:
         f = {key.rsplit("/", 1)[1]: value
@@ -226,10 +231,12 @@ class Store:
     # --- storage ---------------------------------------------------------------------------
 
     async def storages(self) -> dict[str, StorageConfig]:
-        return {
-            s.id: s
-            for s in (load(StorageConfig, v) for _, v, _ in await self.raw_prefix(keys.STORAGE))
-        }
+        return self.storages_from(await self.raw_prefix(keys.STORAGE))
+
+    @staticmethod
+    def storages_from(items: list[tuple[str, bytes, int]]) -> dict[str, StorageConfig]:
+        found = (load(StorageConfig, v) for k, v, _ in items if k.startswith(keys.STORAGE))
+        return {s.id: s for s in found}
 
     async def put_storage(self, storage: StorageConfig) -> None:
         await self.put(keys.storage(storage.id), storage)
@@ -237,11 +244,16 @@ class Store:
     # --- VMs -------------------------------------------------------------------------------
 
     async def vms(self) -> list[VM]:
+        return self.vms_from(await self.raw_prefix(keys.VMS))
+
+    @classmethod
+    def vms_from(cls, items: list[tuple[str, bytes, int]]) -> list[VM]:
         fields: dict[int, dict[str, tuple[bytes, int]]] = {}
-        for key, value, rev in await self.raw_prefix(keys.VMS):
-            vmid, field = keys.split(key, keys.VMS)
-            fields.setdefault(int(vmid), {})[field] = (value, rev)
-        out = [self._vm(f) for _, f in sorted(fields.items())]
+        for key, value, rev in items:
+            if key.startswith(keys.VMS):
+                vmid, field = keys.split(key, keys.VMS)
+                fields.setdefault(int(vmid), {})[field] = (value, rev)
+        out = [cls._vm(f) for _, f in sorted(fields.items())]
         return [vm for vm in out if vm is not None]
 
     async def vm(self, vmid: int) -> VM | None:
@@ -330,7 +342,11 @@ class Store:
         return (await self.get(keys.task(task_id), Task))[0]
 
     async def tasks(self) -> list[Task]:
-        out = [load(Task, v) for _, v, _ in await self.raw_prefix(keys.TASKS)]
+        return self.tasks_from(await self.raw_prefix(keys.TASKS))
+
+    @staticmethod
+    def tasks_from(items: list[tuple[str, bytes, int]]) -> list[Task]:
+        out = [load(Task, v) for k, v, _ in items if k.startswith(keys.TASKS)]
         return sorted(out, key=lambda t: t.created_at)
 
     async def claim_task(self, task: Task, expect_rev: int, claimed: Task) -> bool:

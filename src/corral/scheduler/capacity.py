@@ -1,0 +1,96 @@
+"""Where a VM may run: host eligibility and free memory, as pure functions of a snapshot.
+
+Shared by the API (refuse a migration up front) and the manager (choose evacuation targets),
+so an operator and the manager always agree on what fits.
+"""
+
+from __future__ import annotations
+
+from corral.cluster.models import RunState
+from corral.cluster.snapshot import ClusterSnapshot
+from corral.cluster.store import VM
+
+# Kept free on every host for the host itself and QEMU's own overhead.
+HOST_RESERVE_MB = 512
+MIGRATION_KINDS = ("vm.migrate",)
+
+
+def incoming_memory(snap: ClusterSnapshot, node: str) -> int:
+    """Memory of VMs on their way to node (migrations not finished yet)."""
+    total = 0
+    for task in snap.unfinished():
+        if task.kind in MIGRATION_KINDS and task.params.get("target") == node:
+            vm = snap.vms.get(task.vmid or -1)
+            if vm is not None and vm.placement.node != node:
+                total += vm.config.memory_mb
+    return total
+
+
+def committed_memory(snap: ClusterSnapshot, node: str) -> int:
+    """Memory of the VMs placed on node that are meant to run, plus those arriving."""
+    here = sum(vm.config.memory_mb for vm in snap.vms_on(node)
+               if vm.placement.state is not RunState.STOPPED)
+    return here + incoming_memory(snap, node)
+
+
+def free_memory(snap: ClusterSnapshot, node: str) -> int:
+    n = snap.nodes.get(node)
+    if n is None or n.info is None:
+        return 0
+    return n.info.memory_mb - HOST_RESERVE_MB - committed_memory(snap, node)
+
+
+def unusable(snap: ClusterSnapshot, node: str) -> str | None:
+    """Why node cannot take a VM now, or None."""
+    n = snap.nodes.get(node)
+    if n is None or n.info is None:
+        return f"node {node} is unknown"
+    if not n.alive:
+        return f"node {node} is offline"
+    if snap.in_maintenance(node):
+        return f"node {node} is in maintenance"
+    return None
+
+
+def migration_refusal(snap: ClusterSnapshot, vm: VM, target: str,
+                      with_local_disks: bool) -> str | None:
+    """Why vm cannot move to target now, or None when the move may start."""
+    if target == vm.placement.node:
+        return f"VM {vm.vmid} is already on {target}"
+    if (why := unusable(snap, target)) is not None:
+        return why
+    source = snap.nodes.get(vm.placement.node)
+    if source is None or not source.alive:
+        return f"the VM's host {vm.placement.node} is offline"
+    if (task := snap.active_task(vm.vmid)) is not None:
+        what = "already migrating" if task.kind in MIGRATION_KINDS else f"busy with {task.kind}"
+        return f"VM {vm.vmid} is {what} (task {task.id})"
+    local = snap.local_disks(vm)
+    if local and not with_local_disks:
+        return (f"VM {vm.vmid} has local disks ({', '.join(local)}): "
+                "migrate with --with-local-disks to copy them")
+    running = vm.placement.state is not RunState.STOPPED
+    if running and (free := free_memory(snap, target)) < vm.config.memory_mb:
+        return (f"not enough free memory on {target}: {free} MiB free, "
+                f"VM {vm.vmid} needs {vm.config.memory_mb} MiB")
+    return None
+
+
+def pick_target(snap: ClusterSnapshot, vm: VM, exclude: frozenset[str] = frozenset()
+                ) -> tuple[str | None, str]:
+    """The eligible host with the most free memory, or None and why none fits."""
+    reasons: list[str] = []
+    best: tuple[int, str] | None = None
+    for name in sorted(snap.nodes):
+        if name == vm.placement.node or name in exclude:
+            continue
+        why = migration_refusal(snap, vm, name, with_local_disks=True)
+        if why is not None:
+            reasons.append(why)
+            continue
+        free = free_memory(snap, name)
+        if best is None or free > best[0]:
+            best = (free, name)
+    if best is None:
+        return None, "; ".join(reasons) or "no other host in the cluster"
+    return best[1], ""
