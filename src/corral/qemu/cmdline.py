@@ -71,7 +71,7 @@ def build_command(
     ]  # fmt: skip
     if config.image is not None:
         image_dir = images_dir / config.image
-        append = f"{BASE_APPEND} {extra_append}".strip()
+        append = " ".join(p for p in (BASE_APPEND, config.append, extra_append) if p)
         cmd += [
             "-kernel", str(kernel_path(images_dir, config.image, kernel_file)),
             "-initrd", str(image_dir / "initrd.img"),

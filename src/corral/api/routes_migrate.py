@@ -1,0 +1,64 @@
+"""VM migration: queue a `vm.migrate` on the VM's host, refused up front when it cannot work,
+and the live figures of a migration in progress."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from corral.api import queue
+from corral.api.deps import StoreDep
+from corral.api.errors import conflict, not_found
+from corral.api.schemas import TaskAccepted
+from corral.cluster.snapshot import read_snapshot
+from corral.migration import record
+from corral.migration.params import MigrateParams, parse_bwlimit
+from corral.migration.record import MigrationRecord
+from corral.scheduler.capacity import migration_refusal
+
+router = APIRouter(tags=["vms"])
+
+
+class MigrateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: Annotated[str, Field(min_length=1, max_length=63)]
+    with_local_disks: bool = False
+    # "200M", "1G" or a number of MiB/s; null: no limit.
+    bwlimit: str | int | None = None
+
+    @field_validator("bwlimit")
+    @classmethod
+    def _bwlimit(cls, v: str | int | None) -> str | int | None:
+        parse_bwlimit(v)  # raises ValueError with a readable reason
+        return v
+
+
+@router.post("/vms/{vmid}/migrate", response_model=TaskAccepted, status_code=202)
+async def migrate(vmid: int, body: MigrateRequest, store: StoreDep) -> TaskAccepted:
+    snap = await read_snapshot(store, time.time())
+    vm = snap.vms.get(vmid)
+    if vm is None:
+        raise not_found("VM", vmid)
+    why = migration_refusal(snap, vm, body.target, body.with_local_disks)
+    if why is not None:
+        raise conflict(why, "target" if body.target in why else None)
+    # A migration the operator asks for is not a maintenance move: no origin to return to.
+    params = MigrateParams(target=body.target, with_local_disks=body.with_local_disks,
+                           bwlimit_mbps=parse_bwlimit(body.bwlimit), origin=None)
+    task = await queue.queue(store, "vm.migrate", vm.placement.node, vmid,
+                             params.model_dump(include={"target", "with_local_disks",
+                                                        "bwlimit_mbps", "origin"}))
+    return TaskAccepted(task=task.id)
+
+
+@router.get("/vms/{vmid}/migration", response_model=MigrationRecord)
+async def migration(vmid: int, store: StoreDep) -> MigrationRecord:
+    """The migration of vmid in progress: phase and bytes moved."""
+    rec, _ = await record.read(store, vmid)
+    if rec is None:
+        raise not_found("migration of VM", vmid)
+    return rec
