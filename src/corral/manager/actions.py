@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from corral.cluster.models import Placement, Task
+from corral.ha.models import HAState
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,13 @@ class SetPlacement:
 
 
 Action = QueueTask | UpdateTask | SetPlacement
+
+
+@dataclass(frozen=True)
+class SaveHAState:
+    """Persist the HA state machine's state (so a new leader continues from etcd alone)."""
+
+    state: HAState
+
+
+HAAction = Action | SaveHAState

@@ -1,0 +1,59 @@
+"""Maintenance mode: the request is stored on the host; the manager does the moving."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from corral.api.deps import StoreDep
+from corral.api.errors import invalid, not_found
+from corral.cluster import keys
+from corral.cluster.models import NodeRequest
+from corral.cluster.snapshot import read_snapshot
+from corral.manager.maintenance import MaintenanceStatus, maintenance_status
+
+router = APIRouter(tags=["maintenance"])
+
+
+class MaintenanceChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enable: bool
+    # Disabling only: leave the VMs where they are instead of moving them back.
+    no_return: bool = False
+    parallel: int | None = Field(default=None, ge=1, le=64)
+
+
+@router.post("/nodes/{node}/maintenance", response_model=MaintenanceStatus)
+async def set_maintenance(node: str, body: MaintenanceChange,
+                          store: StoreDep) -> MaintenanceStatus:
+    if body.enable and body.no_return:
+        raise invalid("no_return applies only when disabling maintenance", "no_return")
+    found = await store.node(node)
+    if found is None or found.info is None:
+        raise not_found("node", node)
+    current = found.request
+    # Enabling twice keeps the request's time: the manager's task ids derive from it, so a
+    # repeated enable does not restart steps already taken (a disable and enable does).
+    same = current is not None and current.maintenance == body.enable
+    request = NodeRequest(
+        maintenance=body.enable, no_return=body.no_return, parallel=body.parallel,
+        requested_at=current.requested_at if same and current else time.time())
+    await store.put(keys.node(node, "request"), request)
+    return maintenance_status(await read_snapshot(store, time.time()), node)
+
+
+@router.get("/nodes/{node}/maintenance", response_model=MaintenanceStatus)
+async def get_maintenance(node: str, store: StoreDep) -> MaintenanceStatus:
+    snap = await read_snapshot(store, time.time())
+    if node not in snap.nodes:
+        raise not_found("node", node)
+    return maintenance_status(snap, node)
+
+
+@router.get("/maintenance", response_model=list[MaintenanceStatus])
+async def list_maintenance(store: StoreDep) -> list[MaintenanceStatus]:
+    snap = await read_snapshot(store, time.time())
+    return [maintenance_status(snap, name) for name in sorted(snap.nodes)]

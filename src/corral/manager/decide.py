@@ -1,0 +1,44 @@
+"""The manager's whole decision: a pure function of one cluster snapshot.
+
+No I/O, no clock (snap.now is the time), no randomness: the same snapshot always gives the
+same actions, so production, the simulator and the tests run the very same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from corral.cluster.snapshot import ClusterSnapshot
+from corral.ha.machine import decide_ha
+from corral.ha.models import HAInputs, HAState, HATiming
+from corral.manager.actions import Action, HAAction, QueueTask
+from corral.manager.bulk import decide_bulk
+from corral.manager.maintenance import decide_maintenance, with_tasks
+
+Decider = Callable[[ClusterSnapshot], list[Action]]
+
+# In priority order: each part sees the tasks the earlier parts queued, so two parts never
+# send one VM two tasks or fill one host twice.
+PARTS: tuple[Decider, ...] = (
+    decide_maintenance,
+    decide_bulk,
+)
+
+
+def decide(snap: ClusterSnapshot) -> list[Action]:
+    actions: list[Action] = []
+    for part in PARTS:
+        more = part(snap)
+        actions.extend(more)
+        snap = with_tasks(snap, [a.task for a in more if isinstance(a, QueueTask)])
+    return actions
+
+
+def decide_with_ha(snap: ClusterSnapshot, ha: HAInputs, timing: HATiming
+                   ) -> tuple[list[HAAction], HAState]:
+    """decide(), then HA over the snapshot with their tasks, so HA waits for a maintenance
+    migration instead of acting on the same VM. Returns the HA state to persist as well."""
+    actions: list[HAAction] = list(decide(snap))
+    snap = with_tasks(snap, [a.task for a in actions if isinstance(a, QueueTask)])
+    ha_actions, state = decide_ha(snap, ha, timing)
+    return actions + ha_actions, state

@@ -1,0 +1,125 @@
+"""The manager's shell: read a snapshot, decide, apply; only while this host leads.
+
+Every write is an etcd transaction conditioned on the manager key still carrying this term's
+revision, so a deposed leader's late writes fail instead of fighting the new leader's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from corral.cluster import keys
+from corral.cluster.store import Store, dump
+from corral.ha.models import HATiming
+from corral.ha.store import read_all
+from corral.manager.actions import HAAction, QueueTask, SaveHAState, SetPlacement, UpdateTask
+from corral.manager.decide import decide_with_ha
+from corral.manager.election import Election
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 1.0
+# A burst of etcd changes (a migration reporting progress) wakes the manager once, not per key.
+MIN_GAP_SECONDS = 0.2
+
+
+class NotLeader(Exception):
+    """The manager key is no longer this term's: stop deciding."""
+
+
+class Manager:
+    def __init__(self, store: Store, token: int, timing: HATiming | None = None) -> None:
+        self.store = store
+        self.token = token
+        self.timing = timing or HATiming()
+        self.changed = asyncio.Event()
+
+    async def apply(self, action: HAAction) -> bool:
+        """One action as one fenced transaction; False when its condition did not hold."""
+        t = self.store.client.transactions
+        fence = t.mod(keys.MANAGER.encode()) == self.token
+        if isinstance(action, QueueTask):
+            key = keys.task(action.task.id).encode()
+            compare = [fence, t.version(key) == 0]  # queued once, whoever asks again
+            ops = [t.put(key, dump(action.task))]
+        elif isinstance(action, UpdateTask):
+            compare = [fence]
+            ops = [t.put(keys.task(action.task.id).encode(), dump(action.task))]
+        elif isinstance(action, SaveHAState):
+            compare = [fence]
+            ops = [t.put(keys.HA_STATE.encode(), dump(action.state))]
+        else:
+            key = keys.vm(action.vmid, "placement").encode()
+            compare = [fence, t.mod(key) == action.expect_rev]
+            ops = [t.put(key, dump(action.placement))]
+        ok, _ = await self.store.client.transaction(compare=compare, success=ops, failure=[])
+        if not ok:
+            kv = await self.store.client.get(keys.MANAGER.encode())
+            if kv is None or int(kv.mod_revision) != self.token:
+                raise NotLeader()
+        return bool(ok)
+
+    async def tick(self) -> list[HAAction]:
+        snap, ha = await read_all(self.store, time.time())
+        actions, _ = decide_with_ha(snap, ha, self.timing)
+        for action in actions:
+            if not await self.apply(action):
+                # Someone changed it first (an operator, an agent): the next tick re-reads.
+                log.debug("not applied (changed meanwhile): %s", _describe(action))
+            else:
+                log.info("%s", _describe(action))
+        return actions
+
+    async def _watch(self) -> None:
+        async for _ in self.store.watch_prefix(keys.PREFIX):
+            self.changed.set()
+
+    async def run(self) -> None:
+        watcher = asyncio.create_task(self._watch())
+        try:
+            while True:
+                self.changed.clear()
+                try:
+                    await self.tick()
+                except NotLeader:
+                    return
+                except Exception:  # etcd hiccup or a bug on odd data: keep managing
+                    log.exception("manager tick failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.changed.wait(), TICK_SECONDS)
+                await asyncio.sleep(MIN_GAP_SECONDS)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+
+def _describe(action: HAAction) -> str:
+    if isinstance(action, SaveHAState):
+        return "HA state saved"
+    if isinstance(action, SetPlacement):
+        return f"VM {action.vmid}: placement {action.placement.model_dump()} ({action.reason})"
+    task = action.task
+    verb = "queue" if isinstance(action, QueueTask) else "update"
+    return f"{verb} task {task.id} {task.kind} ({task.state.value})"
+
+
+async def serve(store: Store, name: str, lease: Callable[[], Any]) -> None:
+    """Campaign forever; decide while leading. Runs inside every agent."""
+    election = Election(store, name, lease)
+    while True:
+        token = await election.win()
+        manager = asyncio.create_task(Manager(store, token).run(), name="manager-loop")
+        lost = asyncio.create_task(election.lost(token), name="manager-lost")
+        try:
+            await asyncio.wait({manager, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for job in (manager, lost):
+                job.cancel()
+            await asyncio.gather(manager, lost, return_exceptions=True)
+        log.info("%s stopped managing (term %s)", name, token)

@@ -1,0 +1,115 @@
+"""Manager election and the fenced manager loop against a real etcd."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from corral.cluster import keys
+from corral.cluster.models import NodeInfo, NodeRequest, Placement, RunState, Task, VMConfig
+from corral.cluster.store import Store
+from corral.manager import loop
+from corral.manager.actions import QueueTask, SetPlacement, UpdateTask
+from corral.manager.election import Election
+from corral.manager.loop import Manager, NotLeader
+
+pytestmark = pytest.mark.integration
+
+
+class Host:
+    """A contender: its own etcd lease, as an agent's Liveness holds it."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store = store
+        self.name = name
+        self.lease: Any = None
+
+    async def up(self, ttl: int = 5) -> Host:
+        self.lease = await self.store.grant_lease(ttl)
+        return self
+
+    def election(self) -> Election:
+        return Election(self.store, self.name, lambda: self.lease)
+
+
+async def test_two_contenders_one_leader(store: Store) -> None:
+    a, b = await Host(store, "n1").up(), await Host(store, "n2").up()
+    token_a = await a.election().campaign()
+    token_b = await b.election().campaign()
+    assert token_a is not None and token_b is None
+    assert (await a.election().holder())[0] == "n1"
+
+
+async def test_our_name_on_an_old_lease_is_not_leadership(store: Store) -> None:
+    old = await Host(store, "n1").up()
+    assert await old.election().campaign() is not None
+    restarted = await Host(store, "n1").up()  # the same host's agent after a SIGKILL
+    assert await restarted.election().campaign() is None
+
+
+async def test_revoked_lease_hands_over_to_the_other_contender(store: Store) -> None:
+    a, b = await Host(store, "n1").up(), await Host(store, "n2").up()
+    token_a = await a.election().win()
+    lost = asyncio.create_task(a.election().lost(token_a))
+    waiting = asyncio.create_task(b.election().win())
+    await asyncio.sleep(0.3)
+    assert not waiting.done() and not lost.done()
+    await a.lease.revoke()  # what etcd does when n1's agent stops renewing
+    token_b = await asyncio.wait_for(waiting, 5)
+    await asyncio.wait_for(lost, 5)
+    assert token_b > token_a and (await b.election().holder())[0] == "n2"
+
+
+async def test_a_deposed_leader_cannot_write(store: Store) -> None:
+    a, b = await Host(store, "n1").up(), await Host(store, "n2").up()
+    token_a = await a.election().win()
+    old = Manager(store, token_a)
+    await a.lease.revoke()
+    await b.election().win()
+    task = Task(id="t-1", kind="vm.start", node="n1", vmid=101)
+    with pytest.raises(NotLeader):
+        await old.apply(QueueTask(task))
+    assert await store.task("t-1") is None
+
+
+async def test_actions_apply_as_fenced_transactions(store: Store) -> None:
+    a = await Host(store, "n1").up()
+    m = Manager(store, await a.election().win())
+    task = Task(id="t-2", kind="node.bulk", node="n1")
+    assert await m.apply(QueueTask(task))
+    changed = task.model_copy(update={"progress": 0.5})
+    assert await m.apply(UpdateTask(changed))
+    # Queuing again never overwrites what is there (an agent may have claimed it meanwhile).
+    assert not await m.apply(QueueTask(task))
+    assert (await store.task("t-2")) == changed
+    await store.create_vm(VMConfig(vmid=101, name="a", memory_mb=64, cores=1),
+                          Placement(node="n1"))
+    vm = await store.vm(101)
+    assert vm is not None
+    moved = vm.placement.model_copy(update={"origin": "n2"})
+    assert await m.apply(SetPlacement(101, moved, vm.placement_rev))
+    assert not await m.apply(SetPlacement(101, moved, vm.placement_rev))  # stale revision
+
+
+async def test_the_elected_manager_runs_a_maintenance_request(store: Store) -> None:
+    for name in ("n1", "n2"):
+        await store.put(keys.node(name, "info"), NodeInfo(name=name, cpus=2, memory_mb=4096))
+        await store.client.put(keys.node(name, "alive").encode(), b"1")
+    await store.create_vm(VMConfig(vmid=101, name="a", memory_mb=64, cores=1),
+                          Placement(node="n1", state=RunState.RUNNING))
+    host = await Host(store, "n2").up()
+    service = asyncio.create_task(loop.serve(store, "n2", lambda: host.lease))
+    try:
+        await store.put(keys.node("n1", "request"), NodeRequest(maintenance=True))
+        for _ in range(50):
+            tasks = [t for t in await store.tasks() if t.kind == "vm.migrate"]
+            if tasks:
+                break
+            await asyncio.sleep(0.1)
+        [task] = tasks
+        assert (task.vmid, task.node, task.params["target"]) == (101, "n1", "n2")
+    finally:
+        service.cancel()
+        await asyncio.gather(service, return_exceptions=True)
