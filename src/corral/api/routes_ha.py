@@ -1,0 +1,103 @@
+"""HA: per-VM settings (resources), placement rules, and the manager's HA status."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Response
+from pydantic import Field
+
+from corral.api.deps import StoreDep
+from corral.api.errors import conflict, invalid, not_found
+from corral.cluster.models import Model
+from corral.cluster.store import Store
+from corral.ha import store as ha_store
+from corral.ha.models import HARequest, HARule, HASettings
+from corral.ha.status import HAReport, ha_status
+
+router = APIRouter(prefix="/ha", tags=["ha"])
+
+
+class HAUpdate(Model):
+    state: HARequest | None = None
+    max_restart: int | None = Field(default=None, ge=0, le=10)
+    max_relocate: int | None = Field(default=None, ge=0, le=10)
+
+
+async def _settings(store: Store, vmid: int) -> HASettings:
+    s = await ha_store.get_settings(store, vmid)
+    if s is None:
+        raise not_found("HA resource", vmid)
+    return s
+
+
+@router.get("/status", response_model=HAReport)
+async def status(store: StoreDep) -> HAReport:
+    snap, inputs = await ha_store.read_all(store, time.time())
+    return ha_status(snap, inputs)
+
+
+@router.get("/resources", response_model=list[HASettings])
+async def list_resources(store: StoreDep) -> list[HASettings]:
+    inputs = await ha_store.read_inputs(store)
+    return [inputs.settings[v] for v in sorted(inputs.settings)]
+
+
+@router.get("/resources/{vmid}", response_model=HASettings)
+async def get_resource(vmid: int, store: StoreDep) -> HASettings:
+    return await _settings(store, vmid)
+
+
+@router.post("/resources", response_model=HASettings, status_code=201)
+async def add_resource(body: HASettings, store: StoreDep) -> HASettings:
+    if await store.vm(body.vmid) is None:
+        raise invalid(f"VM {body.vmid} does not exist", "vmid")
+    if await ha_store.get_settings(store, body.vmid) is not None:
+        raise conflict(f"VM {body.vmid} is already managed by HA", "vmid")
+    await ha_store.put_settings(store, body)
+    return body
+
+
+@router.put("/resources/{vmid}", response_model=HASettings)
+async def set_resource(vmid: int, body: HAUpdate, store: StoreDep) -> HASettings:
+    current = await _settings(store, vmid)
+    changes = body.model_dump(exclude_none=True)
+    updated = HASettings.model_validate({**current.model_dump(), **changes})
+    await ha_store.put_settings(store, updated)
+    return updated
+
+
+@router.delete("/resources/{vmid}", status_code=204)
+async def remove_resource(vmid: int, store: StoreDep) -> Response:
+    await _settings(store, vmid)
+    await ha_store.delete_settings(store, vmid)
+    return Response(status_code=204)
+
+
+@router.get("/rules", response_model=list[HARule])
+async def list_rules(store: StoreDep) -> list[HARule]:
+    return (await ha_store.read_inputs(store)).rules
+
+
+@router.post("/rules", response_model=HARule, status_code=201)
+async def add_rule(body: HARule, store: StoreDep) -> HARule:
+    if await ha_store.get_rule(store, body.name) is not None:
+        raise conflict(f"HA rule {body.name} exists", "name")
+    vms = {vm.vmid for vm in await store.vms()}
+    missing = [v for v in body.vms if v not in vms]
+    if missing:
+        raise invalid(f"VM {missing[0]} does not exist", "vms")
+    nodes = {n.name for n in await store.nodes()}
+    unknown = [n for n in body.nodes if n not in nodes]
+    if unknown:
+        raise invalid(f"node {unknown[0]} does not exist", "nodes")
+    await ha_store.put_rule(store, body)
+    return body
+
+
+@router.delete("/rules/{name}", status_code=204)
+async def remove_rule(name: str, store: StoreDep) -> Response:
+    if await ha_store.get_rule(store, name) is None:
+        raise not_found("HA rule", name)
+    await ha_store.delete_rule(store, name)
+    return Response(status_code=204)

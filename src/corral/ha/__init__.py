@@ -1,0 +1,1 @@
+"""High availability: HA settings and rules, and the pure state machine the manager runs."""

@@ -1,0 +1,283 @@
+"""The HA state machine: a pure function from (snapshot, HA inputs, timing) to actions and
+the next HA state. No I/O, no clock (snap.now), no randomness; task ids derive from the VM,
+its placement generation and an attempt counter, so they never repeat.
+
+Per HA VM, each pass:
+- ignored: hands off. disabled/stopped: shut it down if it runs (disabled VMs also stay on a
+  lost host; stopped ones are moved off it, stopped).
+- its host is lost: `fence` until the host is fenced (lost_at + watchdog_timeout + margin,
+  or a fence agent's confirmation), then `recovery`: placement moves (CAS) to the best
+  eligible host; the start follows on the next pass, once the new placement is read back,
+  so no start is ever queued for a placement that lost its race.
+- started, host online: start it if it does not run; a VM that stopped on its own, or a start
+  that failed, is restarted in place up to max_restart, then relocated up to max_relocate,
+  then `error` with the reason. Counters reset after stable_after seconds of running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral.cluster.models import Placement, RunState, Task, TaskState, VMStatus
+from corral.cluster.snapshot import ClusterSnapshot
+from corral.cluster.store import VM
+from corral.ha.models import (
+    HAInputs,
+    HARequest,
+    HASettings,
+    HAState,
+    HATiming,
+    NodeHAState,
+    NodeStatusHA,
+    VMHAState,
+    VMStatusHA,
+)
+from corral.ha.nodes import node_states
+from corral.ha.placement import choose_node, with_placement
+from corral.manager.actions import HAAction, QueueTask, SaveHAState, SetPlacement
+
+S = VMStatusHA
+ALIVE = (VMStatus.RUNNING, VMStatus.PAUSED, VMStatus.STARTING, VMStatus.SHUTTING_DOWN)
+MIGRATIONS = ("vm.migrate",)
+# Statuses in which the manager's own start task is awaited.
+STARTING = (S.REQUEST_START, S.RECOVERY, S.MIGRATE)
+
+
+def runs(vm: VM) -> bool:
+    """The VM runs where it is placed (a stale report from a lost host does not count)."""
+    rt = vm.runtime
+    return rt is not None and rt.node == vm.placement.node and rt.status in ALIVE
+
+
+@dataclass
+class Step:
+    state: VMHAState
+    actions: list[HAAction] = field(default_factory=list)
+    placement: Placement | None = None
+
+
+@dataclass(frozen=True)
+class Ctx:
+    snap: ClusterSnapshot
+    inputs: HAInputs
+    timing: HATiming
+    nodes: dict[str, NodeHAState]
+
+
+def _to(base: VMHAState, now: float, status: S, reason: str = "", **changes: Any
+        ) -> VMHAState:
+    since = base.since if status is base.status else now
+    return base.model_copy(update={"status": status, "since": since, "reason": reason,
+                                   **changes})
+
+
+def _task(vm: VM, node: str, kind: str, attempt: int, now: float,
+          params: dict[str, object] | None = None) -> Task:
+    verb = kind.removeprefix("vm.")
+    return Task(id=f"ha-{vm.vmid}-g{vm.placement.generation}-a{attempt}-{verb}", kind=kind,
+                node=node, vmid=vm.vmid, params=dict(params or {}), created_at=now)
+
+
+def _active(c: Ctx, vm: VM) -> Task | None:
+    """The unfinished task on vm, ignoring tasks of hosts that are not online: a lost host's
+    task never finishes, and must not hold up the VM's recovery."""
+    def online(node: str) -> bool:
+        ns = c.nodes.get(node)
+        return ns is not None and ns.status is NodeStatusHA.ONLINE
+    return next((t for t in c.snap.unfinished() if t.vmid == vm.vmid and online(t.node)), None)
+
+
+def _move(c: Ctx, vm: VM, target: str, state: RunState, reason: str) -> SetPlacement:
+    p = vm.placement.model_copy(update={"node": target, "state": state, "origin": None,
+                                        "generation": vm.placement.generation + 1})
+    return SetPlacement(vm.vmid, p, vm.placement_rev, reason)
+
+
+def _start(c: Ctx, vm: VM, base: VMHAState, status: S, reason: str, **changes: object) -> Step:
+    attempt = base.attempt + 1
+    task = _task(vm, vm.placement.node, "vm.start", attempt, c.snap.now)
+    return Step(_to(base, c.snap.now, status, reason, attempt=attempt, task=task.id,
+                    node=vm.placement.node, running_since=None, **changes),
+                [QueueTask(task)])
+
+
+def _failure(c: Ctx, vm: VM, base: VMHAState) -> str | None:
+    """Why the VM is down against the manager's wish, or None when it simply should start
+    (new HA VM, operator asked, just recovered) or a start is still on its way."""
+    if base.status is S.STARTED:
+        return "stopped unexpectedly (crash or guest power-off)"
+    if base.status not in STARTING or base.task is None:
+        return None
+    task = c.snap.task(base.task)
+    if task is None:
+        if c.snap.now - base.since < c.timing.start_timeout:
+            return None
+        return f"start task {base.task} vanished"
+    if task.state is TaskState.ERROR:
+        return f"start failed: {task.error or 'no reason given'}"
+    if task.state is TaskState.OK:
+        return "stopped right after it started"
+    return None
+
+
+def _pending(c: Ctx, base: VMHAState) -> bool:
+    """Our start was queued but is not in the snapshot yet (or not finished): wait."""
+    if base.status not in STARTING or base.task is None:
+        return False
+    task = c.snap.task(base.task)
+    if task is None:
+        return c.snap.now - base.since < c.timing.start_timeout
+    return not task.state.finished
+
+
+def _retry(c: Ctx, vm: VM, s: HASettings, base: VMHAState, why: str) -> Step:
+    now, node = c.snap.now, vm.placement.node
+    if base.restarts < s.max_restart:
+        n = base.restarts + 1
+        return _start(c, vm, base, S.REQUEST_START,
+                      f"restart {n}/{s.max_restart} on {node}: {why}", restarts=n)
+    if base.relocates < s.max_relocate:
+        target, whynot = choose_node(c.snap, vm, c.inputs.rules, frozenset({node}), True)
+        if target is None:
+            return Step(_to(base, now, S.ERROR, f"{why}; no host to relocate to: {whynot}",
+                            task=None))
+        n = base.relocates + 1
+        move = _move(c, vm, target, RunState.RUNNING, f"HA relocate to {target}")
+        # Restarts count per host: the new host gets its own max_restart tries.
+        return Step(_to(base, now, S.MIGRATE, f"relocate {n}/{s.max_relocate} to {target}: "
+                        f"{why}", relocates=n, restarts=0, task=None, node=target),
+                    [move], move.placement)
+    return Step(_to(base, now, S.ERROR, f"{why}; gave up after {base.restarts} restart(s) "
+                    f"and {base.relocates} relocation(s)", task=None))
+
+
+def _started(c: Ctx, vm: VM, s: HASettings, base: VMHAState) -> Step:
+    now, node = c.snap.now, vm.placement.node
+    task = _active(c, vm)
+    if runs(vm):
+        if task is not None and task.kind in MIGRATIONS:
+            return Step(_to(base, now, S.MIGRATE, f"migrating ({task.id})", node=node))
+        since = base.running_since if base.status is S.STARTED and base.running_since else now
+        counters: dict[str, Any] = {}
+        if now - since >= c.timing.stable_after:
+            counters = {"restarts": 0, "relocates": 0}
+        return Step(_to(base, now, S.STARTED, task=None, node=node, running_since=since,
+                        **counters))
+    if task is not None:  # a start, shutdown or migration in flight: let it finish
+        status = S.MIGRATE if task.kind in MIGRATIONS else base.status
+        if status in (S.STARTED, S.STOPPED, S.DISABLED, S.IGNORED, S.ERROR):
+            status = S.REQUEST_START
+        return Step(_to(base, now, status, f"waiting for task {task.id} ({task.kind})"))
+    if base.status is S.ERROR:
+        return Step(base)  # stays until the operator sets the VM disabled, then started
+    if _pending(c, base):
+        return Step(base)
+    if c.snap.in_maintenance(node):
+        # A host in maintenance starts nothing: start it elsewhere, without counting that.
+        target, whynot = choose_node(c.snap, vm, c.inputs.rules, frozenset({node}), True)
+        if target is None:
+            return Step(_to(base, now, S.REQUEST_START,
+                            f"{node} is in maintenance and no host fits: {whynot}", task=None))
+        move = _move(c, vm, target, RunState.RUNNING, f"HA start off maintenance host {node}")
+        return Step(_to(base, now, S.MIGRATE, f"{node} is in maintenance: starting on {target}",
+                        task=None, node=target), [move], move.placement)
+    why = _failure(c, vm, base)
+    if why is not None:
+        return _retry(c, vm, s, base, why)
+    status = base.status if base.status in (S.RECOVERY, S.MIGRATE) else S.REQUEST_START
+    return _start(c, vm, base, status, base.reason if status is not S.REQUEST_START
+                  else f"starting on {node}")
+
+
+def _stopped(c: Ctx, vm: VM, s: HASettings, base: VMHAState) -> Step:
+    now = c.snap.now
+    final = S.DISABLED if s.state is HARequest.DISABLED else S.STOPPED
+    task = _active(c, vm)
+    if runs(vm):
+        if task is not None:
+            return Step(_to(base, now, S.REQUEST_STOP, f"waiting for task {task.id} "
+                            f"({task.kind})"))
+        prev = c.snap.task(base.task) if base.task else None
+        # A shutdown that did not stop it is followed by a hard stop.
+        hard = prev is not None and prev.kind == "vm.shutdown" and prev.state.finished
+        attempt = base.attempt + 1
+        kind = "vm.stop" if hard else "vm.shutdown"
+        params: dict[str, object] = {} if hard else {"timeout": c.timing.shutdown_timeout}
+        t = _task(vm, vm.placement.node, kind, attempt, now, params)
+        return Step(_to(base, now, S.REQUEST_STOP, f"{kind} on {vm.placement.node}",
+                        attempt=attempt, task=t.id), [QueueTask(t)])
+    if task is not None:
+        return Step(_to(base, now, base.status if base.status is S.REQUEST_STOP else final,
+                        f"waiting for task {task.id} ({task.kind})"))
+    actions: list[HAAction] = []
+    placement = None
+    if vm.placement.state is not RunState.STOPPED:
+        # So a host coming back does not start it again.
+        p = vm.placement.model_copy(update={"state": RunState.STOPPED})
+        actions.append(SetPlacement(vm.vmid, p, vm.placement_rev, "HA: requested stopped"))
+        placement = p
+    return Step(_to(base, now, final, task=None, node=vm.placement.node, restarts=0,
+                    relocates=0, running_since=None), actions, placement)
+
+
+def _lost_host(c: Ctx, vm: VM, s: HASettings, base: VMHAState, ns: NodeHAState | None
+               ) -> Step:
+    now, node = c.snap.now, vm.placement.node
+    if s.state is HARequest.DISABLED:
+        return Step(_to(base, now, S.DISABLED, f"host {node} is lost; disabled VMs stay",
+                        task=None))
+    if ns is None or ns.status is not NodeStatusHA.FENCED:
+        what = ns.reason if ns else "unknown host"
+        return Step(_to(base, now, S.FENCE, f"host {node}: {what}", task=None))
+    want = RunState.RUNNING if s.state is HARequest.STARTED else RunState.STOPPED
+    target, whynot = choose_node(c.snap, vm, c.inputs.rules, frozenset({node}),
+                                 want is RunState.RUNNING)
+    if target is None:
+        return Step(_to(base, now, S.RECOVERY, f"no host to recover to: {whynot}", task=None))
+    move = _move(c, vm, target, want, f"HA recovery from fenced host {node}")
+    status = S.RECOVERY if want is RunState.RUNNING else S.STOPPED
+    return Step(_to(base, now, status, f"recovered from {node} to {target}", task=None,
+                    node=target), [move], move.placement)
+
+
+def vm_step(c: Ctx, s: HASettings, vm: VM, prev: VMHAState | None) -> Step:
+    now = c.snap.now
+    up = runs(vm)
+    base = prev or VMHAState(status=S.STARTED if up else S.STOPPED, node=vm.placement.node,
+                             since=now, running_since=now if up else None)
+    if s.state is HARequest.IGNORED:
+        return Step(_to(base, now, S.IGNORED, task=None, restarts=0, relocates=0))
+    ns = c.nodes.get(vm.placement.node)
+    if ns is None or ns.status is not NodeStatusHA.ONLINE:
+        return _lost_host(c, vm, s, base, ns)
+    if s.state is HARequest.STARTED:
+        return _started(c, vm, s, base)
+    return _stopped(c, vm, s, base)
+
+
+def decide_ha(snap: ClusterSnapshot, inputs: HAInputs, timing: HATiming
+              ) -> tuple[list[HAAction], HAState]:
+    """Actions for every HA VM, and the HA state to persist (SaveHAState when it changed)."""
+    nodes = node_states(snap, inputs, timing)
+    actions: list[HAAction] = []
+    vms: dict[int, VMHAState] = {}
+    work = snap
+    for vmid in sorted(inputs.settings):
+        vm = work.vms.get(vmid)
+        if vm is None:
+            continue  # settings of a deleted VM: ha_status shows them, nothing to do
+        step = vm_step(Ctx(work, inputs, timing, nodes), inputs.settings[vmid], vm,
+                       inputs.state.vms.get(vmid))
+        actions.extend(step.actions)
+        vms[vmid] = step.state
+        if step.placement is not None:
+            work = with_placement(work, vmid, step.placement)
+    new = HAState(vms=vms, nodes=nodes)
+    if new != inputs.state:
+        actions.append(SaveHAState(new))
+    return actions, new
+
+
+DecideHA = Callable[[ClusterSnapshot, HAInputs, HATiming], tuple[list[HAAction], HAState]]

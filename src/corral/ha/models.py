@@ -1,0 +1,147 @@
+"""HA records kept in etcd: per-VM settings, placement rules, fence confirmations, and the
+manager's own HA state (persisted so a new leader continues from etcd alone)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from corral.cluster.models import MAX_VMID, MIN_VMID, Model, check_name
+
+
+class HARequest(StrEnum):
+    """What the operator wants of an HA VM (Proxmox: the resource's `state`)."""
+
+    STARTED = "started"  # keep it running: restart, relocate, recover
+    STOPPED = "stopped"  # keep it stopped, but still move it off a failed host
+    DISABLED = "disabled"  # stopped and left alone on a failed host
+    IGNORED = "ignored"  # HA looks away entirely (manual work on the VM)
+
+
+class HASettings(Model):
+    vmid: int = Field(ge=MIN_VMID, le=MAX_VMID)
+    state: HARequest = HARequest.STARTED
+    max_restart: int = Field(default=1, ge=0, le=10)
+    max_relocate: int = Field(default=1, ge=0, le=10)
+
+
+class HARule(Model):
+    """anti-affinity: the listed VMs never share a host. node-preference: the listed VMs go
+    to the highest-priority eligible host; strict forbids hosts not listed."""
+
+    name: str
+    kind: Literal["anti-affinity", "node-preference"]
+    vms: list[int] = Field(min_length=1)
+    nodes: dict[str, int] = Field(default_factory=dict)
+    strict: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v)
+
+    @field_validator("vms")
+    @classmethod
+    def _vms(cls, v: list[int]) -> list[int]:
+        if any(not MIN_VMID <= x <= MAX_VMID for x in v):
+            raise ValueError(f"VM ids are {MIN_VMID}..{MAX_VMID}")
+        if len(set(v)) != len(v):
+            raise ValueError("lists a VM twice")
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> HARule:
+        if self.kind == "anti-affinity":
+            if len(self.vms) < 2:
+                raise ValueError("vms: anti-affinity needs at least two VMs")
+            if self.nodes or self.strict:
+                raise ValueError("nodes: anti-affinity takes no nodes")
+        elif not self.nodes:
+            raise ValueError("nodes: node-preference needs at least one node")
+        for n in self.nodes:
+            check_name(n)
+        return self
+
+
+class FenceConfirmation(Model):
+    """Written by a fence agent (IPMI/Redfish) once it saw the host powered off."""
+
+    node: str
+    at: float
+    by: str = "fence-agent"
+
+
+class VMStatusHA(StrEnum):
+    """The manager's view of an HA VM, close to what Proxmox admins know."""
+
+    REQUEST_START = "request_start"
+    STARTED = "started"
+    REQUEST_STOP = "request_stop"
+    STOPPED = "stopped"
+    FENCE = "fence"  # its host is lost; waiting until the host is surely fenced
+    RECOVERY = "recovery"  # its host is fenced; being (or waiting to be) started elsewhere
+    MIGRATE = "migrate"  # moving (live migration, or relocation after failed restarts)
+    ERROR = "error"  # gave up: see reason; `corral ha set` clears it
+    DISABLED = "disabled"
+    IGNORED = "ignored"
+    FREEZE = "freeze"
+
+
+class NodeStatusHA(StrEnum):
+    ONLINE = "online"
+    UNKNOWN = "unknown"  # never seen with facts (no info): not a place for VMs
+    FENCE = "fence"  # lease gone since lost_at; its watchdog may not have fired yet
+    FENCED = "fenced"  # surely without running VMs: watchdog deadline passed or confirmed
+
+
+class VMHAState(Model):
+    status: VMStatusHA
+    node: str = ""
+    since: float = 0.0  # when status last changed
+    restarts: int = 0
+    relocates: int = 0
+    attempt: int = 0  # numbers the manager's tasks on this VM, so task ids never repeat
+    task: str | None = None  # the manager's task being waited for
+    running_since: float | None = None
+    reason: str = ""
+
+
+class NodeHAState(Model):
+    status: NodeStatusHA
+    lost_at: float | None = None
+    fenced_at: float | None = None
+    reason: str = ""
+
+
+class HAState(Model):
+    vms: dict[int, VMHAState] = Field(default_factory=dict)
+    nodes: dict[str, NodeHAState] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HAInputs:
+    """Everything HA reads besides the cluster snapshot."""
+
+    settings: dict[int, HASettings] = field(default_factory=dict)
+    rules: list[HARule] = field(default_factory=list)
+    state: HAState = field(default_factory=HAState)
+    fenced: dict[str, FenceConfirmation] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HATiming:
+    """The timing rule: a lost host is fenced at lost_at + watchdog_timeout + margin."""
+
+    lease_ttl: float = 10.0
+    watchdog_timeout: float = 5.0
+    margin: float = 2.0
+    start_timeout: float = 60.0  # a start task not finished by then counts as failed
+    stable_after: float = 60.0  # running this long resets the restart/relocate counters
+    shutdown_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.watchdog_timeout < self.lease_ttl:
+            raise ValueError("watchdog_timeout must be positive and below lease_ttl")

@@ -1,0 +1,76 @@
+"""Where HA may put a VM: eligible hosts under the rules, best first. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from corral.cluster.models import Placement, RunState
+from corral.cluster.snapshot import ClusterSnapshot
+from corral.cluster.store import VM
+from corral.ha.models import HARule
+from corral.scheduler.capacity import free_memory, unusable
+
+
+def rules_of(rules: list[HARule], vmid: int, kind: str) -> list[HARule]:
+    return [r for r in rules if r.kind == kind and vmid in r.vms]
+
+
+def _meant_to_run_on(snap: ClusterSnapshot, vmid: int, node: str) -> bool:
+    other = snap.vms.get(vmid)
+    return (other is not None and other.placement.node == node
+            and other.placement.state is not RunState.STOPPED)
+
+
+def refusal(snap: ClusterSnapshot, vm: VM, rules: list[HARule], node: str,
+            running: bool) -> str | None:
+    """Why HA must not place vm on node, or None."""
+    if (why := unusable(snap, node)) is not None:
+        return why
+    for r in rules_of(rules, vm.vmid, "node-preference"):
+        if r.strict and node not in r.nodes:
+            return f"rule {r.name}: {node} is not among its nodes"
+    # Anti-affinity is a hard rule: keeping the VMs apart is the point of it.
+    for r in rules_of(rules, vm.vmid, "anti-affinity"):
+        clash = [o for o in r.vms if o != vm.vmid and _meant_to_run_on(snap, o, node)]
+        if clash:
+            return f"rule {r.name}: VM {clash[0]} runs on {node}"
+    if running and (free := free_memory(snap, node)) < vm.config.memory_mb:
+        return (f"not enough free memory on {node}: {free} MiB free, "
+                f"VM {vm.vmid} needs {vm.config.memory_mb} MiB")
+    return None
+
+
+def priority(rules: list[HARule], vmid: int, node: str) -> int:
+    """The highest priority any preference rule of vmid gives node; unlisted hosts rank
+    below every listed one (non-strict rules only let them in as a last resort)."""
+    prefs = rules_of(rules, vmid, "node-preference")
+    return max((r.nodes.get(node, -1) for r in prefs), default=0)
+
+
+def choose_node(snap: ClusterSnapshot, vm: VM, rules: list[HARule],
+                exclude: frozenset[str], running: bool) -> tuple[str | None, str]:
+    """The best host for vm: highest rule priority, then most free memory, then name."""
+    reasons: list[str] = []
+    best: tuple[int, int, str] | None = None
+    for node in sorted(snap.nodes):
+        if node in exclude:
+            continue
+        why = refusal(snap, vm, rules, node, running)
+        if why is not None:
+            reasons.append(why)
+            continue
+        key = (-priority(rules, vm.vmid, node), -free_memory(snap, node), node)
+        if best is None or key < best:
+            best = key
+    if best is None:
+        return None, "; ".join(reasons) or "no other host in the cluster"
+    return best[2], ""
+
+
+def with_placement(snap: ClusterSnapshot, vmid: int, placement: Placement) -> ClusterSnapshot:
+    """snap as if placement were written: later decisions in the same pass see the memory
+    and anti-affinity effect of earlier ones."""
+    vm = snap.vms[vmid]
+    vms = dict(snap.vms)
+    vms[vmid] = replace(vm, placement=placement)
+    return replace(snap, vms=vms)

@@ -1,0 +1,80 @@
+"""What `corral ha status` shows: the manager's persisted view, completed from the snapshot
+for VMs and hosts the manager has not looked at yet. Pure."""
+
+from __future__ import annotations
+
+from corral.cluster.models import Model, VMStatus
+from corral.cluster.snapshot import ClusterSnapshot
+from corral.ha.machine import runs
+from corral.ha.models import HAInputs, HARequest, NodeStatusHA
+
+
+class HAVMRow(Model):
+    vmid: int
+    name: str | None
+    requested: HARequest
+    status: str
+    node: str | None
+    max_restart: int
+    max_relocate: int
+    restarts: int = 0
+    relocates: int = 0
+    reason: str = ""
+
+
+class HANodeRow(Model):
+    node: str
+    status: str
+    lost_at: float | None = None
+    fenced_at: float | None = None
+    reason: str = ""
+
+
+class UnprotectedRow(Model):
+    """A VM without HA on a host that is not online: it stays there, not recovered."""
+
+    vmid: int
+    node: str
+    status: str
+
+
+class HAReport(Model):
+    vms: list[HAVMRow]
+    nodes: list[HANodeRow]
+    unprotected: list[UnprotectedRow]
+
+
+def ha_status(snap: ClusterSnapshot, inputs: HAInputs) -> HAReport:
+    rows: list[HAVMRow] = []
+    for vmid, s in sorted(inputs.settings.items()):
+        vm = snap.vms.get(vmid)
+        st = inputs.state.vms.get(vmid)
+        if vm is None:
+            rows.append(HAVMRow(vmid=vmid, name=None, requested=s.state, status="error",
+                                node=None, max_restart=s.max_restart,
+                                max_relocate=s.max_relocate, reason="no such VM"))
+            continue
+        status = st.status.value if st else ("started" if runs(vm) else "pending")
+        rows.append(HAVMRow(
+            vmid=vmid, name=vm.config.name, requested=s.state, status=status,
+            node=vm.placement.node, max_restart=s.max_restart, max_relocate=s.max_relocate,
+            restarts=st.restarts if st else 0, relocates=st.relocates if st else 0,
+            reason=st.reason if st else "not seen by the manager yet",
+        ))
+    nodes: list[HANodeRow] = []
+    for name, node in sorted(snap.nodes.items()):
+        ns = inputs.state.nodes.get(name)
+        if ns is not None:
+            nodes.append(HANodeRow(node=name, status=ns.status.value, lost_at=ns.lost_at,
+                                   fenced_at=ns.fenced_at, reason=ns.reason))
+        else:
+            nodes.append(HANodeRow(node=name, status="online" if node.alive else "unknown"))
+    offline = {n.node for n in nodes if n.status != NodeStatusHA.ONLINE.value}
+    unprotected = [
+        UnprotectedRow(vmid=vm.vmid, node=vm.placement.node, status=(
+            VMStatus.UNKNOWN.value if vm.placement.state.value != "stopped"
+            else VMStatus.STOPPED.value))
+        for vm in sorted(snap.vms.values(), key=lambda v: v.vmid)
+        if vm.vmid not in inputs.settings and vm.placement.node in offline
+    ]
+    return HAReport(vms=rows, nodes=nodes, unprotected=unprotected)

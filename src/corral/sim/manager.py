@@ -1,0 +1,88 @@
+"""The manager in the simulator: election on the hosts' leases, and a pass of the real
+decision code whose actions are applied to the simulated store. The manager keeps nothing
+between passes: what it knows comes from the store, so a failover loses nothing."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from corral.cluster.snapshot import ClusterSnapshot
+from corral.ha.machine import decide_ha
+from corral.ha.models import HAInputs, HAState, HATiming
+from corral.manager.actions import QueueTask, SaveHAState, SetPlacement, UpdateTask
+from corral.sim.world import World
+
+Decide = Callable[[ClusterSnapshot, HAInputs, HATiming], tuple[list[Any], HAState]]
+
+
+def production_decide() -> Decide:
+    """What the production loop runs (corral.manager.decide.decide_with_ha: maintenance, bulk,
+    then HA), imported lazily; HA alone when that module is missing."""
+    try:
+        mod = importlib.import_module("corral.manager.decide")
+    except ImportError:
+        return decide_ha
+    fn = getattr(mod, "decide_with_ha", None)
+    return fn if callable(fn) else decide_ha
+
+
+class SimManager:
+    def __init__(self, world: World, timing: HATiming) -> None:
+        self.world = world
+        self.timing = timing
+        self.decide = production_decide()
+
+    def elect(self) -> str | None:
+        """The election key is bound to the leader's lease: while that lives, the leader
+        stays; then the first connected host takes it."""
+        w, s = self.world, self.world.store
+        if s.leader is not None and w.alive(s.leader):
+            return s.leader
+        candidates = sorted(h.name for h in w.hosts.values() if h.connected)
+        new = candidates[0] if candidates else None
+        if new != s.leader:
+            w.say(f"manager: {new or 'nobody'} is leader (was {s.leader or 'nobody'})")
+            s.leader = new
+        return new
+
+    def step(self) -> None:
+        leader = self.elect()
+        if leader is None or not self.world.hosts[leader].connected:
+            return  # a leader cut off from etcd cannot read or write
+        snap = self.world.snapshot()
+        actions, _ = self.decide(snap, self.world.ha_inputs(), self.timing)
+        for action in actions:
+            self.apply(action)
+
+    def apply(self, action: object) -> None:
+        w, s = self.world, self.world.store
+        if isinstance(action, QueueTask):
+            if action.task.id not in s.tasks:
+                s.tasks[action.task.id] = action.task.model_copy(update={"created_at": w.t})
+                t = action.task
+                w.say(f"manager: queue {t.kind} of VM {t.vmid} on {t.node} ({t.id})")
+        elif isinstance(action, UpdateTask):
+            s.tasks[action.task.id] = action.task
+        elif isinstance(action, SetPlacement):
+            ok = s.cas_placement(action.vmid, action.placement, action.expect_rev)
+            w.say(f"manager: place VM {action.vmid} on {action.placement.node} "
+                  f"({action.placement.state.value}) {action.reason}"
+                  + ("" if ok else " -- lost the race, not written"))
+        elif isinstance(action, SaveHAState):
+            self.log_changes(s.ha_state, action.state)
+            s.ha_state = action.state
+        else:
+            w.say(f"manager: ignores unknown action {type(action).__name__}")
+
+    def log_changes(self, old: HAState, new: HAState) -> None:
+        w = self.world
+        for name, ns in new.nodes.items():
+            prev = old.nodes.get(name)
+            if prev is None or prev.status is not ns.status:
+                w.say(f"ha: node {name} {ns.status.value} {ns.reason}".rstrip())
+        for vmid, vs in new.vms.items():
+            prev_vm = old.vms.get(vmid)
+            if prev_vm is None or prev_vm.status is not vs.status or prev_vm.reason != vs.reason:
+                w.say(f"ha: VM {vmid} {vs.status.value} {vs.reason}".rstrip())

@@ -1,0 +1,252 @@
+"""The simulated cluster: a store (what etcd would hold), hosts with their QEMU processes,
+leases, watchdogs and agents. Agents mirror the real ones: task handlers, the monitor's
+plan_observation, and plan_startup when an agent (re)starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from corral.agent.reconciler import Do, Placed, plan_observation, plan_startup
+from corral.cluster.models import (
+    NodeInfo,
+    NodeRequest,
+    Placement,
+    RunState,
+    Task,
+    TaskState,
+    VMConfig,
+    VMRuntime,
+    VMStatus,
+)
+from corral.cluster.snapshot import ClusterSnapshot
+from corral.cluster.store import VM, Node
+from corral.ha.models import FenceConfirmation, HAInputs, HARule, HASettings, HAState
+
+PICKUP = 0.5  # an agent notices a queued task
+DURATION = {"vm.start": 1.0, "vm.shutdown": 2.0, "vm.stop": 0.5, "vm.migrate": 3.0}
+BOOT = 3.0  # a powered-on host's agent starts after this
+
+
+@dataclass
+class Host:
+    name: str
+    memory_mb: int
+    powered: bool = True
+    network: bool = True
+    agent_up: bool = True
+    agent_back_at: float | None = None
+    procs: set[int] = field(default_factory=set)  # VMs whose QEMU runs here
+    fed_at: float = 0.0  # the watchdog was last fed (after a successful lease renewal)
+    lease_expires: float = 0.0
+    started_at: float = 0.0
+    seen: dict[int, VMStatus] = field(default_factory=dict)
+    broken: set[int] = field(default_factory=set)  # VMs whose start fails here
+
+    @property
+    def connected(self) -> bool:
+        """Reaches etcd with a working agent."""
+        return self.powered and self.network and self.agent_up
+
+
+@dataclass
+class Store:
+    """What etcd holds; leases are expiry times, so `alive` follows the virtual clock."""
+
+    rev: int = 1
+    info: dict[str, NodeInfo] = field(default_factory=dict)
+    requests: dict[str, NodeRequest] = field(default_factory=dict)
+    configs: dict[int, VMConfig] = field(default_factory=dict)
+    placements: dict[int, tuple[Placement, int]] = field(default_factory=dict)
+    runtimes: dict[int, VMRuntime] = field(default_factory=dict)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    ha: dict[int, HASettings] = field(default_factory=dict)
+    rules: dict[str, HARule] = field(default_factory=dict)
+    fenced: dict[str, FenceConfirmation] = field(default_factory=dict)
+    ha_state: HAState = field(default_factory=HAState)
+    leader: str | None = None
+
+    def put_placement(self, vmid: int, p: Placement) -> None:
+        self.rev += 1
+        self.placements[vmid] = (p, self.rev)
+
+    def cas_placement(self, vmid: int, p: Placement, expect_rev: int) -> bool:
+        cur = self.placements.get(vmid)
+        if cur is None or cur[1] != expect_rev:
+            return False
+        self.put_placement(vmid, p)
+        return True
+
+    def set_state(self, vmid: int, state: RunState) -> None:
+        if vmid in self.placements:
+            p, _ = self.placements[vmid]
+            if p.state is not state:
+                self.put_placement(vmid, p.model_copy(update={"state": state}))
+
+
+class World:
+    def __init__(self, ttl: float, watchdog: float) -> None:
+        self.t = 0.0
+        self.ttl = ttl
+        self.watchdog = watchdog
+        self.hosts: dict[str, Host] = {}
+        self.store = Store()
+        self.log: list[str] = []
+
+    def say(self, line: str) -> None:
+        self.log.append(f"[{self.t:6.1f}] {line}")
+
+    # --- setup -----------------------------------------------------------------------------
+
+    def add_host(self, name: str, memory_mb: int, cpus: int = 8) -> None:
+        self.hosts[name] = Host(name, memory_mb, fed_at=self.t, lease_expires=self.t + self.ttl)
+        self.store.info[name] = NodeInfo(name=name, cpus=cpus, memory_mb=memory_mb,
+                                         started_at=self.t)
+
+    def add_vm(self, vmid: int, node: str, memory_mb: int, running: bool) -> None:
+        self.store.configs[vmid] = VMConfig(vmid=vmid, name=f"vm{vmid}", memory_mb=memory_mb,
+                                            cores=1)
+        state = RunState.RUNNING if running else RunState.STOPPED
+        self.store.put_placement(vmid, Placement(node=node, state=state))
+        if running:
+            self.hosts[node].procs.add(vmid)
+            self.hosts[node].seen[vmid] = VMStatus.RUNNING
+        self.store.runtimes[vmid] = VMRuntime(
+            node=node, status=VMStatus.RUNNING if running else VMStatus.STOPPED,
+            updated_at=self.t)
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def alive(self, name: str) -> bool:
+        return self.t < self.hosts[name].lease_expires
+
+    def runs_on(self, vmid: int) -> list[str]:
+        return sorted(h.name for h in self.hosts.values() if vmid in h.procs)
+
+    def snapshot(self) -> ClusterSnapshot:
+        s = self.store
+        nodes = {n: Node(n, s.info.get(n), self.alive(n), None, s.requests.get(n))
+                 for n in self.hosts}
+        vms = {vmid: VM(cfg, s.placements[vmid][0], s.placements[vmid][1], s.runtimes.get(vmid))
+               for vmid, cfg in s.configs.items() if vmid in s.placements}
+        tasks = sorted(s.tasks.values(), key=lambda t: (t.created_at, t.id))
+        return ClusterSnapshot(now=self.t, nodes=nodes, vms=vms, tasks=tasks, revision=s.rev)
+
+    def ha_inputs(self) -> HAInputs:
+        s = self.store
+        return HAInputs(settings=dict(s.ha), rules=[s.rules[k] for k in sorted(s.rules)],
+                        state=s.ha_state, fenced=dict(s.fenced))
+
+    # --- time ------------------------------------------------------------------------------
+
+    def leases_and_watchdogs(self) -> None:
+        for h in self.hosts.values():
+            if h.powered and not h.agent_up and h.agent_back_at is not None \
+                    and self.t >= h.agent_back_at:
+                self.agent_start(h)
+            if h.connected:
+                if not self.alive(h.name):
+                    self.say(f"{h.name}: lease lost; agent registers again")
+                h.lease_expires = self.t + self.ttl
+                h.fed_at = self.t
+            elif h.powered and h.procs and self.t - h.fed_at >= self.watchdog:
+                self.say(f"{h.name}: watchdog fires, kills VMs {sorted(h.procs)}")
+                h.procs.clear()
+
+    def agent_start(self, h: Host) -> None:
+        h.agent_up, h.agent_back_at, h.seen = True, None, {}
+        h.started_at = self.t
+        self.store.info[h.name] = self.store.info[h.name].model_copy(
+            update={"started_at": self.t})
+        placed = [Placed(v, p.node, p.state) for v, (p, _) in self.store.placements.items()]
+        for a in plan_startup(h.name, placed, {v: 0 for v in h.procs}):
+            if a.do is Do.KILL_ORPHAN:
+                h.procs.discard(a.vmid)
+                self.say(f"{h.name}: agent kills orphan VM {a.vmid} ({a.reason})")
+            elif a.do is Do.START and a.vmid not in h.broken:
+                h.procs.add(a.vmid)
+                self.say(f"{h.name}: agent starts VM {a.vmid} ({a.reason})")
+        self.say(f"{h.name}: agent started")
+
+    def agents(self) -> None:
+        for h in self.hosts.values():
+            if h.connected:
+                busy = self.run_tasks(h)
+                self.monitor(h, busy)
+
+    def run_tasks(self, h: Host) -> set[int]:
+        busy: set[int] = set()
+        for task in list(self.store.tasks.values()):
+            if task.node != h.name or task.state.finished:
+                continue
+            if task.state is TaskState.QUEUED and self.t >= task.created_at + PICKUP:
+                task = task.model_copy(update={"state": TaskState.RUNNING, "started_at": self.t})
+                self.store.tasks[task.id] = task
+            if task.state is TaskState.RUNNING:
+                if self.t >= (task.started_at or 0) + DURATION.get(task.kind, 1.0):
+                    self.finish(h, task)
+                elif task.vmid is not None:
+                    busy.add(task.vmid)
+        return busy
+
+    def finish(self, h: Host, task: Task) -> None:
+        error = self.execute(h, task)
+        state = TaskState.ERROR if error else TaskState.OK
+        self.store.tasks[task.id] = task.model_copy(update={
+            "state": state, "ended_at": self.t, "error": error, "progress": 1.0})
+        self.say(f"{h.name}: task {task.id} {state.value}" + (f": {error}" if error else ""))
+
+    def execute(self, h: Host, task: Task) -> str | None:
+        """A task's effect, as the real handlers have it (vm.start does not look at the
+        placement: starting a VM placed elsewhere is the caller's bug, and the invariant
+        checks catch it)."""
+        vmid, s = task.vmid or 0, self.store
+        if vmid not in s.configs:
+            return f"VM {vmid} no longer exists"
+        if task.kind == "vm.start":
+            if vmid in h.procs:
+                return f"VM {vmid} is already running"
+            if vmid in h.broken:
+                return f"QEMU for VM {vmid} exited at start on {h.name}"
+            h.procs.add(vmid)
+            s.set_state(vmid, RunState.RUNNING)
+            self.report(h, vmid, VMStatus.RUNNING)
+        elif task.kind in ("vm.shutdown", "vm.stop"):
+            if vmid not in h.procs:
+                return f"VM {vmid} is not running"
+            h.procs.discard(vmid)
+            s.set_state(vmid, RunState.STOPPED)
+            self.report(h, vmid, VMStatus.STOPPED)
+        elif task.kind == "vm.migrate":
+            target = self.hosts.get(str(task.params.get("target")))
+            if vmid not in h.procs:
+                return f"VM {vmid} is not running"
+            if target is None or not target.connected:
+                return "the target host is unreachable"
+            h.procs.discard(vmid)
+            target.procs.add(vmid)
+            p, _ = s.placements[vmid]
+            s.put_placement(vmid, p.model_copy(update={"node": target.name,
+                                                       "origin": task.params.get("origin")}))
+            self.report(target, vmid, VMStatus.RUNNING)
+        else:
+            return f"the simulator does not run {task.kind}"
+        return None
+
+    def report(self, h: Host, vmid: int, status: VMStatus) -> None:
+        h.seen[vmid] = status
+        self.store.runtimes[vmid] = VMRuntime(node=h.name, status=status, updated_at=self.t)
+
+    def monitor(self, h: Host, busy: set[int]) -> None:
+        for vmid, (p, _) in list(self.store.placements.items()):
+            if p.node != h.name or vmid in busy:
+                continue
+            now = VMStatus.RUNNING if vmid in h.procs else VMStatus.STOPPED
+            for a in plan_observation(Placed(vmid, p.node, p.state), h.seen.get(vmid), now,
+                                      False):
+                if a.do is Do.MARK_STOPPED:
+                    self.say(f"{h.name}: VM {vmid} {a.reason}")
+                    self.store.set_state(vmid, RunState.STOPPED)
+            h.seen[vmid] = now
+            rt = self.store.runtimes.get(vmid)
+            if rt is None or rt.status is not now or rt.node != h.name:
+                self.report(h, vmid, now)
