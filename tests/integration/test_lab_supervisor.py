@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,29 +21,15 @@ import pytest
 from corral.cluster.models import StorageConfig, StorageType
 from corral.cluster.store import RETRYABLE, Store
 from corral.lab import procs
-from corral.lab.layout import LabLayout
+from corral.lab.layout import LabLayout, spare_base_port
 
 pytestmark = pytest.mark.integration
 
 
-def ports_free(ports: list[int]) -> bool:
-    for port in ports:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
 def random_layout(root: Path) -> LabLayout:
     # Far from the demo lab's 23800 block, and checked free, so a running lab never collides.
-    for _ in range(50):
-        base = random.randrange(24000, 60000, 10)
-        layout = LabLayout(root, nodes=3, base_port=base, api_port=base + 301)
-        if ports_free(layout.ports):
-            return layout
-    raise RuntimeError("no free port block")
+    base = spare_base_port()
+    return LabLayout(root, nodes=3, base_port=base, api_port=base + 301)
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:

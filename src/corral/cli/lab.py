@@ -11,9 +11,14 @@ from rich.markup import escape
 
 from corral.cli.client import fail
 from corral.cli.output import err, print_json, table
-from corral.lab import control
+from corral.lab import control, faults, netns
 from corral.lab.bringup import LabApi, LabError, wait_supervisor
-from corral.lab.layout import DEFAULT_NODES, LabLayout
+from corral.lab.layout import (
+    DEFAULT_LEASE_TTL,
+    DEFAULT_NODES,
+    DEFAULT_WATCHDOG_TIMEOUT,
+    LabLayout,
+)
 
 app = typer.Typer(help="A whole cluster on one machine.", no_args_is_help=True)
 
@@ -32,23 +37,34 @@ def _layout_or_none(given: Path | None) -> LabLayout | None:
 
 
 def _plan(given: Path | None, nodes: int | None, api_port: int | None, base_port: int | None,
-          accel: str | None) -> LabLayout:
-    """The layout for `up`: the saved one, changed only where an option was given."""
+          accel: str | None, use_netns: bool | None = None, lease_ttl: int | None = None,
+          watchdog_timeout: float | None = None) -> LabLayout:
+    """The layout for `up`: the saved one, changed only where an option was given. A new lab
+    lives in network namespaces when it can (root)."""
     root = control.lab_dir(given)
     saved = _layout_or_none(given)
+    if use_netns and not netns.available():
+        fail("--netns needs root and the `ip` tool (iproute2)")
+    if saved is None and use_netns is None:
+        use_netns = netns.available()
     try:
         layout = (saved or LabLayout(root, images_dir=control.DEFAULT_IMAGES_DIR)).with_options(
             nodes=nodes, api_port=api_port, base_port=base_port, accel=accel,
-            images_dir=control.images_dir_from_env(),
+            images_dir=control.images_dir_from_env(), netns=use_netns, lease_ttl=lease_ttl,
+            watchdog_timeout=watchdog_timeout,
         )
     except ValueError as e:
         fail(str(e))
     if saved and control.etcd_initialised(saved) and (
-        (layout.nodes, layout.base_port) != (saved.nodes, saved.base_port)
+        (layout.nodes, layout.base_port, layout.netns)
+        != (saved.nodes, saved.base_port, saved.netns)
     ):
         # etcd keeps its membership (names and peer URLs) in its data.
         fail(f"the lab in {root} was made with {saved.nodes} nodes on base port "
-             f"{saved.base_port}; `corral lab destroy` it first to change either")
+             f"{saved.base_port}, {'in' if saved.netns else 'without'} network namespaces; "
+             "`corral lab destroy` it first to change any of these")
+    if layout.netns and not netns.available():
+        fail(f"the lab in {root} lives in network namespaces, which need root")
     return layout
 
 
@@ -73,15 +89,29 @@ def up(
     base_port: Annotated[int | None, typer.Option(
         help="etcd client base+i, peer base+100+i, agent base+200+i [default: 23800].")] = None,
     accel: Annotated[str | None, typer.Option(help="auto, tcg or kvm [default: auto].")] = None,
+    use_netns: Annotated[bool | None, typer.Option(
+        "--netns/--no-netns",
+        help="One network namespace per host [default: yes as root, for a new lab].")] = None,
+    lease_ttl: Annotated[int | None, typer.Option(
+        min=2, help=f"Host lease TTL in seconds [default: {DEFAULT_LEASE_TTL}].")] = None,
+    watchdog_timeout: Annotated[float | None, typer.Option(
+        min=0.0, help="Seconds before an unfed host watchdog kills the host's VMs; 0: none "
+                      f"[default: {DEFAULT_WATCHDOG_TIMEOUT:g}].")] = None,
 ) -> None:
     """Start the lab: etcd members, agents, the API, and on a fresh lab a few tiny VMs."""
-    layout = _plan(dir, nodes, api_port, base_port, accel)
+    layout = _plan(dir, nodes, api_port, base_port, accel, use_netns, lease_ttl,
+                   watchdog_timeout)
     if (pid := control.supervisor_pid(layout)) is not None:
         fail(f"the lab in {layout.root} is already up (supervisor pid {pid}); "
              "see `corral lab status`, or `corral lab down` first")
     if busy := control.busy_ports(layout):
         fail(f"ports in use: {', '.join(map(str, busy))}; another lab or service holds them "
              "(choose --base-port / --api-port)")
+    if layout.netns:
+        try:
+            netns.check_free(layout)
+        except RuntimeError as e:
+            fail(str(e))
     _build_image(layout)
     layout.save()
     console = err()
@@ -167,6 +197,14 @@ def status(
           [[p.name, p.role, p.pid or "-", p.alive, p.restarts] for p in st.processes],
           title=f"lab {layout.root} (supervisor {st.supervisor}, {st.stage})")
     typer.echo(f"API: {st.url}")
+    if layout.netns:
+        typer.echo(f"network: {layout.subnet_prefix}.0/24 on bridge {layout.bridge}, hosts in "
+                   f"namespaces {layout.netns_name(1)}..")
+    off = [n for i, n in enumerate(layout.node_names, 1) if layout.power_marker(i).exists()]
+    if off:
+        typer.echo(f"powered off: {', '.join(off)}")
+    if cut := faults.partitioned(layout):
+        typer.echo(f"partitioned: {', '.join(cut)}")
 
 
 @app.command()
@@ -184,3 +222,97 @@ def destroy(
     control.down(layout)
     shutil.rmtree(layout.root)
     typer.echo(f"destroyed the lab in {layout.root}")
+
+
+# --- fault injection ---------------------------------------------------------------------
+
+NodeArg = Annotated[str, typer.Argument(help="The host, e.g. n2.")]
+
+
+def _running_layout(given: Path | None) -> LabLayout:
+    layout = _layout_or_none(given)
+    if layout is None:
+        fail(f"no lab in {control.lab_dir(given)} (`corral lab up` makes one)")
+    return layout
+
+
+def _node(layout: LabLayout, node: str) -> str:
+    try:
+        layout.node_index(node)
+    except ValueError as e:
+        fail(str(e))
+    return node
+
+
+@app.command("kill-node")
+def kill_node(node: NodeArg, dir: DirOpt = None) -> None:
+    """Power loss: SIGKILL the host's agent, watchdog, etcd member and VMs at once; it stays
+    down until `corral lab start-node`."""
+    layout = _running_layout(dir)
+    try:
+        killed = faults.kill_node(layout, _node(layout, node))
+    except faults.FaultError as e:
+        fail(str(e))
+    parts = [f"{n} ({p})" for n, p in killed.processes.items()]
+    parts += [f"VM {v} ({p})" for v, p in killed.qemu.items()]
+    typer.echo(f"{node} powered off; killed {', '.join(parts) or 'nothing (it was down)'}")
+
+
+@app.command("start-node")
+def start_node(node: NodeArg, dir: DirOpt = None) -> None:
+    """Power a killed host on again: the supervisor starts its processes."""
+    layout = _running_layout(dir)
+    try:
+        running = faults.start_node(layout, _node(layout, node))
+    except faults.FaultError as e:
+        fail(str(e))
+    typer.echo(f"{node} powered on: " + ", ".join(f"{n} ({p})" for n, p in running.items()))
+
+
+@app.command("freeze-agent")
+def freeze_agent(node: NodeArg, dir: DirOpt = None) -> None:
+    """SIGSTOP the host's agent: its watchdog fences the host's VMs after its timeout."""
+    layout = _running_layout(dir)
+    try:
+        pid = faults.freeze_agent(layout, _node(layout, node))
+    except faults.FaultError as e:
+        fail(str(e))
+    dog = (f"its watchdog fences in {layout.watchdog_timeout:g}s" if layout.watchdog_timeout
+           else "this lab runs without watchdogs")
+    typer.echo(f"froze the agent of {node} (pid {pid}); {dog}")
+
+
+@app.command("thaw-agent")
+def thaw_agent(node: NodeArg, dir: DirOpt = None) -> None:
+    """SIGCONT the host's agent."""
+    layout = _running_layout(dir)
+    try:
+        pid = faults.thaw_agent(layout, _node(layout, node))
+    except faults.FaultError as e:
+        fail(str(e))
+    typer.echo(f"thawed the agent of {node} (pid {pid})")
+
+
+@app.command()
+def partition(node: NodeArg, dir: DirOpt = None) -> None:
+    """Cut the host's network (needs a lab in network namespaces)."""
+    layout = _running_layout(dir)
+    try:
+        faults.partition(layout, _node(layout, node))
+    except (faults.FaultError, RuntimeError) as e:
+        fail(str(e))
+    typer.echo(f"{node} is cut off ({layout.veth(layout.node_index(node))} down)")
+
+
+@app.command()
+def heal(
+    node: Annotated[str | None, typer.Argument(help="The host [default: all].")] = None,
+    dir: DirOpt = None,
+) -> None:
+    """Restore the network of one partitioned host, or of all."""
+    layout = _running_layout(dir)
+    try:
+        healed = faults.heal(layout, _node(layout, node) if node else None)
+    except (faults.FaultError, RuntimeError) as e:
+        fail(str(e))
+    typer.echo(f"reconnected: {', '.join(healed)}" if healed else "no host was cut off")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from corral.lab import procs
+from corral.lab import netns, procs
 from corral.lab.layout import LabLayout
 
 DEFAULT_LAB_DIR = Path("/var/lib/corral/lab")
@@ -178,4 +178,6 @@ def down(layout: LabLayout, timeout: float = DOWN_TIMEOUT) -> DownReport:
         report.forced = leftovers
     if not procs.pid_alive(pid):
         layout.supervisor_json.unlink(missing_ok=True)
+        if layout.netns:
+            netns.down(layout)  # a crashed supervisor left the namespaces and the bridge
     return report

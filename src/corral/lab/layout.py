@@ -9,8 +9,16 @@
 <lab>/nodes/n<i>/etcd/         its etcd member's data
 <lab>/nodes/n<i>/run/          its QEMU pidfiles, QMP sockets, serial logs
 
+<lab>/nodes/n<i>/watchdog.sock the host's lab watchdog, fed by its agent
+<lab>/nodes/n<i>/powered-off   present while `lab kill-node` keeps the host down
+
 Ports, for host i (1-based): etcd client base+i, etcd peer base+100+i, agent base+200+i;
 the API listens on api_port.
+
+Addresses: 127.0.0.1 for everything in loopback mode. In netns mode (as root) host i lives in
+the network namespace corral-<id>-n<i> at 198.18.<net>.<i>, where <id> = base_port // 128
+picks the lab's /24 inside 198.18.0.0/15 (two labs whose port blocks do not overlap never
+share it); the root namespace's side of the lab bridge is .254, and the API stays there.
 """
 
 from __future__ import annotations
@@ -29,6 +37,10 @@ DEFAULT_NODES = 3
 MAX_NODES = 99  # the port blocks are 100 wide
 ACCELS = ("auto", "tcg", "kvm")
 HOST = "127.0.0.1"
+NET_BLOCK = 128  # base ports per lab network: base_port // 128 is at most 509 < 512 /24s
+BRIDGE_ADDRESS = 254
+DEFAULT_LEASE_TTL = 10
+DEFAULT_WATCHDOG_TIMEOUT = 6.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,9 @@ class LabLayout:
     images_dir: Path = Path("/var/lib/corral/images")
     # Set once the first `up` created the demo VMs, so a later `up` never recreates them.
     vms_seeded: bool = False
+    netns: bool = False  # one network namespace per host (needs root)
+    lease_ttl: int = DEFAULT_LEASE_TTL
+    watchdog_timeout: float = DEFAULT_WATCHDOG_TIMEOUT  # 0: hosts run without a watchdog
 
     def __post_init__(self) -> None:
         if not 1 <= self.nodes <= MAX_NODES:
@@ -53,6 +68,11 @@ class LabLayout:
             raise ValueError(f"API port {self.api_port} falls in the lab's port blocks")
         if self.accel not in ACCELS:
             raise ValueError(f"accel must be one of {', '.join(ACCELS)}")
+        if self.lease_ttl < 2:
+            raise ValueError(f"lease TTL must be at least 2s, not {self.lease_ttl}")
+        if self.watchdog_timeout and not 0 < self.watchdog_timeout < self.lease_ttl:
+            raise ValueError(f"watchdog timeout ({self.watchdog_timeout:g}s) must be below the "
+                             f"lease TTL ({self.lease_ttl}s)")
 
     # --- hosts -----------------------------------------------------------------------------
 
@@ -66,13 +86,53 @@ class LabLayout:
     def run_dir(self, i: int) -> Path:
         return self.node_dir(i) / "run"
 
+    def node_index(self, name: str) -> int:
+        if name not in self.node_names:
+            raise ValueError(f"no host {name!r} in this lab (hosts: n1..n{self.nodes})")
+        return int(name[1:])
+
+    def watchdog_socket(self, i: int) -> Path:
+        return self.node_dir(i) / "watchdog.sock"
+
+    def power_marker(self, i: int) -> Path:
+        return self.node_dir(i) / "powered-off"
+
+    # --- network ---------------------------------------------------------------------------
+
+    @property
+    def net_id(self) -> int:
+        return self.base_port // NET_BLOCK
+
+    @property
+    def subnet_prefix(self) -> str:
+        """The first three octets of the lab's /24 in 198.18.0.0/15."""
+        return f"198.{18 + self.net_id // 256}.{self.net_id % 256}"
+
+    def host_address(self, i: int) -> str:
+        return f"{self.subnet_prefix}.{i}" if self.netns else HOST
+
+    @property
+    def bridge_address(self) -> str:
+        return f"{self.subnet_prefix}.{BRIDGE_ADDRESS}"
+
+    @property
+    def bridge(self) -> str:
+        return f"crl{self.net_id}"  # interface names have 15 characters at most
+
+    def veth(self, i: int) -> str:
+        """The root namespace's end of host i's link to the bridge."""
+        return f"crl{self.net_id}n{i}"
+
+    def netns_name(self, i: int) -> str:
+        return f"corral-{self.net_id}-n{i}"
+
     def etcd_member(self, i: int) -> EtcdMember:
         return EtcdMember(
             name=f"n{i}",
             data_dir=self.node_dir(i) / "etcd",
             client_port=self.base_port + i,
             peer_port=self.base_port + 100 + i,
-            host=HOST,
+            host=self.host_address(i),
         )
 
     @property
@@ -92,12 +152,14 @@ class LabLayout:
         return self.base_port + 200 + i
 
     def agent_url(self, i: int) -> str:
-        return f"http://{HOST}:{self.agent_port(i)}"
+        return f"http://{self.host_address(i)}:{self.agent_port(i)}"
 
     @property
     def ports(self) -> list[int]:
-        """Every port the lab listens on."""
+        """Every port the lab listens on in the root namespace (on 127.0.0.1)."""
         out = [self.api_port]
+        if self.netns:
+            return out  # the hosts listen in their own namespaces
         for i in range(1, self.nodes + 1):
             out += [self.base_port + i, self.base_port + 100 + i, self.agent_port(i)]
         return out
@@ -151,6 +213,9 @@ class LabLayout:
             accel=str(data.get("accel", "auto")),
             images_dir=Path(data.get("images_dir", "/var/lib/corral/images")),
             vms_seeded=bool(data.get("vms_seeded", False)),
+            netns=bool(data.get("netns", False)),
+            lease_ttl=int(data.get("lease_ttl", DEFAULT_LEASE_TTL)),
+            watchdog_timeout=float(data.get("watchdog_timeout", DEFAULT_WATCHDOG_TIMEOUT)),
         )
 
     def save(self) -> None:
@@ -178,3 +243,34 @@ def write_json_atomic(path: Path, data: Any, mode: int = 0o644) -> None:
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+def ephemeral_port_floor() -> int:
+    """The lowest port the kernel hands out to outgoing connections: a lab listening above it
+    can find its port taken by some client's connection."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def spare_base_port(span: int = 400, low: int = 20000) -> int:
+    """A random base port whose whole block (ports base..base+span) is free now and lies below
+    the ephemeral range: for test and benchmark labs next to a running demo lab."""
+    import random
+    import socket
+
+    high = ephemeral_port_floor() - span
+    for _ in range(100):
+        base = random.randrange(low, high, span)
+        if base <= DEFAULT_BASE_PORT + span and base + span >= DEFAULT_BASE_PORT:
+            continue  # the demo lab's block
+        try:
+            for port in range(base, base + span):
+                with socket.socket() as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free block of ports below the ephemeral range")

@@ -93,6 +93,7 @@ def _ours(argv: list[str]) -> bool:
         "qemu" in exe
         or exe == "etcd"
         or "corral.lab.supervisor" in argv
+        or "corral.fencing.labdog" in argv
         or ("corral.cli.main" in argv and ("agent" in argv or "api" in argv))
     )
 

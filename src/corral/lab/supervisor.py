@@ -1,10 +1,13 @@
 """The lab supervisor: `python -m corral.lab.supervisor <lab dir>`, started detached by
 `corral lab up`.
 
-It starts the etcd members, seeds the cluster (storages, API token), starts the agents and the
-API, and then restarts any child that exits, with a backoff, as systemd would. SIGTERM stops
-the lab: API and agents, then the hosts' QEMU processes (agents leave them running on
-purpose), then etcd. Its state is published in <lab>/supervisor.json for `lab status`.
+It creates the hosts' network namespaces (netns mode), starts the etcd members, seeds the
+cluster (storages, API token), starts each host's watchdog and agent and the API, and then
+restarts any child that exits, with a backoff, as systemd would. A host with a power marker
+(`lab kill-node`) is held down: its processes are killed and not restarted until the marker
+goes (`lab start-node`). SIGTERM stops the lab: API and agents, then watchdogs, then the
+hosts' QEMU processes (agents leave them running on purpose), then etcd, then the network.
+Its state is published in <lab>/supervisor.json for `lab status`.
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ from typing import IO, Any, Literal
 
 from corral.cluster.models import StorageConfig, StorageType
 from corral.cluster.store import Store
-from corral.lab import procs
+from corral.fencing.labdog import host_qemu_pids
+from corral.lab import netns, procs
 from corral.lab.etcd import healthy
 from corral.lab.layout import LabLayout, write_json_atomic
 
 log = logging.getLogger("corral.lab.supervisor")
 
-Role = Literal["etcd", "agent", "api", "other"]
+Role = Literal["etcd", "watchdog", "agent", "api", "other"]
 STOP_GRACE = 5.0  # SIGTERM -> SIGKILL, for API, agents and QEMU
 ETCD_GRACE = 10.0
 BACKOFF_FIRST = 0.5
@@ -52,6 +56,7 @@ class ChildSpec:
     role: Role = "other"
     env: dict[str, str] = field(default_factory=dict)
     restart: bool = True
+    host: str | None = None  # the simulated host it belongs to (powered off together)
 
 
 def plan_children(
@@ -61,28 +66,44 @@ def plan_children(
     api: bool = True,
     extra: Sequence[tuple[str, Sequence[str]]] = (),
 ) -> list[ChildSpec]:
-    """Every process of the lab in start order: etcd members, agents, API, then `extra`."""
+    """Every process of the lab in start order: etcd members, watchdogs, agents, API, then
+    `extra`. In netns mode a host's processes run inside its namespace."""
     env = {procs.LAB_ENV: str(layout.root)}
     cli = (python, "-m", "corral.cli.main")
     members = layout.etcd_members
     out = [
-        ChildSpec(f"{m.name}-etcd", tuple(m.command(members)), layout.log_path(f"{m.name}-etcd"),
-                  "etcd", env)
-        for m in members
+        ChildSpec(f"{m.name}-etcd", (*netns.exec_prefix(layout, i), *m.command(members)),
+                  layout.log_path(f"{m.name}-etcd"), "etcd", env, host=m.name)
+        for i, m in enumerate(members, start=1)
     ]
+    if agents and layout.watchdog_timeout:
+        for i, name in enumerate(layout.node_names, start=1):
+            dog = (
+                *netns.exec_prefix(layout, i), python, "-m", "corral.fencing.labdog",
+                "--node", name,
+                "--run-dir", str(layout.run_dir(i)),
+                "--socket", str(layout.watchdog_socket(i)),
+                "--timeout", f"{layout.watchdog_timeout:g}",
+            )
+            out.append(ChildSpec(f"{name}-watchdog", dog, layout.log_path(f"{name}-watchdog"),
+                                 "watchdog", env, host=name))
     if agents:
         for i, name in enumerate(layout.node_names, start=1):
             argv: tuple[str, ...] = (
-                *cli, "agent", "run",
+                *netns.exec_prefix(layout, i), *cli, "agent", "run",
                 "--node", name,
                 "--data-dir", str(layout.node_dir(i)),
                 "--images-dir", str(layout.images_dir),
                 "--etcd", ",".join(layout.etcd_urls_for(i)),
-                "--listen", f"127.0.0.1:{layout.agent_port(i)}",
+                "--listen", f"{layout.host_address(i)}:{layout.agent_port(i)}",
                 "--accel", layout.accel,
+                "--lease-ttl", str(layout.lease_ttl),
             )
+            if layout.watchdog_timeout:
+                argv += ("--watchdog-socket", str(layout.watchdog_socket(i)),
+                         "--watchdog-timeout", f"{layout.watchdog_timeout:g}")
             out.append(ChildSpec(f"{name}-agent", argv, layout.log_path(f"{name}-agent"),
-                                 "agent", env))
+                                 "agent", env, host=name))
     if api:
         api_argv = (
             *cli, "api", "serve",
@@ -116,6 +137,7 @@ class Child:
     restarts: int = 0
     failures: int = 0  # quick exits in a row
     next_start: float = 0.0  # monotonic time of the pending restart
+    held: bool = False  # killed with its powered-off host: starts when the power returns
 
     @property
     def pid(self) -> int | None:
@@ -161,10 +183,32 @@ class Supervisor:
                 self._spawn(child)
         self.publish()
 
+    def powered_off(self) -> set[str]:
+        """Hosts that `lab kill-node` switched off (a marker file each, so that the command
+        and this process agree without a channel of their own)."""
+        return {name for i, name in enumerate(self.layout.node_names, start=1)
+                if self.layout.power_marker(i).exists()}
+
+    def _hold_down(self, off: set[str]) -> None:
+        """Power loss: whatever of an off host still runs is killed at once, QEMU included."""
+        for child in self.children.values():
+            if child.spec.host in off and child.proc is not None and child.proc.poll() is None:
+                child.proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.proc.wait(1)
+        for name in off:
+            qemu = list(host_qemu_pids(self.layout.run_dir(self.layout.node_index(name))).values())
+            if qemu:
+                log.warning("%s is powered off: killing its QEMU pids %s", name, qemu)
+                procs.signal_all(qemu, signal.SIGKILL)
+
     def tick(self) -> None:
         """Reap children that exited and restart those whose backoff has passed."""
         now = self.clock()
         changed = False
+        off = self.powered_off()
+        if off:
+            self._hold_down(off)
         for child in self.children.values():
             proc = child.proc
             if proc is not None and proc.poll() is not None:
@@ -174,14 +218,21 @@ class Supervisor:
                             proc.returncode, ran)
                 child.proc = None
                 changed = True
+                if child.spec.host in off:
+                    log.info("%s stays down: host %s is powered off", child.spec.name,
+                             child.spec.host)
+                    child.held, child.failures, child.next_start = True, 0, 0.0
+                    continue
                 if self.stopping or not child.spec.restart:
                     continue
                 child.next_start = now + backoff(child.failures)
                 child.restarts += 1
                 log.info("restarting %s in %.1fs (restart #%d)", child.spec.name,
                          backoff(child.failures), child.restarts)
-            elif proc is None and not self.stopping and 0 < child.next_start <= now:
-                child.next_start = 0.0
+            elif proc is None and not self.stopping and child.spec.host not in off and (
+                child.held or 0 < child.next_start <= now
+            ):
+                child.next_start, child.held = 0.0, False
                 self._spawn(child)
                 changed = True
         if changed:
@@ -209,7 +260,11 @@ class Supervisor:
         self.stage = "stopping"
         self.ready = False
         self.publish()
+        # A frozen agent (`lab freeze-agent`) would sit out its SIGTERM until the SIGKILL.
+        procs.signal_all([c.pid for c in self.children.values() if c.pid], signal.SIGCONT)
         self._stop_role({"api", "agent", "other"}, STOP_GRACE)
+        # After the agents, which disarm their watchdogs on the way out.
+        self._stop_role({"watchdog"}, STOP_GRACE)
         qemu = procs.qemu_pids(self.layout)
         if qemu:
             log.info("stopping QEMU pids %s", qemu)
@@ -219,6 +274,8 @@ class Supervisor:
         for child in reversed(self.children.values()):
             if child.spec.role == "etcd":
                 self._stop_children([child], ETCD_GRACE)
+        if self.layout.netns:
+            netns.down(self.layout)
         with contextlib.suppress(FileNotFoundError):
             self.layout.supervisor_json.unlink()
         log.info("lab stopped")
@@ -233,6 +290,8 @@ class Supervisor:
             "children": {n: c.pid for n, c in self.children.items()},
             "restarts": {n: c.restarts for n, c in self.children.items()},
             "roles": {n: c.spec.role for n, c in self.children.items()},
+            "powered_off": sorted(self.powered_off()),
+            "netns": self.layout.netns,
             "api_url": self.layout.api_url,
         }
 
@@ -256,6 +315,13 @@ class Supervisor:
     def startup(self) -> bool:
         """Bring the lab up; False when a stop was asked for on the way."""
         self.layout.shared_dir.mkdir(parents=True, exist_ok=True)
+        # A fresh start is a power-on of every host.
+        for i in range(1, self.layout.nodes + 1):
+            self.layout.power_marker(i).unlink(missing_ok=True)
+        if self.layout.netns:
+            self.stage = "network"
+            self.publish()
+            netns.up(self.layout)
         self.stage = "etcd"
         self.start({"etcd"})
         urls = self.layout.client_urls
@@ -267,7 +333,7 @@ class Supervisor:
             if not self._wait("seeding", self._try_seed):
                 return False
         self.stage = "processes"
-        self.start({"agent", "api", "other"})
+        self.start({"watchdog", "agent", "api", "other"})
         self.stage = "running"
         self.ready = True
         self.publish()

@@ -1,0 +1,139 @@
+"""Fault injection on a running lab: power loss, a frozen agent, a network partition.
+
+Each function acts at once and returns what it did; `corral lab` (corral.cli.lab) prints it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral.fencing.labdog import host_qemu_pids
+from corral.lab import control, netns, procs
+from corral.lab.layout import LabLayout
+
+WAIT = 10.0  # bound on waiting for processes to die or come back
+
+
+class FaultError(RuntimeError):
+    pass
+
+
+@dataclass
+class Killed:
+    node: str
+    processes: dict[str, int] = field(default_factory=dict)  # child name -> pid
+    qemu: dict[int, int] = field(default_factory=dict)  # vmid -> pid
+
+
+def _running_state(layout: LabLayout) -> dict[str, Any]:
+    if control.supervisor_pid(layout) is None:
+        raise FaultError(f"the lab in {layout.root} is not running (`corral lab up`)")
+    state = control.read_state(layout)
+    if state is None:
+        raise FaultError("the lab supervisor has not published its state yet; try again")
+    return state
+
+
+def host_children(layout: LabLayout, node: str) -> dict[str, int]:
+    """The live processes of a host (etcd member, watchdog, agent): child name -> pid."""
+    state = _running_state(layout)
+    children: dict[str, int | None] = state.get("children", {})
+    return {name: int(pid) for name, pid in children.items()
+            if name.startswith(f"{node}-") and pid and procs.pid_alive(int(pid))}
+
+
+def kill_node(layout: LabLayout, node: str) -> Killed:
+    """Power loss: every process of the host dies by SIGKILL in one sweep, and the supervisor
+    keeps the host down (its power marker) until start_node."""
+    i = layout.node_index(node)
+    _running_state(layout)
+    # The marker first: the supervisor must never see these deaths as crashes to restart.
+    layout.power_marker(i).write_text(f"{time.time():.3f}\n")
+    report = Killed(node, host_children(layout, node), host_qemu_pids(layout.run_dir(i)))
+    victims = [*report.processes.values(), *report.qemu.values()]
+    procs.signal_all(victims, signal.SIGKILL)
+    deadline = time.monotonic() + WAIT
+    while any(procs.pid_alive(p) for p in victims) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return report
+
+
+def start_node(layout: LabLayout, node: str) -> dict[str, int]:
+    """Power on: the supervisor starts the host's processes again; returns them once up."""
+    i = layout.node_index(node)
+    _running_state(layout)
+    marker = layout.power_marker(i)
+    if not marker.exists():
+        raise FaultError(f"{node} is not powered off")
+    expected = {n for n, c in _children_roles(layout).items() if n.startswith(f"{node}-")}
+    marker.unlink()
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        running = host_children(layout, node)
+        if set(running) >= expected:
+            return running
+        time.sleep(0.2)
+    raise FaultError(f"{node} did not come back within {WAIT:.0f}s; see {layout.logs_dir}")
+
+
+def _children_roles(layout: LabLayout) -> dict[str, str]:
+    roles: dict[str, str] = _running_state(layout).get("roles", {})
+    return roles
+
+
+def agent_pid(layout: LabLayout, node: str) -> int:
+    layout.node_index(node)
+    pid = host_children(layout, node).get(f"{node}-agent")
+    if pid is None:
+        raise FaultError(f"the agent of {node} is not running")
+    return pid
+
+
+def freeze_agent(layout: LabLayout, node: str) -> int:
+    """SIGSTOP the host's agent: it renews nothing and feeds nothing; its watchdog fences."""
+    pid = agent_pid(layout, node)
+    os.kill(pid, signal.SIGSTOP)
+    return pid
+
+
+def thaw_agent(layout: LabLayout, node: str) -> int:
+    pid = agent_pid(layout, node)
+    os.kill(pid, signal.SIGCONT)
+    return pid
+
+
+def _need_netns(layout: LabLayout) -> None:
+    if not layout.netns:
+        raise FaultError("partitions need a lab in network namespaces (run `corral lab up` as "
+                         "root, without --no-netns; an existing lab must be destroyed first)")
+    _running_state(layout)
+
+
+def partition(layout: LabLayout, node: str) -> None:
+    """Cut the host off from every other host and from the API; its processes keep running."""
+    _need_netns(layout)
+    netns.set_link(layout, layout.node_index(node), connected=False)
+
+
+def heal(layout: LabLayout, node: str | None = None) -> list[str]:
+    """Reconnect one host, or every partitioned host; returns the hosts reconnected."""
+    _need_netns(layout)
+    names = [node] if node else layout.node_names
+    healed = []
+    for name in names:
+        i = layout.node_index(name)
+        if not netns.is_connected(layout, i):
+            netns.set_link(layout, i, connected=True)
+            healed.append(name)
+    return healed
+
+
+def partitioned(layout: LabLayout) -> list[str]:
+    if not layout.netns:
+        return []
+    return [n for i, n in enumerate(layout.node_names, start=1)
+            if not netns.is_connected(layout, i)]

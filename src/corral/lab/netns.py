@@ -1,0 +1,128 @@
+"""Network namespaces for a lab's hosts (as root): one namespace per host, a veth pair from
+each to a bridge in the root namespace, addresses from the lab's /24 in 198.18.0.0/15.
+
+    root namespace                         corral-<id>-n<i>
+    bridge crl<id> 198.18.x.254/24 ──── crl<id>n<i> ═══ eth0 198.18.x.<i>/24, lo
+
+No default route inside the namespaces and no forwarding out of the bridge: traffic stays on
+this machine. A partition is the host's veth (root end) set down.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from corral.lab.layout import LabLayout
+
+Command = list[str]
+NETNS_DIR = Path("/run/netns")
+
+
+def available() -> bool:
+    """Namespaces need root (CAP_NET_ADMIN and CAP_SYS_ADMIN) and the `ip` tool."""
+    return os.geteuid() == 0 and any(
+        Path(d, "ip").exists() for d in ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
+    )
+
+
+def exec_prefix(layout: LabLayout, i: int) -> tuple[str, ...]:
+    """Prepended to a host's commands: `ip netns exec` execs the command itself, so the pid
+    the supervisor sees is the command's, and QEMU started by the agent inherits the netns."""
+    return ("ip", "netns", "exec", layout.netns_name(i)) if layout.netns else ()
+
+
+def plan_up(layout: LabLayout) -> list[Command]:
+    cmds: list[Command] = [
+        ["ip", "link", "add", layout.bridge, "type", "bridge"],
+        ["ip", "addr", "add", f"{layout.bridge_address}/24", "dev", layout.bridge],
+        # The bridge names its lab: another lab that drew the same /24 is told whose it is.
+        ["ip", "link", "set", layout.bridge, "alias", str(layout.root)],
+        ["ip", "link", "set", layout.bridge, "up"],
+    ]
+    for i in range(1, layout.nodes + 1):
+        ns, veth = layout.netns_name(i), layout.veth(i)
+        cmds += [
+            ["ip", "netns", "add", ns],
+            ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
+            ["ip", "link", "set", veth, "master", layout.bridge, "up"],
+            ["ip", "-n", ns, "link", "set", "lo", "up"],
+            ["ip", "-n", ns, "addr", "add", f"{layout.host_address(i)}/24", "dev", "eth0"],
+            ["ip", "-n", ns, "link", "set", "eth0", "up"],
+        ]
+    return cmds
+
+
+def plan_down(layout: LabLayout) -> list[Command]:
+    """Deleting the root end of a veth deletes the pair even if a process still holds the
+    namespace; each step may fail on its own (already gone) without stopping the others."""
+    cmds: list[Command] = []
+    for i in range(1, layout.nodes + 1):
+        cmds += [["ip", "link", "del", layout.veth(i)],
+                 ["ip", "netns", "del", layout.netns_name(i)]]
+    cmds.append(["ip", "link", "del", layout.bridge])
+    return cmds
+
+
+def _run(cmd: Sequence[str], check: bool) -> bool:
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=10)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {proc.stderr.strip() or proc.returncode}")
+    return proc.returncode == 0
+
+
+def link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def exists(layout: LabLayout) -> bool:
+    """Anything of this lab's network left over (bridge, a veth, a namespace)?"""
+    return link_exists(layout.bridge) or any(
+        link_exists(layout.veth(i)) or (NETNS_DIR / layout.netns_name(i)).exists()
+        for i in range(1, layout.nodes + 1)
+    )
+
+
+def owner(layout: LabLayout) -> str | None:
+    """The lab dir that holds this lab's bridge, or None when there is no bridge."""
+    try:
+        return Path("/sys/class/net", layout.bridge, "ifalias").read_text().strip()
+    except OSError:
+        return None
+
+
+def check_free(layout: LabLayout) -> None:
+    held_by = owner(layout)
+    if held_by is not None and held_by != str(layout.root):
+        raise RuntimeError(f"the lab network {layout.subnet_prefix}.0/24 (bridge {layout.bridge}) "
+                           f"belongs to the lab in {held_by}; choose another --base-port")
+
+
+def up(layout: LabLayout) -> None:
+    """Create the lab's network afresh (whatever a crashed lab left is removed first)."""
+    check_free(layout)
+    down(layout)
+    for cmd in plan_up(layout):
+        _run(cmd, check=True)
+
+
+def down(layout: LabLayout) -> None:
+    if not exists(layout) or owner(layout) not in (None, str(layout.root)):
+        return
+    for cmd in plan_down(layout):
+        _run(cmd, check=False)
+
+
+def set_link(layout: LabLayout, i: int, connected: bool) -> None:
+    """Cut (or restore) host i's only link: to the other hosts, the API and everyone."""
+    _run(["ip", "link", "set", layout.veth(i), "up" if connected else "down"], check=True)
+
+
+def is_connected(layout: LabLayout, i: int) -> bool:
+    try:
+        flags = int(Path("/sys/class/net", layout.veth(i), "flags").read_text(), 16)
+    except (OSError, ValueError):
+        return False
+    return bool(flags & 0x1)  # IFF_UP

@@ -1,0 +1,109 @@
+"""Fault injection on a lab in network namespaces: fencing by the hosts' watchdogs.
+
+Only fencing and the faults themselves are checked here; HA recovery is tested elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from corral.fencing.labdog import host_qemu_pids
+from corral.lab.layout import LabLayout
+from tests.e2e.conftest import LEASE_TTL, WATCHDOG_TIMEOUT
+from tests.e2e.labtools import Lab, wait_until
+
+pytestmark = pytest.mark.e2e
+SLACK = 2.0  # scheduling on a loaded 2-core machine
+
+
+def layout(lab: Lab) -> LabLayout:
+    loaded = LabLayout.load(lab.root)
+    assert loaded is not None
+    return loaded
+
+
+def online(lab: Lab) -> dict[str, bool]:
+    return {n["name"]: bool(n["online"]) for n in lab.json("node", "list")}
+
+
+def running_qemu(lab: Lab, node: str) -> dict[int, int]:
+    lay = layout(lab)
+    pids: dict[int, int] = wait_until(
+        lambda: host_qemu_pids(lay.run_dir(lay.node_index(node))), 60, f"a VM on {node}")
+    return pids
+
+
+def wait_gone(lab: Lab, node: str, timeout: float) -> float:
+    lay = layout(lab)
+    start = time.monotonic()
+    wait_until(lambda: not host_qemu_pids(lay.run_dir(lay.node_index(node))), timeout,
+               f"{node}'s VMs fenced")
+    return time.monotonic() - start
+
+
+def wait_offline(lab: Lab, node: str, timeout: float) -> None:
+    wait_until(lambda: not online(lab)[node], timeout, f"{node} offline")
+
+
+def test_frozen_agent_is_fenced_by_its_watchdog(fault_lab: Lab) -> None:
+    lab = fault_lab
+    running_qemu(lab, "n2")
+    lab.corral("lab", "freeze-agent", "n2")
+    try:
+        fenced = wait_gone(lab, "n2", WATCHDOG_TIMEOUT + SLACK)
+        print(f"n2 fenced {fenced:.2f}s after freeze-agent (watchdog {WATCHDOG_TIMEOUT}s)")
+        assert online(lab)["n2"], "fencing must come before the lease expires"
+        wait_offline(lab, "n2", LEASE_TTL + SLACK)
+        assert "FENCED" in (lab.root / "logs/n2-watchdog.log").read_text()
+    finally:
+        lab.corral("lab", "thaw-agent", "n2")
+    wait_until(lambda: online(lab)["n2"], 30, "n2 back online")
+
+
+def test_partitioned_host_is_cut_off_and_fenced_then_rejoins(fault_lab: Lab) -> None:
+    lab = fault_lab
+    lay = layout(lab)
+    running_qemu(lab, "n3")
+    lab.corral("lab", "partition", "n3")
+    try:
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{lay.etcd_member(3).client_url}/health", timeout=1.0)
+        fenced = wait_gone(lab, "n3", WATCHDOG_TIMEOUT + SLACK)
+        print(f"n3 fenced {fenced:.2f}s after partition (watchdog {WATCHDOG_TIMEOUT}s)")
+        wait_offline(lab, "n3", LEASE_TTL + 10)
+        status = lab.corral("lab", "status").stdout
+        assert "partitioned: n3" in status
+    finally:
+        lab.corral("lab", "heal")
+    wait_until(lambda: online(lab)["n3"], 40, "n3 rejoined")
+    assert httpx.get(f"{lay.etcd_member(3).client_url}/health", timeout=2.0).status_code == 200
+
+
+def test_killed_node_stays_down_until_started(fault_lab: Lab) -> None:
+    lab = fault_lab
+    before = {n: p for n, p in lab.supervisor()["children"].items() if n.startswith("n1-")}
+    qemu = running_qemu(lab, "n1")
+    out = lab.corral("lab", "kill-node", "n1").stdout
+    assert "n1 powered off" in out
+    for pid in [*before.values(), *qemu.values()]:
+        assert not _alive(pid), f"pid {pid} survived kill-node"
+    wait_offline(lab, "n1", LEASE_TTL + SLACK + 5)
+    time.sleep(1.0)  # supervisor ticks: nothing of n1 comes back on its own
+    state = lab.supervisor()
+    assert all(state["children"][n] is None for n in before)
+    assert state["powered_off"] == ["n1"]
+    assert not json.loads(lab.corral("lab", "status", "--json").stdout)["processes"][0]["alive"]
+    lab.corral("lab", "start-node", "n1")
+    wait_until(lambda: online(lab)["n1"], 40, "n1 back online")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
