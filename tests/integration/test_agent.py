@@ -227,3 +227,13 @@ def process_alive(pid: int) -> bool:
 
 async def _has_beats(short_tmp: Path, vmid: int) -> bool:
     return len(await heartbeats(short_tmp, vmid)) >= 1
+
+
+async def test_task_for_a_vm_placed_elsewhere_is_refused(store: Store, agent: AgentProc) -> None:
+    """A start queued before the VM moved must never run it on the old host."""
+    cfg = VMConfig(vmid=104, name="t104", memory_mb=96, cores=1)
+    assert await store.create_vm(cfg, Placement(node="n2"))
+    refused = await run_task(store, "vm.start", 104)
+    assert refused.state is TaskState.ERROR and "placed on n2" in (refused.error or "")
+    vm = await store.vm(104)
+    assert vm is not None and vm.runtime is None

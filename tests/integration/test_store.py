@@ -19,6 +19,8 @@ def cfg(vmid: int = 100, name: str = "web1") -> VMConfig:
 
 async def test_create_vm_is_unique_by_id_and_name(store: Store) -> None:
     assert await store.create_vm(cfg(), Placement(node="n1"))
+    # Sent again unchanged (a retried request) it is the same VM; anything else is a clash.
+    assert await store.create_vm(cfg(), Placement(node="n1"))
     assert not await store.create_vm(cfg(), Placement(node="n2"))
     assert not await store.create_vm(cfg(101, "web1"), Placement(node="n2"))
     vms = await store.vms()
@@ -59,9 +61,11 @@ async def test_task_claim_happens_once(store: Store) -> None:
     task = Task(id="t1", kind="vm.start", node="n1", vmid=100)
     await store.put_task(task)
     _, rev = await store.get(keys.task("t1"), Task)
-    running = task.model_copy(update={"state": TaskState.RUNNING})
+    # Two claimants: their claims differ (each stamps its own start time).
+    first = task.model_copy(update={"state": TaskState.RUNNING, "started_at": 1.0})
+    second = task.model_copy(update={"state": TaskState.RUNNING, "started_at": 2.0})
     results = await asyncio.gather(
-        store.claim_task(task, rev, running), store.claim_task(task, rev, running)
+        store.claim_task(task, rev, first), store.claim_task(task, rev, second)
     )
     assert sorted(results) == [False, True]
 

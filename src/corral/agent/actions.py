@@ -6,6 +6,7 @@ and the volume layer, and records the outcome (placement state, runtime) in etcd
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -147,6 +148,16 @@ async def delete(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[s
     raise TaskFailed(f"VM {vm.vmid}: placement kept changing; not deleted")
 
 
+def _lazy(module: str, name: str) -> Handler:
+    """A handler imported on first use: the migration package builds on this module."""
+
+    async def run(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[str, Any]:
+        handler: Handler = getattr(importlib.import_module(module), name)
+        return await handler(ctx, task, vm, report)
+
+    return run
+
+
 HANDLERS: dict[str, Handler] = {
     "vm.create": create,
     "vm.start": start,
@@ -156,4 +167,6 @@ HANDLERS: dict[str, Handler] = {
     "vm.resume": resume,
     "vm.reset": reset,
     "vm.delete": delete,
+    "vm.migrate": _lazy("corral.migration.source", "migrate"),  # on the VM's host
+    "vm.receive": _lazy("corral.migration.target", "receive"),  # on the migration's target
 }

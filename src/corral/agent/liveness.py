@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from corral.cluster import keys
@@ -15,16 +16,21 @@ log = logging.getLogger(__name__)
 
 
 class Liveness:
-    def __init__(self, store: Store, node: str, ttl: int) -> None:
+    def __init__(self, store: Store, node: str, ttl: int, interval: float | None = None,
+                 feed: Callable[[], object] | None = None) -> None:
         self.store = store
         self.node = node
         self.ttl = ttl
+        self.interval = interval or ttl / 3
+        # Called only after etcd confirmed the lease: the watchdog starves when renewal fails.
+        self.feed = feed or (lambda: None)
         self.lease: Any = None
 
     async def register(self, info: NodeInfo) -> None:
         # Static facts outlive the lease, so an offline host is still listed as offline.
         await self.store.put(keys.node(self.node, "info"), info)
         await self._new_lease()
+        self.feed()
 
     async def _new_lease(self) -> None:
         self.lease = await self.store.grant_lease(self.ttl)
@@ -39,11 +45,12 @@ class Liveness:
         """Renew well within the TTL; a lease lost (etcd unreachable longer than the TTL) is
         replaced by a new one as soon as etcd answers again."""
         while True:
-            await asyncio.sleep(self.ttl / 3)
+            await asyncio.sleep(self.interval)
             try:
                 if await self.store.refresh_lease(self.lease) <= 0:
                     log.warning("lease of %s expired; registering again", self.node)
                     await self._new_lease()
+                self.feed()
             except Exception as e:  # etcd unreachable: keep trying, the TTL decides
                 log.warning("lease renewal failed: %s", e)
 

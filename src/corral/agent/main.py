@@ -22,6 +22,8 @@ from corral.agent.reconciler import Do, Placed, plan_startup
 from corral.agent.settings import Accel, AgentSettings
 from corral.agent.tasks import TaskRunner
 from corral.cluster.store import Store
+from corral.fencing.client import WatchdogClient
+from corral.manager import loop as manager
 from corral.qemu.accel import probe_accel
 from corral.qemu.driver import QemuDriver
 
@@ -54,17 +56,33 @@ async def reconcile_at_start(ctx: HostContext, start_vm: Any) -> None:
             await start_vm(action.vmid)
 
 
+def watchdog_client(settings: AgentSettings) -> WatchdogClient | None:
+    if settings.watchdog_socket is None:
+        log.warning("no watchdog (--watchdog-socket): a hung agent cannot fence this host, "
+                    "so HA recovery of its VMs is not safe")
+        return None
+    log.info("feeding the watchdog at %s (timeout %gs, lease TTL %ss)",
+             settings.watchdog_socket, settings.watchdog_timeout, settings.lease_ttl)
+    return WatchdogClient(settings.watchdog_socket, f"agent-{settings.node}")
+
+
 async def run(settings: AgentSettings) -> None:
+    settings.check()
     settings.run_dir.mkdir(parents=True, exist_ok=True)
+    watchdog = watchdog_client(settings)
     accel = await choose_accel(settings)
     driver = QemuDriver(settings.run_dir, settings.images_dir, accel)
     sock = bind(settings)
     host, port = sock.getsockname()[:2]
     async with Store(settings.etcd) as store:
         ctx = HostContext(settings.node, settings.data_dir, store, driver)
-        liveness = Liveness(store, settings.node, settings.lease_ttl)
-        info = sampler.static_info(settings.node, host, f"http://{host}:{port}", accel,
-                                   {"corral": __version__})
+        liveness = Liveness(store, settings.node, settings.lease_ttl, settings.renew_interval,
+                            watchdog.feed if watchdog else None)
+        info = sampler.static_info(
+            settings.node, host, f"http://{host}:{port}", accel, {"corral": __version__},
+            lease_ttl=settings.lease_ttl,
+            watchdog_timeout=settings.watchdog_timeout if watchdog else 0.0,
+        )
         await liveness.register(info)
         log.info("host %s registered (accel %s, console on %s:%s)", settings.node, accel,
                  host, port)
@@ -96,6 +114,9 @@ async def run(settings: AgentSettings) -> None:
             asyncio.create_task(monitor.run(settings.monitor_interval), name="monitor"),
             asyncio.create_task(usage_loop(), name="usage"),
             asyncio.create_task(server.serve(sockets=[sock]), name="console"),
+            # Every agent campaigns; the elected one runs the manager's decisions.
+            asyncio.create_task(manager.serve(store, settings.node, lambda: liveness.lease),
+                                name="manager"),
         ]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -110,8 +131,15 @@ async def run(settings: AgentSettings) -> None:
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
+        await runner.stop()
         # VMs keep running: QEMU processes outlive the agent and are adopted on its return.
-        await liveness.release()
+        # While any runs, the host must stay fenceable: the lease is left to expire and the
+        # watchdog stays armed, so a restart in time finds them running, and an agent that
+        # does not come back has them killed before the manager may recover them elsewhere.
+        if not failed and not driver.running():
+            if watchdog is not None:
+                watchdog.disarm()
+            await liveness.release()
         log.info("agent of %s stopped", settings.node)
         if failed:
             # A non-zero exit: systemd (or the lab supervisor) restarts the agent.

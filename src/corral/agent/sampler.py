@@ -12,7 +12,8 @@ MB = 1024 * 1024
 
 
 def static_info(name: str, address: str, agent_url: str, accel: str,
-                versions: dict[str, str]) -> NodeInfo:
+                versions: dict[str, str], lease_ttl: float, watchdog_timeout: float
+                ) -> NodeInfo:
     return NodeInfo(
         name=name,
         cpus=psutil.cpu_count() or 1,
@@ -20,6 +21,8 @@ def static_info(name: str, address: str, agent_url: str, accel: str,
         address=address,
         agent_url=agent_url,
         accel="kvm" if accel == "kvm" else "tcg",
+        lease_ttl=lease_ttl,
+        watchdog_timeout=watchdog_timeout,
         versions=versions,
     )
 

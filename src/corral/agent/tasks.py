@@ -13,6 +13,9 @@ from corral.cluster.store import load
 
 log = logging.getLogger(__name__)
 
+# Tasks a host runs for a VM that another host owns: the receiving end of a migration.
+FOREIGN_VM_KINDS = frozenset({"vm.receive"})
+
 
 class TaskRunner:
     def __init__(self, ctx: HostContext) -> None:
@@ -39,6 +42,13 @@ class TaskRunner:
             task = load(Task, ev.value)
             if self._mine(task) and task.state is TaskState.QUEUED:
                 self._spawn(task, ev.revision)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Cancel the tasks still running; their records are failed by the next agent."""
+        for t in self._running:
+            t.cancel()
+        if self._running:
+            await asyncio.wait(self._running, timeout=grace)
 
     def _mine(self, task: Task) -> bool:
         # Kinds without a handler here (bulk actions) belong to the manager.
@@ -69,6 +79,11 @@ class TaskRunner:
         if handler is None or vm is None:
             why = f"unknown task kind {task.kind}" if handler is None else "the VM is gone"
             await self._finish(task, error=why)
+            return
+        if task.kind not in FOREIGN_VM_KINDS and vm.placement.node != self.ctx.node:
+            # The VM moved (HA recovery, migration) after this task was queued: acting on it
+            # here could run it on two hosts.
+            await self._finish(task, error=f"VM {vm.vmid} is now placed on {vm.placement.node}")
             return
         state = task
 

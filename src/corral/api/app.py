@@ -10,7 +10,15 @@ import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from corral.api import errors, routes_nodes, routes_vms
+from corral.api import (
+    errors,
+    routes_bulk,
+    routes_ha,
+    routes_maintenance,
+    routes_migrate,
+    routes_nodes,
+    routes_vms,
+)
 from corral.api.auth import TokenChecker
 from corral.api.deps import require_token
 from corral.api.schemas import Health
@@ -57,4 +65,8 @@ def create_app(etcd_endpoints: list[str]) -> FastAPI:
     guarded = [Depends(require_token)]
     app.include_router(routes_nodes.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_vms.router, prefix=PREFIX, dependencies=guarded)
+    app.include_router(routes_ha.router, prefix=PREFIX, dependencies=guarded)
+    app.include_router(routes_migrate.router, prefix=PREFIX, dependencies=guarded)
+    app.include_router(routes_maintenance.router, prefix=PREFIX, dependencies=guarded)
+    app.include_router(routes_bulk.router, prefix=PREFIX, dependencies=guarded)
     return app

@@ -51,8 +51,10 @@ async def list_tasks(
 
 @router.get("/tasks/{task_id}", response_model=Task, tags=["tasks"])
 async def get_task(task_id: str, store: StoreDep) -> Task:
-    # Ids are hex; anything else cannot name a task (and must not reach into other keys).
-    task = await store.task(task_id) if task_id.isalnum() else None
+    # Ids are letters, digits and '-' (the manager's derived ids); anything else cannot name
+    # a task (and must not reach into other keys).
+    ok = task_id.replace("-", "").isalnum() and not task_id.startswith("-")
+    task = await store.task(task_id) if ok else None
     if task is None:
         raise not_found("task", task_id)
     return task

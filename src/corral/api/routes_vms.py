@@ -24,6 +24,7 @@ from corral.api.schemas import (
 from corral.api.views import vm_detail, vm_out, vm_status
 from corral.cluster.models import RunState, VMStatus
 from corral.cluster.store import VM, Store
+from corral.ha.store import follow_vm_action
 
 router = APIRouter(tags=["vms"])
 
@@ -88,6 +89,7 @@ async def vm_action(
     await queue.ensure_online(store, vm.placement.node)
     task_params = {"timeout": (params or ShutdownParams()).timeout} if action == "shutdown" else {}
     task = await queue.queue(store, f"vm.{action}", vm.placement.node, vmid, task_params)
+    await follow_vm_action(store, vmid, action)  # an HA VM's requested state follows
     return TaskAccepted(task=task.id)
 
 

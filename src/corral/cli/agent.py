@@ -23,6 +23,10 @@ def run_agent(
     listen: str = typer.Option("127.0.0.1:0", help="host:port of the console endpoint."),
     accel: str = typer.Option("auto", help="auto (boot probe), kvm or tcg."),
     lease_ttl: int = typer.Option(10, min=2, help="Host lease TTL in seconds."),
+    watchdog_socket: Path | None = typer.Option(
+        None, help="Feed this watchdog (lab watchdog or watchdog-mux) after each renewal."),
+    watchdog_timeout: float = typer.Option(
+        0.0, help="The watchdog's timeout in seconds; must be below --lease-ttl."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     if accel not in ("auto", "kvm", "tcg"):
@@ -40,5 +44,11 @@ def run_agent(
         listen_host=host, listen_port=int(port),
         accel=accel,  # type: ignore[arg-type]
         lease_ttl=lease_ttl,
+        watchdog_socket=watchdog_socket, watchdog_timeout=watchdog_timeout,
     )
+    try:
+        settings.check()
+    except ValueError as e:
+        typer.echo(f"Error: {e} (--watchdog-timeout, --lease-ttl)", err=True)
+        raise typer.Exit(2) from None
     asyncio.run(run(settings))

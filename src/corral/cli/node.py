@@ -6,11 +6,14 @@ from typing import Annotated, Any
 
 import typer
 
+from corral.cli import bulk, maintenance
 from corral.cli.client import connect
 from corral.cli.options import JsonOpt
 from corral.cli.output import ago, fields, mem, print_json, table
 
 app = typer.Typer(help="Hosts of the cluster.", no_args_is_help=True)
+app.add_typer(maintenance.app, name="maintenance")
+app.add_typer(bulk.app, name="bulk")
 
 
 def _cpu(n: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from corral.cli.client import Api, connect
+from corral.cli.migrate import migrate as migrate_command
 from corral.cli.options import JsonOpt, NoWaitOpt
 from corral.cli.output import fields, mem, print_json, table
 from corral.cli.waiting import wait_task
@@ -189,3 +190,6 @@ def console(
             time.sleep(CONSOLE_POLL_SECONDS)
     except KeyboardInterrupt:
         return
+
+
+app.command("migrate")(migrate_command)

@@ -7,11 +7,16 @@
 /corral/vms/<vmid>/config        VMConfig
 /corral/vms/<vmid>/placement     Placement: owning host and requested run state
 /corral/vms/<vmid>/runtime       VMRuntime, written by the owning agent
+/corral/vms/<vmid>/migration     MigrationRecord: how source and target of a migration meet
 /corral/names/<name>             vmid: makes VM names unique in one transaction
 /corral/storage/<id>             StorageConfig
 /corral/tasks/<id>               Task
 /corral/auth/tokens/<sha256>     API token (only its hash is stored)
 /corral/manager                  manager election key
+/corral/ha/<vmid>                HASettings
+/corral/ha/rules/<name>          HARule
+/corral/ha/fenced/<node>         FenceConfirmation (a fence agent saw the host powered off)
+/corral/ha-state                 HAState, the HA manager's own state (outside /corral/ha/)
 """
 
 from __future__ import annotations
@@ -24,9 +29,13 @@ STORAGE = PREFIX + "storage/"
 TASKS = PREFIX + "tasks/"
 TOKENS = PREFIX + "auth/tokens/"
 MANAGER = PREFIX + "manager"
+HA = PREFIX + "ha/"
+HA_RULES = HA + "rules/"
+HA_FENCED = HA + "fenced/"
+HA_STATE = PREFIX + "ha-state"
 
 NODE_FIELDS = ("info", "alive", "usage", "request")
-VM_FIELDS = ("config", "placement", "runtime")
+VM_FIELDS = ("config", "placement", "runtime", "migration")
 
 
 def node(name: str, field: str) -> str:
@@ -53,6 +62,18 @@ def task(task_id: str) -> str:
 
 def token(digest: str) -> str:
     return TOKENS + digest
+
+
+def ha(vmid: int) -> str:
+    return f"{HA}{vmid}"
+
+
+def ha_rule(rule_name: str) -> str:
+    return HA_RULES + rule_name
+
+
+def ha_fenced(node_name: str) -> str:
+    return HA_FENCED + node_name
 
 
 def split(key: str, prefix: str) -> tuple[str, str]:

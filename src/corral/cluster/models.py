@@ -43,6 +43,10 @@ class NodeInfo(Model):
     address: str = "127.0.0.1"
     agent_url: str = ""  # where the API reaches this host's agent (serial console)
     accel: Literal["kvm", "tcg"] = "tcg"
+    lease_ttl: float | None = None
+    # Seconds after a missed renewal until the host's watchdog kills its VMs; 0: no watchdog
+    # (its VMs are never recovered elsewhere without a confirmed power-off); None: unknown.
+    watchdog_timeout: float | None = None
     versions: dict[str, str] = Field(default_factory=dict)
     started_at: float = Field(default_factory=time.time)
 
@@ -62,6 +66,10 @@ class NodeRequest(Model):
     """An operator request on a host (maintenance and the like)."""
 
     maintenance: bool = False
+    # On leaving maintenance: the VMs that came from this host stay where they are (the
+    # manager clears their origin) instead of moving back.
+    no_return: bool = False
+    parallel: int | None = Field(default=None, ge=1, le=64)  # migrations at once; None: default
     requested_at: float = Field(default_factory=time.time)
 
 
@@ -120,6 +128,9 @@ class VMConfig(Model):
     # What host maintenance does with this VM: move it (live if running), leave it, stop it.
     maintenance: Literal["migrate", "stay", "stop"] = "migrate"
     description: str = ""
+    # Extra kernel command line for direct kernel boot (e.g. "corral.diskmark=1" makes the
+    # tiny guest write its heartbeat to its first disk, which migration tests check).
+    append: str = Field(default="", max_length=1024)
 
     @field_validator("name")
     @classmethod

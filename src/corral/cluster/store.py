@@ -35,10 +35,11 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 StoreError = aetcd.exceptions.ClientError
-# Unavailable ("leader changed", "no leader", a member down) means the request was not applied,
-# so even a conditional transaction is safe to send again; a new leader is usually elected
-# within a second or two. A timeout is not retried: its request may have been applied.
-RETRYABLE = (aetcd.exceptions.ConnectionFailedError,)
+# Unavailable ("leader changed", "no leader", a member down) or a timeout (a member frozen or
+# cut off, until keepalive drops it): sent again for a few seconds; a new leader is usually
+# elected within one or two. A timed-out write may have been applied all the same, so every
+# conditional write below checks, when its condition fails, whether the value is already ours.
+RETRYABLE = (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError)
 RETRY_FOR_SECONDS = 8.0
 
 
@@ -127,6 +128,13 @@ class Store:
                 "grpc.lb_policy_name": "round_robin",
                 "grpc.initial_reconnect_backoff_ms": 200,
                 "grpc.max_reconnect_backoff_ms": 1000,
+                # A member cut off by the network (no RST) must drop out of the round robin
+                # within seconds, not after TCP gives up. 5 s is the most often etcd's default
+                # --grpc-keepalive-min-time allows.
+                "grpc.keepalive_time_ms": 5000,
+                "grpc.keepalive_timeout_ms": 1000,
+                "grpc.keepalive_permit_without_calls": 1,
+                "grpc.http2.max_pings_without_data": 0,
             },
         ))
 
@@ -294,7 +302,12 @@ class Store:
             ],
             failure=[],
         )
-        return bool(ok)
+        if ok:
+            return True
+        mine, _ = await self.get(keys.vm(config.vmid, "config"), VMConfig)
+        placed, _ = await self.get(keys.vm(config.vmid, "placement"), Placement)
+        return (mine == config and placed == placement
+                and await self.name_taken(config.name) == config.vmid)
 
     async def name_taken(self, name: str) -> int | None:
         kv = await self.client.get(keys.name(name).encode())
@@ -309,7 +322,8 @@ class Store:
             success=[t.put(key, dump(placement))],
             failure=[],
         )
-        return bool(ok)
+        # Placements carry a generation, so an equal value is this write, applied earlier.
+        return bool(ok) or (await self.get(key.decode(), Placement))[0] == placement
 
     async def put_runtime(self, vmid: int, runtime: VMRuntime) -> None:
         # Only while the VM exists: a late report must not resurrect a deleted VM's keys.
@@ -331,7 +345,7 @@ class Store:
             ] + [t.delete(keys.name(vm.config.name).encode())],
             failure=[],
         )
-        return bool(ok)
+        return bool(ok) or await self.vm(vm.vmid) is None
 
     # --- tasks -----------------------------------------------------------------------------
 
@@ -355,7 +369,8 @@ class Store:
         ok, _ = await self.client.transaction(
             compare=[t.mod(key) == expect_rev], success=[t.put(key, dump(claimed))], failure=[]
         )
-        return bool(ok)
+        # A claim carries its start time, so an equal record is this claim, applied earlier.
+        return bool(ok) or (await self.get(key.decode(), Task))[0] == claimed
 
     # --- auth ------------------------------------------------------------------------------
 
