@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
 
 from corral.cluster import keys
-from corral.cluster.models import NodeInfo, NodeRequest, Placement, RunState, Task, VMConfig
+from corral.cluster.models import (
+    NodeInfo,
+    NodeRequest,
+    Placement,
+    RunState,
+    Task,
+    TaskState,
+    VMConfig,
+)
 from corral.cluster.store import Store
 from corral.manager import loop
 from corral.manager.actions import QueueTask, SetPlacement, UpdateTask
@@ -113,3 +122,16 @@ async def test_the_elected_manager_runs_a_maintenance_request(store: Store) -> N
     finally:
         service.cancel()
         await asyncio.gather(service, return_exceptions=True)
+
+
+async def test_the_manager_forgets_old_finished_tasks(store: Store) -> None:
+    a = await Host(store, "n1").up()
+    m = Manager(store, await a.election().win())
+    day_old = Task(id="old", kind="vm.start", node="n1", vmid=100, state=TaskState.OK,
+                   created_at=1.0, ended_at=2.0)
+    fresh = day_old.model_copy(update={"id": "new", "ended_at": time.time()})
+    await store.put_task(day_old)
+    await store.put_task(fresh)
+    await m.tick()
+    assert await store.task("old") is None
+    assert await store.task("new") == fresh

@@ -51,7 +51,9 @@ def _config(body: VMCreate, vmid: int, disks: list[tuple[str, int]]) -> VMConfig
             for i, (storage, size) in enumerate(disks)
         ],
         image=body.image,
+        append=body.append,
         startup=body.startup,
+        maintenance=body.maintenance,
         description=body.description,
     )
 

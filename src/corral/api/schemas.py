@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
@@ -44,7 +44,9 @@ class VMCreate(BaseModel):
     disks: list[DiskSpec] = Field(default_factory=list, max_length=16)
     node: str
     image: str | None = "tiny"
+    append: str = Field(default="", max_length=1024)
     startup: int = Field(default=0, ge=0, le=9999)
+    maintenance: Literal["migrate", "stay", "stop"] = "migrate"
     description: str = Field(default="", max_length=4096)
 
     @field_validator("name")

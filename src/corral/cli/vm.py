@@ -83,7 +83,11 @@ def create(
     ] = None,
     vmid: Annotated[int | None, typer.Option(help="VM id (default: the next free one).")] = None,
     image: Annotated[str, typer.Option(help="Boot image, or 'none' to boot the disk.")] = "tiny",
+    append: Annotated[str, typer.Option(
+        help="Extra kernel command line for an image boot.")] = "",
     startup: Annotated[int, typer.Option(help="Start order, low first.")] = 0,
+    maintenance: Annotated[str, typer.Option(
+        help="On host maintenance: migrate, stay or stop.")] = "migrate",
     description: Annotated[str, typer.Option(help="Free text.")] = "",
     no_wait: NoWaitOpt = False,
     as_json: JsonOpt = False,
@@ -93,7 +97,7 @@ def create(
     body = {
         "vmid": vmid, "name": name, "memory_mb": memory, "cores": cores, "disks": disk or [],
         "node": node, "image": None if image.lower() == "none" else image, "startup": startup,
-        "description": description,
+        "append": append, "maintenance": maintenance, "description": description,
     }
     reply: dict[str, Any] = api.post("/vms", body)
     if not no_wait and not as_json:

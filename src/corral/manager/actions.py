@@ -33,7 +33,14 @@ class SetPlacement:
     reason: str = ""
 
 
-Action = QueueTask | UpdateTask | SetPlacement
+@dataclass(frozen=True)
+class DeleteTask:
+    """Forget a finished task record (housekeeping keeps etcd and every snapshot small)."""
+
+    task_id: str
+
+
+Action = QueueTask | UpdateTask | SetPlacement | DeleteTask
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from corral.ha.machine import decide_ha
 from corral.ha.models import HAInputs, HAState, HATiming
 from corral.manager.actions import Action, HAAction, QueueTask
 from corral.manager.bulk import decide_bulk
+from corral.manager.housekeeping import decide_prune
 from corral.manager.maintenance import decide_maintenance, with_tasks
 
 Decider = Callable[[ClusterSnapshot], list[Action]]
@@ -22,6 +23,7 @@ Decider = Callable[[ClusterSnapshot], list[Action]]
 PARTS: tuple[Decider, ...] = (
     decide_maintenance,
     decide_bulk,
+    decide_prune,
 )
 
 

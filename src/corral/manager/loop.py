@@ -17,7 +17,14 @@ from corral.cluster import keys
 from corral.cluster.store import Store, dump
 from corral.ha.models import HATiming
 from corral.ha.store import read_all
-from corral.manager.actions import HAAction, QueueTask, SaveHAState, SetPlacement, UpdateTask
+from corral.manager.actions import (
+    DeleteTask,
+    HAAction,
+    QueueTask,
+    SaveHAState,
+    SetPlacement,
+    UpdateTask,
+)
 from corral.manager.decide import decide_with_ha
 from corral.manager.election import Election
 
@@ -53,6 +60,9 @@ class Manager:
         elif isinstance(action, SaveHAState):
             compare = [fence]
             ops = [t.put(keys.HA_STATE.encode(), dump(action.state))]
+        elif isinstance(action, DeleteTask):
+            compare = [fence]
+            ops = [t.delete(keys.task(action.task_id).encode())]
         else:
             key = keys.vm(action.vmid, "placement").encode()
             compare = [fence, t.mod(key) == action.expect_rev]
@@ -104,6 +114,8 @@ def _describe(action: HAAction) -> str:
         return "HA state saved"
     if isinstance(action, SetPlacement):
         return f"VM {action.vmid}: placement {action.placement.model_dump()} ({action.reason})"
+    if isinstance(action, DeleteTask):
+        return f"forget finished task {action.task_id}"
     task = action.task
     verb = "queue" if isinstance(action, QueueTask) else "update"
     return f"{verb} task {task.id} {task.kind} ({task.state.value})"

@@ -11,7 +11,13 @@ from typing import Any
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.ha.machine import decide_ha
 from corral.ha.models import HAInputs, HAState, HATiming
-from corral.manager.actions import QueueTask, SaveHAState, SetPlacement, UpdateTask
+from corral.manager.actions import (
+    DeleteTask,
+    QueueTask,
+    SaveHAState,
+    SetPlacement,
+    UpdateTask,
+)
 from corral.sim.world import World
 
 Decide = Callable[[ClusterSnapshot, HAInputs, HATiming], tuple[list[Any], HAState]]
@@ -70,6 +76,8 @@ class SimManager:
             w.say(f"manager: place VM {action.vmid} on {action.placement.node} "
                   f"({action.placement.state.value}) {action.reason}"
                   + ("" if ok else " -- lost the race, not written"))
+        elif isinstance(action, DeleteTask):
+            s.tasks.pop(action.task_id, None)
         elif isinstance(action, SaveHAState):
             self.log_changes(s.ha_state, action.state)
             s.ha_state = action.state
