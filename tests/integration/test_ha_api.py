@@ -117,3 +117,15 @@ async def test_vm_actions_carry_the_ha_request(api: httpx.AsyncClient, store: St
     await api.post("/ha/resources", json={"vmid": 102, "state": "stopped"})
     assert (await api.post("/vms/102/status/start")).status_code == 202
     assert (await ha_store.get_settings(store, 102)).state == "started"  # type: ignore[union-attr]
+
+
+async def test_operator_confirms_a_lost_host_is_off(api: httpx.AsyncClient, store: Store) -> None:
+    # n1 holds its lease: confirming it off would let its VMs run twice.
+    refused = await api.post("/ha/fenced/n1")
+    assert refused.status_code == 409 and refused.json()["error"]["field"] == "node"
+    assert (await api.post("/ha/fenced/n9")).status_code == 404
+    await store.client.delete(keys.node("n1", "alive").encode())
+    ok = await api.post("/ha/fenced/n1")
+    assert ok.status_code == 201
+    inputs = await ha_store.read_inputs(store)
+    assert inputs.fenced["n1"].by == "operator"

@@ -12,7 +12,7 @@ from corral.api.errors import conflict, invalid, not_found
 from corral.cluster.models import Model
 from corral.cluster.store import Store
 from corral.ha import store as ha_store
-from corral.ha.models import HARequest, HARule, HASettings
+from corral.ha.models import FenceConfirmation, HARequest, HARule, HASettings
 from corral.ha.status import HAReport, ha_status
 
 router = APIRouter(prefix="/ha", tags=["ha"])
@@ -101,3 +101,17 @@ async def remove_rule(name: str, store: StoreDep) -> Response:
         raise not_found("HA rule", name)
     await ha_store.delete_rule(store, name)
     return Response(status_code=204)
+
+
+@router.post("/fenced/{node}", response_model=FenceConfirmation, status_code=201)
+async def confirm_fenced(node: str, store: StoreDep) -> FenceConfirmation:
+    """An operator (or a fence agent) confirms the host is powered off: its HA VMs may be
+    recovered at once. Only for a host that really is off: otherwise its VMs run twice."""
+    found = await store.node(node)
+    if found is None or found.info is None:
+        raise not_found("node", node)
+    if found.alive:
+        raise conflict(f"node {node} holds its lease: it is not off", field="node")
+    conf = FenceConfirmation(node=node, at=time.time(), by="operator")
+    await ha_store.confirm_fenced(store, conf)
+    return conf

@@ -55,6 +55,23 @@ def remove(vmid: VmidArg) -> None:
     typer.echo(f"VM {vmid} is no longer managed by HA")
 
 
+@app.command("confirm-fenced")
+def confirm_fenced(
+    node: Annotated[str, typer.Argument(help="The host that is powered off.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+) -> None:
+    """Confirm a lost host is powered off, so its HA VMs are recovered at once.
+
+    The last resort for a host without a watchdog or a fence agent: if the host still runs,
+    its VMs will run twice and their disks may be damaged.
+    """
+    if not yes:
+        typer.confirm(f"Is {node} really powered off? Its HA VMs will start elsewhere now; "
+                      "if it still runs them, they run twice", abort=True)
+    connect().post(f"/ha/fenced/{node}", {})
+    typer.echo(f"{node} confirmed powered off: its HA VMs are recovered now")
+
+
 @app.command()
 def status(as_json: JsonOpt = False) -> None:
     """HA status of every HA VM and host, with the reason of each state."""

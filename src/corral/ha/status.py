@@ -70,10 +70,14 @@ def ha_status(snap: ClusterSnapshot, inputs: HAInputs) -> HAReport:
         else:
             nodes.append(HANodeRow(node=name, status="online" if node.alive else "unknown"))
     offline = {n.node for n in nodes if n.status != NodeStatusHA.ONLINE.value}
+    # Once its host is fenced (watchdog deadline passed, or power-off confirmed) nothing of
+    # it runs any more: the VM is stopped, not merely unknown.
+    fenced = {n.node for n in nodes if n.status == NodeStatusHA.FENCED.value}
     unprotected = [
         UnprotectedRow(vmid=vm.vmid, node=vm.placement.node, status=(
-            VMStatus.UNKNOWN.value if vm.placement.state.value != "stopped"
-            else VMStatus.STOPPED.value))
+            VMStatus.STOPPED.value
+            if vm.placement.state.value == "stopped" or vm.placement.node in fenced
+            else VMStatus.UNKNOWN.value))
         for vm in sorted(snap.vms.values(), key=lambda v: v.vmid)
         if vm.vmid not in inputs.settings and vm.placement.node in offline
     ]
