@@ -51,12 +51,14 @@ def heartbeats(text: str) -> list[int]:
     return [int(n) for n in re.findall(r"corral-heartbeat (\d+)", text)]
 
 
-def _proc_state(pid: int) -> str | None:
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of pid, or None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0]
+            fields = f.read().rpartition(")")[2].split()
     except OSError:
         return None
+    return fields[0], int(fields[1])
 
 
 def lab_qemus(root: Path) -> dict[int, list[tuple[str, int]]]:
@@ -64,6 +66,7 @@ def lab_qemus(root: Path) -> dict[int, list[tuple[str, int]]]:
     pidfiles alone: a copy whose pidfile was overwritten or removed still counts."""
     runs = re.compile(re.escape(str(root / "nodes")) + r"/(n\d+)/run/(\d+)\.pid$")
     found: dict[int, list[tuple[str, int]]] = {}
+    parents: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -76,10 +79,15 @@ def lab_qemus(root: Path) -> dict[int, list[tuple[str, int]]]:
             continue
         i = argv.index(b"-pidfile")
         m = runs.match(argv[i + 1].decode(errors="replace")) if i + 1 < len(argv) else None
-        if m is None or _proc_state(int(entry.name)) in (None, "Z", "X"):
+        stat = _proc_stat(int(entry.name)) if m is not None else None
+        if m is None or stat is None or stat[0] in ("Z", "X"):
             continue
+        parents[int(entry.name)] = stat[1]
         found.setdefault(int(m.group(2)), []).append((m.group(1), int(entry.name)))
-    return found
+    # QEMU's -daemonize forks: for a moment the parent and its child both exist. That is
+    # one VM starting, not two copies.
+    return {vmid: [(h, p) for h, p in copies if not any(parents.get(q) == p for _, q in copies)]
+            for vmid, copies in found.items()}
 
 
 @dataclass

@@ -4,17 +4,14 @@ adoption of running VMs after the agent is killed."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from agents import AgentProc, wait_for
 
 from corral.cluster.models import (
     Disk,
@@ -30,37 +27,6 @@ from corral.cluster.models import (
 from corral.cluster.store import Store
 
 pytestmark = pytest.mark.integration
-
-
-class AgentProc:
-    def __init__(self, etcd: str, data_dir: Path, images_dir: Path, node: str = "n1") -> None:
-        self.argv = [
-            sys.executable, "-m", "corral.cli.main", "agent", "run", "--node", node,
-            "--data-dir", str(data_dir), "--images-dir", str(images_dir), "--etcd", etcd,
-            "--accel", "tcg", "--lease-ttl", "4",
-        ]
-        self.log = data_dir / "agent.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT)
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        self.proc.wait(15)
-
-
-async def wait_for(check, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 async def run_task(store: Store, kind: str, vmid: int, wait: float = 60.0,
@@ -80,7 +46,7 @@ async def run_task(store: Store, kind: str, vmid: int, wait: float = 60.0,
 async def agent(store: Store, etcd_endpoint: str, short_tmp: Path,
                 tiny_images: Path) -> AsyncIterator[AgentProc]:
     await store.put_storage(StorageConfig(id="local", type=StorageType.DIR, path="storage/local"))
-    proc = AgentProc(etcd_endpoint, short_tmp / "n1", tiny_images)
+    proc = AgentProc(etcd_endpoint, short_tmp / "n1", tiny_images, "n1")
     proc.start()
 
     async def alive() -> bool:
@@ -91,11 +57,7 @@ async def agent(store: Store, etcd_endpoint: str, short_tmp: Path,
         await wait_for(alive, 30, "the agent to register")
         yield proc
     finally:
-        if proc.proc and proc.proc.poll() is None:
-            proc.kill(signal.SIGTERM)
-        for pidfile in (short_tmp / "n1" / "run").glob("*.pid"):
-            with contextlib.suppress(ValueError, ProcessLookupError):
-                os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+        proc.stop()
 
 
 def serial(short_tmp: Path, vmid: int) -> str:

@@ -46,6 +46,11 @@ class ClusterSnapshot:
 async def read_snapshot(store: Store, now: float) -> ClusterSnapshot:
     """Everything under /corral/ in a single etcd read, so the parts agree with each other."""
     items, revision = await store.snapshot(keys.PREFIX)
+    return snapshot_from(items, revision, now)
+
+
+def snapshot_from(items: list[tuple[str, bytes, int]], revision: int, now: float
+                  ) -> ClusterSnapshot:
     return ClusterSnapshot(
         now=now,
         nodes={n.name: n for n in Store.nodes_from(items)},

@@ -7,7 +7,7 @@ HA inputs are read separately from the cluster snapshot (read_snapshot stays as 
 from __future__ import annotations
 
 from corral.cluster import keys
-from corral.cluster.snapshot import ClusterSnapshot
+from corral.cluster.snapshot import ClusterSnapshot, snapshot_from
 from corral.cluster.store import Store, load
 from corral.ha.models import (
     FenceConfirmation,
@@ -48,15 +48,7 @@ async def read_inputs(store: Store) -> HAInputs:
 
 async def read_all(store: Store, now: float) -> tuple[ClusterSnapshot, HAInputs]:
     items, revision = await store.snapshot(keys.PREFIX)
-    snap = ClusterSnapshot(
-        now=now,
-        nodes={n.name: n for n in Store.nodes_from(items)},
-        vms={vm.vmid: vm for vm in Store.vms_from(items)},
-        tasks=Store.tasks_from(items),
-        storages=Store.storages_from(items),
-        revision=revision,
-    )
-    return snap, ha_inputs_from(items)
+    return snapshot_from(items, revision, now), ha_inputs_from(items)
 
 
 async def get_settings(store: Store, vmid: int) -> HASettings | None:
