@@ -51,14 +51,12 @@ def heartbeats(text: str) -> list[int]:
     return [int(n) for n in re.findall(r"corral-heartbeat (\d+)", text)]
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, parent pid) of pid, or None when it is gone."""
+def _proc_state(pid: int) -> str | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
+            return f.read().rpartition(")")[2].split()[0]
     except OSError:
         return None
-    return fields[0], int(fields[1])
 
 
 def lab_qemus(root: Path) -> dict[int, list[tuple[str, int]]]:
@@ -66,7 +64,6 @@ def lab_qemus(root: Path) -> dict[int, list[tuple[str, int]]]:
     pidfiles alone: a copy whose pidfile was overwritten or removed still counts."""
     runs = re.compile(re.escape(str(root / "nodes")) + r"/(n\d+)/run/(\d+)\.pid$")
     found: dict[int, list[tuple[str, int]]] = {}
-    parents: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -79,15 +76,10 @@ def lab_qemus(root: Path) -> dict[int, list[tuple[str, int]]]:
             continue
         i = argv.index(b"-pidfile")
         m = runs.match(argv[i + 1].decode(errors="replace")) if i + 1 < len(argv) else None
-        stat = _proc_stat(int(entry.name)) if m is not None else None
-        if m is None or stat is None or stat[0] in ("Z", "X"):
+        if m is None or _proc_state(int(entry.name)) in (None, "Z", "X"):
             continue
-        parents[int(entry.name)] = stat[1]
         found.setdefault(int(m.group(2)), []).append((m.group(1), int(entry.name)))
-    # QEMU's -daemonize forks: for a moment the parent and its child both exist. That is
-    # one VM starting, not two copies.
-    return {vmid: [(h, p) for h, p in copies if not any(parents.get(q) == p for _, q in copies)]
-            for vmid, copies in found.items()}
+    return found
 
 
 @dataclass
@@ -102,6 +94,7 @@ class Invariants:
     longest_down: dict[int, float] = field(default_factory=dict)
     samples: int = 0
     _down_since: dict[int, float] = field(default_factory=dict)
+    _doubles: dict[int, frozenset[int]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -130,9 +123,17 @@ class Invariants:
     def sample(self, api: httpx.Client) -> None:
         now = time.monotonic()
         qemus = lab_qemus(self.lab.root)
+        doubles: dict[int, frozenset[int]] = {}
         for vmid, copies in sorted(qemus.items()):
-            if len(copies) > 1:
+            if len({host for host, _ in copies}) > 1:
                 self.violations.append(f"VM {vmid} runs on two hosts at once: {copies}")
+            elif len(copies) > 1:
+                # QEMU's -daemonize: while starting, the launching process and the daemon
+                # both exist on the host. Two copies that last are a fault all the same.
+                doubles[vmid] = frozenset(p for _, p in copies)
+                if self._doubles.get(vmid) == doubles[vmid]:
+                    self.violations.append(f"VM {vmid} runs twice on one host: {copies}")
+        self._doubles = doubles
         for vmid in self.vmids:
             if vmid in qemus:
                 self._close_downtimes(now, vmid)

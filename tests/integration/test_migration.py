@@ -15,6 +15,9 @@ from agents import Cluster, cluster_fixture, wait_for  # noqa: F401  (fixture)
 
 from corral.cluster.models import Disk, Placement, TaskState, VMConfig, VMStatus
 from corral.migration import record
+from corral.migration.net import free_port
+from corral.migration.record import MigrationRecord, Phase
+from corral.qemu.driver import QemuDriver
 
 pytestmark = pytest.mark.integration
 
@@ -180,3 +183,50 @@ async def test_cold_local_disk_and_no_overwrite(c: Cluster) -> None:
     assert not source_vol.exists()
     qemu_io(target_vol, "read -P 0xcd 2M 128k")
     await asyncio.sleep(0)
+
+
+async def test_source_agent_restart_after_ram_sent_resumes_the_vm_here(
+    c: Cluster, short_tmp: Path, tiny_images: Path
+) -> None:
+    """The source agent dies after QEMU sent the RAM but before the placement flipped: the
+    guest sits paused on the source. Its next agent must resume it there (the target may not
+    run it without the flip) and end the migration record."""
+    cfg = VMConfig(vmid=305, name="m305", memory_mb=96, cores=1)
+    pid = await running_vm(c, cfg)
+    # A bare receiving QEMU stands in for a target whose agent will give up.
+    sink = QemuDriver(short_tmp / "sink", tiny_images, "tcg")
+    uri = f"tcp:127.0.0.1:{free_port('127.0.0.1')}"
+    await sink.start(cfg, [], incoming=uri)
+    await sink.qmp(305, "stop")  # like the real target: never runs before the flip
+    try:
+        src = c.agents["n1"]
+        src.kill(signal.SIGKILL)
+        assert await record.replace(c.store, MigrationRecord(
+            vmid=305, task="gone", receive_task="gone-too", source="n1", target="n2",
+            mode="live", phase=Phase.TRANSFERRING), 0)
+        driver = QemuDriver(src.run_dir, tiny_images, "tcg")
+        await driver.qmp(305, "migrate", {"uri": uri})
+
+        async def sent() -> bool:
+            return (await driver.qmp(305, "query-status"))["status"] == "postmigrate"
+
+        await wait_for(sent, 30, "the RAM transfer")
+        frozen = len(c.heartbeats("n1", 305))
+        src.start()
+
+        async def resumed() -> bool:
+            return (await driver.qmp(305, "query-status"))["status"] == "running"
+
+        await wait_for(resumed, 30, "the source to resume the guest")
+        assert driver.pid(305) == pid
+        rec, _ = await record.read(c.store, 305)
+        assert rec is not None and rec.phase == "aborted"
+        await wait_for(lambda: _more(c, 305, frozen), 15, "heartbeats on the source")
+        vm = await c.store.vm(305)
+        assert vm is not None and vm.placement.node == "n1"
+    finally:
+        await sink.stop(305)
+
+
+async def _more(c: Cluster, vmid: int, than: int) -> bool:
+    return len(c.heartbeats("n1", vmid)) > than

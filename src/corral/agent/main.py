@@ -52,6 +52,11 @@ async def reconcile_at_start(ctx: HostContext, start_vm: Any) -> None:
         log.info("startup: %s VM %s %s", action.do, action.vmid, action.reason)
         if action.do is Do.KILL_ORPHAN:
             await ctx.driver.stop(action.vmid)
+        elif action.do is Do.ADOPT:
+            # Imported here: the migration package builds on the agent's modules.
+            from corral.migration.recovery import recover_interrupted
+
+            await recover_interrupted(ctx, action.vmid)
         elif action.do is Do.START:
             await start_vm(action.vmid)
 

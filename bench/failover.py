@@ -1,0 +1,177 @@
+"""HA failover time: kill the host of an HA VM (power loss) N times and measure, each time,
+from the kill to the VM's first heartbeat on its new host.
+
+    .venv/bin/python bench/failover.py [--runs 5] [--lease-ttl 6 --watchdog-timeout 4]
+
+Starts its own lab cluster (3 hosts in network namespaces, TCG, so as root) in a temporary
+directory and tears it down after, also on failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from corral.fencing.labdog import host_qemu_pids
+from corral.ha.models import HATiming
+from corral.lab.layout import LabLayout, spare_base_port
+
+POLL = 0.1
+HEARTBEAT = "corral-heartbeat 1"
+VMID = 100  # the lab's tiny1
+SETTLE_TIMEOUT = 90.0  # the killed host's return, until every host is online again
+
+
+class Bench:
+    def __init__(self, root: Path, images: str) -> None:
+        self.root = root
+        self.env = {**os.environ, "CORRAL_CONFIG": str(root / "client.json"),
+                    "CORRAL_LAB_DIR": str(root / "lab"), "CORRAL_IMAGES_DIR": images}
+        self.env.pop("CORRAL_URL", None)
+        self.env.pop("CORRAL_TOKEN", None)
+        self.http: httpx.Client | None = None
+        self.layout: LabLayout | None = None
+
+    def corral(self, *args: str, timeout: float = 240) -> str:
+        proc = subprocess.run([sys.executable, "-m", "corral.cli.main", *args], env=self.env,
+                              text=True, capture_output=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise SystemExit(f"corral {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
+    def connect(self) -> None:
+        cfg = json.loads((self.root / "client.json").read_text())
+        self.http = httpx.Client(base_url=cfg["url"].rstrip("/") + "/api/v1", timeout=10,
+                                 headers={"Authorization": f"Bearer {cfg['token']}"})
+        self.layout = LabLayout.load(self.root / "lab")
+        assert self.layout is not None
+
+    def get(self, path: str) -> Any:
+        assert self.http is not None
+        reply = self.http.get(path)
+        reply.raise_for_status()
+        return reply.json()
+
+    def qemu_on(self, node: str) -> int | None:
+        assert self.layout is not None
+        return host_qemu_pids(self.layout.run_dir(self.layout.node_index(node))).get(VMID)
+
+    def serial_log(self, node: str) -> Path:
+        assert self.layout is not None
+        return self.layout.run_dir(self.layout.node_index(node)) / f"{VMID}.serial.log"
+
+    def settled(self) -> bool:
+        """Every host online, and the HA VM started where it is placed."""
+        if not all(n["online"] for n in self.get("/nodes")):
+            return False
+        row = next(r for r in self.get("/ha/status")["vms"] if r["vmid"] == VMID)
+        return row["status"] == "started" and self.qemu_on(row["node"]) is not None
+
+    def wait(self, what: str, timeout: float, check: Any) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if found := check():
+                    return found
+            except (httpx.HTTPError, OSError, StopIteration, KeyError):
+                pass  # the API or a host briefly away while the cluster shifts: ask again
+            time.sleep(POLL)
+        raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def one_run(b: Bench, n: int, bound: float) -> tuple[str, str, float, float]:
+    """Kill the VM's host; returns (old host, new host, seconds to the new QEMU, seconds to
+    its first heartbeat)."""
+    host = b.get(f"/vms/{VMID}")["node"]
+    others = [x["name"] for x in b.get("/nodes") if x["name"] != host]
+    t0 = time.monotonic()
+    b.corral("lab", "kill-node", host)
+
+    def new_qemu() -> str | None:
+        # A serial log is emptied before QEMU starts, so once a new QEMU's pidfile is there
+        # an older boot's heartbeat can no longer be in that host's log.
+        return next((o for o in others if b.qemu_on(o) is not None), None)
+
+    new = b.wait(f"VM {VMID} on another host (run {n})", bound, new_qemu)
+    started = time.monotonic() - t0
+    log = b.serial_log(new)
+    b.wait(f"VM {VMID}'s heartbeat on {new} (run {n})", bound,
+           lambda: HEARTBEAT in log.read_text(errors="replace"))
+    beat = time.monotonic() - t0
+    b.corral("lab", "start-node", host)
+    b.wait(f"the cluster to settle after {host}'s return (run {n})", SETTLE_TIMEOUT, b.settled)
+    return host, new, started, beat
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--lease-ttl", type=int, default=6)
+    p.add_argument("--watchdog-timeout", type=float, default=4.0)
+    p.add_argument("--images", default=os.environ.get("CORRAL_IMAGES_DIR",
+                                                      "/var/lib/corral/images"))
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        p.error("the lab's network namespaces need root")
+    if not 0 < args.watchdog_timeout < args.lease_ttl or args.runs < 1:
+        p.error("need 0 < --watchdog-timeout < --lease-ttl and --runs >= 1")
+    # What the manager waits after it finds the lease gone: the larger of the host's
+    # watchdog and its own default, plus the margin.
+    manager = HATiming()
+    waits = max(args.watchdog_timeout, manager.watchdog_timeout)
+    floor = args.lease_ttl + waits + manager.margin
+    bound = floor + 60.0  # per step: a generous cap so a broken run ends instead of hanging
+
+    root = Path(tempfile.mkdtemp(prefix="failover-", dir="/tmp"))
+    b = Bench(root, args.images)
+    base = spare_base_port()
+    results: list[tuple[str, str, float, float]] = []
+    try:
+        print(f"lab in {root}: 3 hosts (netns, TCG), lease TTL {args.lease_ttl}s, "
+              f"watchdog {args.watchdog_timeout:g}s", flush=True)
+        b.corral("lab", "up", "--nodes", "3", "--vms", "1", "--accel", "tcg", "--netns",
+                 "--lease-ttl", str(args.lease_ttl),
+                 "--watchdog-timeout", f"{args.watchdog_timeout:g}",
+                 "--base-port", str(base), "--api-port", str(base + 390))
+        b.connect()
+        b.corral("ha", "add", str(VMID))
+        b.wait("the HA VM started", 60, b.settled)
+        for n in range(1, args.runs + 1):
+            old, new, started, beat = one_run(b, n, bound)
+            results.append((old, new, started, beat))
+            print(f"run {n}: killed {old}; VM {VMID} started on {new} after {started:5.1f}s, "
+                  f"first heartbeat after {beat:5.1f}s", flush=True)
+    finally:
+        if b.http is not None:
+            b.http.close()
+        subprocess.run([sys.executable, "-m", "corral.cli.main", "lab", "destroy", "-y"],
+                       env=b.env, capture_output=True, timeout=180, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+    beats = [r[3] for r in results]
+    print()
+    print(f"kill -> first heartbeat on the new host, {len(beats)} runs: "
+          f"median {statistics.median(beats):.1f}s, max {max(beats):.1f}s")
+    print(f"lease TTL {args.lease_ttl}s, watchdog {args.watchdog_timeout:g}s (the manager "
+          f"waits max(host's, its {manager.watchdog_timeout:g}s) = {waits:g}s), "
+          f"margin {manager.margin:g}s")
+    print(f"floor: TTL + watchdog + margin = {floor:g}s before the new start is queued "
+          f"(less the time since the last lease renewal, up to a third of the watchdog); "
+          f"the rest is the start and the guest's boot to its first heartbeat")
+    print(f"goal: median under 20s: {'met' if statistics.median(beats) < 20 else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

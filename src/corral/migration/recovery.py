@@ -1,0 +1,43 @@
+"""A migration cut short by the source agent's own restart.
+
+If the agent died after QEMU finished sending RAM but before the placement flipped, the guest
+sits paused on this host ("postmigrate"), maybe with disk mirrors still attached to a target
+that is about to give up. Until the flip the target may not run the guest, so this host still
+owns it: end the migration record, detach the mirrors and let the guest run here again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from corral.agent.actions import HostContext
+from corral.cluster.models import RunState
+from corral.migration import qmp, record
+from corral.qemu.driver import QemuError
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED_STATES = ("postmigrate", "finish-migrate")
+
+
+async def recover_interrupted(ctx: HostContext, vmid: int) -> None:
+    vm = await ctx.store.vm(vmid)
+    if vm is None or vm.placement.node != ctx.node:
+        return  # flipped: the target owns it, and the startup reconcile stops this copy
+    rec, _ = await record.read(ctx.store, vmid)
+    if rec is not None and rec.source == ctx.node and not rec.phase.final:
+        await record.abort(ctx.store, vmid, "the source agent restarted during the migration")
+    try:
+        status = (await ctx.driver.qmp(vmid, "query-status")).get("status")
+        mirrors = await qmp.block_jobs(ctx.driver, vmid)
+    except QemuError:
+        return
+    if status not in INTERRUPTED_STATES and not mirrors:
+        return
+    log.warning("VM %s: a migration was cut short by an agent restart; resuming it here", vmid)
+    with contextlib.suppress(QemuError):
+        await qmp.cancel_ram(ctx.driver, vmid)
+    await qmp.finish_mirrors(ctx.driver, vmid, force=True)
+    if status in INTERRUPTED_STATES and vm.placement.state is RunState.RUNNING:
+        await ctx.driver.resume(vmid)
