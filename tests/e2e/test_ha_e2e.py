@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -34,7 +35,7 @@ WATCHDOG_TIMEOUT = 4
 _T = HATiming()
 FENCE_AFTER = max(WATCHDOG_TIMEOUT, _T.watchdog_timeout) + _T.margin
 # Queueing and running the start task, a manager tick or two, a loaded 2-core machine.
-START_SLACK = 6.0
+START_SLACK = 8.0
 BOOT = 12.0  # the tiny guest under TCG, from QEMU's start to its first heartbeat
 # From the fault to a live QEMU of the HA VM on its new host: the lease may have been renewed
 # just before the fault, so it lasts up to a whole TTL after it.
@@ -51,34 +52,50 @@ def heartbeats(text: str) -> list[int]:
     return [int(n) for n in re.findall(r"corral-heartbeat (\d+)", text)]
 
 
-def _proc_state(pid: int) -> str | None:
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of pid, or None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0]
+            fields = f.read().rpartition(")")[2].split()
     except OSError:
         return None
+    return fields[0], int(fields[1])
 
 
-def lab_qemus(root: Path) -> dict[int, list[tuple[str, int]]]:
+def _argv(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def _launcher(ppid: int) -> bool:
+    """QEMU's -daemonize: the process the agent started waits, until the daemon it forked is
+    ready, beside that daemon; its parent is still the agent. It is one VM starting."""
+    argv = _argv(ppid)
+    return b"agent" in argv and b"run" in argv
+
+
+def lab_qemus(root: Path, launching: bool = False) -> dict[int, list[tuple[str, int]]]:
     """vmid -> [(host, pid)] of every live QEMU of the lab, found through /proc rather than
-    pidfiles alone: a copy whose pidfile was overwritten or removed still counts."""
+    pidfiles alone: a copy whose pidfile was overwritten or removed still counts. A QEMU
+    still launching its daemon is left out unless `launching`."""
     runs = re.compile(re.escape(str(root / "nodes")) + r"/(n\d+)/run/(\d+)\.pid$")
     found: dict[int, list[tuple[str, int]]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
+        argv = _argv(int(entry.name))
         if b"-pidfile" not in argv:
             continue
         i = argv.index(b"-pidfile")
         m = runs.match(argv[i + 1].decode(errors="replace")) if i + 1 < len(argv) else None
-        if m is None or _proc_state(int(entry.name)) in (None, "Z", "X"):
+        stat = _proc_stat(int(entry.name)) if m is not None else None
+        if m is None or stat is None or stat[0] in ("Z", "X"):
             continue
-        found.setdefault(int(m.group(2)), []).append((m.group(1), int(entry.name)))
+        if launching or not _launcher(stat[1]):
+            found.setdefault(int(m.group(2)), []).append((m.group(1), int(entry.name)))
     return found
 
 
@@ -94,7 +111,6 @@ class Invariants:
     longest_down: dict[int, float] = field(default_factory=dict)
     samples: int = 0
     _down_since: dict[int, float] = field(default_factory=dict)
-    _doubles: dict[int, frozenset[int]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -122,18 +138,15 @@ class Invariants:
 
     def sample(self, api: httpx.Client) -> None:
         now = time.monotonic()
-        qemus = lab_qemus(self.lab.root)
-        doubles: dict[int, frozenset[int]] = {}
-        for vmid, copies in sorted(qemus.items()):
+        # Across hosts every QEMU counts, even one still launching: that is a second copy on
+        # its way. On one host, the launcher beside its own daemon is no second copy.
+        for vmid, copies in sorted(lab_qemus(self.lab.root, launching=True).items()):
             if len({host for host, _ in copies}) > 1:
                 self.violations.append(f"VM {vmid} runs on two hosts at once: {copies}")
-            elif len(copies) > 1:
-                # QEMU's -daemonize: while starting, the launching process and the daemon
-                # both exist on the host. Two copies that last are a fault all the same.
-                doubles[vmid] = frozenset(p for _, p in copies)
-                if self._doubles.get(vmid) == doubles[vmid]:
-                    self.violations.append(f"VM {vmid} runs twice on one host: {copies}")
-        self._doubles = doubles
+        qemus = lab_qemus(self.lab.root)
+        for vmid, copies in sorted(qemus.items()):
+            if len(copies) > 1:
+                self.violations.append(f"VM {vmid} runs twice on one host: {copies}")
         for vmid in self.vmids:
             if vmid in qemus:
                 self._close_downtimes(now, vmid)
@@ -178,7 +191,8 @@ def ha_lab(tiny_images: Path) -> Iterator[Lab]:
             lab.corral("ha", "add", str(vmid))
         yield lab
     finally:
-        lab.corral("lab", "down", check=False, timeout=120)
+        lab.corral("lab", "destroy", "-y", check=False, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def ha_vms(lab: Lab) -> dict[int, dict[str, object]]:

@@ -221,12 +221,53 @@ async def test_source_agent_restart_after_ram_sent_resumes_the_vm_here(
         assert driver.pid(305) == pid
         rec, _ = await record.read(c.store, 305)
         assert rec is not None and rec.phase == "aborted"
-        await wait_for(lambda: _more(c, 305, frozen), 15, "heartbeats on the source")
+        await wait_for(lambda: _more_on(c, "n1", 305, frozen), 15, "heartbeats on the source")
         vm = await c.store.vm(305)
         assert vm is not None and vm.placement.node == "n1"
     finally:
         await sink.stop(305)
 
 
-async def _more(c: Cluster, vmid: int, than: int) -> bool:
-    return len(c.heartbeats("n1", vmid)) > than
+
+
+async def test_target_agent_restart_after_the_flip_finishes_the_switchover(
+    c: Cluster, tiny_images: Path
+) -> None:
+    """The target agent dies after the placement flipped but before it resumed the guest:
+    its next agent owns a paused guest with all its state and must let it run."""
+    cfg = VMConfig(vmid=306, name="m306", memory_mb=96, cores=1)
+    await running_vm(c, cfg)
+    dst = c.agents["n2"]
+    dst.kill(signal.SIGKILL)
+    # What the target had set up: an incoming QEMU in its run dir, never resumed.
+    target = QemuDriver(dst.run_dir, tiny_images, "tcg")
+    uri = f"tcp:127.0.0.1:{free_port('127.0.0.1')}"
+    await target.start(cfg, [], incoming=uri)
+    await target.qmp(306, "stop")
+    source = QemuDriver(c.agents["n1"].run_dir, tiny_images, "tcg")
+    await source.qmp(306, "migrate", {"uri": uri})
+
+    async def sent() -> bool:
+        return (await source.qmp(306, "query-migrate"))["status"] == "completed"
+
+    await wait_for(sent, 30, "the RAM transfer")
+    vm = await c.store.vm(306)
+    assert vm is not None
+    flipped = vm.placement.model_copy(update={"node": "n2", "generation": 1})
+    assert await c.store.set_placement(306, flipped, vm.placement_rev)
+    assert await record.replace(c.store, MigrationRecord(
+        vmid=306, task="t", receive_task="r", source="n1", target="n2", mode="live",
+        phase=Phase.COMPLETED), 0)
+    dst.start()
+
+    async def running_on_target() -> bool:
+        return (await target.qmp(306, "query-status"))["status"] == "running"
+
+    await wait_for(running_on_target, 30, "the target to resume the guest")
+    first = c.heartbeats("n2", 306)
+    await wait_for(lambda: _more_on(c, "n2", 306, len(first)), 15, "heartbeats on the target")
+    await source.stop(306)
+
+
+async def _more_on(c: Cluster, node: str, vmid: int, than: int) -> bool:
+    return len(c.heartbeats(node, vmid)) > than

@@ -112,7 +112,9 @@ class Migration:
         """After the flip: let the target run the guest, then clear this host."""
         await record.set_phase(self.ctx.store, self.vmid, Phase.COMPLETED)
         child = await self.wait_child(TARGET_FINISH_TIMEOUT)
-        if child is None or child.state is not TaskState.OK:
+        taken_over = child is not None and child.state is TaskState.OK
+        # A target agent that restarted meanwhile resumes the guest itself on its way up.
+        if not taken_over and not await self.target_runs():
             why = child.error if child else "no answer"
             # The placement names the target already; the paused source QEMU is kept as the
             # only sure copy of the guest for the operator to recover from.
@@ -124,7 +126,20 @@ class Migration:
         if self.rec.mode == "cold":
             await self.ctx.store.put_runtime(self.vmid, VMRuntime(
                 node=self.rec.target, status=VMStatus.STOPPED))
-        return {**child.result, "removed": removed}
+        return {**(child.result if child and taken_over else {}), "removed": removed}
+
+    async def target_runs(self, timeout: float = 10.0) -> bool:
+        """The target's agent reports the guest running there (after its own restart)."""
+        if self.rec.mode != "live":
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            vm = await self.ctx.store.vm(self.vmid)
+            rt = vm.runtime if vm else None
+            if rt and rt.node == self.rec.target and rt.status is VMStatus.RUNNING and rt.pid:
+                return True
+            await asyncio.sleep(0.2)
+        return False
 
     async def wait_child(self, timeout: float) -> Task | None:
         deadline = time.monotonic() + timeout
