@@ -107,3 +107,35 @@ def _alive(pid: int) -> bool:
             return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
     except OSError:
         return False
+
+
+def test_migration_over_a_cut_network_leaves_the_vm_on_its_source(fault_lab: Lab) -> None:
+    """The target's network is cut mid-transfer: nothing moves any more, the migration is
+    abandoned, and the guest never stops running on its source."""
+    lab = fault_lab
+    wait_until(lambda: all(online(lab).values()), 60, "every host online")
+    lab.corral("vm", "create", "--name", "cut1", "--memory", "128", "--node", "n2")
+    vm = next(v for v in lab.json("vm", "list") if v["name"] == "cut1")
+    vmid = str(vm["vmid"])
+    lab.corral("vm", "start", vmid)
+    pid = int(next(v for v in lab.json("vm", "list") if v["name"] == "cut1")["pid"])
+    # 1 MiB/s: the transfer would take a minute, so the cut surely lands during it.
+    task = lab.json("vm", "migrate", vmid, "n3", "--bwlimit", "1", "--no-wait")["task"]
+
+    def moving() -> bool:
+        rec = lab.json("task", "show", task)
+        return bool(rec["progress"] > 0.05 and rec["state"] == "running")
+
+    wait_until(moving, 60, "the transfer to start")
+    lab.corral("lab", "partition", "n3")
+    try:
+        done = lab.corral("task", "wait", task, "--timeout", "120", check=False, timeout=150)
+        assert done.returncode != 0, done.stdout
+    finally:
+        lab.corral("lab", "heal")
+    after = next(v for v in lab.json("vm", "list") if v["name"] == "cut1")
+    assert after["node"] == "n2" and after["status"] == "running" and int(after["pid"]) == pid
+    assert not host_qemu_pids(layout(lab).run_dir(3)).get(int(vmid))
+    wait_until(lambda: all(online(lab).values()), 60, "n3 back")
+    lab.corral("vm", "stop", vmid)
+    lab.corral("vm", "delete", vmid, "--yes")
