@@ -250,3 +250,16 @@ async def test_console_is_proxied_to_the_agent(
     assert r.status_code == 200 and r.json() == {"data": "login: ", "offset": 7}
     assert seen[0].url.params["offset"] == "3"
     assert seen[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+async def test_a_vm_on_an_offline_host_is_not_shown_as_running(
+    api: httpx.AsyncClient, store: Store
+) -> None:
+    """Its last report came from a host that is gone: the API must not vouch for it."""
+    await add_vm(store, 104, VMStatus.RUNNING, node="n2")
+    listed = {v["vmid"]: v for v in (await api.get("/vms")).json()}
+    assert listed[104]["status"] == "unknown" and "n2 is offline" in listed[104]["message"]
+    detail = (await api.get("/vms/104")).json()
+    assert detail["status"] == "unknown"
+    await store.client.put(keys.node("n2", "alive").encode(), b"1")
+    assert (await api.get("/vms/104")).json()["status"] == "running"

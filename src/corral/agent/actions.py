@@ -47,7 +47,7 @@ async def record(ctx: HostContext, vm: VM, state: RunState | None, status: VMSta
                  pid: int | None = None, message: str = "") -> None:
     """Store the run state the VM is now meant to have, and what the host sees of it."""
     if state is not None:
-        await set_state(ctx.store, vm.vmid, state)
+        await set_state(ctx.store, vm.vmid, state, ctx.node)
     await ctx.store.put_runtime(
         vm.vmid,
         VMRuntime(node=ctx.node, status=status, pid=pid, accel=ctx.driver.accel,
@@ -56,11 +56,16 @@ async def record(ctx: HostContext, vm: VM, state: RunState | None, status: VMSta
     )
 
 
-async def set_state(store: Store, vmid: int, state: RunState, attempts: int = 5) -> None:
+async def set_state(store: Store, vmid: int, state: RunState, node: str,
+                    attempts: int = 5) -> None:
+    """Record the run state of a VM this host owns; never of one that moved meanwhile (HA
+    recovery, migration): its new host decides that."""
     for _ in range(attempts):
         vm = await store.vm(vmid)
         if vm is None:
             raise TaskFailed(f"VM {vmid} no longer exists")
+        if vm.placement.node != node:
+            raise TaskFailed(f"VM {vmid} is now placed on {vm.placement.node}")
         if vm.placement.state is state:
             return
         if await store.set_placement(vmid, vm.placement.model_copy(update={"state": state}),

@@ -43,16 +43,26 @@ class Liveness:
 
     async def keep_alive(self) -> None:
         """Renew well within the TTL; a lease lost (etcd unreachable longer than the TTL) is
-        replaced by a new one as soon as etcd answers again."""
+        replaced by a new one as soon as etcd answers again.
+
+        Each attempt may take one interval at most, and a failed one is retried at once: a
+        renewal stuck behind an etcd election must not starve the watchdog by itself.
+        """
         while True:
             await asyncio.sleep(self.interval)
-            try:
-                if await self.store.refresh_lease(self.lease) <= 0:
-                    log.warning("lease of %s expired; registering again", self.node)
-                    await self._new_lease()
-                self.feed()
-            except Exception as e:  # etcd unreachable: keep trying, the TTL decides
-                log.warning("lease renewal failed: %s", e)
+            while True:
+                try:
+                    await asyncio.wait_for(self._renew(), timeout=self.interval)
+                    self.feed()
+                    break
+                except Exception as e:  # etcd slow or unreachable: the watchdog decides
+                    log.warning("lease renewal failed: %s", e or type(e).__name__)
+                    await asyncio.sleep(0.2)
+
+    async def _renew(self) -> None:
+        if await self.store.refresh_lease(self.lease) <= 0:
+            log.warning("lease of %s expired; registering again", self.node)
+            await self._new_lease()
 
     async def release(self) -> None:
         if self.lease is not None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
-from corral.agent.actions import HostContext, set_state
+from corral.agent.actions import HostContext, TaskFailed, set_state
 from corral.agent.reconciler import Do, Placed, plan_observation
 from corral.cluster.models import RunState, VMRuntime, VMStatus
 from corral.cluster.store import VM
@@ -29,7 +30,8 @@ class Monitor:
         for action in plan_observation(placed, self.seen.get(vm.vmid), now, vm.vmid in self.busy):
             if action.do is Do.MARK_STOPPED:
                 log.info("VM %s: %s", vm.vmid, action.reason)
-                await set_state(ctx.store, vm.vmid, RunState.STOPPED)
+                with contextlib.suppress(TaskFailed):  # moved meanwhile: not ours to record
+                    await set_state(ctx.store, vm.vmid, RunState.STOPPED, ctx.node)
         self.seen[vm.vmid] = now
         rt = vm.runtime
         if rt is None or rt.status is not now or rt.pid != pid or rt.node != ctx.node:

@@ -41,12 +41,15 @@ async def _vm(store: Store, vmid: int) -> VM:
 
 @router.get("/vms", response_model=list[VMOut])
 async def list_vms(store: StoreDep) -> list[VMOut]:
-    return [vm_out(vm) for vm in await store.vms()]
+    online = {n.name for n in await store.nodes() if n.alive}
+    return [vm_out(vm, vm.placement.node in online) for vm in await store.vms()]
 
 
 @router.get("/vms/{vmid}", response_model=VMDetail)
 async def get_vm(vmid: int, store: StoreDep) -> VMDetail:
-    return vm_detail(await _vm(store, vmid))
+    vm = await _vm(store, vmid)
+    node = await store.node(vm.placement.node)
+    return vm_detail(vm, node is not None and node.alive)
 
 
 @router.post("/vms", response_model=VMCreated, status_code=202)

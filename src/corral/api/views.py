@@ -11,14 +11,19 @@ def vm_status(vm: VM) -> VMStatus:
     return vm.runtime.status if vm.runtime else VMStatus.UNKNOWN
 
 
-def vm_out(vm: VM) -> VMOut:
+def vm_out(vm: VM, host_online: bool = True) -> VMOut:
     c, rt = vm.config, vm.runtime
+    status = vm_status(vm)
+    message = rt.message if rt else ""
+    if not host_online and status is not VMStatus.STOPPED:
+        # The last report came from a host that is gone: nobody knows what runs now.
+        status, message = VMStatus.UNKNOWN, f"host {vm.placement.node} is offline"
     return VMOut(
         vmid=c.vmid,
         name=c.name,
         node=vm.placement.node,
         state=vm.placement.state,
-        status=vm_status(vm).value,
+        status=status.value,
         memory_mb=c.memory_mb,
         cores=c.cores,
         disks=c.disks,
@@ -28,13 +33,13 @@ def vm_out(vm: VM) -> VMOut:
         pid=rt.pid if rt else None,
         accel=rt.accel if rt else None,
         started_at=rt.started_at if rt else None,
-        message=rt.message if rt else "",
+        message=message,
     )
 
 
-def vm_detail(vm: VM) -> VMDetail:
+def vm_detail(vm: VM, host_online: bool = True) -> VMDetail:
     return VMDetail(
-        **vm_out(vm).model_dump(), config=vm.config, placement=vm.placement, runtime=vm.runtime
+        **vm_out(vm, host_online).model_dump(), config=vm.config, placement=vm.placement, runtime=vm.runtime
     )
 
 

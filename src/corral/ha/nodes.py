@@ -33,7 +33,8 @@ def node_states(snap: ClusterSnapshot, inputs: HAInputs, timing: HATiming
         watchdog = node.info.watchdog_timeout
         if watchdog is None:
             watchdog = timing.watchdog_timeout
-        deadline = lost + max(watchdog, timing.watchdog_timeout) + timing.margin
+        # The host's own timeout when it published one: that is what its watchdog does.
+        deadline = lost + watchdog + timing.margin
         if confirmed(node, conf):
             assert conf is not None
             out[name] = NodeHAState(status=NodeStatusHA.FENCED, lost_at=lost,
