@@ -39,7 +39,8 @@ def vm_out(vm: VM, host_online: bool = True) -> VMOut:
 
 def vm_detail(vm: VM, host_online: bool = True) -> VMDetail:
     return VMDetail(
-        **vm_out(vm, host_online).model_dump(), config=vm.config, placement=vm.placement, runtime=vm.runtime
+        **vm_out(vm, host_online).model_dump(), config=vm.config, placement=vm.placement,
+        runtime=vm.runtime,
     )
 
 

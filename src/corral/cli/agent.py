@@ -8,9 +8,6 @@ from pathlib import Path
 
 import typer
 
-from corral.agent.main import run
-from corral.agent.settings import AgentSettings
-
 app = typer.Typer(help="The per-host agent.", no_args_is_help=True)
 
 
@@ -34,6 +31,10 @@ def run_agent(
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise typer.BadParameter("must be host:port", param_hint="--listen")
+    # Imported here: every other command starts faster without the agent's dependencies.
+    from corral.agent.main import run
+    from corral.agent.settings import AgentSettings
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 
 from corral.cli.client import fail
-from corral.sim.runner import run
-from corral.sim.scenario import ScenarioError, load
 
 app = typer.Typer(help="The HA simulator (virtual clock, real manager code).",
                   no_args_is_help=True)
@@ -18,6 +16,10 @@ app = typer.Typer(help="The HA simulator (virtual clock, real manager code).",
 @app.command("run")
 def run_file(path: Annotated[Path, typer.Argument(help="A scenario file (.scn).")]) -> None:
     """Run a scenario, print its log; exit 1 when an expectation or invariant failed."""
+    # Imported here: the simulator pulls in the whole manager, which other commands skip.
+    from corral.sim.runner import run
+    from corral.sim.scenario import ScenarioError, load
+
     try:
         result = run(load(path))
     except (OSError, ScenarioError, ValueError) as e:

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from corral.cli.client import Api, fail
 from corral.cli.output import err
 
-POLL_SECONDS = 0.3
+POLL_SECONDS = 0.1
 
 
 def _describe(task: dict[str, Any]) -> str:

@@ -35,6 +35,20 @@ if [ -b /dev/vda ]; then
     esac
 fi
 
+# corral.memfill=<MiB>: keep that much random data in memory, as a busy guest would, so a
+# migration has real pages to move (an idle tiny guest's memory is almost all zeros).
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        corral.memfill=*) fill=${arg#corral.memfill=} ;;
+    esac
+done
+if [ -n "$fill" ]; then
+    mkdir -p /fill
+    mount -t tmpfs -o "size=${fill}m" tmpfs /fill
+    dd if=/dev/urandom of=/fill/data bs=1M count="$fill" 2>/dev/null
+    echo "corral-memfill: $fill MiB"
+fi
+
 n=1
 while :; do
     echo "corral-heartbeat $n"

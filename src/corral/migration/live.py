@@ -17,7 +17,7 @@ from corral.migration.record import MigrationRecord, Stats
 if TYPE_CHECKING:
     from corral.migration.source import Migration
 
-POLL = 0.05  # query-migrate interval: completion is noticed within it (it adds to downtime)
+POLL = 0.02  # query-migrate interval: completion is noticed within it (it adds to downtime)
 REPORT_EVERY = 1.0  # seconds between progress writes to etcd
 TARGET_CHECK_EVERY = 1.0
 

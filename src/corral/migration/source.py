@@ -149,7 +149,7 @@ class Migration:
                 return child
             if time.monotonic() > deadline:
                 return child
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
 
     async def roll_back(self, reason: str) -> None:
         """Undo this side's part and make the target undo its own; the VM stays here."""

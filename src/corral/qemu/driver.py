@@ -25,7 +25,7 @@ from corral.qemu.paths import VMPaths
 
 QMP_TIMEOUT = 10.0
 START_TIMEOUT = 30.0
-POLL = 0.05
+POLL = 0.02
 _PIDFILE_RE = re.compile(r"^(\d+)\.pid$")
 
 # query-status run states -> what Corral reports. A source VM after migration
