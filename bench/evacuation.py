@@ -25,6 +25,7 @@ import httpx
 from corral.lab.layout import spare_base_port
 
 POLL = 0.1
+MEMORY_MB = 96  # the tiny guest needs at least this much to boot
 
 
 class Cluster:
@@ -120,11 +121,11 @@ def main() -> None:
     try:
         c.connect()
         for k in range(args.vms):
-            r = c.api("POST", "/vms", {"name": f"evac{k}", "memory_mb": 64, "cores": 1,
+            r = c.api("POST", "/vms", {"name": f"evac{k}", "memory_mb": MEMORY_MB, "cores": 1,
                                       "node": "n1"})
             c.wait_task(r["task"])
             c.wait_task(c.api("POST", f"/vms/{r['vmid']}/status/start")["task"])
-        print(f"host n1 with {args.vms} running tiny VMs (64 MiB, TCG), 2 target hosts")
+        print(f"host n1 with {args.vms} running tiny VMs ({MEMORY_MB} MiB, TCG), 2 target hosts")
         print(f"{'parallel':>8} {'to empty':>9} {'at once':>8} {'per VM':>8} "
               f"{'return':>8} {'at once':>8}")
         for p in (int(x) for x in args.parallel.split(",")):

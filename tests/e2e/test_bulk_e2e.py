@@ -18,7 +18,7 @@ def vms(lab: Lab) -> dict[str, dict[str, Any]]:
 
 def test_bulk_shutdown_start_and_migrate(lab: Lab) -> None:
     for name, startup in (("b1", 1), ("b2", 2)):
-        lab.corral("vm", "create", "--name", name, "--memory", "64", "--cores", "1",
+        lab.corral("vm", "create", "--name", name, "--memory", "96", "--cores", "1",
                    "--node", "n2", "--startup", str(startup))
         lab.corral("vm", "start", str(vms(lab)[name]["vmid"]))
     ids = {name: int(vms(lab)[name]["vmid"]) for name in ("b1", "b2")}

@@ -27,7 +27,7 @@ def on(lab: Lab, node: str) -> list[int]:
 
 
 def create(lab: Lab, name: str, node: str, start: bool = True) -> int:
-    lab.corral("vm", "create", "--name", name, "--memory", "64", "--cores", "1", "--node", node)
+    lab.corral("vm", "create", "--name", name, "--memory", "96", "--cores", "1", "--node", node)
     vmid = next(int(v["vmid"]) for v in vms(lab) if v["name"] == name)
     if start:
         lab.corral("vm", "start", str(vmid))
