@@ -6,6 +6,7 @@ reaches its first heartbeat in time proves KVM usable. The answer holds until th
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ from corral.qemu.paths import VMPaths
 
 Accel = Literal["kvm", "tcg"]
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+MACHINE_DIR = Path("/run/corral")
 PROBE_IMAGE = "tiny"
 PROBE_VMID = 100
 HEARTBEAT = b"corral-heartbeat 1"
@@ -96,13 +98,29 @@ def kvm_boots(images_dir: Path, probe_dir: Path, timeout: float) -> bool:
         shutil.rmtree(probe_dir, ignore_errors=True)
 
 
-def probe_accel(images_dir: Path, run_dir: Path, timeout: float = 8.0) -> Accel:
+def probe_accel(images_dir: Path, run_dir: Path, timeout: float = 5.0,
+                machine_dir: Path = MACHINE_DIR) -> Accel:
     """kvm if a KVM guest really boots on this host, else tcg; probed once per host boot.
 
-    Needs the tiny image in `images_dir`. Blocking: async callers use asyncio.to_thread.
+    The answer is a fact of the machine: it is kept in `machine_dir` (a tmpfs, so a reboot
+    forgets it) for every agent on the machine, lab hosts included, and probed by one of them
+    at a time. Needs the tiny image in `images_dir`. Blocking: async callers use
+    asyncio.to_thread.
     """
-    cache = run_dir / "accel.json"
     boot_id = _boot_id()
+    try:
+        machine_dir.mkdir(parents=True, exist_ok=True)
+        with (machine_dir / "accel.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            accel = _probe_once(images_dir, run_dir, timeout, boot_id, machine_dir)
+    except PermissionError:
+        accel = _probe_once(images_dir, run_dir, timeout, boot_id, run_dir)
+    return accel
+
+
+def _probe_once(images_dir: Path, run_dir: Path, timeout: float, boot_id: str,
+                cache_dir: Path) -> Accel:
+    cache = cache_dir / "accel.json"
     cached = _cached(cache, boot_id)
     if cached is not None:
         return cached
@@ -111,7 +129,7 @@ def probe_accel(images_dir: Path, run_dir: Path, timeout: float = 8.0) -> Accel:
     accel: Accel = "tcg"
     if _kvm_openable() and kvm_boots(images_dir, run_dir / "probe", timeout):
         accel = "kvm"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     tmp.write_text(json.dumps({"boot_id": boot_id, "accel": accel}) + "\n")
     tmp.replace(cache)
