@@ -5,6 +5,7 @@ from __future__ import annotations
 from test_manager_world import P, S, World, queued
 
 from corral.cluster.models import Task
+from corral.ha.models import HARule
 from corral.manager.actions import SetPlacement
 from corral.manager.decide import decide
 from corral.manager.maintenance import (
@@ -254,3 +255,23 @@ def test_a_new_manager_continues_from_the_stored_tasks() -> None:
     for t in first:
         w.finish(t.id)
     assert [t.vmid for t in queued(decide(w.snap()))] == [103]
+
+
+def test_evacuation_keeps_to_ha_anti_affinity() -> None:
+    """n2 has more room, but VM 102 there must stay apart from VM 101: 101 goes to n3."""
+    w = cluster(101, n2=8192, n3=4096)
+    w.vm(102, "n2")
+    w.maintenance("n1")
+    apart = [HARule(name="apart", kind="anti-affinity", vms=[101, 102])]
+    assert queued(decide(w.snap()))[0].params["target"] == "n2"  # without the rule
+    [task] = queued(decide(w.snap(), apart))
+    assert task.params["target"] == "n3"
+
+
+def test_evacuation_keeps_to_strict_preferences_or_lists_the_vm_as_stuck() -> None:
+    w = cluster(101, n2=8192, n3=4096).maintenance("n1")
+    only_n1 = [HARule(name="home", kind="node-preference", vms=[101], nodes={"n1": 1},
+                      strict=True)]
+    assert queued(decide(w.snap(), only_n1)) == []
+    st = maintenance_status(w.snap(), "n1", only_n1)
+    assert "home" in st.stuck[101]

@@ -11,7 +11,7 @@ from corral.api.deps import StoreDep
 from corral.api.errors import invalid, not_found
 from corral.cluster import keys
 from corral.cluster.models import NodeRequest
-from corral.cluster.snapshot import read_snapshot
+from corral.ha.store import read_all
 from corral.manager.maintenance import MaintenanceStatus, maintenance_status
 
 router = APIRouter(tags=["maintenance"])
@@ -42,18 +42,20 @@ async def set_maintenance(node: str, body: MaintenanceChange,
         maintenance=body.enable, no_return=body.no_return, parallel=body.parallel,
         requested_at=current.requested_at if same and current else time.time())
     await store.put(keys.node(node, "request"), request)
-    return maintenance_status(await read_snapshot(store, time.time()), node)
+    snap, ha = await read_all(store, time.time())
+    return maintenance_status(snap, node, ha.rules)
 
 
 @router.get("/nodes/{node}/maintenance", response_model=MaintenanceStatus)
 async def get_maintenance(node: str, store: StoreDep) -> MaintenanceStatus:
-    snap = await read_snapshot(store, time.time())
+    snap, ha = await read_all(store, time.time())
     if node not in snap.nodes:
         raise not_found("node", node)
-    return maintenance_status(snap, node)
+    return maintenance_status(snap, node, ha.rules)
 
 
 @router.get("/maintenance", response_model=list[MaintenanceStatus])
 async def list_maintenance(store: StoreDep) -> list[MaintenanceStatus]:
-    snap = await read_snapshot(store, time.time())
-    return [maintenance_status(snap, name) for name in sorted(snap.nodes)]
+    # With the HA rules, as the manager reads them: the status says what it will do.
+    snap, ha = await read_all(store, time.time())
+    return [maintenance_status(snap, name, ha.rules) for name in sorted(snap.nodes)]

@@ -6,11 +6,12 @@ same actions, so production, the simulator and the tests run the very same code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.ha.machine import decide_ha
-from corral.ha.models import HAInputs, HAState, HATiming
+from corral.ha.models import HAInputs, HARule, HAState, HATiming
 from corral.manager.actions import Action, HAAction, QueueTask
 from corral.manager.bulk import decide_bulk
 from corral.manager.housekeeping import decide_prune
@@ -18,18 +19,16 @@ from corral.manager.maintenance import decide_maintenance, with_tasks
 
 Decider = Callable[[ClusterSnapshot], list[Action]]
 
-# In priority order: each part sees the tasks the earlier parts queued, so two parts never
-# send one VM two tasks or fill one host twice.
-PARTS: tuple[Decider, ...] = (
-    decide_maintenance,
-    decide_bulk,
-    decide_prune,
-)
+def parts(rules: Sequence[HARule]) -> tuple[Decider, ...]:
+    """In priority order: each part sees the tasks the earlier parts queued, so two parts
+    never send one VM two tasks or fill one host twice. HA placement rules bind maintenance's
+    choice of targets too."""
+    return (partial(decide_maintenance, rules=rules), decide_bulk, decide_prune)
 
 
-def decide(snap: ClusterSnapshot) -> list[Action]:
+def decide(snap: ClusterSnapshot, rules: Sequence[HARule] = ()) -> list[Action]:
     actions: list[Action] = []
-    for part in PARTS:
+    for part in parts(rules):
         more = part(snap)
         actions.extend(more)
         snap = with_tasks(snap, [a.task for a in more if isinstance(a, QueueTask)])
@@ -40,7 +39,7 @@ def decide_with_ha(snap: ClusterSnapshot, ha: HAInputs, timing: HATiming
                    ) -> tuple[list[HAAction], HAState]:
     """decide(), then HA over the snapshot with their tasks, so HA waits for a maintenance
     migration instead of acting on the same VM. Returns the HA state to persist as well."""
-    actions: list[HAAction] = list(decide(snap))
+    actions: list[HAAction] = list(decide(snap, ha.rules))
     snap = with_tasks(snap, [a.task for a in actions if isinstance(a, QueueTask)])
     ha_actions, state = decide_ha(snap, ha, timing)
     return actions + ha_actions, state

@@ -12,6 +12,7 @@ is listed as stuck until it changes or the operator enables maintenance again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -20,6 +21,9 @@ from pydantic import BaseModel
 from corral.cluster.models import NodeRequest, RunState, Task, TaskState
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.cluster.store import VM
+from corral.ha.models import HARule
+from corral.ha.placement import choose_node
+from corral.ha.placement import refusal as rule_refusal
 from corral.manager.actions import Action, QueueTask, SetPlacement
 from corral.scheduler.capacity import MIGRATION_KINDS, migration_refusal, pick_target
 
@@ -55,6 +59,7 @@ class MaintenanceStatus(BaseModel):
 class _Plan:
     status: MaintenanceStatus
     actions: list[Action] = field(default_factory=list)
+    rules: Sequence[HARule] = ()  # HA placement rules: evacuation keeps to them too
 
 
 def parallel_of(request: NodeRequest | None) -> int:
@@ -127,14 +132,23 @@ def _incoming_returns(snap: ClusterSnapshot, node: str) -> int:
                and t.id.startswith("return-"))
 
 
-def _destination(snap: ClusterSnapshot, node: str, vm: VM) -> tuple[str | None, str | None, str]:
+def _destination(snap: ClusterSnapshot, node: str, vm: VM, rules: Sequence[HARule]
+                 ) -> tuple[str | None, str | None, str]:
     """Where a VM leaving node goes, the origin it keeps, or why it cannot go anywhere."""
     origin = vm.placement.origin
-    if origin and origin != node and migration_refusal(snap, vm, origin, True) is None:
+    running = vm.placement.state is not RunState.STOPPED
+    if origin and origin != node and migration_refusal(snap, vm, origin, True) is None \
+            and rule_refusal(snap, vm, list(rules), origin, running) is None:
         # It was here only because its own host was in maintenance: send it home instead.
         return origin, None, ""
-    target, why_not = pick_target(snap, vm)
-    return target, origin or node, why_not
+    if not any(vm.vmid in r.vms for r in rules):
+        target, why_not = pick_target(snap, vm)
+        return target, origin or node, why_not
+    # Under HA rules: the hosts a migration could go to, ranked as HA would rank them.
+    refused = {n: why for n in snap.nodes
+               if (why := migration_refusal(snap, vm, n, True)) is not None}
+    target, why_not = choose_node(snap, vm, list(rules), frozenset(refused), running)
+    return target, origin or node, "; ".join([*refused.values(), why_not]).strip("; ")
 
 
 def _stop_one(plan: _Plan, snap: ClusterSnapshot, node: str, vm: VM,
@@ -181,7 +195,7 @@ def _evacuate_one(plan: _Plan, snap: ClusterSnapshot, node: str, vm: VM,
     if step.stuck is not None:
         st.stuck[vmid] = step.stuck
         return snap
-    target, new_origin, why_not = _destination(snap, node, vm)
+    target, new_origin, why_not = _destination(snap, node, vm, plan.rules)
     if target is None:
         st.stuck[vmid] = why_not
         return snap
@@ -219,15 +233,15 @@ def _return_one(plan: _Plan, snap: ClusterSnapshot, node: str, vm: VM,
     return _queue(plan, snap, _migrate(step.task_id, vm, node, None, snap.now, local))
 
 
-def plan_host(snap: ClusterSnapshot, node: str) -> tuple[MaintenanceStatus, list[Action],
-                                                         ClusterSnapshot]:
+def plan_host(snap: ClusterSnapshot, node: str, rules: Sequence[HARule] = ()
+              ) -> tuple[MaintenanceStatus, list[Action], ClusterSnapshot]:
     """The host's maintenance status, the next steps, and snap with those steps queued."""
     n = snap.nodes.get(node)
     request = n.request if n else None
     enabled = bool(request and request.maintenance)
     plan = _Plan(MaintenanceStatus(node=node, state="off", enabled=enabled,
                                    no_return=bool(request and request.no_return),
-                                   parallel=parallel_of(request)))
+                                   parallel=parallel_of(request)), rules=rules)
     st = plan.status
     if enabled:
         assert request is not None
@@ -247,8 +261,9 @@ def plan_host(snap: ClusterSnapshot, node: str) -> tuple[MaintenanceStatus, list
     return st, plan.actions, snap
 
 
-def maintenance_status(snap: ClusterSnapshot, node: str) -> MaintenanceStatus:
-    return plan_host(snap, node)[0]
+def maintenance_status(snap: ClusterSnapshot, node: str, rules: Sequence[HARule] = ()
+                       ) -> MaintenanceStatus:
+    return plan_host(snap, node, rules)[0]
 
 
 def host_names(snap: ClusterSnapshot) -> list[str]:
@@ -257,9 +272,9 @@ def host_names(snap: ClusterSnapshot) -> list[str]:
     return sorted({name for name in snap.nodes if snap.in_maintenance(name)} | origins)
 
 
-def decide_maintenance(snap: ClusterSnapshot) -> list[Action]:
+def decide_maintenance(snap: ClusterSnapshot, rules: Sequence[HARule] = ()) -> list[Action]:
     actions: list[Action] = []
     for node in host_names(snap):
-        _, more, snap = plan_host(snap, node)
+        _, more, snap = plan_host(snap, node, rules)
         actions.extend(more)
     return actions
