@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from corral.lab.layout import spare_base_port
 
 
 @dataclass
@@ -58,3 +64,31 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "it"
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
+def lab_env(root: Path, tiny_images: Path) -> dict[str, str]:
+    """The environment of a test lab's commands: its own lab dir and client config."""
+    env = {
+        **os.environ,
+        "CORRAL_CONFIG": str(root / "client.json"),
+        "CORRAL_IMAGES_DIR": str(tiny_images),
+        "CORRAL_LAB_DIR": str(root / "lab"),
+    }
+    env.pop("CORRAL_URL", None)
+    env.pop("CORRAL_TOKEN", None)
+    return env
+
+
+@contextmanager
+def running_lab(tiny_images: Path, prefix: str, *up_args: str) -> Iterator[Lab]:
+    """A 3-host lab on spare ports, started as a user starts one; destroyed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    base = spare_base_port()
+    lab = Lab(root / "lab", lab_env(root, tiny_images))
+    up = lab.corral("lab", "up", "--nodes", "3", "--accel", "tcg", *up_args,
+                    "--base-port", str(base), "--api-port", str(base + 390), timeout=240,
+                    check=False)
+    try:
+        assert up.returncode == 0, f"lab up failed:\n{up.stdout}\n{up.stderr}"
+        yield lab
+    finally:
+        lab.corral("lab", "destroy", "--yes", check=False, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -23,17 +21,14 @@ import httpx
 import pytest
 
 from corral.ha.models import HATiming
-from corral.lab.layout import LabLayout, spare_base_port
-from tests.e2e.conftest import _env
-from tests.e2e.labtools import Lab, wait_until
+from corral.lab.layout import LabLayout
+from tests.e2e.conftest import FAULT_LAB_ARGS, LEASE_TTL, WATCHDOG_TIMEOUT, need_root
+from tests.e2e.labtools import Lab, running_lab, wait_until
 
 pytestmark = pytest.mark.e2e
 
-LEASE_TTL = 6
-WATCHDOG_TIMEOUT = 4
-# The manager fences a lost host at lost_at + max(host's watchdog, its own) + margin.
-_T = HATiming()
-FENCE_AFTER = max(WATCHDOG_TIMEOUT, _T.watchdog_timeout) + _T.margin
+# The manager fences a lost host at lost_at + the host's watchdog timeout + margin.
+FENCE_AFTER = WATCHDOG_TIMEOUT + HATiming().margin
 # Queueing and running the start task, a manager tick or two, a loaded 2-core machine.
 START_SLACK = 8.0
 BOOT = 12.0  # the tiny guest under TCG, from QEMU's start to its first heartbeat
@@ -176,23 +171,11 @@ class Invariants:
 
 @pytest.fixture(scope="module")
 def ha_lab(tiny_images: Path) -> Iterator[Lab]:
-    if os.geteuid() != 0:
-        pytest.fail("network namespaces need root (make test runs as root)")
-    root = Path(tempfile.mkdtemp(prefix="halab-", dir="/tmp"))
-    base = spare_base_port()
-    lab = Lab(root / "lab", _env(root, tiny_images))
-    up = lab.corral("lab", "up", "--nodes", "3", "--vms", "4", "--accel", "tcg", "--netns",
-                    "--lease-ttl", str(LEASE_TTL), "--watchdog-timeout", str(WATCHDOG_TIMEOUT),
-                    "--base-port", str(base), "--api-port", str(base + 390), timeout=240,
-                    check=False)
-    try:
-        assert up.returncode == 0, f"lab up failed:\n{up.stdout}\n{up.stderr}"
+    need_root()
+    with running_lab(tiny_images, "halab-", "--vms", "4", *FAULT_LAB_ARGS) as lab:
         for vmid in HA_VMS:
             lab.corral("ha", "add", str(vmid))
         yield lab
-    finally:
-        lab.corral("lab", "destroy", "-y", check=False, timeout=120)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def ha_vms(lab: Lab) -> dict[int, dict[str, object]]:
