@@ -180,7 +180,10 @@ async def test_cold_local_disk_and_no_overwrite(c: Cluster) -> None:
     assert done.result["mode"] == "cold"
     vm = await c.store.vm(303)
     assert vm is not None and vm.placement.node == "n2" and vm.placement.origin == "n1"
-    assert not source_vol.exists()
+    async def source_gone() -> bool:
+        return not source_vol.exists()
+
+    await wait_for(source_gone, 10, f"the source volume removed ({done.result}, {done.log})")
     qemu_io(target_vol, "read -P 0xcd 2M 128k")
     await asyncio.sleep(0)
 
