@@ -29,7 +29,7 @@ def tiny_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     CORRAL_IMAGES_DIR reuses a directory across sessions (the build is skipped when current).
     """
     if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 is not installed")
+        pytest.fail("qemu-system-x86_64 is not installed: run `make test`, which installs it")
     env = os.environ.get("CORRAL_IMAGES_DIR")
     images = Path(env) if env else tmp_path_factory.mktemp("images")
     build_tiny(images, log=lambda _line: None)
