@@ -86,8 +86,11 @@ class Manager:
         return actions
 
     async def _watch(self) -> None:
-        async for _ in self.store.watch_prefix(keys.PREFIX):
-            self.changed.set()
+        async for ev in self.store.watch_prefix(keys.PREFIX):
+            # Usage samples arrive from every host every few seconds and decide nothing yet;
+            # the regular tick sees them. Anything else may call for a decision now.
+            if not ev.key.endswith("/usage"):
+                self.changed.set()
 
     async def run(self) -> None:
         watcher = asyncio.create_task(self._watch())
