@@ -137,5 +137,9 @@ def test_migration_over_a_cut_network_leaves_the_vm_on_its_source(fault_lab: Lab
     assert after["node"] == "n2" and after["status"] == "running" and int(after["pid"]) == pid
     assert not host_qemu_pids(layout(lab).run_dir(3)).get(int(vmid))
     wait_until(lambda: all(online(lab).values()), 60, "n3 back")
+    # Back on the network, the target sees the migration aborted and ends its half of it.
+    wait_until(lambda: all(t["state"] in ("ok", "error")
+                           for t in lab.json("task", "list", "--vmid", vmid)),
+               60, "the target's receiving task to end")
     lab.corral("vm", "stop", vmid)
     lab.corral("vm", "delete", vmid, "--yes")
