@@ -74,8 +74,8 @@ async def set_state(store: Store, vmid: int, state: RunState, node: str,
     raise TaskFailed(f"VM {vmid}: placement kept changing; state not recorded")
 
 
-async def is_running(ctx: HostContext, vmid: int) -> bool:
-    return vmid in ctx.driver.running()
+def is_running(ctx: HostContext, vmid: int) -> bool:
+    return ctx.driver.pid(vmid) is not None
 
 
 async def create(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[str, Any]:
@@ -90,7 +90,7 @@ async def create(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[s
 
 
 async def start(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[str, Any]:
-    if await is_running(ctx, vm.vmid):
+    if is_running(ctx, vm.vmid):
         raise TaskFailed(f"VM {vm.vmid} is already running")
     paths = await disk_paths(ctx, vm)
     missing = [d.volume for d, p in zip(vm.config.disks, paths, strict=True) if not p.exists()]
@@ -103,7 +103,7 @@ async def start(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[st
 
 
 async def shutdown(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[str, Any]:
-    if not await is_running(ctx, vm.vmid):
+    if not is_running(ctx, vm.vmid):
         raise TaskFailed(f"VM {vm.vmid} is not running")
     timeout = float(task.params.get("timeout", 180))
     await report(0.1, f"ACPI power button; hard stop after {timeout:g}s")
@@ -114,7 +114,7 @@ async def shutdown(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict
 
 
 async def stop(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[str, Any]:
-    if not await is_running(ctx, vm.vmid):
+    if not is_running(ctx, vm.vmid):
         raise TaskFailed(f"VM {vm.vmid} is not running")
     await ctx.driver.stop(vm.vmid)
     await record(ctx, vm, RunState.STOPPED, VMStatus.STOPPED)
@@ -139,7 +139,7 @@ async def reset(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[st
 
 
 async def delete(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[str, Any]:
-    if await is_running(ctx, vm.vmid):
+    if is_running(ctx, vm.vmid):
         if not task.params.get("force"):
             raise TaskFailed(f"VM {vm.vmid} is running; stop it first or delete with force")
         await report(0.2, "stopping the VM")

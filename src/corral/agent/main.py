@@ -14,7 +14,7 @@ import uvicorn
 
 from corral import __version__
 from corral.agent import sampler
-from corral.agent.actions import HostContext, is_running
+from corral.agent.actions import HostContext, disk_paths, is_running
 from corral.agent.console import console_app
 from corral.agent.liveness import Liveness
 from corral.agent.monitor import Monitor
@@ -95,9 +95,8 @@ async def run(settings: AgentSettings) -> None:
         monitor = Monitor(ctx, runner.busy)
 
         async def start_vm(vmid: int) -> None:
-            from corral.agent.actions import disk_paths
             vm = await store.vm(vmid)
-            if vm is not None and not await is_running(ctx, vmid):
+            if vm is not None and not is_running(ctx, vmid):
                 try:
                     await driver.start(vm.config, await disk_paths(ctx, vm))
                 except Exception as e:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.markup import escape
@@ -19,6 +20,8 @@ from corral.lab.layout import (
     DEFAULT_WATCHDOG_TIMEOUT,
     LabLayout,
 )
+
+T = TypeVar("T")
 
 app = typer.Typer(help="A whole cluster on one machine.", no_args_is_help=True)
 
@@ -244,15 +247,20 @@ def _node(layout: LabLayout, node: str) -> str:
     return node
 
 
+def _inject(dir: Path | None, fault: Callable[[LabLayout], T]) -> tuple[LabLayout, T]:
+    """Run a fault on a running lab; a refusal becomes the command's one-line error."""
+    layout = _running_layout(dir)
+    try:
+        return layout, fault(layout)
+    except (faults.FaultError, RuntimeError) as e:
+        fail(str(e))
+
+
 @app.command("kill-node")
 def kill_node(node: NodeArg, dir: DirOpt = None) -> None:
     """Power loss: SIGKILL the host's agent, watchdog, etcd member and VMs at once; it stays
     down until `corral lab start-node`."""
-    layout = _running_layout(dir)
-    try:
-        killed = faults.kill_node(layout, _node(layout, node))
-    except faults.FaultError as e:
-        fail(str(e))
+    _, killed = _inject(dir, lambda lay: faults.kill_node(lay, _node(lay, node)))
     parts = [f"{n} ({p})" for n, p in killed.processes.items()]
     parts += [f"VM {v} ({p})" for v, p in killed.qemu.items()]
     typer.echo(f"{node} powered off; killed {', '.join(parts) or 'nothing (it was down)'}")
@@ -261,22 +269,14 @@ def kill_node(node: NodeArg, dir: DirOpt = None) -> None:
 @app.command("start-node")
 def start_node(node: NodeArg, dir: DirOpt = None) -> None:
     """Power a killed host on again: the supervisor starts its processes."""
-    layout = _running_layout(dir)
-    try:
-        running = faults.start_node(layout, _node(layout, node))
-    except faults.FaultError as e:
-        fail(str(e))
+    _, running = _inject(dir, lambda lay: faults.start_node(lay, _node(lay, node)))
     typer.echo(f"{node} powered on: " + ", ".join(f"{n} ({p})" for n, p in running.items()))
 
 
 @app.command("freeze-agent")
 def freeze_agent(node: NodeArg, dir: DirOpt = None) -> None:
     """SIGSTOP the host's agent: its watchdog fences the host's VMs after its timeout."""
-    layout = _running_layout(dir)
-    try:
-        pid = faults.freeze_agent(layout, _node(layout, node))
-    except faults.FaultError as e:
-        fail(str(e))
+    layout, pid = _inject(dir, lambda lay: faults.freeze_agent(lay, _node(lay, node)))
     dog = (f"its watchdog fences in {layout.watchdog_timeout:g}s" if layout.watchdog_timeout
            else "this lab runs without watchdogs")
     typer.echo(f"froze the agent of {node} (pid {pid}); {dog}")
@@ -285,22 +285,14 @@ def freeze_agent(node: NodeArg, dir: DirOpt = None) -> None:
 @app.command("thaw-agent")
 def thaw_agent(node: NodeArg, dir: DirOpt = None) -> None:
     """SIGCONT the host's agent."""
-    layout = _running_layout(dir)
-    try:
-        pid = faults.thaw_agent(layout, _node(layout, node))
-    except faults.FaultError as e:
-        fail(str(e))
+    _, pid = _inject(dir, lambda lay: faults.thaw_agent(lay, _node(lay, node)))
     typer.echo(f"thawed the agent of {node} (pid {pid})")
 
 
 @app.command()
 def partition(node: NodeArg, dir: DirOpt = None) -> None:
     """Cut the host's network (needs a lab in network namespaces)."""
-    layout = _running_layout(dir)
-    try:
-        faults.partition(layout, _node(layout, node))
-    except (faults.FaultError, RuntimeError) as e:
-        fail(str(e))
+    layout, _ = _inject(dir, lambda lay: faults.partition(lay, _node(lay, node)))
     typer.echo(f"{node} is cut off ({layout.veth(layout.node_index(node))} down)")
 
 
@@ -310,9 +302,5 @@ def heal(
     dir: DirOpt = None,
 ) -> None:
     """Restore the network of one partitioned host, or of all."""
-    layout = _running_layout(dir)
-    try:
-        healed = faults.heal(layout, _node(layout, node) if node else None)
-    except (faults.FaultError, RuntimeError) as e:
-        fail(str(e))
+    _, healed = _inject(dir, lambda lay: faults.heal(lay, _node(lay, node) if node else None))
     typer.echo(f"reconnected: {', '.join(healed)}" if healed else "no host was cut off")
