@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from corral.cluster import keys
+from corral.cluster.actions import QueueTask, SetPlacement, UpdateTask
 from corral.cluster.models import (
     NodeInfo,
     NodeRequest,
@@ -20,7 +21,6 @@ from corral.cluster.models import (
 )
 from corral.cluster.store import Store
 from corral.manager import loop
-from corral.manager.actions import QueueTask, SetPlacement, UpdateTask
 from corral.manager.election import Election
 from corral.manager.loop import Manager, NotLeader
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from corral.cluster.actions import QueueTask, SetPlacement
 from corral.cluster.models import (
+    VM,
+    Node,
     NodeInfo,
     Placement,
     RunState,
@@ -16,7 +19,7 @@ from corral.cluster.models import (
     VMStatus,
 )
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.cluster.store import VM, Node
+from corral.ha.actions import SaveHAState
 from corral.ha.machine import decide_ha
 from corral.ha.models import (
     FenceConfirmation,
@@ -27,7 +30,6 @@ from corral.ha.models import (
     HATiming,
 )
 from corral.ha.status import ha_status
-from corral.manager.actions import QueueTask, SaveHAState, SetPlacement
 
 T = HATiming(lease_ttl=10, watchdog_timeout=5, margin=2)
 

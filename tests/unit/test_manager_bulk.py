@@ -6,8 +6,8 @@ from typing import Any
 
 from test_manager_world import P, R, S, World, queued
 
+from corral.cluster.actions import UpdateTask
 from corral.cluster.models import Task, TaskState
-from corral.manager.actions import UpdateTask
 from corral.manager.bulk import KIND
 from corral.manager.decide import decide
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from corral.cluster.actions import DeleteTask
 from corral.cluster.models import Task, TaskState
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.manager.actions import DeleteTask
 from corral.manager.housekeeping import KEEP_FINISHED, RETENTION_SECONDS, decide_prune
 
 NOW = 1_000_000.0

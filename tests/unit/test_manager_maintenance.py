@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from test_manager_world import P, S, World, queued
 
+from corral.cluster.actions import SetPlacement
 from corral.cluster.models import Task
 from corral.ha.models import HARule
-from corral.manager.actions import SetPlacement
 from corral.manager.decide import decide
 from corral.manager.maintenance import (
     DEFAULT_PARALLEL,

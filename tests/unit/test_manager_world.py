@@ -3,8 +3,11 @@ agents that finish tasks the way real ones record them (a migration moves the pl
 
 from __future__ import annotations
 
+from corral.cluster.actions import Action, QueueTask, SetPlacement, UpdateTask
 from corral.cluster.models import (
+    VM,
     Disk,
+    Node,
     NodeInfo,
     NodeRequest,
     Placement,
@@ -16,8 +19,6 @@ from corral.cluster.models import (
     VMConfig,
 )
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.cluster.store import VM, Node
-from corral.manager.actions import Action, QueueTask, SetPlacement, UpdateTask
 from corral.manager.decide import decide
 
 R, S, P = RunState.RUNNING, RunState.STOPPED, RunState.PAUSED

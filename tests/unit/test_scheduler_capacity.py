@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from corral.cluster.models import (
+    VM,
     Disk,
+    Node,
     NodeInfo,
     NodeRequest,
     Placement,
@@ -15,7 +17,6 @@ from corral.cluster.models import (
     VMConfig,
 )
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.cluster.store import VM, Node
 from corral.scheduler.capacity import (
     HOST_RESERVE_MB,
     free_memory,

@@ -10,7 +10,8 @@ from typing import Any
 
 from corral.cluster import keys
 from corral.cluster.models import NodeInfo, NodeUsage
-from corral.cluster.store import Store, dump
+from corral.cluster.records import dump
+from corral.cluster.store import Store
 
 log = logging.getLogger(__name__)
 

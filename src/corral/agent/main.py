@@ -14,8 +14,8 @@ import uvicorn
 
 from corral import __version__
 from corral.agent import sampler
-from corral.agent.actions import HostContext, disk_paths, is_running
 from corral.agent.console import console_app
+from corral.agent.context import HostContext, disk_paths, is_running
 from corral.agent.liveness import Liveness
 from corral.agent.monitor import Monitor
 from corral.agent.reconciler import Do, Placed, plan_startup
@@ -24,6 +24,7 @@ from corral.agent.tasks import TaskRunner
 from corral.cluster.store import Store
 from corral.fencing.client import WatchdogClient
 from corral.manager import loop as manager
+from corral.migration.recovery import recover_interrupted
 from corral.qemu.accel import probe_accel
 from corral.qemu.driver import QemuDriver
 
@@ -53,9 +54,6 @@ async def reconcile_at_start(ctx: HostContext, start_vm: Any) -> None:
         if action.do is Do.KILL_ORPHAN:
             await ctx.driver.stop(action.vmid)
         elif action.do is Do.ADOPT:
-            # Imported here: the migration package builds on the agent's modules.
-            from corral.migration.recovery import recover_interrupted
-
             await recover_interrupted(ctx, action.vmid)
         elif action.do is Do.START:
             await start_vm(action.vmid)

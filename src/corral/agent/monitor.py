@@ -7,10 +7,9 @@ import contextlib
 import logging
 import time
 
-from corral.agent.actions import HostContext, TaskFailed, set_state
+from corral.agent.context import HostContext, TaskFailed, set_state
 from corral.agent.reconciler import Do, Placed, plan_observation
-from corral.cluster.models import RunState, VMRuntime, VMStatus
-from corral.cluster.store import VM
+from corral.cluster.models import VM, RunState, VMRuntime, VMStatus
 
 log = logging.getLogger(__name__)
 

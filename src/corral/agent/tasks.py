@@ -6,10 +6,11 @@ import asyncio
 import logging
 import time
 
-from corral.agent.actions import HANDLERS, HostContext, TaskFailed
+from corral.agent.context import HostContext, TaskFailed
+from corral.agent.handlers import HANDLERS
 from corral.cluster import keys
 from corral.cluster.models import Task, TaskState
-from corral.cluster.store import load
+from corral.cluster.records import load
 
 log = logging.getLogger(__name__)
 

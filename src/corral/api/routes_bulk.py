@@ -10,8 +10,7 @@ from corral.api.deps import StoreDep
 from corral.api.errors import conflict, invalid, not_found
 from corral.api.schemas import TaskAccepted
 from corral.cluster.models import Task
-from corral.cluster.snapshot import read_snapshot
-from corral.cluster.store import Store
+from corral.cluster.store import Store, read_snapshot
 from corral.manager.bulk import KIND, BulkParams
 from corral.scheduler.capacity import unusable
 

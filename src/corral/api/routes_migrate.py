@@ -13,7 +13,7 @@ from corral.api import queue
 from corral.api.deps import StoreDep
 from corral.api.errors import conflict, not_found
 from corral.api.schemas import TaskAccepted
-from corral.cluster.snapshot import read_snapshot
+from corral.cluster.store import read_snapshot
 from corral.migration import record
 from corral.migration.params import MigrateParams, parse_bwlimit
 from corral.migration.record import MigrationRecord

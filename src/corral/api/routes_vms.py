@@ -22,8 +22,8 @@ from corral.api.schemas import (
     VMOut,
 )
 from corral.api.views import vm_detail, vm_out, vm_status
-from corral.cluster.models import RunState, VMStatus
-from corral.cluster.store import VM, Store
+from corral.cluster.models import VM, RunState, VMStatus
+from corral.cluster.store import Store
 from corral.ha.store import follow_vm_action
 
 router = APIRouter(tags=["vms"])

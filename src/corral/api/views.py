@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from corral.api.schemas import NodeOut, VMDetail, VMOut
-from corral.cluster.models import VMStatus
-from corral.cluster.store import VM, Node
+from corral.cluster.models import VM, Node, VMStatus
 
 
 def vm_status(vm: VM) -> VMStatus:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -215,3 +216,31 @@ class Task(Model):
 
     def with_log(self, line: str) -> Task:
         return self.model_copy(update={"log": [*self.log, line][-TASK_LOG_LINES:]})
+
+
+# --- what a read of the cluster gives ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Node:
+    """A host as the cluster sees it: its records under /corral/nodes/<name>/."""
+
+    name: str
+    info: NodeInfo | None
+    alive: bool
+    usage: NodeUsage | None
+    request: NodeRequest | None
+
+
+@dataclass(frozen=True)
+class VM:
+    """A VM's records, with the revision its placement was read at (for CAS writes)."""
+
+    config: VMConfig
+    placement: Placement
+    placement_rev: int
+    runtime: VMRuntime | None
+
+    @property
+    def vmid(self) -> int:
+        return self.config.vmid

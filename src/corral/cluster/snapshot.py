@@ -1,12 +1,12 @@
-"""One consistent read of the cluster, the input of every pure decision."""
+"""One consistent read of the cluster, the input of every pure decision. Pure: the store
+reads the items (`store.read_snapshot`), this builds the snapshot from them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from corral.cluster import keys
-from corral.cluster.models import StorageConfig, StorageType, Task, TaskState
-from corral.cluster.store import VM, Node, Store
+from corral.cluster import records
+from corral.cluster.models import VM, Node, StorageConfig, StorageType, Task, TaskState
 
 
 @dataclass(frozen=True)
@@ -43,22 +43,16 @@ class ClusterSnapshot:
         return bool(n and n.request and n.request.maintenance)
 
 
-async def read_snapshot(store: Store, now: float) -> ClusterSnapshot:
-    """Everything under /corral/ in a single etcd read, so the parts agree with each other."""
-    items, revision = await store.snapshot(keys.PREFIX)
-    return snapshot_from(items, revision, now)
-
-
 def snapshot_from(items: list[tuple[str, bytes, int]], revision: int, now: float
                   ) -> ClusterSnapshot:
     return ClusterSnapshot(
         now=now,
-        nodes={n.name: n for n in Store.nodes_from(items)},
-        vms={vm.vmid: vm for vm in Store.vms_from(items)},
-        tasks=Store.tasks_from(items),
-        storages=Store.storages_from(items),
+        nodes={n.name: n for n in records.nodes_from(items)},
+        vms={vm.vmid: vm for vm in records.vms_from(items)},
+        tasks=records.tasks_from(items),
+        storages=records.storages_from(items),
         revision=revision,
     )
 
 
-__all__ = ["ClusterSnapshot", "read_snapshot", "TaskState"]
+__all__ = ["ClusterSnapshot", "snapshot_from", "TaskState"]

@@ -19,17 +19,10 @@ import aetcd
 import aetcd.exceptions
 from pydantic import BaseModel
 
-from corral.cluster import keys
-from corral.cluster.models import (
-    NodeInfo,
-    NodeRequest,
-    NodeUsage,
-    Placement,
-    StorageConfig,
-    Task,
-    VMConfig,
-    VMRuntime,
-)
+from corral.cluster import keys, records
+from corral.cluster.models import VM, Node, Placement, StorageConfig, Task, VMConfig, VMRuntime
+from corral.cluster.records import dump, load
+from corral.cluster.snapshot import ClusterSnapshot, snapshot_from
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -78,35 +71,6 @@ def _target(endpoints: Sequence[str]) -> tuple[str, int]:
     host, _, port = addrs[-1].rpartition(":")
     head = ",".join(addrs[:-1])
     return (f"ipv4:{head},{host}" if head else host), int(port)
-
-
-def dump(model: BaseModel) -> bytes:
-    return model.model_dump_json().encode()
-
-
-def load(cls: type[M], raw: bytes) -> M:
-    return cls.model_validate_json(raw)
-
-
-@dataclass(frozen=True)
-class Node:
-    name: str
-    info: NodeInfo | None
-    alive: bool
-    usage: NodeUsage | None
-    request: NodeRequest | None
-
-
-@dataclass(frozen=True)
-class VM:
-    config: VMConfig
-    placement: Placement
-    placement_rev: int
-    runtime: VMRuntime | None
-
-    @property
-    def vmid(self) -> int:
-        return self.config.vmid
 
 
 @dataclass(frozen=True)
@@ -210,41 +174,17 @@ class Store:
     # --- nodes -----------------------------------------------------------------------------
 
     async def nodes(self) -> list[Node]:
-        return self.nodes_from(await self.raw_prefix(keys.NODES))
-
-    @classmethod
-    def nodes_from(cls, items: list[tuple[str, bytes, int]]) -> list[Node]:
-        fields: dict[str, dict[str, bytes]] = {}
-        for key, value, _ in items:
-            if key.startswith(keys.NODES):
-                name, field = keys.split(key, keys.NODES)
-                fields.setdefault(name, {})[field] = value
-        return [cls._node(name, f) for name, f in sorted(fields.items())]
+        return records.nodes_from(await self.raw_prefix(keys.NODES))
 
     async def node(self, name: str) -> Node | None:
         f = {key.rsplit("/", 1)[1]: value
              for key, value, _ in await self.raw_prefix(f"{keys.NODES}{name}/")}
-        return self._node(name, f) if f else None
-
-    @staticmethod
-    def _node(name: str, f: dict[str, bytes]) -> Node:
-        return Node(
-            name=name,
-            info=load(NodeInfo, f["info"]) if "info" in f else None,
-            alive="alive" in f,
-            usage=load(NodeUsage, f["usage"]) if "usage" in f else None,
-            request=load(NodeRequest, f["request"]) if "request" in f else None,
-        )
+        return records.node_from(name, f) if f else None
 
     # --- storage ---------------------------------------------------------------------------
 
     async def storages(self) -> dict[str, StorageConfig]:
-        return self.storages_from(await self.raw_prefix(keys.STORAGE))
-
-    @staticmethod
-    def storages_from(items: list[tuple[str, bytes, int]]) -> dict[str, StorageConfig]:
-        found = (load(StorageConfig, v) for k, v, _ in items if k.startswith(keys.STORAGE))
-        return {s.id: s for s in found}
+        return records.storages_from(await self.raw_prefix(keys.STORAGE))
 
     async def put_storage(self, storage: StorageConfig) -> None:
         await self.put(keys.storage(storage.id), storage)
@@ -252,33 +192,12 @@ class Store:
     # --- VMs -------------------------------------------------------------------------------
 
     async def vms(self) -> list[VM]:
-        return self.vms_from(await self.raw_prefix(keys.VMS))
-
-    @classmethod
-    def vms_from(cls, items: list[tuple[str, bytes, int]]) -> list[VM]:
-        fields: dict[int, dict[str, tuple[bytes, int]]] = {}
-        for key, value, rev in items:
-            if key.startswith(keys.VMS):
-                vmid, field = keys.split(key, keys.VMS)
-                fields.setdefault(int(vmid), {})[field] = (value, rev)
-        out = [cls._vm(f) for _, f in sorted(fields.items())]
-        return [vm for vm in out if vm is not None]
+        return records.vms_from(await self.raw_prefix(keys.VMS))
 
     async def vm(self, vmid: int) -> VM | None:
         f = {key.rsplit("/", 1)[1]: (value, rev)
              for key, value, rev in await self.raw_prefix(f"{keys.VMS}{vmid}/")}
-        return self._vm(f)
-
-    @staticmethod
-    def _vm(f: dict[str, tuple[bytes, int]]) -> VM | None:
-        if "config" not in f or "placement" not in f:
-            return None  # half-deleted or half-written: not a VM
-        return VM(
-            config=load(VMConfig, f["config"][0]),
-            placement=load(Placement, f["placement"][0]),
-            placement_rev=f["placement"][1],
-            runtime=load(VMRuntime, f["runtime"][0]) if "runtime" in f else None,
-        )
+        return records.vm_from(f)
 
     async def next_vmid(self) -> int:
         used = {int(keys.split(k, keys.VMS)[0]) for k, _, _ in await self.raw_prefix(keys.VMS)}
@@ -356,12 +275,7 @@ class Store:
         return (await self.get(keys.task(task_id), Task))[0]
 
     async def tasks(self) -> list[Task]:
-        return self.tasks_from(await self.raw_prefix(keys.TASKS))
-
-    @staticmethod
-    def tasks_from(items: list[tuple[str, bytes, int]]) -> list[Task]:
-        out = [load(Task, v) for k, v, _ in items if k.startswith(keys.TASKS)]
-        return sorted(out, key=lambda t: t.created_at)
+        return records.tasks_from(await self.raw_prefix(keys.TASKS))
 
     async def claim_task(self, task: Task, expect_rev: int, claimed: Task) -> bool:
         t = self.client.transactions
@@ -383,3 +297,9 @@ class Store:
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def read_snapshot(store: Store, now: float) -> ClusterSnapshot:
+    """Everything under /corral/ in a single etcd read, so the parts agree with each other."""
+    items, revision = await store.snapshot(keys.PREFIX)
+    return snapshot_from(items, revision, now)

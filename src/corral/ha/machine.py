@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.cluster.models import Placement, RunState, Task, TaskState, VMStatus
+from corral.cluster.actions import QueueTask, SetPlacement
+from corral.cluster.models import VM, Placement, RunState, Task, TaskState, VMStatus
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.cluster.store import VM
+from corral.ha.actions import HAAction, SaveHAState
 from corral.ha.models import (
     HAInputs,
     HARequest,
@@ -36,7 +37,6 @@ from corral.ha.models import (
 )
 from corral.ha.nodes import node_states
 from corral.ha.placement import choose_node, with_placement
-from corral.manager.actions import HAAction, QueueTask, SaveHAState, SetPlacement
 
 S = VMStatusHA
 ALIVE = (VMStatus.RUNNING, VMStatus.PAUSED, VMStatus.STARTING, VMStatus.SHUTTING_DOWN)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from corral.cluster.models import Node
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.cluster.store import Node
 from corral.ha.models import FenceConfirmation, HAInputs, HATiming, NodeHAState, NodeStatusHA
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from corral.cluster.models import Placement, RunState
+from corral.cluster.models import VM, Placement, RunState
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.cluster.store import VM
 from corral.ha.models import HARule
 from corral.scheduler.capacity import free_memory, unusable
 

@@ -1,14 +1,15 @@
 """Reading and writing HA records in etcd.
 
-HA inputs are read separately from the cluster snapshot (read_snapshot stays as it is);
+HA inputs are read separately from the cluster snapshot;
 `read_all` does both from one etcd read, so the manager decides on parts that agree.
 """
 
 from __future__ import annotations
 
 from corral.cluster import keys
+from corral.cluster.records import load
 from corral.cluster.snapshot import ClusterSnapshot, snapshot_from
-from corral.cluster.store import Store, load
+from corral.cluster.store import Store
 from corral.ha.models import (
     FenceConfirmation,
     HAInputs,

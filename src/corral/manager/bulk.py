@@ -13,10 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from corral.cluster.models import RunState, Task, TaskState
+from corral.cluster.actions import Action, QueueTask, UpdateTask
+from corral.cluster.models import VM, RunState, Task, TaskState
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.cluster.store import VM
-from corral.manager.actions import Action, QueueTask, UpdateTask
 from corral.manager.maintenance import with_tasks
 from corral.scheduler.capacity import migration_refusal
 

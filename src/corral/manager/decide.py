@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
+from corral.cluster.actions import Action, QueueTask
 from corral.cluster.snapshot import ClusterSnapshot
+from corral.ha.actions import HAAction
 from corral.ha.machine import decide_ha
 from corral.ha.models import HAInputs, HARule, HAState, HATiming
-from corral.manager.actions import Action, HAAction, QueueTask
 from corral.manager.bulk import decide_bulk
 from corral.manager.housekeeping import decide_prune
 from corral.manager.maintenance import decide_maintenance, with_tasks

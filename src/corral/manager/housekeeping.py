@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from corral.cluster.actions import Action, DeleteTask
 from corral.cluster.models import Task
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.manager.actions import Action, DeleteTask
 
 RETENTION_SECONDS = 24 * 3600  # a finished task stays this long for `corral task list` ...
 KEEP_FINISHED = 500  # ... and at most this many of them

@@ -14,17 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from corral.cluster import keys
-from corral.cluster.store import Store, dump
+from corral.cluster.actions import DeleteTask, QueueTask, SetPlacement, UpdateTask
+from corral.cluster.records import dump
+from corral.cluster.store import Store
+from corral.ha.actions import HAAction, SaveHAState
 from corral.ha.models import HATiming
 from corral.ha.store import read_all
-from corral.manager.actions import (
-    DeleteTask,
-    HAAction,
-    QueueTask,
-    SaveHAState,
-    SetPlacement,
-    UpdateTask,
-)
 from corral.manager.decide import decide_with_ha
 from corral.manager.election import Election
 

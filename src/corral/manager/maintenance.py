@@ -18,13 +18,12 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from corral.cluster.models import NodeRequest, RunState, Task, TaskState
+from corral.cluster.actions import Action, QueueTask, SetPlacement
+from corral.cluster.models import VM, NodeRequest, RunState, Task, TaskState
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.cluster.store import VM
 from corral.ha.models import HARule
 from corral.ha.placement import choose_node
 from corral.ha.placement import refusal as rule_refusal
-from corral.manager.actions import Action, QueueTask, SetPlacement
 from corral.scheduler.capacity import MIGRATION_KINDS, migration_refusal, pick_target
 
 # Migrations at once out of an evacuating host (or into a host its VMs return to): enough to

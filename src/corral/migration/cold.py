@@ -4,16 +4,14 @@ target's fresh copy through NBD (qemu-nbd on the target, qemu-img convert here).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from corral.agent.actions import TaskFailed, disk_paths
+from corral.agent.context import TaskFailed, disk_paths
 from corral.migration import record
 from corral.migration.net import nbd_uri
 from corral.migration.record import MigrationRecord, Stats
+from corral.migration.session import Migration
 from corral.storage.volumes import volume_format
-
-if TYPE_CHECKING:
-    from corral.migration.source import Migration
 
 MIB = 1024 * 1024
 

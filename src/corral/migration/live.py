@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from corral.agent.actions import TaskFailed
+from corral.agent.context import TaskFailed
 from corral.migration import progress, qmp, record
 from corral.migration.record import MigrationRecord, Stats
-
-if TYPE_CHECKING:
-    from corral.migration.source import Migration
+from corral.migration.session import Migration
 
 POLL = 0.02  # query-migrate interval: completion is noticed within it (it adds to downtime)
 REPORT_EVERY = 1.0  # seconds between progress writes to etcd

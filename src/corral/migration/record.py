@@ -17,7 +17,8 @@ from pydantic import Field
 
 from corral.cluster import keys
 from corral.cluster.models import Model
-from corral.cluster.store import Store, dump, load
+from corral.cluster.records import dump, load
+from corral.cluster.store import Store
 
 
 class Phase(StrEnum):

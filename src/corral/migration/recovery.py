@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from corral.agent.actions import HostContext
+from corral.agent.context import HostContext
 from corral.cluster.models import RunState
 from corral.migration import qmp, record
 from corral.migration.record import Phase

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from corral.agent.actions import HostContext, Report, TaskFailed, disk_paths
-from corral.cluster.models import Task, VMRuntime, VMStatus
-from corral.cluster.store import VM
+from corral.agent.context import HostContext, Report, TaskFailed, disk_paths
+from corral.cluster.models import VM, Task, VMRuntime, VMStatus
 from corral.migration import qmp, record
 from corral.migration.net import free_port
 from corral.migration.params import ReceiveParams

@@ -6,9 +6,8 @@ so an operator and the manager always agree on what fits.
 
 from __future__ import annotations
 
-from corral.cluster.models import RunState
+from corral.cluster.models import VM, RunState
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.cluster.store import VM
 
 # Kept free on every host for the host itself and QEMU's own overhead.
 HOST_RESERVE_MB = 512

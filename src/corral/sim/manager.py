@@ -4,41 +4,25 @@ between passes: what it knows comes from the store, so a failover loses nothing.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
+from corral.cluster.actions import DeleteTask, QueueTask, SetPlacement, UpdateTask
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.ha.machine import decide_ha
+from corral.ha.actions import SaveHAState
 from corral.ha.models import HAInputs, HAState, HATiming
-from corral.manager.actions import (
-    DeleteTask,
-    QueueTask,
-    SaveHAState,
-    SetPlacement,
-    UpdateTask,
-)
+from corral.manager.decide import decide_with_ha
 from corral.sim.world import World
 
 Decide = Callable[[ClusterSnapshot, HAInputs, HATiming], tuple[list[Any], HAState]]
-
-
-def production_decide() -> Decide:
-    """What the production loop runs (corral.manager.decide.decide_with_ha: maintenance, bulk,
-    then HA), imported lazily; HA alone when that module is missing."""
-    try:
-        mod = importlib.import_module("corral.manager.decide")
-    except ImportError:
-        return decide_ha
-    fn = getattr(mod, "decide_with_ha", None)
-    return fn if callable(fn) else decide_ha
 
 
 class SimManager:
     def __init__(self, world: World, timing: HATiming) -> None:
         self.world = world
         self.timing = timing
-        self.decide = production_decide()
+        # What the production loop runs: maintenance, bulk, then HA.
+        self.decide: Decide = decide_with_ha
 
     def elect(self) -> str | None:
         """The election key is bound to the leader's lease: while that lives, the leader

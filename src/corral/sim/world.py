@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from corral.agent.reconciler import Do, Placed, plan_observation, plan_startup
 from corral.cluster.models import (
+    VM,
+    Node,
     NodeInfo,
     NodeRequest,
     Placement,
@@ -19,7 +21,6 @@ from corral.cluster.models import (
     VMStatus,
 )
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.cluster.store import VM, Node
 from corral.ha.models import FenceConfirmation, HAInputs, HARule, HASettings, HAState
 
 PICKUP = 0.5  # an agent notices a queued task

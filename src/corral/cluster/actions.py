@@ -1,12 +1,12 @@
-"""What the manager's pure decisions ask the shell to do. Plain data: the shell applies each
-action to etcd (tasks, placements), and the simulator applies the same actions to its model."""
+"""What the pure decisions (HA, maintenance, bulk, housekeeping) ask a shell to change in
+the cluster. Plain data: the manager applies each action to etcd, the simulator to its model.
+It lives beside the models so that `ha` and `manager` both import it without a cycle."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from corral.cluster.models import Placement, Task
-from corral.ha.models import HAState
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,3 @@ class DeleteTask:
 
 
 Action = QueueTask | UpdateTask | SetPlacement | DeleteTask
-
-
-@dataclass(frozen=True)
-class SaveHAState:
-    """Persist the HA state machine's state (so a new leader continues from etcd alone)."""
-
-    state: HAState
-
-
-HAAction = Action | SaveHAState
