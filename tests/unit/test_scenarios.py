@@ -1,4 +1,6 @@
-"""Every tests/scenarios/*.scn, run through the simulator against the real HA decisions."""
+"""Every tests/scenarios/*.scn, run through the simulator against the real HA decisions: its
+expectations and invariants hold, and its log is its golden log, line for line
+(`corral sim run --update-golden tests/scenarios/NAME.scn` rewrites one on purpose)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from corral.sim import golden
 from corral.sim.runner import run
 from corral.sim.scenario import load
 
@@ -20,3 +23,10 @@ def test_enough_scenarios() -> None:
 def test_scenario(path: Path) -> None:
     result = run(load(path))
     assert result.ok, "\n".join(result.failures + ["--- log ---", *result.log])
+    diff = golden.compare(path, result)
+    assert diff is None, diff
+
+
+def test_every_golden_log_has_its_scenario() -> None:
+    logs = sorted((Path(__file__).parent.parent / "scenarios").glob("*.log"))
+    assert [p.stem for p in logs if not p.with_suffix(".scn").is_file()] == []

@@ -20,10 +20,10 @@ def test_safe_configuration_passes() -> None:
 
 
 def test_recovery_before_the_watchdog_fires_is_caught() -> None:
-    # A host whose watchdog fires later than the manager assumes (misconfigured: longer than
-    # the lease) still runs the VM when it is recovered: two owners.
+    # A host whose watchdog fires later than it publishes (a device timeout nobody set) still
+    # runs the VM when it is recovered: two owners.
     r = Run(parse(CUT))
-    r.world.watchdog = 30
+    r.world.hosts["n2"].watchdog = 30
     result = r.run()
     assert any("one-owner" in f for f in result.failures)
 
@@ -46,3 +46,93 @@ def test_bad_lines_name_the_line() -> None:
 
 def test_run_is_deterministic() -> None:
     assert Run(parse(CUT)).run().log == Run(parse(CUT)).run().log
+
+
+STRICT = """
+cluster nodes=3 ttl=10 watchdog=5 run=90
+vm 100 on n2 ha=started
+rule prefer only-n2 n2:1 vms=100 strict
+bound 20
+at 10 power-off n2
+at 60 power-on n2
+expect at 80 vm 100 running on n2
+"""
+
+
+def test_ha_bound_counts_only_while_some_host_could_run_the_vm() -> None:
+    # Down 50 s, but only n2 may run it and n2 is off all that time: not HA's fault.
+    result = Run(parse(STRICT)).run()
+    assert result.ok, result.failures
+
+
+def test_ha_bound_counts_when_another_host_could_run_it() -> None:
+    # Without the strict rule n1 or n3 could run it: the bound (too tight for a fence wait)
+    # is broken.
+    text = STRICT.replace("rule prefer only-n2 n2:1 vms=100 strict\n", "allow-down 999\n")
+    text = text.replace("bound 20", "bound 5")
+    assert any("ha-bound" in f for f in Run(parse(text)).run().failures)
+
+
+def test_ha_bound_ignores_hosts_without_room_or_in_maintenance() -> None:
+    text = """
+cluster nodes=3 memory=1024 run=90
+vm 100 on n1 ha=started memory=800
+vm 101 on n2 memory=800
+maintenance n3
+bound 10
+at 10 power-off n1
+at 70 power-on n1
+expect at 85 vm 100 running on n1
+"""
+    result = Run(parse(text)).run()
+    assert result.ok, result.failures
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("cluster nodes=2\nvm 100 on n3\n", "line 2: no host 'n3'"),
+    ("cluster nodes=2\nvm 100 on n1 ha=sometimes\n", "line 2: ha= 'sometimes' is not one of"),
+    ("cluster nodes=2\nat soon power-off n1\n", "line 2: time 'soon' is not a number"),
+    ("cluster nodes=2\nat 5 cut-store\n", "line 2: expected 2 words, found 1"),
+    ("cluster nodes=2\nexpect at 5 node n1 !dead\n", "line 2: node status '!dead'"),
+    ("cluster nodes=2\nexpect at 5 vm 100 never-started-on n1\n",
+     "line 2: 'never-started-on' is checked with 'expect during T1 T2'"),
+    ("cluster nodes=2\nexpect during 9 5 vm 100 never-started\n", "line 2: the window ends"),
+    ("cluster nodes=2\nvm 100 on n1 maintenance=later\n", "line 2: maintenance= 'later'"),
+    ("cluster nodes=2\nnode n3 watchdog=soon\n", "line 2: watchdog= 'soon' is not a number"),
+    ("cluster nodes=2\nat 5 agent-thaw n1 for=2\n", "line 2: unknown option 'for='"),
+    ("vm 100 on n1\n", "line 1: the first statement must be 'cluster'"),
+])
+def test_parse_errors_name_the_line_and_the_fault(text: str, message: str) -> None:
+    with pytest.raises(ScenarioError, match=message.replace("(", r"\(")):
+        parse(text)
+
+
+THAW = """
+cluster nodes=3 ttl=10 watchdog=5 run=60
+node n2 watchdog=0
+vm 100 on n2 ha=started
+at 10 agent-freeze n2
+at 30 agent-thaw n2
+expect at 25 node n2 fence
+expect at 40 node n2 online
+expect at 40 vm 100 running on n2
+expect during 10 60 vm 100 never-started
+"""
+
+
+def test_thaw_continues_the_same_agent() -> None:
+    # No watchdog on n2: its VM runs through the freeze; the thawed agent renews a new lease
+    # and carries on, without a start-up reconcile (no "agent started" line).
+    result = Run(parse(THAW)).run()
+    assert result.ok, result.failures
+    after = [ln for ln in result.log if float(ln.split()[0]) >= 30]
+    assert any("n2/lease" in ln and "registers a new one" in ln for ln in after)
+    assert not any("agent started" in ln for ln in after)
+
+
+def test_never_started_window_catches_a_start() -> None:
+    text = THAW.replace("node n2 watchdog=0\n", "").replace(
+        "expect at 25 node n2 fence\nexpect at 40 node n2 online\n"
+        "expect at 40 vm 100 running on n2\n", "")
+    result = Run(parse(text)).run()
+    assert any("never-started; it started on" in f for f in result.failures)

@@ -58,7 +58,7 @@ class SimManager:
         elif isinstance(action, SetPlacement):
             ok = s.cas_placement(action.vmid, action.placement, action.expect_rev)
             w.say(f"manager: place VM {action.vmid} on {action.placement.node} "
-                  f"({action.placement.state.value}) {action.reason}"
+                  f"({action.placement.state.value}): {action.reason}"
                   + ("" if ok else " -- lost the race, not written"))
         elif isinstance(action, DeleteTask):
             s.tasks.pop(action.task_id, None)
@@ -69,12 +69,18 @@ class SimManager:
             w.say(f"manager: ignores unknown action {type(action).__name__}")
 
     def log_changes(self, old: HAState, new: HAState) -> None:
+        """One line per HA status change: "was -> now: why" (a new reason alone counts)."""
         w = self.world
-        for name, ns in new.nodes.items():
+        for name, ns in sorted(new.nodes.items()):
             prev = old.nodes.get(name)
             if prev is None or prev.status is not ns.status:
-                w.say(f"ha: node {name} {ns.status.value} {ns.reason}".rstrip())
-        for vmid, vs in new.vms.items():
+                was = prev.status.value if prev else "new"
+                w.say(f"ha: node {name} {was} -> {ns.status.value}"
+                      + (f": {ns.reason}" if ns.reason else ""))
+        for vmid, vs in sorted(new.vms.items()):
             prev_vm = old.vms.get(vmid)
             if prev_vm is None or prev_vm.status is not vs.status or prev_vm.reason != vs.reason:
-                w.say(f"ha: VM {vmid} {vs.status.value} {vs.reason}".rstrip())
+                was = prev_vm.status.value if prev_vm else "new"
+                change = vs.status.value if was == vs.status.value else \
+                    f"{was} -> {vs.status.value}"
+                w.say(f"ha: VM {vmid} {change}" + (f": {vs.reason}" if vs.reason else ""))

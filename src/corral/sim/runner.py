@@ -3,18 +3,25 @@ manager, and checks the expectations and the invariants after every tick:
 - one-owner: a VM never runs on two hosts (a cut-off host runs its VMs until its watchdog
   fires, so a recovery before fencing shows up here);
 - configs-kept: no VM config is lost;
-- ha-bound: an HA VM meant to be started is not down longer than the bound while some host
-  could run it."""
+- ha-bound: an HA VM meant to be started is not down longer than the bound, counting only
+  the time while some host could run it (online, not in maintenance, with the memory, allowed
+  by the VM's strict rules and able to start it).
+
+The log (`Result.log`) is the scenario's golden record: events, what agents, watchdogs and
+leases did, the manager's actions, HA state changes, checks and invariant failures, on the
+virtual clock."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, cast
 
 from corral.cluster.models import NodeRequest, Task
 from corral.ha.models import FenceConfirmation, HARequest, HARule, HASettings, HATiming
+from corral.scheduler.capacity import migration_refusal
 from corral.sim.manager import SimManager
 from corral.sim.scenario import Line, Scenario, ScenarioError
-from corral.sim.world import World
+from corral.sim.world import Host, World
 
 DT = 0.5
 MANAGER_EVERY = 1.0
@@ -56,6 +63,9 @@ class Run:
             if line is not cl:
                 self.setup(line)
         self.initial = set(self.world.store.configs)
+        # What ran where at the previous tick: a VM new on a host was started (or moved) there.
+        self.procs_before = self.procs_now()
+        self.broken_windows: set[int] = set()
 
     def fail(self, message: str) -> None:
         if message not in self.reported:
@@ -69,10 +79,15 @@ class Run:
         w, s = self.world, self.world.store
         head, args = ln.words[0], ln.words[1:]
         if head == "node":
-            w.add_host(args[0], int(ln.opt("memory", "4096")))
+            old = w.hosts.get(args[0])
+            memory = int(ln.opt("memory", str(old.memory_mb if old else 4096)))
+            wd = ln.opts.get("watchdog")
+            w.add_host(args[0], memory,
+                       watchdog=float(wd) if wd is not None else old.watchdog if old else None)
         elif head == "vm":
             vmid, node = int(args[0]), args[2]
-            w.add_vm(vmid, node, int(ln.opt("memory", "512")), "stopped" not in args)
+            policy = cast(Literal["migrate", "stay", "stop"], ln.opt("maintenance", "migrate"))
+            w.add_vm(vmid, node, int(ln.opt("memory", "512")), "stopped" not in args, policy)
             if "ha" in ln.opts:
                 s.ha[vmid] = HASettings(vmid=vmid, state=HARequest(ln.opts["ha"]),
                                         max_restart=int(ln.opt("max-restart", "1")),
@@ -96,36 +111,23 @@ class Run:
 
     # --- events ----------------------------------------------------------------------------
 
-    def hosts_of(self, name: str) -> list[str]:
+    def hosts_of(self, ln: Line, name: str) -> list[str]:
         if name == "all":
             return sorted(self.world.hosts)
         if name == "leader":
             return [self.world.store.leader] if self.world.store.leader else []
         if name not in self.world.hosts:
-            raise ScenarioError(f"no host {name}")
+            raise ScenarioError(f"line {ln.number}: no host {name}")
         return [name]
 
     def event(self, ln: Line) -> None:
         w, s = self.world, self.world.store
         verb, args = ln.words[0], ln.words[1:]
         w.say(f"event: {' '.join(ln.words)}")
-        if verb in ("power-off", "power-on", "net-off", "net-on", "agent-restart",
-                    "agent-freeze", "fence-confirm"):
-            for name in self.hosts_of(args[0]):
-                h = w.hosts[name]
-                if verb in ("power-off", "fence-confirm"):
-                    h.powered, h.agent_up, h.agent_back_at = False, False, None
-                    h.procs.clear()
-                    if verb == "fence-confirm":
-                        s.fenced[name] = FenceConfirmation(node=name, at=w.t, by="sim-ipmi")
-                elif verb == "power-on" and not h.powered:
-                    h.powered, h.agent_back_at, h.fed_at = True, w.t + 3.0, w.t
-                elif verb in ("net-off", "net-on"):
-                    h.network = verb == "net-on"
-                elif verb == "agent-restart":
-                    h.agent_up, h.agent_back_at = False, w.t + float(ln.opt("for", "1"))
-                elif verb == "agent-freeze":
-                    h.agent_up, h.agent_back_at = False, None
+        if verb in ("power-off", "power-on", "net-off", "net-on", "cut-store", "cut-peers",
+                    "heal", "agent-restart", "agent-freeze", "agent-thaw", "fence-confirm"):
+            for name in self.hosts_of(ln, args[0]):
+                self.host_event(ln, verb, w.hosts[name])
         elif verb == "maintenance":
             s.requests[args[0]] = NodeRequest(maintenance=args[1] == "on", requested_at=w.t)
         elif verb == "crash":
@@ -138,66 +140,167 @@ class Run:
                 (w.hosts[name].broken.add if verb == "break" else w.hosts[name].broken.discard)(
                     vmid)
         elif verb == "ha":
-            vmid = int(args[0])
+            vmid = self.vm(ln, args[0])
+            if vmid not in s.ha:
+                raise ScenarioError(f"line {ln.number}: VM {vmid} is not an HA VM")
             s.ha[vmid] = s.ha[vmid].model_copy(update={"state": HARequest(args[1])})
         elif verb in ("start", "shutdown"):
             # What the API does: queue the task, and the HA request follows.
-            vmid = int(args[0])
+            vmid = self.vm(ln, args[0])
             p, _ = s.placements[vmid]
             if vmid in s.ha:
                 want = HARequest.STARTED if verb == "start" else HARequest.STOPPED
                 s.ha[vmid] = s.ha[vmid].model_copy(update={"state": want})
-            tid = f"op-{vmid}-{verb}-{w.t:g}"
-            s.tasks[tid] = Task(id=tid, kind=f"vm.{verb}", node=p.node, vmid=vmid,
-                                created_at=w.t)
+            self.queue(f"vm.{verb}", p.node, vmid, {})
+        elif verb == "migrate":
+            # What the API does: refuse up front what cannot work, else queue on the VM's host.
+            vmid, target = self.vm(ln, args[0]), args[1]
+            vm = w.snapshot().vms[vmid]
+            why = migration_refusal(w.snapshot(), vm, target, with_local_disks=True)
+            if why is not None:
+                w.say(f"api: refuses to migrate VM {vmid} to {target}: {why}")
+                return
+            self.queue("vm.migrate", vm.placement.node, vmid,
+                       {"target": target, "with_local_disks": False, "bwlimit_mbps": None,
+                        "origin": None})
         else:
             raise ScenarioError(f"line {ln.number}: unknown event '{verb}'")
+
+    def vm(self, ln: Line, word: str) -> int:
+        vmid = int(word)
+        if vmid not in self.world.store.configs:
+            raise ScenarioError(f"line {ln.number}: no VM {vmid}")
+        return vmid
+
+    def queue(self, kind: str, node: str, vmid: int, params: dict[str, object]) -> None:
+        w = self.world
+        tid = f"op-{vmid}-{kind.removeprefix('vm.')}-{w.t:g}"
+        w.store.tasks[tid] = Task(id=tid, kind=kind, node=node, vmid=vmid, params=params,
+                                  created_at=w.t)
+        w.say(f"api: queue {kind} of VM {vmid} on {node} ({tid})")
+
+    def host_event(self, ln: Line, verb: str, h: Host) -> None:
+        w, s = self.world, self.world.store
+        if verb in ("power-off", "fence-confirm"):
+            h.powered, h.agent_up, h.agent_back_at, h.frozen = False, False, None, False
+            h.procs.clear()
+            if verb == "fence-confirm":
+                s.fenced[h.name] = FenceConfirmation(node=h.name, at=w.t, by="sim-ipmi")
+        elif verb == "power-on" and not h.powered:
+            h.powered, h.agent_back_at, h.fed_at = True, w.t + 3.0, w.t
+        elif verb in ("net-off", "net-on", "heal"):
+            h.reaches_store = h.reaches_peers = verb != "net-off"
+        elif verb == "cut-store":
+            h.reaches_store = False
+        elif verb == "cut-peers":
+            h.reaches_peers = False
+        elif verb == "agent-restart":
+            h.agent_up, h.frozen = False, False
+            h.agent_back_at = w.t + float(ln.opt("for", "1"))
+        elif verb == "agent-freeze":
+            h.agent_up, h.agent_back_at, h.frozen = False, None, True
+        elif verb == "agent-thaw":
+            if not h.frozen:
+                w.say(f"{h.name}: nothing to thaw (the agent is not frozen)")
+                return
+            # SIGCONT: no new process, so no start-up reconcile; it carries on with what it
+            # knew, and its lease renewal finds out whether the lease outlived the freeze.
+            h.agent_up, h.frozen = True, False
+            w.say(f"{h.name}: thawed; continues where it stopped")
 
     # --- checks ----------------------------------------------------------------------------
 
     def expect(self, ln: Line) -> None:
+        text = " ".join(ln.words)
+        problem = self.problem(ln)
+        if problem is None:
+            self.world.say(f"check: {text}: ok")
+        else:
+            self.fail(f"expected {text}; {problem}")
+
+    def problem(self, ln: Line) -> str | None:
+        """What is wrong with the expectation now, or None when it holds."""
         w, s = self.world, self.world.store
         what, args = ln.words[0], ln.words[1:]
-        text = " ".join(ln.words)
         if what == "vm":
-            vmid, cond = int(args[0]), args[1]
+            vmid, cond = self.vm(ln, args[0]), args[1]
             where = w.runs_on(vmid)
             if cond == "running":
                 if len(where) != 1:
-                    return self.fail(f"expected {text}; it runs on {where or 'no host'}")
-                if len(args) > 3 and args[2] == "on":
-                    want = args[3]
-                    bad = where[0] == want[1:] if want.startswith("!") else where[0] != want
-                    if bad:
-                        return self.fail(f"expected {text}; it runs on {where[0]}")
+                    return f"it runs on {', '.join(where) or 'no host'}"
+                if len(args) > 3 and not matches(args[3], where[0]):
+                    return f"it runs on {where[0]}"
             elif cond == "stopped":
                 if where:
-                    return self.fail(f"expected {text}; it runs on {where}")
+                    return f"it runs on {', '.join(where)}"
             elif cond == "ha":
                 st = s.ha_state.vms.get(vmid)
                 got = st.status.value if st else "none"
-                if got != args[2]:
-                    return self.fail(f"expected {text}; HA status is {got} "
-                                     f"({st.reason if st else ''})")
+                if not matches(args[2], got):
+                    return f"HA status is {got}" + (f" ({st.reason})" if st and st.reason else "")
             elif cond == "placed":
                 got = s.placements[vmid][0].node
                 if got != args[2]:
-                    return self.fail(f"expected {text}; placed on {got}")
+                    return f"placed on {got}"
             else:
-                raise ScenarioError(f"line {ln.number}: unknown expectation '{text}'")
+                raise ScenarioError(f"line {ln.number}: unknown expectation '{' '.join(ln.words)}'")
         elif what == "node":
             ns = s.ha_state.nodes.get(args[0])
             got = ns.status.value if ns else "none"
-            if got != args[1]:
-                self.fail(f"expected {text}; HA node status is {got}")
+            if not matches(args[1], got):
+                return f"HA node status is {got}"
         elif what == "leader":
-            want, got = args[0], s.leader or "nobody"
-            bad = got == want[1:] if want.startswith("!") else got != want
-            if bad:
-                self.fail(f"expected {text}; leader is {got}")
+            got = s.leader or "nobody"
+            if not matches(args[0], got):
+                return f"leader is {got}"
         else:
-            raise ScenarioError(f"line {ln.number}: unknown expectation '{text}'")
+            raise ScenarioError(f"line {ln.number}: unknown expectation '{' '.join(ln.words)}'")
         return None
+
+    def procs_now(self) -> dict[str, frozenset[int]]:
+        return {name: frozenset(h.procs) for name, h in self.world.hosts.items()}
+
+    def windows(self, started: list[tuple[str, int]]) -> None:
+        """Window expectations: checked at every tick inside them (both ends included); the
+        log says at the window's end whether it held."""
+        t = self.world.t
+        for i, win in enumerate(self.sc.windows):
+            if not win.start - 1e-9 <= t <= win.end + 1e-9:
+                continue
+            args = win.line.words[1:]
+            vmid, cond = self.vm(win.line, args[0]), args[1]
+            text = f"during {win.start:g}-{win.end:g} {' '.join(win.line.words)}"
+            for host, v in started:
+                if v == vmid and (cond == "never-started" or host == args[2]):
+                    self.broken_windows.add(i)
+                    self.fail(f"expected {text}; it started on {host}")
+            if abs(t - win.end) < 1e-9 and i not in self.broken_windows:
+                self.world.say(f"check: {text}: ok")
+
+    def could_run(self, vmid: int) -> bool:
+        """Some host could run the VM now: online (its agent reaches etcd and its lease
+        lives), not in maintenance, with the memory free, allowed by the VM's strict rules
+        (strict node preferences, anti-affinity) and where its start does not fail."""
+        w, s = self.world, self.world.store
+        need = s.configs[vmid].memory_mb
+        rules = [r for r in s.rules.values() if vmid in r.vms]
+        for h in w.hosts.values():
+            req = s.requests.get(h.name)
+            if not h.connected or not w.alive(h.name) or (req and req.maintenance):
+                continue
+            if vmid in h.broken:
+                continue
+            used = sum(s.configs[v].memory_mb for v in h.procs if v in s.configs and v != vmid)
+            if h.memory_mb - used < need:
+                continue
+            if any(r.kind == "node-preference" and r.strict and h.name not in r.nodes
+                   for r in rules):
+                continue
+            if any(r.kind == "anti-affinity" and any(v != vmid and v in h.procs for v in r.vms)
+                   for r in rules):
+                continue
+            return True
+        return False
 
     def invariants(self) -> None:
         w = self.world
@@ -210,15 +313,15 @@ class Run:
             self.fail(f"configs-kept: VM config(s) {sorted(lost)} lost")
         if self.bound is None:
             return
-        someone_up = any(h.connected for h in w.hosts.values())
         for vmid, st in w.store.ha.items():
             if st.state is not HARequest.STARTED or vmid in self.allow_down or w.runs_on(vmid):
                 self.down.pop(vmid, None)
                 continue
-            if someone_up:
+            if self.could_run(vmid):
                 self.down[vmid] = self.down.get(vmid, 0.0) + DT
                 if self.down[vmid] > self.bound:
-                    self.fail(f"ha-bound: HA VM {vmid} down longer than {self.bound:g}s")
+                    self.fail(f"ha-bound: HA VM {vmid} down longer than {self.bound:g}s "
+                              "while a host could run it")
 
     # --- loop ------------------------------------------------------------------------------
 
@@ -235,13 +338,30 @@ class Run:
             if w.t >= next_manager - 1e-9:
                 self.manager.step()
                 next_manager += MANAGER_EVERY
+            now = self.procs_now()
+            started = sorted((name, v) for name, procs in now.items()
+                             for v in procs - self.procs_before.get(name, frozenset()))
+            self.procs_before = now
             self.invariants()
+            self.windows(started)
             while expects and expects[0][0] <= w.t + 1e-9:
                 self.expect(expects.pop(0)[1])
             w.t = round(w.t + DT, 6)
+        w.t = self.until
         for at, ln in expects:
             self.fail(f"expectation at {at:g} after the end of the run: {' '.join(ln.words)}")
+        for win in self.sc.windows:
+            if win.end > self.until + 1e-9:
+                self.fail(f"window {win.start:g}-{win.end:g} ends after the run: "
+                          f"{' '.join(win.line.words)}")
+        w.say(f"sim: end of run, {len(self.failures)} failure(s)" if self.failures
+              else "sim: end of run, all checks passed")
         return Result(self.sc.name, w.log, self.failures)
+
+
+def matches(want: str, got: str) -> bool:
+    """`x` is x, `!x` anything but x."""
+    return got != want[1:] if want.startswith("!") else got == want
 
 
 def run(sc: Scenario) -> Result:

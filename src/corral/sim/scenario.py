@@ -1,26 +1,61 @@
-"""The scenario format: one statement a line, `#` comments.
+"""The scenario format: one statement a line, `#` comments (the comments before the first
+statement describe the scenario). Times are seconds on the virtual clock.
+
+Set-up:
 
     cluster nodes=3 memory=4096 ttl=10 watchdog=5 margin=2 run=60
-    node n4 memory=1024                      # another host (or other memory for one)
+                 [start-timeout=30] [stable-after=60]
+    node n4 [memory=1024] [watchdog=8]       # another host, or other facts for one; its
+                                             # watchdog kills its VMs 8 s after the last
+                                             # renewal (and it publishes 8); watchdog=0: no
+                                             # watchdog, only a confirmed power-off frees
+                                             # its VMs
     vm 100 on n1 [memory=512] [stopped] [ha=started|stopped|disabled|ignored]
-                 [max-restart=1] [max-relocate=1]
+                 [max-restart=1] [max-relocate=1] [maintenance=migrate|stay|stop]
     rule anti web-apart 101,102
     rule prefer db n1:2,n2:1 vms=101 [strict]
     maintenance n3                           # in maintenance from the start
-    bound 30                                 # an HA VM may be down this long (default:
-                                             # ttl + watchdog + margin + 10)
-    allow-down 103                           # no down-time bound for this VM
-    at 12 power-off n2 | power-on n2 | net-off n2|all | net-on n2|all
-    at 12 agent-restart n2 [for=1] | agent-freeze n2 | fence-confirm n2
-    at 12 maintenance n2 on|off | crash 100 | break 100 [on n1] | fix 100
-    at 12 ha 100 started|stopped|... | start 100 | shutdown 100   # operator, via the API
-    at 12 power-off leader                   # `leader` names the current manager host
-    expect at 40 vm 100 running [on n3|on !n2] | vm 100 stopped | vm 100 ha error
-    expect at 40 vm 100 placed n3 | node n2 fenced | leader !n1
+    bound 30 | off                           # an HA VM may be down this long while some
+                                             # host could run it (default: ttl + watchdog
+                                             # + margin + 10)
+    allow-down 103[,104]                     # no down-time bound for these VMs
+
+Events (`at T ...`); a host may be `all` (the host events) or `leader` (the manager's host):
+
+    at 12 power-off n2 | power-on n2
+    at 12 net-off n2 | net-on n2             # every link of the host, both ways
+    at 12 cut-store n2                       # n2 no longer reaches etcd, but its peers
+    at 12 cut-peers n2                       # n2 reaches etcd, not the other hosts (a
+                                             # migration to or from it fails)
+    at 12 heal n2                            # every link back (the same as net-on)
+    at 12 agent-restart n2 [for=1]           # a new agent process: start-up reconcile
+    at 12 agent-freeze n2                    # SIGSTOP: it renews and does nothing
+    at 12 agent-thaw n2                      # SIGCONT: the same process continues where
+                                             # it stopped, its lease possibly gone
+    at 12 fence-confirm n2                   # a fence agent powered it off and says so
+    at 12 maintenance n2 on|off
+    at 12 crash 100 | break 100 [on n1] | fix 100 [on n1]   # break: its start fails
+    at 12 ha 100 started|stopped|disabled|ignored            # operator, via the API
+    at 12 start 100 | shutdown 100 | migrate 100 n3          # operator, via the API (a
+                                             # migration the API refuses is logged, not
+                                             # queued; a stopped VM migrates cold)
+
+Expectations, checked at one time (`expect at T`) or at every tick of a window
+(`expect during T1 T2`); `!x` means "anything but x":
+
+    expect at 40 vm 100 running [on n3|on !n2] | vm 100 stopped | vm 100 placed n3
+    expect at 40 vm 100 ha error | vm 100 ha !error
+    expect at 40 node n2 fenced | node n2 !fenced
+    expect at 40 leader n1 | leader !n1
+    expect during 10 40 vm 100 never-started-on n2   # no QEMU of VM 100 comes up on n2
+    expect during 10 40 vm 100 never-started         # ... nor on any host
+
+Every line is checked when the file is read: an error names the line and what is wrong.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +74,15 @@ class Line:
         return self.opts.get(key, default)
 
 
+@dataclass(frozen=True)
+class Window:
+    """An expectation that must hold at every tick from start to end."""
+
+    start: float
+    end: float
+    line: Line
+
+
 @dataclass
 class Scenario:
     name: str
@@ -46,6 +90,75 @@ class Scenario:
     setup: list[Line] = field(default_factory=list)
     events: list[tuple[float, Line]] = field(default_factory=list)
     expects: list[tuple[float, Line]] = field(default_factory=list)
+    windows: list[Window] = field(default_factory=list)
+
+
+HA_REQUESTS = ("started", "stopped", "disabled", "ignored")
+HA_STATUSES = ("request_start", "started", "request_stop", "stopped", "fence", "recovery",
+               "migrate", "error", "disabled", "ignored", "freeze", "none")
+NODE_STATUSES = ("online", "unknown", "fence", "fenced", "none")
+POLICIES = ("migrate", "stay", "stop")
+HOST_EVENTS = ("power-off", "power-on", "net-off", "net-on", "cut-store", "cut-peers", "heal",
+               "agent-restart", "agent-freeze", "agent-thaw", "fence-confirm")
+CLUSTER_OPTS = ("nodes", "memory", "ttl", "watchdog", "margin", "run", "start-timeout",
+                "stable-after")
+
+
+class _Checker:
+    """Reads one statement's words; every complaint names the line."""
+
+    def __init__(self, line: Line, text: str, hosts: set[str]) -> None:
+        self.line, self.text, self.hosts = line, text, hosts
+
+    def error(self, what: str) -> ScenarioError:
+        return ScenarioError(f"line {self.line.number}: {what} in '{self.text}'")
+
+    def arity(self, low: int, high: int | None = None) -> None:
+        n = len(self.line.words)
+        if n < low or n > (low if high is None else high):
+            want = f"{low}" if high is None or high == low else f"{low} to {high}"
+            raise self.error(f"expected {want} words, found {n}")
+
+    def opts(self, allowed: Iterable[str]) -> None:
+        allowed = tuple(allowed)
+        for key in self.line.opts:
+            if key not in allowed:
+                hint = f" (known: {', '.join(allowed)})" if allowed else ""
+                raise self.error(f"unknown option '{key}='{hint}")
+
+    def number(self, word: str, what: str, integer: bool = False) -> float:
+        try:
+            value = int(word) if integer else float(word)
+        except ValueError:
+            kind = "a whole number" if integer else "a number"
+            raise self.error(f"{what} '{word}' is not {kind}") from None
+        if value < 0:
+            raise self.error(f"{what} '{word}' is negative")
+        return value
+
+    def vmids(self, word: str) -> None:
+        for part in word.split(","):
+            self.number(part, "VM id", integer=True)
+
+    def host(self, word: str, special: bool = False) -> None:
+        name = word[1:] if word.startswith("!") else word
+        if special and word in ("all", "leader"):
+            return
+        if name not in self.hosts:
+            raise self.error(f"no host '{name}' (hosts: {', '.join(sorted(self.hosts))})")
+
+    def one_of(self, word: str, choices: Iterable[str], what: str, negate: bool = False
+               ) -> None:
+        value = word[1:] if negate and word.startswith("!") else word
+        choices = tuple(choices)
+        if value not in choices:
+            raise self.error(f"{what} '{word}' is not one of {', '.join(choices)}")
+
+    def option_numbers(self, *keys: str) -> None:
+        for key in keys:
+            if key in self.line.opts:
+                self.number(self.line.opts[key], f"{key}=",
+                            integer=key in ("nodes", "memory", "max-restart", "max-relocate"))
 
 
 def _split(number: int, text: str) -> Line:
@@ -59,34 +172,199 @@ def _split(number: int, text: str) -> Line:
     return Line(number, words, opts)
 
 
-def _time(number: int, word: str) -> float:
-    try:
-        return float(word)
-    except ValueError:
-        raise ScenarioError(f"line {number}: '{word}' is not a time in seconds") from None
+def _check_setup(c: _Checker) -> None:
+    ln = c.line
+    head, args = ln.words[0], ln.words[1:]
+    if head == "cluster":
+        c.arity(1)
+        c.opts(CLUSTER_OPTS)
+        c.option_numbers(*CLUSTER_OPTS)
+    elif head == "node":
+        c.arity(2)
+        c.opts(("memory", "watchdog"))
+        c.option_numbers("memory", "watchdog")
+    elif head == "vm":
+        c.arity(4, 5)
+        c.number(args[0], "VM id", integer=True)
+        if args[1] != "on":
+            raise c.error("expected 'vm ID on HOST'")
+        c.host(args[2])
+        if len(args) == 4 and args[3] != "stopped":
+            raise c.error(f"'{args[3]}' is not 'stopped'")
+        c.opts(("memory", "ha", "max-restart", "max-relocate", "maintenance"))
+        c.option_numbers("memory", "max-restart", "max-relocate")
+        if "ha" in ln.opts:
+            c.one_of(ln.opts["ha"], HA_REQUESTS, "ha=")
+        if "maintenance" in ln.opts:
+            c.one_of(ln.opts["maintenance"], POLICIES, "maintenance=")
+    elif head == "rule":
+        c.arity(4, 5)
+        if args[0] == "anti":
+            c.arity(4)
+            c.opts(())
+            c.vmids(args[2])
+        elif args[0] == "prefer":
+            c.opts(("vms",))
+            if "vms" not in ln.opts:
+                raise c.error("a prefer rule needs vms=")
+            c.vmids(ln.opts["vms"])
+            for part in args[2].split(","):
+                name, colon, prio = part.partition(":")
+                if not colon:
+                    raise c.error(f"'{part}' is not HOST:PRIORITY")
+                c.host(name)
+                c.number(prio, "priority", integer=True)
+            if len(args) == 4 and args[3] != "strict":
+                raise c.error(f"'{args[3]}' is not 'strict'")
+        else:
+            raise c.error(f"rule kind '{args[0]}' is not anti or prefer")
+    elif head == "maintenance":
+        c.arity(2)
+        c.host(args[0])
+    elif head == "bound":
+        c.arity(2)
+        if args[0] != "off":
+            c.number(args[0], "bound")
+    elif head == "allow-down":
+        c.arity(2)
+        c.vmids(args[0])
+
+
+def _check_event(c: _Checker) -> None:
+    ln = c.line
+    verb, args = ln.words[0], ln.words[1:]
+    if verb in HOST_EVENTS:
+        c.arity(2)
+        c.host(args[0], special=True)
+        c.opts(("for",) if verb == "agent-restart" else ())
+        c.option_numbers("for")
+    elif verb == "maintenance":
+        c.arity(3)
+        c.host(args[0])
+        c.one_of(args[1], ("on", "off"), "maintenance")
+    elif verb in ("crash", "start", "shutdown"):
+        c.arity(2)
+        c.number(args[0], "VM id", integer=True)
+    elif verb in ("break", "fix"):
+        c.arity(2, 4)
+        c.number(args[0], "VM id", integer=True)
+        if len(args) == 2:
+            raise c.error(f"expected '{verb} ID [on HOST]'")
+        if len(args) == 3:
+            if args[1] != "on":
+                raise c.error(f"expected '{verb} ID on HOST'")
+            c.host(args[2])
+    elif verb == "ha":
+        c.arity(3)
+        c.number(args[0], "VM id", integer=True)
+        c.one_of(args[1], HA_REQUESTS, "HA request")
+    elif verb == "migrate":
+        c.arity(3)
+        c.number(args[0], "VM id", integer=True)
+        c.host(args[1])
+    else:
+        raise c.error(f"unknown event '{verb}'")
+    if verb not in HOST_EVENTS:
+        c.opts(())
+
+
+def _check_expect(c: _Checker, window: bool) -> None:
+    ln = c.line
+    what, args = ln.words[0], ln.words[1:]
+    c.opts(())
+    if what == "vm":
+        if len(args) < 2:
+            raise c.error("expected 'vm ID CONDITION'")
+        c.number(args[0], "VM id", integer=True)
+        cond = args[1]
+        if window != cond.startswith("never-started"):
+            raise c.error(f"'{cond}' is checked with "
+                          + ("'expect at T'" if window else "'expect during T1 T2'"))
+        if cond == "running":
+            c.arity(3, 5)
+            if len(args) > 2:
+                if len(args) != 4 or args[2] != "on":
+                    raise c.error("expected 'running on HOST'")
+                c.host(args[3])
+        elif cond == "stopped":
+            c.arity(3)
+        elif cond == "ha":
+            c.arity(4)
+            c.one_of(args[2], HA_STATUSES, "HA status", negate=True)
+        elif cond in ("placed", "never-started-on"):
+            c.arity(4)
+            c.host(args[2])
+        elif cond == "never-started":
+            c.arity(3)
+        else:
+            raise c.error(f"unknown VM condition '{cond}'")
+    elif what == "node" and not window:
+        c.arity(3)
+        c.host(args[0])
+        c.one_of(args[1], NODE_STATUSES, "node status", negate=True)
+    elif what == "leader" and not window:
+        c.arity(2)
+        if args[0] not in ("nobody", "!nobody"):
+            c.host(args[0])
+    else:
+        raise c.error(f"unknown expectation '{what}'")
 
 
 def parse(text: str, name: str = "scenario") -> Scenario:
     sc = Scenario(name)
     comments: list[str] = []
+    hosts: set[str] = set()
+    started = False
     for number, raw in enumerate(text.splitlines(), 1):
         body, _, comment = raw.partition("#")
         if not body.strip():
-            if comment.strip() and not sc.setup:
+            if comment.strip() and not started:
                 comments.append(comment.strip())
             continue
+        started = True
         line = _split(number, body)
-        head = line.words[0]
-        if head == "at" and len(line.words) >= 3:
-            sc.events.append((_time(number, line.words[1]),
-                              Line(number, line.words[2:], line.opts)))
-        elif head == "expect" and len(line.words) >= 4 and line.words[1] == "at":
-            sc.expects.append((_time(number, line.words[2]),
-                               Line(number, line.words[3:], line.opts)))
+        head = line.words[0] if line.words else ""
+        shown = body.strip()
+        c = _Checker(line, shown, hosts)
+        if head == "at":
+            if len(line.words) < 3:
+                raise c.error("expected 'at T EVENT'")
+            at = c.number(line.words[1], "time")
+            ev = Line(number, line.words[2:], line.opts)
+            _check_event(_Checker(ev, shown, hosts))
+            sc.events.append((at, ev))
+        elif head == "expect" and len(line.words) >= 3 and line.words[1] == "at":
+            at = c.number(line.words[2], "time")
+            ex = Line(number, line.words[3:], line.opts)
+            if not ex.words:
+                raise c.error("nothing to expect")
+            _check_expect(_Checker(ex, shown, hosts), window=False)
+            sc.expects.append((at, ex))
+        elif head == "expect" and len(line.words) >= 4 and line.words[1] == "during":
+            t1, t2 = c.number(line.words[2], "start"), c.number(line.words[3], "end")
+            if t2 < t1:
+                raise c.error(f"the window ends ({t2:g}) before it starts ({t1:g})")
+            ex = Line(number, line.words[4:], line.opts)
+            if not ex.words:
+                raise c.error("nothing to expect")
+            _check_expect(_Checker(ex, shown, hosts), window=True)
+            sc.windows.append(Window(t1, t2, ex))
         elif head in ("cluster", "node", "vm", "rule", "maintenance", "bound", "allow-down"):
+            if head != "cluster" and not sc.setup:
+                raise c.error("the first statement must be 'cluster'")
+            if head == "cluster" and sc.setup:
+                raise c.error("a second 'cluster' line")
+            _check_setup(c)
+            if head == "cluster":
+                count = int(c.number(line.opt("nodes", "3"), "nodes=", integer=True))
+                hosts.update(f"n{i}" for i in range(1, count + 1))
+            elif head == "node":
+                hosts.add(line.words[1])
             sc.setup.append(line)
         else:
-            raise ScenarioError(f"line {number}: cannot read '{body.strip()}'")
+            raise c.error("cannot read this line")
+    if not sc.setup:
+        raise ScenarioError("no `cluster` line")
     sc.description = " ".join(comments)
     sc.events.sort(key=lambda e: e[0])
     return sc

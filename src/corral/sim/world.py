@@ -1,10 +1,16 @@
 """The simulated cluster: a store (what etcd would hold), hosts with their QEMU processes,
 leases, watchdogs and agents. Agents mirror the real ones: task handlers, the monitor's
-plan_observation, and plan_startup when an agent (re)starts."""
+plan_observation, and plan_startup when an agent (re)starts.
+
+A host has two links: to the store (etcd: its lease, its tasks, the manager's reads and
+writes) and to its peers (migrations). Either can be cut alone. Its watchdog kills its VMs
+once its agent has not renewed the lease for `watchdog` seconds; a host with watchdog 0 has
+none, and its VMs run until it is powered off."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from corral.agent.reconciler import Do, Placed, plan_observation, plan_startup
 from corral.cluster.models import (
@@ -32,9 +38,12 @@ BOOT = 3.0  # a powered-on host's agent starts after this
 class Host:
     name: str
     memory_mb: int
+    watchdog: float = 5.0  # seconds from the last feed to the kill; 0: no watchdog
     powered: bool = True
-    network: bool = True
+    reaches_store: bool = True  # the link to etcd
+    reaches_peers: bool = True  # the links to the other hosts (migrations)
     agent_up: bool = True
+    frozen: bool = False  # the agent process is stopped (SIGSTOP); a thaw continues it
     agent_back_at: float | None = None
     procs: set[int] = field(default_factory=set)  # VMs whose QEMU runs here
     fed_at: float = 0.0  # the watchdog was last fed (after a successful lease renewal)
@@ -44,9 +53,18 @@ class Host:
     broken: set[int] = field(default_factory=set)  # VMs whose start fails here
 
     @property
+    def network(self) -> bool:
+        """Reaches etcd (what the agent and the manager on this host need)."""
+        return self.reaches_store
+
+    @property
     def connected(self) -> bool:
         """Reaches etcd with a working agent."""
-        return self.powered and self.network and self.agent_up
+        return self.powered and self.reaches_store and self.agent_up
+
+    def talks_to(self, other: Host) -> bool:
+        """A migration between the two can run."""
+        return self.powered and other.powered and self.reaches_peers and other.reaches_peers
 
 
 @dataclass
@@ -84,6 +102,10 @@ class Store:
                 self.put_placement(vmid, p.model_copy(update={"state": state}))
 
 
+def vm_list(vmids: set[int] | list[int]) -> str:
+    return ", ".join(str(v) for v in sorted(vmids))
+
+
 class World:
     def __init__(self, ttl: float, watchdog: float) -> None:
         self.t = 0.0
@@ -94,18 +116,32 @@ class World:
         self.log: list[str] = []
 
     def say(self, line: str) -> None:
-        self.log.append(f"[{self.t:6.1f}] {line}")
+        """One log line, "who: what". `who` is `event`, `manager`, `ha`, `check`, or a host
+        with its part (`n2/watchdog`); a bare host name speaks for its agent. The log is the
+        golden record of a scenario: fixed-width time, a padded source column, no reprs."""
+        who, sep, what = line.partition(": ")
+        if not sep:
+            who, what = "sim", line
+        elif who in self.hosts:
+            who = f"{who}/agent"
+        self.log.append(f"{self.t:7.1f}  {who:<12} {what}".rstrip())
 
     # --- setup -----------------------------------------------------------------------------
 
-    def add_host(self, name: str, memory_mb: int, cpus: int = 8) -> None:
-        self.hosts[name] = Host(name, memory_mb, fed_at=self.t, lease_expires=self.t + self.ttl)
+    def add_host(self, name: str, memory_mb: int, cpus: int = 8,
+                 watchdog: float | None = None) -> None:
+        """A host; `watchdog` is what its watchdog really does and what its agent publishes
+        (the cluster's setting unless given)."""
+        wd = self.watchdog if watchdog is None else watchdog
+        self.hosts[name] = Host(name, memory_mb, watchdog=wd, fed_at=self.t,
+                                lease_expires=self.t + self.ttl)
         self.store.info[name] = NodeInfo(name=name, cpus=cpus, memory_mb=memory_mb,
-                                         started_at=self.t)
+                                         watchdog_timeout=wd, started_at=self.t)
 
-    def add_vm(self, vmid: int, node: str, memory_mb: int, running: bool) -> None:
+    def add_vm(self, vmid: int, node: str, memory_mb: int, running: bool,
+               maintenance: Literal["migrate", "stay", "stop"] = "migrate") -> None:
         self.store.configs[vmid] = VMConfig(vmid=vmid, name=f"vm{vmid}", memory_mb=memory_mb,
-                                            cores=1)
+                                            cores=1, maintenance=maintenance)
         state = RunState.RUNNING if running else RunState.STOPPED
         self.store.put_placement(vmid, Placement(node=node, state=state))
         if running:
@@ -146,11 +182,12 @@ class World:
                 self.agent_start(h)
             if h.connected:
                 if not self.alive(h.name):
-                    self.say(f"{h.name}: lease lost; agent registers again")
+                    self.say(f"{h.name}/lease: expired; the agent registers a new one")
                 h.lease_expires = self.t + self.ttl
                 h.fed_at = self.t
-            elif h.powered and h.procs and self.t - h.fed_at >= self.watchdog:
-                self.say(f"{h.name}: watchdog fires, kills VMs {sorted(h.procs)}")
+            elif h.powered and h.procs and h.watchdog > 0 \
+                    and self.t - h.fed_at >= h.watchdog:
+                self.say(f"{h.name}/watchdog: fires, kills VM(s) {vm_list(h.procs)}")
                 h.procs.clear()
 
     def agent_start(self, h: Host) -> None:
@@ -219,16 +256,21 @@ class World:
             self.report(h, vmid, VMStatus.STOPPED)
         elif task.kind == "vm.migrate":
             target = self.hosts.get(str(task.params.get("target")))
-            if vmid not in h.procs:
+            p, _ = s.placements[vmid]
+            # A stopped VM migrates cold: only its placement (and disks) move.
+            cold = p.state is RunState.STOPPED and vmid not in h.procs
+            if vmid not in h.procs and not cold:
                 return f"VM {vmid} is not running"
             if target is None or not target.connected:
                 return "the target host is unreachable"
-            h.procs.discard(vmid)
-            target.procs.add(vmid)
-            p, _ = s.placements[vmid]
+            if not h.talks_to(target):
+                return f"cannot reach {target.name} from {h.name}"
+            if not cold:
+                h.procs.discard(vmid)
+                target.procs.add(vmid)
             s.put_placement(vmid, p.model_copy(update={"node": target.name,
                                                        "origin": task.params.get("origin")}))
-            self.report(target, vmid, VMStatus.RUNNING)
+            self.report(target, vmid, VMStatus.STOPPED if cold else VMStatus.RUNNING)
         else:
             return f"the simulator does not run {task.kind}"
         return None
