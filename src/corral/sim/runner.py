@@ -107,7 +107,7 @@ class Run:
         elif head == "allow-down":
             self.allow_down.update(int(v) for v in args[0].split(","))
         else:
-            raise ScenarioError(f"line {ln.number}: unknown setup '{' '.join(ln.words)}'")
+            raise ScenarioError(f"line {ln.number}: unknown setup '{ln.text}'")
 
     # --- events ----------------------------------------------------------------------------
 
@@ -123,7 +123,7 @@ class Run:
     def event(self, ln: Line) -> None:
         w, s = self.world, self.world.store
         verb, args = ln.words[0], ln.words[1:]
-        w.say(f"event: {' '.join(ln.words)}")
+        w.say(f"event: {ln.text}")
         if verb in ("power-off", "power-on", "net-off", "net-on", "cut-store", "cut-peers",
                     "heal", "agent-restart", "agent-freeze", "agent-thaw", "fence-confirm"):
             for name in self.hosts_of(ln, args[0]):
@@ -211,7 +211,7 @@ class Run:
     # --- checks ----------------------------------------------------------------------------
 
     def expect(self, ln: Line) -> None:
-        text = " ".join(ln.words)
+        text = ln.text
         problem = self.problem(ln)
         if problem is None:
             self.world.say(f"check: {text}: ok")
@@ -243,7 +243,7 @@ class Run:
                 if got != args[2]:
                     return f"placed on {got}"
             else:
-                raise ScenarioError(f"line {ln.number}: unknown expectation '{' '.join(ln.words)}'")
+                raise ScenarioError(f"line {ln.number}: unknown expectation '{ln.text}'")
         elif what == "node":
             ns = s.ha_state.nodes.get(args[0])
             got = ns.status.value if ns else "none"
@@ -254,7 +254,7 @@ class Run:
             if not matches(args[0], got):
                 return f"leader is {got}"
         else:
-            raise ScenarioError(f"line {ln.number}: unknown expectation '{' '.join(ln.words)}'")
+            raise ScenarioError(f"line {ln.number}: unknown expectation '{ln.text}'")
         return None
 
     def procs_now(self) -> dict[str, frozenset[int]]:
@@ -269,7 +269,7 @@ class Run:
                 continue
             args = win.line.words[1:]
             vmid, cond = self.vm(win.line, args[0]), args[1]
-            text = f"during {win.start:g}-{win.end:g} {' '.join(win.line.words)}"
+            text = f"during {win.start:g}-{win.end:g} {win.line.text}"
             for host, v in started:
                 if v == vmid and (cond == "never-started" or host == args[2]):
                     self.broken_windows.add(i)
@@ -349,11 +349,11 @@ class Run:
             w.t = round(w.t + DT, 6)
         w.t = self.until
         for at, ln in expects:
-            self.fail(f"expectation at {at:g} after the end of the run: {' '.join(ln.words)}")
+            self.fail(f"expectation at {at:g} after the end of the run: {ln.text}")
         for win in self.sc.windows:
             if win.end > self.until + 1e-9:
                 self.fail(f"window {win.start:g}-{win.end:g} ends after the run: "
-                          f"{' '.join(win.line.words)}")
+                          f"{win.line.text}")
         w.say(f"sim: end of run, {len(self.failures)} failure(s)" if self.failures
               else "sim: end of run, all checks passed")
         return Result(self.sc.name, w.log, self.failures)

@@ -73,6 +73,11 @@ class Line:
     def opt(self, key: str, default: str) -> str:
         return self.opts.get(key, default)
 
+    @property
+    def text(self) -> str:
+        """The statement as written (options after the words)."""
+        return " ".join([*self.words, *(f"{k}={v}" for k, v in self.opts.items())])
+
 
 @dataclass(frozen=True)
 class Window:
