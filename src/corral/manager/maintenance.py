@@ -90,12 +90,14 @@ class _Next:
     task_id: str | None = None
     wait: bool = False  # a retry, not yet due
     stuck: str | None = None
+    failed_targets: frozenset[str] = frozenset()  # where earlier attempts failed to go
 
 
 def _next_attempt(snap: ClusterSnapshot, base: str, what: str) -> _Next:
     """Attempts are f"{base}-0", "-1", ...: a failed one (an agent killed mid-migration) is
     tried again after RETRY_AFTER seconds, MAX_ATTEMPTS times in all, then the VM is stuck."""
     last: Task | None = None
+    failed: set[str] = set()
     for attempt in range(MAX_ATTEMPTS):
         task_id = f"{base}-{attempt}"
         task = snap.task(task_id)
@@ -103,12 +105,14 @@ def _next_attempt(snap: ClusterSnapshot, base: str, what: str) -> _Next:
             if last is not None and last.ended_at is not None \
                     and snap.now - last.ended_at < RETRY_AFTER:
                 return _Next(wait=True)
-            return _Next(task_id=task_id)
+            return _Next(task_id=task_id, failed_targets=frozenset(failed))
         if task.state is TaskState.OK:
             return _Next(stuck=f"task {task_id} ended but the VM has not moved")
         if task.state is not TaskState.ERROR:
             return _Next(wait=True)
         last = task
+        if isinstance(target := task.params.get("target"), str):
+            failed.add(target)
     error = last.error if last is not None else None
     return _Next(stuck=f"{what} failed {MAX_ATTEMPTS} times: {error or 'unknown error'}")
 
@@ -131,22 +135,29 @@ def _incoming_returns(snap: ClusterSnapshot, node: str) -> int:
                and t.id.startswith("return-"))
 
 
-def _destination(snap: ClusterSnapshot, node: str, vm: VM, rules: Sequence[HARule]
-                 ) -> tuple[str | None, str | None, str]:
-    """Where a VM leaving node goes, the origin it keeps, or why it cannot go anywhere."""
+def _destination(snap: ClusterSnapshot, node: str, vm: VM, rules: Sequence[HARule],
+                 avoid: frozenset[str] = frozenset()) -> tuple[str | None, str | None, str]:
+    """Where a VM leaving node goes, the origin it keeps, or why it cannot go anywhere.
+    Hosts in `avoid` (earlier attempts failed to reach them) are taken only when no other
+    host will do."""
     origin = vm.placement.origin
     running = vm.placement.state is not RunState.STOPPED
-    if origin and origin != node and migration_refusal(snap, vm, origin, True) is None \
+    if origin and origin != node and origin not in avoid \
+            and migration_refusal(snap, vm, origin, True) is None \
             and rule_refusal(snap, vm, list(rules), origin, running) is None:
         # It was here only because its own host was in maintenance: send it home instead.
         return origin, None, ""
     if not any(vm.vmid in r.vms for r in rules):
-        target, why_not = pick_target(snap, vm)
+        target, why_not = pick_target(snap, vm, avoid)
+        if target is None and avoid:
+            target, why_not = pick_target(snap, vm)
         return target, origin or node, why_not
     # Under HA rules: the hosts a migration could go to, ranked as HA would rank them.
     refused = {n: why for n in snap.nodes
                if (why := migration_refusal(snap, vm, n, True)) is not None}
-    target, why_not = choose_node(snap, vm, list(rules), frozenset(refused), running)
+    target, why_not = choose_node(snap, vm, list(rules), frozenset(refused) | avoid, running)
+    if target is None and avoid:
+        target, why_not = choose_node(snap, vm, list(rules), frozenset(refused), running)
     return target, origin or node, "; ".join([*refused.values(), why_not]).strip("; ")
 
 
@@ -194,7 +205,7 @@ def _evacuate_one(plan: _Plan, snap: ClusterSnapshot, node: str, vm: VM,
     if step.stuck is not None:
         st.stuck[vmid] = step.stuck
         return snap
-    target, new_origin, why_not = _destination(snap, node, vm, plan.rules)
+    target, new_origin, why_not = _destination(snap, node, vm, plan.rules, step.failed_targets)
     if target is None:
         st.stuck[vmid] = why_not
         return snap
