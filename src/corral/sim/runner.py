@@ -71,7 +71,7 @@ class Run:
         if message not in self.reported:
             self.reported.add(message)
             self.failures.append(f"t={self.world.t:g}: {message}")
-            self.world.say(f"FAIL {message}")
+            self.world.say(f"check: FAILED {message}")
 
     # --- setup -----------------------------------------------------------------------------
 
