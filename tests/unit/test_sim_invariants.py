@@ -136,3 +136,19 @@ def test_never_started_window_catches_a_start() -> None:
         "expect at 40 vm 100 running on n2\n", "")
     result = Run(parse(text)).run()
     assert any("never-started; it started on" in f for f in result.failures)
+
+
+def test_freeze_and_thaw_of_a_host_that_is_off_change_nothing() -> None:
+    text = """
+cluster nodes=3 run=40
+vm 100 on n2
+at 5 power-off n2
+at 6 agent-freeze n2
+at 7 agent-thaw n2
+at 10 power-on n2
+expect at 20 vm 100 running on n2
+"""
+    result = Run(parse(text)).run()
+    assert result.ok, result.failures
+    assert any("nothing to freeze" in ln for ln in result.log)
+    assert any("nothing to thaw" in ln for ln in result.log)

@@ -21,7 +21,7 @@ from corral.ha.models import FenceConfirmation, HARequest, HARule, HASettings, H
 from corral.scheduler.capacity import migration_refusal
 from corral.sim.manager import SimManager
 from corral.sim.scenario import Line, Scenario, ScenarioError
-from corral.sim.world import Host, World
+from corral.sim.world import Host, World, vm_list
 
 DT = 0.5
 MANAGER_EVERY = 1.0
@@ -187,7 +187,7 @@ class Run:
             if verb == "fence-confirm":
                 s.fenced[h.name] = FenceConfirmation(node=h.name, at=w.t, by="sim-ipmi")
         elif verb == "power-on" and not h.powered:
-            h.powered, h.agent_back_at, h.fed_at = True, w.t + 3.0, w.t
+            h.powered, h.agent_back_at, h.fed_at, h.frozen = True, w.t + 3.0, w.t, False
         elif verb in ("net-off", "net-on", "heal"):
             h.reaches_store = h.reaches_peers = verb != "net-off"
         elif verb == "cut-store":
@@ -198,6 +198,9 @@ class Run:
             h.agent_up, h.frozen = False, False
             h.agent_back_at = w.t + float(ln.opt("for", "1"))
         elif verb == "agent-freeze":
+            if not h.powered:
+                w.say(f"{h.name}: nothing to freeze (the host is off)")
+                return
             h.agent_up, h.agent_back_at, h.frozen = False, None, True
         elif verb == "agent-thaw":
             if not h.frozen:
@@ -310,7 +313,7 @@ class Run:
                 self.fail(f"one-owner: VM {vmid} runs on {', '.join(where)}")
         lost = self.initial - set(w.store.configs)
         if lost:
-            self.fail(f"configs-kept: VM config(s) {sorted(lost)} lost")
+            self.fail(f"configs-kept: VM config(s) {vm_list(lost)} lost")
         if self.bound is None:
             return
         for vmid, st in w.store.ha.items():
