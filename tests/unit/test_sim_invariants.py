@@ -152,3 +152,12 @@ expect at 20 vm 100 running on n2
     assert result.ok, result.failures
     assert any("nothing to freeze" in ln for ln in result.log)
     assert any("nothing to thaw" in ln for ln in result.log)
+
+
+def test_a_window_fails_at_the_first_tick_that_breaks_it() -> None:
+    text = CUT.replace("expect at 45 vm 100 running on !n2",
+                       "expect during 0 40 node n2 online")
+    result = Run(parse(text)).run()
+    # n2's lease ends 10 s after its last renewal (9.5): the manager sees it lost at 20.
+    assert result.failures == ["t=20: expected during 0-40 node n2 online; "
+                               "HA node status is fence"]

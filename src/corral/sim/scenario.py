@@ -40,15 +40,16 @@ Events (`at T ...`); a host may be `all` (the host events) or `leader` (the mana
                                              # migration the API refuses is logged, not
                                              # queued; a stopped VM migrates cold)
 
-Expectations, checked at one time (`expect at T`) or at every tick of a window
-(`expect during T1 T2`); `!x` means "anything but x":
+Expectations, checked at one time (`expect at T`) or at every tick of a window (`expect
+during T1 T2 ...`, any of these); `!x` means "anything but x":
 
     expect at 40 vm 100 running [on n3|on !n2] | vm 100 stopped | vm 100 placed n3
     expect at 40 vm 100 ha error | vm 100 ha !error
     expect at 40 node n2 fenced | node n2 !fenced
     expect at 40 leader n1 | leader !n1
+    expect during 10 40 node n2 !fenced              # at no tick from 10 to 40
     expect during 10 40 vm 100 never-started-on n2   # no QEMU of VM 100 comes up on n2
-    expect during 10 40 vm 100 never-started         # ... nor on any host
+    expect during 10 40 vm 100 never-started         # ... nor on any host (windows only)
 
 Every line is checked when the file is read: an error names the line and what is wrong.
 """
@@ -282,9 +283,8 @@ def _check_expect(c: _Checker, window: bool) -> None:
             raise c.error("expected 'vm ID CONDITION'")
         c.number(args[0], "VM id", integer=True)
         cond = args[1]
-        if window != cond.startswith("never-started"):
-            raise c.error(f"'{cond}' is checked with "
-                          + ("'expect at T'" if window else "'expect during T1 T2'"))
+        if not window and cond.startswith("never-started"):
+            raise c.error(f"'{cond}' is checked with 'expect during T1 T2'")
         if cond == "running":
             c.arity(3, 5)
             if len(args) > 2:
@@ -303,11 +303,11 @@ def _check_expect(c: _Checker, window: bool) -> None:
             c.arity(3)
         else:
             raise c.error(f"unknown VM condition '{cond}'")
-    elif what == "node" and not window:
+    elif what == "node":
         c.arity(3)
         c.host(args[0])
         c.one_of(args[1], NODE_STATUSES, "node status", negate=True)
-    elif what == "leader" and not window:
+    elif what == "leader":
         c.arity(2)
         if args[0] not in ("nobody", "!nobody"):
             c.host(args[0])
