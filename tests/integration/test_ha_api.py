@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -14,7 +15,7 @@ from corral.cluster.models import NodeInfo, Placement, RunState, VMConfig, VMRun
 from corral.cluster.store import Store
 from corral.ha import store as ha_store
 from corral.ha.machine import decide_ha
-from corral.ha.models import HAState, HATiming, NodeHAState, NodeStatusHA
+from corral.ha.models import FenceConfirmation, HAState, HATiming, NodeHAState, NodeStatusHA
 
 pytestmark = pytest.mark.integration
 
@@ -129,3 +130,17 @@ async def test_operator_confirms_a_lost_host_is_off(api: httpx.AsyncClient, stor
     assert ok.status_code == 201
     inputs = await ha_store.read_inputs(store)
     assert inputs.fenced["n1"].by == "operator"
+
+
+async def test_a_confirmation_is_refused_in_the_writing_transaction(store: Store) -> None:
+    """The store refuses by itself, at the revision it writes: no caller can confirm a host
+    that holds its lease, whatever it read before."""
+    await store.put(keys.node("n3", "info"), NodeInfo(name="n3", cpus=2, memory_mb=4096))
+    lease = await store.grant_lease(5)
+    await store.client.put(keys.node("n3", "alive").encode(), b"1", lease=lease)
+    conf = FenceConfirmation(node="n3", at=time.time(), by="ipmi")
+    assert not await ha_store.confirm_fenced(store, conf)
+    assert "n3" not in (await ha_store.read_inputs(store)).fenced
+    await lease.revoke()  # the lease expires: the host is off as far as etcd knows
+    assert await ha_store.confirm_fenced(store, conf)
+    assert (await ha_store.read_inputs(store)).fenced["n3"].by == "ipmi"

@@ -20,6 +20,9 @@ from corral.cluster.models import (
     VMConfig,
 )
 from corral.cluster.store import Store
+from corral.ha import store as ha_store
+from corral.ha.actions import ClearFenceConfirmation
+from corral.ha.models import FenceConfirmation
 from corral.manager import loop
 from corral.manager.election import Election
 from corral.manager.loop import Manager, NotLeader
@@ -135,3 +138,26 @@ async def test_the_manager_forgets_old_finished_tasks(store: Store) -> None:
     await m.tick()
     assert await store.task("old") is None
     assert await store.task("new") == fresh
+
+
+async def test_the_manager_clears_the_confirmation_of_a_host_that_rejoined(store: Store
+                                                                             ) -> None:
+    """A confirmation counts for one loss: once the host holds a lease again (its agent
+    registered again) the manager deletes it, so the host's next loss waits for its
+    watchdog again. Not while the host is without a lease."""
+    for name in ("n1", "n2"):
+        await store.put(keys.node(name, "info"), NodeInfo(name=name, cpus=2, memory_mb=4096,
+                                                          started_at=0))
+    a = await Host(store, "n1").up()
+    await store.client.put(keys.node("n1", "alive").encode(), b"1", lease=a.lease)
+    m = Manager(store, await a.election().win())
+    conf = FenceConfirmation(node="n2", at=10.0, by="ipmi")
+    assert await ha_store.confirm_fenced(store, conf)  # n2 has no lease
+    assert not await m.apply(ClearFenceConfirmation("n2"))  # still without a lease: kept
+    await m.tick()
+    assert "n2" in (await ha_store.read_inputs(store)).fenced
+    n2 = await Host(store, "n2").up()  # n2's agent registers again
+    await store.client.put(keys.node("n2", "alive").encode(), b"1", lease=n2.lease)
+    actions = await m.tick()
+    assert ClearFenceConfirmation("n2") in actions
+    assert (await ha_store.read_inputs(store)).fenced == {}

@@ -10,6 +10,7 @@ from corral.cluster.models import (
     VM,
     Node,
     NodeInfo,
+    NodeRequest,
     Placement,
     RunState,
     Task,
@@ -19,15 +20,18 @@ from corral.cluster.models import (
     VMStatus,
 )
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.ha.actions import SaveHAState
+from corral.ha.actions import ClearFenceConfirmation, SaveHAState
 from corral.ha.machine import decide_ha
 from corral.ha.models import (
     FenceConfirmation,
     HAInputs,
+    HARequest,
     HARule,
     HASettings,
     HAState,
     HATiming,
+    VMHAState,
+    VMStatusHA,
 )
 from corral.ha.status import ha_status
 
@@ -87,14 +91,26 @@ def test_recovered_placement_gets_a_start_with_a_derived_id() -> None:
 
 
 def test_fence_confirmation_recovers_at_once_but_not_a_stale_one() -> None:
-    up = {"n1": True, "n2": True}
+    up = {"n1": True, "n2": False}
     conf = {"n2": FenceConfirmation(node="n2", at=5)}
     actions, state = decide_ha(snap(6, up, [vm(100, "n2", True)]), ha(100, fenced=conf), T)
     assert state.nodes["n2"].status == "fenced"
     assert any(isinstance(a, SetPlacement) for a in actions)
     stale = {"n2": FenceConfirmation(node="n2", at=-1)}  # before the agent's start
     _, state = decide_ha(snap(6, up, [vm(100, "n2", True)]), ha(100, fenced=stale), T)
+    assert state.nodes["n2"].status == "fence"
+
+
+def test_a_confirmation_of_a_host_holding_its_lease_counts_for_nothing_and_is_cleared(
+        ) -> None:
+    """The host rejoined (or the confirmation was wrong): it is online, its VMs stay, and the
+    confirmation is cleared so that it cannot shorten the host's next loss."""
+    up = {"n1": True, "n2": True}
+    conf = {"n2": FenceConfirmation(node="n2", at=5)}
+    actions, state = decide_ha(snap(6, up, [vm(100, "n2", True)]), ha(100, fenced=conf), T)
     assert state.nodes["n2"].status == "online"
+    assert not any(isinstance(a, SetPlacement) for a in actions)
+    assert ClearFenceConfirmation("n2") in actions
 
 
 def test_crash_restart_relocate_error() -> None:
@@ -187,3 +203,205 @@ def test_a_slower_watchdog_on_the_lost_host_delays_recovery() -> None:
     assert not any(isinstance(a, SetPlacement) for a in actions)  # 20 + 5 + 2 passed, 20 + 9 not
     actions, _ = decide_ha(ClusterSnapshot(31, nodes, base.vms), ha(100, state=state), T)
     assert any(isinstance(a, SetPlacement) for a in actions)
+
+
+def unknown_vm(vmid: int, node: str) -> VM:
+    """QEMU alive but not answering QMP (e.g. SIGSTOPped): the agent reports `unknown`."""
+    v = vm(vmid, node, True)
+    return VM(v.config, v.placement, v.placement_rev,
+              VMRuntime(node=node, status=VMStatus.UNKNOWN, message="QMP timed out"))
+
+
+def test_an_unknown_vm_is_neither_restarted_nor_relocated() -> None:
+    up = {"n1": True, "n2": True}
+    _, state = decide_ha(snap(0, up, [vm(100, "n1", True)]), ha(100), T)
+    for now in (5, 50, 500):  # however long: only its host can say it stopped
+        actions, state = decide_ha(snap(now, up, [unknown_vm(100, "n1")]),
+                                   ha(100, state=state), T)
+        assert [a for a in actions if not isinstance(a, SaveHAState)] == []
+        assert "state unknown on n1" in state.vms[100].reason
+        assert state.vms[100].restarts == 0 and state.vms[100].relocates == 0
+    report = ha_status(snap(500, up, [unknown_vm(100, "n1")]), ha(100, state=state))
+    assert "waiting until its host reports it stopped" in report.vms[0].reason
+    # Its host reports it stopped: now it is down, and HA restarts it in place.
+    actions, state = decide_ha(snap(501, up, [vm(100, "n1", False)]), ha(100, state=state), T)
+    starts = [a.task for a in actions if isinstance(a, QueueTask)]
+    assert [(t.kind, t.node) for t in starts] == [("vm.start", "n1")]
+
+
+def test_an_unknown_vm_asked_stopped_gets_a_stop_not_a_stopped_status() -> None:
+    up = {"n1": True}
+    _, state = decide_ha(snap(0, up, [vm(100, "n1", True)]), ha(100), T)
+    stopped = HAInputs(settings={100: HASettings(vmid=100, state=HARequest.STOPPED)},
+                       state=state)
+    actions, state = decide_ha(snap(5, up, [unknown_vm(100, "n1")]), stopped, T)
+    assert [a.task.kind for a in actions if isinstance(a, QueueTask)] == ["vm.shutdown"]
+    assert state.vms[100].status == "request_stop"
+
+
+def test_an_unknown_vm_on_a_fenced_host_is_recovered() -> None:
+    up = {"n1": False, "n2": True}
+    conf = {"n1": FenceConfirmation(node="n1", at=1)}
+    actions, state = decide_ha(snap(2, up, [unknown_vm(100, "n1")]), ha(100, fenced=conf), T)
+    assert state.vms[100].status == "recovery"
+    assert [a.placement.node for a in actions if isinstance(a, SetPlacement)] == ["n2"]
+
+
+@pytest.mark.parametrize("want", [HARequest.DISABLED, HARequest.STOPPED])
+def test_stopped_or_disabled_on_a_lost_host_turns_its_placement_stopped(want: HARequest
+                                                                        ) -> None:
+    """So that the host's agent does not boot it when the host returns."""
+    up = {"n1": True, "n2": False}
+    _, state = decide_ha(snap(0, {"n1": True, "n2": True}, [vm(100, "n2", True)]), ha(100), T)
+    inputs = HAInputs(settings={100: HASettings(vmid=100, state=want)}, state=state)
+    actions, state = decide_ha(snap(3, up, [vm(100, "n2", True)]), inputs, T)
+    [move] = [a for a in actions if isinstance(a, SetPlacement)]
+    assert (move.placement.node, move.placement.state, move.expect_rev) == ("n2", "stopped", 7)
+    assert not any(isinstance(a, QueueTask) for a in actions)
+
+
+def test_an_error_vm_on_a_lost_host_stays_in_error() -> None:
+    """Proxmox test-erroneous-service1: recovery would start it and hide the error."""
+    up = {"n1": False, "n2": True}
+    err = HAState(vms={100: VMHAState(status=VMStatusHA.ERROR, node="n1", reason="broken")})
+    conf = {"n1": FenceConfirmation(node="n1", at=1)}
+    actions, state = decide_ha(snap(2, up, [vm(100, "n1", False)]),
+                               ha(100, state=err, fenced=conf), T)
+    assert not any(isinstance(a, (SetPlacement, QueueTask)) for a in actions)
+    assert state.vms[100].status == "error" and state.vms[100].reason == "broken"
+
+
+def failed_start(state: HAState, now: float) -> Task:
+    tid = state.vms[100].task
+    assert tid is not None
+    return Task(id=tid, kind="vm.start", node=state.vms[100].node, vmid=100,
+                state=TaskState.ERROR, error="no luck", created_at=now)
+
+
+def test_relocation_tries_each_host_once_then_retries_in_place() -> None:
+    """Proxmox test-relocate-policy1 / test-resource-failure6: no bouncing between two bad
+    hosts while a good one is free."""
+    up = {"n1": True, "n2": True, "n3": True}
+    settings = {100: HASettings(vmid=100, max_restart=0, max_relocate=3)}
+    _, state = decide_ha(snap(0, up, [vm(100, "n1", True)]), HAInputs(settings=settings), T)
+    # It stops on n1: relocated to n2 (name order among equals).
+    where, rev, tasks = "n1", 7, []
+    visited = []
+    for now in range(1, 12):
+        placed = vm(100, where, False, rev=rev)
+        actions, state = decide_ha(snap(now, up, [placed], tasks),
+                                   HAInputs(settings=settings, state=state), T)
+        for a in actions:
+            if isinstance(a, SetPlacement):
+                where, rev = a.placement.node, rev + 1
+                visited.append(where)
+            elif isinstance(a, QueueTask):
+                visited.append(f"start@{a.task.node}")
+                tasks = [failed_start(state, now)]
+        if state.vms[100].status == "error":
+            break
+    assert visited == ["n2", "start@n2", "n3", "start@n3", "start@n3"]
+    assert state.vms[100].tried == ["n1", "n2", "n3"]
+    assert state.vms[100].status == "error"
+
+
+def test_no_relocation_target_but_budget_left_retries_in_place() -> None:
+    """Proxmox test-resource-affinity-strict-negative4: the other host is taken by an
+    anti-affinity partner; the start is tried again where it is, not given up."""
+    up = {"n1": True, "n2": True}
+    rule = HARule(name="apart", kind="anti-affinity", vms=[100, 101])
+    settings = {v: HASettings(vmid=v, max_restart=0, max_relocate=1) for v in (100, 101)}
+    vms = [vm(100, "n1", True), vm(101, "n2", True)]
+    _, state = decide_ha(snap(0, up, vms), HAInputs(settings=settings, rules=[rule]), T)
+    vms[0] = vm(100, "n1", False)
+    actions, state = decide_ha(snap(1, up, vms),
+                               HAInputs(settings=settings, rules=[rule], state=state), T)
+    assert not any(isinstance(a, SetPlacement) for a in actions)
+    assert [(a.task.kind, a.task.node) for a in actions if isinstance(a, QueueTask)] == [
+        ("vm.start", "n1")]
+    assert state.vms[100].status == "request_start" and state.vms[100].relocates == 1
+    assert "rule apart" in state.vms[100].reason
+
+
+def test_a_new_term_waits_the_whole_time_whatever_was_persisted() -> None:
+    up = {"n1": True, "n2": False}
+    vms = [vm(100, "n2", True)]
+    old = HAInputs(settings={100: HASettings(vmid=100)}, term=5, mono=1000.0)
+    _, state = decide_ha(snap(20, up, vms), old, T)
+    assert state.nodes["n2"].lost_mono == 1000.0 and state.nodes["n2"].term == 5
+    # A new leader (term 9, its own monotonic clock) at wall time 40: 20 s after the old
+    # leader saw the loss, still it waits its own 7 s.
+    new = HAInputs(settings={100: HASettings(vmid=100)}, state=state, term=9, mono=3.0)
+    actions, state = decide_ha(snap(40, up, vms), new, T)
+    assert state.nodes["n2"].status == "fence" and state.nodes["n2"].lost_mono == 3.0
+    assert not any(isinstance(a, SetPlacement) for a in actions)
+    later = HAInputs(settings={100: HASettings(vmid=100)}, state=state, term=9, mono=10.0)
+    actions, state = decide_ha(snap(47, up, vms), later, T)
+    assert state.nodes["n2"].status == "fenced"
+    assert any(isinstance(a, SetPlacement) for a in actions)
+
+
+def test_a_wall_clock_jump_does_not_shorten_the_wait() -> None:
+    up = {"n1": True, "n2": False}
+    vms = [vm(100, "n2", True)]
+    settings = {100: HASettings(vmid=100)}
+    _, state = decide_ha(snap(20, up, vms), HAInputs(settings=settings, term=1, mono=50.0), T)
+    # The wall clock jumps an hour ahead; only 1 s passed on the monotonic clock.
+    actions, state = decide_ha(snap(3620, up, vms),
+                               HAInputs(settings=settings, state=state, term=1, mono=51.0), T)
+    assert state.nodes["n2"].status == "fence"
+    assert not any(isinstance(a, SetPlacement) for a in actions)
+
+
+def test_failback_moves_back_live_once_after_the_hold_time() -> None:
+    t = HATiming(lease_ttl=10, watchdog_timeout=5, margin=2, failback_hold=30,
+                 stable_after=1000)
+    rule = HARule(name="home", kind="node-preference", vms=[100], nodes={"n1": 2, "n2": 1})
+    vms = [vm(100, "n2", True)]
+    inputs = ha(100, rules=[rule])
+    _, state = decide_ha(snap(0, {"n1": False, "n2": True}, vms), inputs, T)
+    up = {"n1": True, "n2": True}
+    actions, state = decide_ha(snap(10, up, vms), ha(100, rules=[rule], state=state), t)
+    assert not any(isinstance(a, QueueTask) for a in actions)  # n1 just returned
+    actions, state = decide_ha(snap(39, up, vms), ha(100, rules=[rule], state=state), t)
+    assert not any(isinstance(a, QueueTask) for a in actions)
+    actions, state = decide_ha(snap(40, up, vms), ha(100, rules=[rule], state=state), t)
+    [move] = [a.task for a in actions if isinstance(a, QueueTask)]
+    assert (move.kind, move.node, move.params["target"]) == ("vm.migrate", "n2", "n1")
+    assert state.vms[100].status == "migrate" and "failback to n1" in state.vms[100].reason
+    # The migration fails: it is not tried again for this return of n1.
+    failed = move.model_copy(update={"state": TaskState.ERROR, "error": "cut"})
+    for now in (41, 42, 100):
+        actions, state = decide_ha(snap(now, up, vms, [failed]),
+                                   ha(100, rules=[rule], state=state), t)
+        assert not any(isinstance(a, QueueTask) for a in actions)
+        assert state.vms[100].status == "started"
+
+
+def test_no_failback_when_the_rule_says_so() -> None:
+    t = HATiming(lease_ttl=10, watchdog_timeout=5, margin=2, failback_hold=30)
+    rule = HARule(name="home", kind="node-preference", vms=[100], nodes={"n1": 2, "n2": 1},
+                  failback=False)
+    up = {"n1": True, "n2": True}
+    vms = [vm(100, "n2", True)]
+    _, state = decide_ha(snap(0, up, vms), ha(100, rules=[rule]), t)
+    actions, _ = decide_ha(snap(100, up, vms), ha(100, rules=[rule], state=state), t)
+    assert not any(isinstance(a, QueueTask) for a in actions)
+
+
+def test_a_host_in_maintenance_that_goes_offline_is_not_fenced() -> None:
+    base = snap(0, {"n1": True, "n2": False}, [vm(100, "n2", False)])
+    info = base.nodes["n2"].info
+    parked = Node("n2", info, False, None, NodeRequest(maintenance=True))
+    s = ClusterSnapshot(50, {**base.nodes, "n2": parked}, base.vms)
+    stopped = HAInputs(settings={100: HASettings(vmid=100, state=HARequest.STOPPED)})
+    _, state = decide_ha(s, stopped, T)
+    actions, state = decide_ha(ClusterSnapshot(500, s.nodes, s.vms),
+                               HAInputs(settings=stopped.settings, state=state), T)
+    assert state.nodes["n2"].status == "maintenance"
+    assert not any(isinstance(a, SetPlacement) for a in actions)
+    assert state.vms[100].status == "stopped" and state.vms[100].node == "n2"
+    # Something meant to run there makes it an ordinary lost host.
+    running = [vm(100, "n2", True)]
+    _, state = decide_ha(ClusterSnapshot(500, s.nodes, {100: running[0]}), ha(100), T)
+    assert state.nodes["n2"].status == "fence"

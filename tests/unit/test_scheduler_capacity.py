@@ -119,3 +119,14 @@ def test_pick_target_takes_the_most_free_memory_and_says_why_none_fits() -> None
     s = snap([node("n1"), node("n2", alive=False)], [v])
     target, why = pick_target(s, v)
     assert target is None and "n2 is offline" in why
+
+
+def test_a_migration_stuck_on_a_dead_source_reserves_nothing_on_its_target() -> None:
+    """Its task never ends while the source is down; the VM is recovered from the source, so
+    the target's memory must stay free for the recovery choosing it (or another VM)."""
+    big = vm(100, "n1", memory_mb=3000)
+    tasks = [migrating(100, "n2")]
+    live = snap([node("n1"), node("n2")], [big], tasks)
+    assert free_memory(live, "n2") == 4096 - HOST_RESERVE_MB - 3000
+    dead = snap([node("n1", alive=False), node("n2")], [big], tasks)
+    assert free_memory(dead, "n2") == 4096 - HOST_RESERVE_MB

@@ -110,8 +110,8 @@ async def confirm_fenced(node: str, store: StoreDep) -> FenceConfirmation:
     found = await store.node(node)
     if found is None or found.info is None:
         raise not_found("node", node)
-    if found.alive:
-        raise conflict(f"node {node} holds its lease: it is not off", field="node")
     conf = FenceConfirmation(node=node, at=time.time(), by="operator")
-    await ha_store.confirm_fenced(store, conf)
+    # The lease is checked in the transaction that writes: not a read and then a write.
+    if not await ha_store.confirm_fenced(store, conf):
+        raise conflict(f"node {node} holds its lease: it is not off", field="node")
     return conf

@@ -120,6 +120,10 @@ def rule_add(
     vms: Annotated[str | None, typer.Option("--vms", help="VMs the preference applies to.")
                    ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Only the listed hosts.")] = False,
+    failback: Annotated[bool, typer.Option(
+        "--failback/--no-failback",
+        help="Move a VM back (live, once) when a preferred host returns and stays online.")
+    ] = True,
 ) -> None:
     """Add an anti-affinity or node-preference rule."""
     if (anti_affinity is None) == (nodes is None):
@@ -131,7 +135,7 @@ def rule_add(
         if not vms:
             fail("--nodes needs --vms: the VMs the preference applies to")
         body = {"name": name, "kind": "node-preference", "nodes": _nodes(nodes or ""),
-                "vms": _ids(vms), "strict": strict}
+                "vms": _ids(vms), "strict": strict, "failback": failback}
     connect().post("/ha/rules", body)
     typer.echo(f"rule {name} added")
 
@@ -143,9 +147,10 @@ def rule_list(as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(rules)
         return
-    table(["NAME", "KIND", "VMS", "NODES", "STRICT"],
+    table(["NAME", "KIND", "VMS", "NODES", "STRICT", "FAILBACK"],
           [[r["name"], r["kind"], ",".join(map(str, r["vms"])),
-            ",".join(f"{n}:{p}" for n, p in r["nodes"].items()) or "-", r["strict"]]
+            ",".join(f"{n}:{p}" for n, p in r["nodes"].items()) or "-", r["strict"],
+            r.get("failback", True) if r["kind"] == "node-preference" else "-"]
            for r in rules])
 
 

@@ -15,4 +15,12 @@ class SaveHAState:
     state: HAState
 
 
-HAAction = Action | SaveHAState
+@dataclass(frozen=True)
+class ClearFenceConfirmation:
+    """Forget a host's fence confirmation: the host holds a lease again (it rejoined), so the
+    old power-off proves nothing any more. Applied only while the host is alive."""
+
+    node: str
+
+
+HAAction = Action | SaveHAState | ClearFenceConfirmation

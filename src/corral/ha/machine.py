@@ -4,14 +4,22 @@ its placement generation and an attempt counter, so they never repeat.
 
 Per HA VM, each pass:
 - ignored: hands off. disabled/stopped: shut it down if it runs (disabled VMs also stay on a
-  lost host; stopped ones are moved off it, stopped).
-- its host is lost: `fence` until the host is fenced (lost_at + watchdog_timeout + margin,
-  or a fence agent's confirmation), then `recovery`: placement moves (CAS) to the best
-  eligible host; the start follows on the next pass, once the new placement is read back,
-  so no start is ever queued for a placement that lost its race.
+  lost host; stopped ones are moved off it, stopped). On a lost host their placement turns
+  stopped at once (CAS), so the host starts nothing when it returns.
+- error: stays, whatever happens to its host, until the operator clears it.
+- its host is lost: `fence` until the host is fenced (watchdog_timeout + margin after this
+  manager first saw the lease gone, or a fence agent's confirmation), then `recovery`:
+  placement moves (CAS) to the best eligible host; the start follows on the next pass, once
+  the new placement is read back, so no start is ever queued for a placement that lost its
+  race. A host in maintenance with nothing meant to run is not fenced: its VMs stay.
+- its state is unknown (QEMU alive, QMP not answering): it may run, so nothing is started
+  or moved until its host reports it stopped or is fenced.
 - started, host online: start it if it does not run; a VM that stopped on its own, or a start
-  that failed, is restarted in place up to max_restart, then relocated up to max_relocate,
+  that failed, is restarted in place up to max_restart, then relocated up to max_relocate
+  (each eligible host once, best first; with none left, the start is retried in place),
   then `error` with the reason. Counters reset after stable_after seconds of running.
+- failback: a VM running on a host its preference rule ranks below a host that returned and
+  stayed online for failback_hold moves back live, once per return.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from typing import Any
 from corral.cluster.actions import QueueTask, SetPlacement
 from corral.cluster.models import VM, Placement, RunState, Task, TaskState, VMStatus
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.ha.actions import HAAction, SaveHAState
+from corral.ha.actions import ClearFenceConfirmation, HAAction, SaveHAState
 from corral.ha.models import (
     HAInputs,
     HARequest,
@@ -35,8 +43,9 @@ from corral.ha.models import (
     VMHAState,
     VMStatusHA,
 )
-from corral.ha.nodes import node_states
-from corral.ha.placement import choose_node, with_placement
+from corral.ha.nodes import clock, node_states
+from corral.ha.placement import choose_node, priority, rules_of, with_placement
+from corral.scheduler.capacity import migration_refusal
 
 S = VMStatusHA
 ALIVE = (VMStatus.RUNNING, VMStatus.PAUSED, VMStatus.STARTING, VMStatus.SHUTTING_DOWN)
@@ -49,6 +58,20 @@ def runs(vm: VM) -> bool:
     """The VM runs where it is placed (a stale report from a lost host does not count)."""
     rt = vm.runtime
     return rt is not None and rt.node == vm.placement.node and rt.status in ALIVE
+
+
+def unknown(vm: VM) -> bool:
+    """Its host reports it neither running nor stopped (QMP not answering, an unmapped QEMU
+    state): the process is alive and may run the guest, so it counts as neither."""
+    rt = vm.runtime
+    return rt is not None and rt.node == vm.placement.node and rt.status is VMStatus.UNKNOWN
+
+
+def unknown_reason(vm: VM) -> str:
+    rt = vm.runtime
+    what = rt.message if rt is not None and rt.message else "QEMU does not answer"
+    return (f"state unknown on {vm.placement.node} ({what}): waiting until its host reports "
+            "it stopped or is fenced")
 
 
 @dataclass
@@ -64,6 +87,10 @@ class Ctx:
     inputs: HAInputs
     timing: HATiming
     nodes: dict[str, NodeHAState]
+
+    @property
+    def mono(self) -> float:
+        return clock(self.snap, self.inputs)
 
 
 def _to(base: VMHAState, now: float, status: S, reason: str = "", **changes: Any
@@ -139,18 +166,56 @@ def _retry(c: Ctx, vm: VM, s: HASettings, base: VMHAState, why: str) -> Step:
         return _start(c, vm, base, S.REQUEST_START,
                       f"restart {n}/{s.max_restart} on {node}: {why}", restarts=n)
     if base.relocates < s.max_relocate:
-        target, whynot = choose_node(c.snap, vm, c.inputs.rules, frozenset({node}), True)
-        if target is None:
-            return Step(_to(base, now, S.ERROR, f"{why}; no host to relocate to: {whynot}",
-                            task=None))
         n = base.relocates + 1
+        # Each host once, best first: the hosts it failed on this round are not tried again.
+        tried = base.tried if node in base.tried else [*base.tried, node]
+        target, whynot = choose_node(c.snap, vm, c.inputs.rules, frozenset(tried), True)
+        if target is None:
+            # Every eligible host tried, or none fits: try here again while budget is left.
+            return _start(c, vm, base, S.REQUEST_START,
+                          f"relocate {n}/{s.max_relocate}: no other host to try "
+                          f"({whynot or 'tried ' + ', '.join(tried)}), starting again on "
+                          f"{node}: {why}", relocates=n, restarts=0, tried=tried)
         move = _move(c, vm, target, RunState.RUNNING, f"HA relocate to {target}")
         # Restarts count per host: the new host gets its own max_restart tries.
         return Step(_to(base, now, S.MIGRATE, f"relocate {n}/{s.max_relocate} to {target}: "
-                        f"{why}", relocates=n, restarts=0, task=None, node=target),
-                    [move], move.placement)
+                        f"{why}", relocates=n, restarts=0, task=None, node=target,
+                        tried=tried), [move], move.placement)
     return Step(_to(base, now, S.ERROR, f"{why}; gave up after {base.restarts} restart(s) "
                     f"and {base.relocates} relocation(s)", task=None))
+
+
+def _failback(c: Ctx, vm: VM, base: VMHAState) -> Step | None:
+    """A live move back to a host its preference rules rank above its current one, once the
+    host has been online for failback_hold; once per return of that host."""
+    prefs = rules_of(c.inputs.rules, vm.vmid, "node-preference")
+    if not prefs or not all(r.failback for r in prefs) or vm.placement.origin is not None:
+        return None  # no preference, failback off, or maintenance owns its return
+    node, mono = vm.placement.node, c.mono
+    here = priority(c.inputs.rules, vm.vmid, node)
+    not_yet = frozenset(
+        n for n in c.snap.nodes
+        if n == node or priority(c.inputs.rules, vm.vmid, n) <= here
+        or (ns := c.nodes.get(n)) is None or ns.status is not NodeStatusHA.ONLINE
+        or ns.online_since is None or mono - ns.online_since < c.timing.failback_hold
+        or migration_refusal(c.snap, vm, n, with_local_disks=True) is not None)
+    target, _ = choose_node(c.snap, vm, c.inputs.rules, not_yet, True)
+    if target is None:
+        return None
+    since = c.nodes[target].online_since
+    assert since is not None  # only hosts online long enough are left
+    key = f"{target}@{since:g}"
+    if base.failback == key:
+        return None  # tried for this return already (it failed, or moved away since)
+    attempt = base.attempt + 1
+    params: dict[str, object] = {"target": target, "with_local_disks":
+                                 bool(c.snap.local_disks(vm)), "bwlimit_mbps": None,
+                                 "origin": None}
+    task = _task(vm, node, "vm.migrate", attempt, c.snap.now, params)
+    return Step(_to(base, c.snap.now, S.MIGRATE,
+                    f"failback to {target} (priority {priority(c.inputs.rules, vm.vmid, target)}"
+                    f" over {here} on {node})", attempt=attempt, task=task.id, failback=key),
+                [QueueTask(task)])
 
 
 def _started(c: Ctx, vm: VM, s: HASettings, base: VMHAState) -> Step:
@@ -163,8 +228,14 @@ def _started(c: Ctx, vm: VM, s: HASettings, base: VMHAState) -> Step:
         counters: dict[str, Any] = {}
         if now - since >= c.timing.stable_after:
             counters = {"restarts": 0, "relocates": 0}
-        return Step(_to(base, now, S.STARTED, task=None, node=node, running_since=since,
-                        **counters))
+        step = Step(_to(base, now, S.STARTED, task=None, node=node, running_since=since,
+                        tried=[], **counters))
+        if task is None and base.status is S.STARTED:
+            return _failback(c, vm, step.state) or step
+        return step
+    if unknown(vm):
+        # It may still run: a restart would fail and a relocation would run it twice.
+        return Step(_to(base, now, base.status, unknown_reason(vm)))
     if task is not None:  # a start, shutdown or migration in flight: let it finish
         status = S.MIGRATE if task.kind in MIGRATIONS else base.status
         if status in (S.STARTED, S.STOPPED, S.DISABLED, S.IGNORED, S.ERROR):
@@ -195,7 +266,7 @@ def _stopped(c: Ctx, vm: VM, s: HASettings, base: VMHAState) -> Step:
     now = c.snap.now
     final = S.DISABLED if s.state is HARequest.DISABLED else S.STOPPED
     task = _active(c, vm)
-    if runs(vm):
+    if runs(vm) or unknown(vm):  # an unknown VM may run: stop it for sure
         if task is not None:
             return Step(_to(base, now, S.REQUEST_STOP, f"waiting for task {task.id} "
                             f"({task.kind})"))
@@ -225,6 +296,19 @@ def _stopped(c: Ctx, vm: VM, s: HASettings, base: VMHAState) -> Step:
 def _lost_host(c: Ctx, vm: VM, s: HASettings, base: VMHAState, ns: NodeHAState | None
                ) -> Step:
     now, node = c.snap.now, vm.placement.node
+    if s.state is not HARequest.STARTED and vm.placement.state is not RunState.STOPPED:
+        # Asked stopped (or disabled) while its host is away: say so in the placement now,
+        # so the host's agent does not boot it when the host returns.
+        p = vm.placement.model_copy(update={"state": RunState.STOPPED})
+        status = S.DISABLED if s.state is HARequest.DISABLED else S.FENCE
+        return Step(_to(base, now, status, f"host {node} is lost; kept stopped for its return",
+                        task=None),
+                    [SetPlacement(vm.vmid, p, vm.placement_rev,
+                                  f"HA: {s.state.value} while {node} is lost")], p)
+    if ns is not None and ns.status is NodeStatusHA.MAINTENANCE:
+        final = S.DISABLED if s.state is HARequest.DISABLED else S.STOPPED
+        return Step(_to(base, now, final, f"host {node} is offline in maintenance; stays "
+                        "there", task=None))
     if s.state is HARequest.DISABLED:
         return Step(_to(base, now, S.DISABLED, f"host {node} is lost; disabled VMs stay",
                         task=None))
@@ -250,7 +334,11 @@ def vm_step(c: Ctx, s: HASettings, vm: VM, prev: VMHAState | None) -> Step:
     if s.state is HARequest.IGNORED:
         return Step(_to(base, now, S.IGNORED, task=None, restarts=0, relocates=0))
     ns = c.nodes.get(vm.placement.node)
-    if ns is None or ns.status is not NodeStatusHA.ONLINE:
+    online = ns is not None and ns.status is NodeStatusHA.ONLINE
+    if base.status is S.ERROR and s.state is HARequest.STARTED and not (online and up):
+        # Not recovered, not restarted, wherever it is: the operator clears `error`.
+        return Step(base)
+    if not online:
         return _lost_host(c, vm, s, base, ns)
     if s.state is HARequest.STARTED:
         return _started(c, vm, s, base)
@@ -274,6 +362,12 @@ def decide_ha(snap: ClusterSnapshot, inputs: HAInputs, timing: HATiming
         vms[vmid] = step.state
         if step.placement is not None:
             work = with_placement(work, vmid, step.placement)
+    # A confirmation is only for a host without its lease: one that holds a lease again
+    # rejoined, and the old power-off must not count for its next loss.
+    for name in sorted(inputs.fenced):
+        node = snap.nodes.get(name)
+        if node is not None and node.alive:
+            actions.append(ClearFenceConfirmation(name))
     new = HAState(vms=vms, nodes=nodes)
     if new != inputs.state:
         actions.append(SaveHAState(new))

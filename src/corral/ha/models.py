@@ -30,13 +30,15 @@ class HASettings(Model):
 
 class HARule(Model):
     """anti-affinity: the listed VMs never share a host. node-preference: the listed VMs go
-    to the highest-priority eligible host; strict forbids hosts not listed."""
+    to the highest-priority eligible host; strict forbids hosts not listed; failback moves a
+    VM back (live, once) when a host it prefers returns and stays online for a while."""
 
     name: str
     kind: Literal["anti-affinity", "node-preference"]
     vms: list[int] = Field(min_length=1)
     nodes: dict[str, int] = Field(default_factory=dict)
     strict: bool = False
+    failback: bool = True
 
     @field_validator("name")
     @classmethod
@@ -59,6 +61,8 @@ class HARule(Model):
                 raise ValueError("vms: anti-affinity needs at least two VMs")
             if self.nodes or self.strict:
                 raise ValueError("nodes: anti-affinity takes no nodes")
+            if not self.failback:
+                raise ValueError("failback: applies to node-preference rules only")
         elif not self.nodes:
             raise ValueError("nodes: node-preference needs at least one node")
         for n in self.nodes:
@@ -95,6 +99,9 @@ class NodeStatusHA(StrEnum):
     UNKNOWN = "unknown"  # never seen with facts (no info): not a place for VMs
     FENCE = "fence"  # lease gone since lost_at; its watchdog may not have fired yet
     FENCED = "fenced"  # surely without running VMs: watchdog deadline passed or confirmed
+    # Lease gone while in maintenance with nothing meant to run on it: nothing to fence or
+    # recover, its VMs stay where they are for its return.
+    MAINTENANCE = "maintenance"
 
 
 class VMHAState(Model):
@@ -107,13 +114,23 @@ class VMHAState(Model):
     task: str | None = None  # the manager's task being waited for
     running_since: float | None = None
     reason: str = ""
+    # Hosts where it failed to start in this round of relocations, in order: each is tried
+    # once; emptied once it runs.
+    tried: list[str] = Field(default_factory=list)
+    # The host return a failback was made for ("<host>@<online since>"), so it happens once.
+    failback: str = ""
 
 
 class NodeHAState(Model):
     status: NodeStatusHA
-    lost_at: float | None = None
-    fenced_at: float | None = None
+    lost_at: float | None = None  # wall clock, for people: never used for a deadline
+    fenced_at: float | None = None  # wall clock, for people
     reason: str = ""
+    # Deadlines run on the manager's monotonic clock, and only within the term that measured
+    # them: a new manager starts every wait afresh.
+    term: int = 0
+    lost_mono: float | None = None  # when this term first saw the lease gone
+    online_since: float | None = None  # monotonic, this term: when it was first seen online
 
 
 class HAState(Model):
@@ -129,6 +146,11 @@ class HAInputs:
     rules: list[HARule] = field(default_factory=list)
     state: HAState = field(default_factory=HAState)
     fenced: dict[str, FenceConfirmation] = field(default_factory=dict)
+    # The manager's term (its election token) and its monotonic clock, passed in by the
+    # shell: waits are measured on these, never on snap.now (a wall clock may jump). None:
+    # snap.now stands in (tests, the simulator's single clock).
+    term: int = 0
+    mono: float | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +163,7 @@ class HATiming:
     start_timeout: float = 60.0  # a start task not finished by then counts as failed
     stable_after: float = 60.0  # running this long resets the restart/relocate counters
     shutdown_timeout: float = 60.0
+    failback_hold: float = 60.0  # a preferred host online this long gets its VMs back
 
     def __post_init__(self) -> None:
         if not 0 < self.watchdog_timeout < self.lease_ttl:

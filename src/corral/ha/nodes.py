@@ -1,55 +1,106 @@
-"""The HA view of each host: online, or lost and waiting to be fenced, or fenced. Pure."""
+"""The HA view of each host: online, or lost and waiting to be fenced, or fenced. Pure.
+
+Every wait is measured on the manager's monotonic clock (`HAInputs.mono`) and only within the
+term that measured it (`HAInputs.term`): a new manager trusts no persisted time to shorten a
+wait, and a jump of the wall clock shortens none either.
+"""
 
 from __future__ import annotations
 
-from corral.cluster.models import Node
+from corral.cluster.models import Node, RunState
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.ha.models import FenceConfirmation, HAInputs, HATiming, NodeHAState, NodeStatusHA
+from corral.ha.models import (
+    FenceConfirmation,
+    HAInputs,
+    HARequest,
+    HATiming,
+    NodeHAState,
+    NodeStatusHA,
+)
+
+
+def clock(snap: ClusterSnapshot, inputs: HAInputs) -> float:
+    """The manager's monotonic now (snap.now when the shell gave none)."""
+    return inputs.mono if inputs.mono is not None else snap.now
 
 
 def confirmed(node: Node, conf: FenceConfirmation | None) -> bool:
-    """A fence agent's confirmation counts only for the host's current life: once the agent
-    starts again (new info.started_at) the old power-off proves nothing."""
-    return conf is not None and node.info is not None and conf.at >= node.info.started_at
+    """A fence agent's confirmation counts only while the host has no lease, and only for the
+    host's current life: once the agent starts again (new info.started_at) the old power-off
+    proves nothing."""
+    return (conf is not None and not node.alive and node.info is not None
+            and conf.at >= node.info.started_at)
+
+
+def parked(snap: ClusterSnapshot, inputs: HAInputs, name: str) -> bool:
+    """A host in maintenance with nothing meant to run on it: losing it loses nothing, so it
+    is neither fenced nor are its (stopped) VMs moved away. Any VM placed to run there, or an
+    HA VM that should be started, makes it an ordinary lost host."""
+    if not snap.in_maintenance(name):
+        return False
+    for vm in snap.vms_on(name):
+        if vm.placement.state is not RunState.STOPPED:
+            return False
+        s = inputs.settings.get(vm.vmid)
+        if s is not None and s.state is HARequest.STARTED:
+            return False
+    return True
 
 
 def node_states(snap: ClusterSnapshot, inputs: HAInputs, timing: HATiming
                 ) -> dict[str, NodeHAState]:
     out: dict[str, NodeHAState] = {}
-    now = snap.now
+    now, term = clock(snap, inputs), inputs.term
     for name, node in sorted(snap.nodes.items()):
         prev = inputs.state.nodes.get(name)
+        ours = prev if prev is not None and prev.term == term else None
         conf = inputs.fenced.get(name)
         if node.info is None:
-            out[name] = NodeHAState(status=NodeStatusHA.UNKNOWN, reason="no host facts")
+            out[name] = NodeHAState(status=NodeStatusHA.UNKNOWN, reason="no host facts",
+                                    term=term)
             continue
-        if node.alive and not confirmed(node, conf):
-            out[name] = NodeHAState(status=NodeStatusHA.ONLINE)
+        if node.alive:
+            since = (ours.online_since if ours is not None and ours.status is NodeStatusHA.ONLINE
+                     and ours.online_since is not None else now)
+            out[name] = NodeHAState(status=NodeStatusHA.ONLINE, term=term, online_since=since)
             continue
-        # First seen without its lease now, unless the persisted state knew it earlier. A new
-        # leader without a record starts the clock afresh: later, never earlier, is safe.
-        lost = prev.lost_at if prev and prev.lost_at is not None else now
-        was_fenced = prev.fenced_at if prev and prev.status is NodeStatusHA.FENCED else None
+        if parked(snap, inputs, name):
+            out[name] = NodeHAState(status=NodeStatusHA.MAINTENANCE, term=term,
+                                    reason="offline in maintenance, nothing meant to run on "
+                                           "it: not fenced, its VMs wait for it")
+            continue
+        lost_states = (NodeStatusHA.FENCE, NodeStatusHA.FENCED)
+        # First seen without its lease now, unless this very term saw it earlier: a new
+        # leader starts the clock afresh (later, never earlier, is safe).
+        lost = (ours.lost_mono if ours is not None and ours.status in lost_states
+                and ours.lost_mono is not None else now)
+        lost_at = (prev.lost_at if prev is not None and prev.status in lost_states
+                   and prev.lost_at is not None else snap.now)
+        was_fenced = ours.fenced_at if ours is not None and ours.status is NodeStatusHA.FENCED \
+            else None
         watchdog = node.info.watchdog_timeout
         if watchdog is None:
             watchdog = timing.watchdog_timeout
         # The host's own timeout when it published one: that is what its watchdog does.
-        deadline = lost + watchdog + timing.margin
+        wait = watchdog + timing.margin
+        lost_state = NodeHAState(status=NodeStatusHA.FENCE, lost_at=lost_at, term=term,
+                                 lost_mono=lost)
         if confirmed(node, conf):
             assert conf is not None
-            out[name] = NodeHAState(status=NodeStatusHA.FENCED, lost_at=lost,
-                                    fenced_at=was_fenced or now,
-                                    reason=f"power-off confirmed by {conf.by}")
+            out[name] = lost_state.model_copy(update={
+                "status": NodeStatusHA.FENCED, "fenced_at": was_fenced or snap.now,
+                "reason": f"power-off confirmed by {conf.by}"})
         elif watchdog <= 0:
             # Nothing on that host stops its VMs: only a confirmed power-off may free them.
-            out[name] = NodeHAState(status=NodeStatusHA.FENCE, lost_at=lost,
-                                    reason="lease lost; the host has no watchdog: waiting "
-                                           "for a confirmed power-off")
-        elif now >= deadline:
-            out[name] = NodeHAState(status=NodeStatusHA.FENCED, lost_at=lost,
-                                    fenced_at=was_fenced or now,
-                                    reason="lease lost and watchdog deadline passed")
+            out[name] = lost_state.model_copy(update={
+                "reason": "lease lost; the host has no watchdog: waiting for a confirmed "
+                          "power-off"})
+        elif now >= lost + wait:
+            out[name] = lost_state.model_copy(update={
+                "status": NodeStatusHA.FENCED, "fenced_at": was_fenced or snap.now,
+                "reason": "lease lost and watchdog deadline passed"})
         else:
-            out[name] = NodeHAState(status=NodeStatusHA.FENCE, lost_at=lost,
-                                    reason=f"lease lost; fenced at t={deadline:g}")
+            out[name] = lost_state.model_copy(update={
+                "reason": f"lease lost; fenced {wait:g}s after this manager saw it lost "
+                          f"(term {term})"})
     return out

@@ -7,7 +7,7 @@ HA inputs are read separately from the cluster snapshot;
 from __future__ import annotations
 
 from corral.cluster import keys
-from corral.cluster.records import load
+from corral.cluster.records import dump, load
 from corral.cluster.snapshot import ClusterSnapshot, snapshot_from
 from corral.cluster.store import Store
 from corral.ha.models import (
@@ -80,8 +80,17 @@ async def put_state(store: Store, state: HAState) -> None:
     await store.put(keys.HA_STATE, state)
 
 
-async def confirm_fenced(store: Store, conf: FenceConfirmation) -> None:
-    await store.put(keys.ha_fenced(conf.node), conf)
+async def confirm_fenced(store: Store, conf: FenceConfirmation) -> bool:
+    """Store a power-off confirmation, only if the host holds no lease, in one transaction:
+    a host whose lease lives (or came back between a check and a write) is not off. False
+    when refused. The manager clears the confirmation once the host holds a lease again."""
+    t = store.client.transactions
+    alive = keys.node(conf.node, "alive").encode()
+    ok, _ = await store.client.transaction(
+        compare=[t.version(alive) == 0],
+        success=[t.put(keys.ha_fenced(conf.node).encode(), dump(conf))],
+        failure=[])
+    return bool(ok)
 
 
 # What the normal VM actions mean for an HA VM's requested state (Proxmox does the same):

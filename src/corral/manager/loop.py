@@ -11,13 +11,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from corral.cluster import keys
 from corral.cluster.actions import DeleteTask, QueueTask, SetPlacement, UpdateTask
 from corral.cluster.records import dump
 from corral.cluster.store import Store
-from corral.ha.actions import HAAction, SaveHAState
+from corral.ha.actions import ClearFenceConfirmation, HAAction, SaveHAState
 from corral.ha.models import HATiming
 from corral.ha.store import read_all
 from corral.manager.decide import decide_with_ha
@@ -58,6 +59,12 @@ class Manager:
         elif isinstance(action, DeleteTask):
             compare = [fence]
             ops = [t.delete(keys.task(action.task_id).encode())]
+        elif isinstance(action, ClearFenceConfirmation):
+            # Only while the host holds a lease: a confirmation written after it lost the
+            # lease again is a new one, and stays.
+            alive = keys.node(action.node, "alive").encode()
+            compare = [fence, t.version(alive) > 0]
+            ops = [t.delete(keys.ha_fenced(action.node).encode())]
         else:
             key = keys.vm(action.vmid, "placement").encode()
             compare = [fence, t.mod(key) == action.expect_rev]
@@ -71,6 +78,8 @@ class Manager:
 
     async def tick(self) -> list[HAAction]:
         snap, ha = await read_all(self.store, time.time())
+        # Waits run on this process's monotonic clock within this term (see ha/nodes.py).
+        ha = replace(ha, term=self.token, mono=time.monotonic())
         actions, _ = decide_with_ha(snap, ha, self.timing)
         for action in actions:
             if not await self.apply(action):
@@ -114,6 +123,8 @@ def _describe(action: HAAction) -> str:
         return f"VM {action.vmid}: placement {action.placement.model_dump()} ({action.reason})"
     if isinstance(action, DeleteTask):
         return f"forget finished task {action.task_id}"
+    if isinstance(action, ClearFenceConfirmation):
+        return f"clear the fence confirmation of {action.node} (it holds a lease again)"
     task = action.task
     verb = "queue" if isinstance(action, QueueTask) else "update"
     return f"{verb} task {task.id} {task.kind} ({task.state.value})"

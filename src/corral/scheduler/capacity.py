@@ -15,9 +15,14 @@ MIGRATION_KINDS = ("vm.migrate",)
 
 
 def incoming_memory(snap: ClusterSnapshot, node: str) -> int:
-    """Memory of VMs on their way to node (migrations not finished yet)."""
+    """Memory of VMs on their way to node (migrations not finished yet). A migration whose
+    source host is offline goes nowhere: its task never ends, and must not hold memory on
+    the target for ever (the VM is recovered from its source host instead)."""
     total = 0
     for task in snap.unfinished():
+        source = snap.nodes.get(task.node)
+        if source is None or not source.alive:
+            continue
         if task.kind in MIGRATION_KINDS and task.params.get("target") == node:
             vm = snap.vms.get(task.vmid or -1)
             if vm is not None and vm.placement.node != node:

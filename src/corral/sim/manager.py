@@ -5,11 +5,12 @@ between passes: what it knows comes from the store, so a failover loses nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from corral.cluster.actions import DeleteTask, QueueTask, SetPlacement, UpdateTask
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.ha.actions import SaveHAState
+from corral.ha.actions import ClearFenceConfirmation, SaveHAState
 from corral.ha.models import HAInputs, HAState, HATiming
 from corral.manager.decide import decide_with_ha
 from corral.sim.world import World
@@ -23,6 +24,9 @@ class SimManager:
         self.timing = timing
         # What the production loop runs: maintenance, bulk, then HA.
         self.decide: Decide = decide_with_ha
+        # A new term per leader change, as etcd's revision of the election key: the new
+        # leader measures every wait afresh.
+        self.term = 0
 
     def elect(self) -> str | None:
         """The election key is bound to the leader's lease: while that lives, the leader
@@ -35,6 +39,7 @@ class SimManager:
         if new != s.leader:
             w.say(f"manager: {new or 'nobody'} is leader (was {s.leader or 'nobody'})")
             s.leader = new
+            self.term += 1
         return new
 
     def step(self) -> None:
@@ -42,7 +47,9 @@ class SimManager:
         if leader is None or not self.world.hosts[leader].connected:
             return  # a leader cut off from etcd cannot read or write
         snap = self.world.snapshot()
-        actions, _ = self.decide(snap, self.world.ha_inputs(), self.timing)
+        # The virtual clock is the manager's monotonic clock too.
+        inputs = replace(self.world.ha_inputs(), term=self.term, mono=self.world.t)
+        actions, _ = self.decide(snap, inputs, self.timing)
         for action in actions:
             self.apply(action)
 
@@ -62,6 +69,9 @@ class SimManager:
                   + ("" if ok else " -- lost the race, not written"))
         elif isinstance(action, DeleteTask):
             s.tasks.pop(action.task_id, None)
+        elif isinstance(action, ClearFenceConfirmation):
+            if w.alive(action.node) and s.fenced.pop(action.node, None) is not None:
+                w.say(f"manager: clear the fence confirmation of {action.node} (holds a lease)")
         elif isinstance(action, SaveHAState):
             self.log_changes(s.ha_state, action.state)
             s.ha_state = action.state
