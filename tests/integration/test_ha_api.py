@@ -144,3 +144,23 @@ async def test_a_confirmation_is_refused_in_the_writing_transaction(store: Store
     await lease.revoke()  # the lease expires: the host is off as far as etcd knows
     assert await ha_store.confirm_fenced(store, conf)
     assert (await ha_store.read_inputs(store)).fenced["n3"].by == "ipmi"
+
+
+async def test_an_operator_migration_that_breaks_an_ha_rule_is_refused(
+        api: httpx.AsyncClient, store: Store) -> None:
+    await store.client.put(keys.node("n2", "alive").encode(), b"1")
+    cfg = VMConfig(vmid=103, name="vm103", memory_mb=128, cores=1)
+    assert await store.create_vm(cfg, Placement(node="n2", state=RunState.RUNNING))
+    assert (await api.post("/ha/rules", json={"name": "apart", "kind": "anti-affinity",
+                                              "vms": [101, 103]})).status_code == 201
+    r = await api.post("/vms/101/migrate", json={"target": "n2"})
+    assert r.status_code == 409, r.text
+    assert "rule apart: VM 103 runs on n2" in r.json()["error"]["message"]
+    await api.delete("/ha/rules/apart")
+    assert (await api.post("/ha/rules", json={
+        "name": "home", "kind": "node-preference", "vms": [101], "nodes": {"n1": 1},
+        "strict": True})).status_code == 201
+    r = await api.post("/vms/101/migrate", json={"target": "n2"})
+    assert r.status_code == 409 and "rule home: n2 is not among its nodes" in r.text
+    # A VM no rule names moves as before.
+    assert (await api.post("/vms/103/migrate", json={"target": "n1"})).status_code == 202

@@ -63,6 +63,19 @@ async def test_maintenance_refusals(api: httpx.AsyncClient) -> None:
     assert r.status_code == 422 and r.json()["error"]["field"] == "parallel"
 
 
+async def test_maintenance_is_refused_for_an_offline_host(api: httpx.AsyncClient,
+                                                         store: Store) -> None:
+    """Nothing can be moved live off a host that is down (Proxmox refuses it too); turning
+    maintenance off stays possible."""
+    r = await api.post("/nodes/n3/maintenance", json={"enable": True})
+    assert r.status_code == 409, r.text
+    err = r.json()["error"]
+    assert err["field"] == "node" and "n3 is offline" in err["message"]
+    req, _ = await store.get(keys.node("n3", "request"), NodeRequest)
+    assert req is None
+    assert (await api.post("/nodes/n3/maintenance", json={"enable": False})).status_code == 200
+
+
 async def test_bulk_creates_a_parent_task_for_the_manager(api: httpx.AsyncClient) -> None:
     r = await api.post("/nodes/n1/bulk", json={"action": "shutdown", "vms": [102],
                                                "timeout": 30})

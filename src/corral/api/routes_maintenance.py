@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from corral.api.deps import StoreDep
-from corral.api.errors import invalid, not_found
+from corral.api.errors import conflict, invalid, not_found
 from corral.cluster import keys
 from corral.cluster.models import NodeRequest
 from corral.ha.store import read_all
@@ -34,6 +34,11 @@ async def set_maintenance(node: str, body: MaintenanceChange,
     found = await store.node(node)
     if found is None or found.info is None:
         raise not_found("node", node)
+    if body.enable and not found.alive:
+        # Its VMs cannot be moved live off a host that is down; its HA VMs are recovered
+        # once it is fenced instead (Proxmox refuses it too).
+        raise conflict(f"node {node} is offline: maintenance needs a running host to empty",
+                       field="node")
     current = found.request
     # Enabling twice keeps the request's time: the manager's task ids derive from it, so a
     # repeated enable does not restart steps already taken (a disable and enable does).

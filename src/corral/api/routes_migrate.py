@@ -13,7 +13,8 @@ from corral.api import queue
 from corral.api.deps import StoreDep
 from corral.api.errors import conflict, not_found
 from corral.api.schemas import TaskAccepted
-from corral.cluster.store import read_snapshot
+from corral.ha.placement import rule_breach
+from corral.ha.store import read_all
 from corral.migration import record
 from corral.migration.params import MigrateParams, parse_bwlimit
 from corral.migration.record import MigrationRecord
@@ -39,11 +40,13 @@ class MigrateRequest(BaseModel):
 
 @router.post("/vms/{vmid}/migrate", response_model=TaskAccepted, status_code=202)
 async def migrate(vmid: int, body: MigrateRequest, store: StoreDep) -> TaskAccepted:
-    snap = await read_snapshot(store, time.time())
+    snap, ha = await read_all(store, time.time())
     vm = snap.vms.get(vmid)
     if vm is None:
         raise not_found("VM", vmid)
     why = migration_refusal(snap, vm, body.target, body.with_local_disks)
+    if why is None:
+        why = rule_breach(snap, vm, ha.rules, body.target)
     if why is not None:
         raise conflict(why, "target" if body.target in why else None)
     # A migration the operator asks for is not a maintenance move: no origin to return to.

@@ -20,11 +20,9 @@ def _meant_to_run_on(snap: ClusterSnapshot, vmid: int, node: str) -> bool:
             and other.placement.state is not RunState.STOPPED)
 
 
-def refusal(snap: ClusterSnapshot, vm: VM, rules: list[HARule], node: str,
-            running: bool) -> str | None:
-    """Why HA must not place vm on node, or None."""
-    if (why := unusable(snap, node)) is not None:
-        return why
+def rule_breach(snap: ClusterSnapshot, vm: VM, rules: list[HARule], node: str) -> str | None:
+    """Which HA rule vm on node would break (a strict node rule, an anti-affinity), or None.
+    The API asks it of an operator's migration too: a rule binds people and HA alike."""
     for r in rules_of(rules, vm.vmid, "node-preference"):
         if r.strict and node not in r.nodes:
             return f"rule {r.name}: {node} is not among its nodes"
@@ -33,6 +31,16 @@ def refusal(snap: ClusterSnapshot, vm: VM, rules: list[HARule], node: str,
         clash = [o for o in r.vms if o != vm.vmid and _meant_to_run_on(snap, o, node)]
         if clash:
             return f"rule {r.name}: VM {clash[0]} runs on {node}"
+    return None
+
+
+def refusal(snap: ClusterSnapshot, vm: VM, rules: list[HARule], node: str,
+            running: bool) -> str | None:
+    """Why HA must not place vm on node, or None."""
+    if (why := unusable(snap, node)) is not None:
+        return why
+    if (why := rule_breach(snap, vm, rules, node)) is not None:
+        return why
     if running and (free := free_memory(snap, node)) < vm.config.memory_mb:
         return (f"not enough free memory on {node}: {free} MiB free, "
                 f"VM {vm.vmid} needs {vm.config.memory_mb} MiB")
