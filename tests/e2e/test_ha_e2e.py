@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -323,3 +324,37 @@ def test_partitioned_host_vm_recovers_elsewhere_and_heal_brings_no_second_copy(l
     others_not_fenced(lab, before, victim)
     vmids_kept(lab)
     assert inv.longest_down[vmid] <= PROCESS_BOUND
+
+
+def test_unresponsive_vm_is_waited_for_and_never_started_twice(lab: Lab) -> None:
+    """A QEMU that stops answering (here: SIGSTOP) may still run its guest: HA must neither
+    restart nor relocate it until its host says it stopped or the host is fenced. Once it
+    answers again it is the one and only copy, and its guest carries on where it was."""
+    vmid = HA_VMS[0]
+    home = host_of(lab, vmid)
+    [(host, pid)] = lab_qemus(lab.root)[vmid]
+    assert host == home
+    before = max(heartbeats(lab.corral("vm", "console", str(vmid)).stdout), default=0)
+    with Invariants(lab, set(HA_VMS)) as inv:
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_until(lambda: "state unknown" in str(ha_vms(lab)[vmid]["reason"]), 40,
+                       f"HA to show VM {vmid} waiting on its unknown state")
+            # Well past a restart, a failed restart and a relocation with a start.
+            time.sleep(PROCESS_BOUND + 10)
+            copies = lab_qemus(lab.root, launching=True).get(vmid, [])
+            assert copies == [(home, pid)], f"VM {vmid}: {copies}"
+            row = ha_vms(lab)[vmid]
+            assert row["node"] == home and "state unknown" in str(row["reason"]), row
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: ha_vms(lab)[vmid]["status"] == "started"
+                   and not ha_vms(lab)[vmid]["reason"], 40, f"VM {vmid} started again")
+
+        def beats_on() -> bool:
+            out = heartbeats(lab.corral("vm", "console", str(vmid)).stdout)
+            return bool(out) and max(out) > before + 2
+        wait_until(beats_on, 60, f"VM {vmid}'s heartbeat carrying on")
+        assert lab_qemus(lab.root).get(vmid) == [(home, pid)]
+    inv.check()
+    vmids_kept(lab)
