@@ -115,6 +115,8 @@ def rule_add(
     name: Annotated[str, typer.Argument(help="Rule name.")],
     anti_affinity: Annotated[str | None, typer.Option(
         "--anti-affinity", help="VM ids to keep on different hosts: 101,102.")] = None,
+    together: Annotated[str | None, typer.Option(
+        "--together", help="VM ids to keep on one host: 101,102.")] = None,
     nodes: Annotated[str | None, typer.Option(
         "--nodes", help="Preferred hosts with priorities: n1:2,n2:1.")] = None,
     vms: Annotated[str | None, typer.Option("--vms", help="VMs the preference applies to.")
@@ -125,12 +127,14 @@ def rule_add(
         help="Move a VM back (live, once) when a preferred host returns and stays online.")
     ] = True,
 ) -> None:
-    """Add an anti-affinity or node-preference rule."""
-    if (anti_affinity is None) == (nodes is None):
-        fail("give either --anti-affinity or --nodes")
+    """Add an anti-affinity, affinity (--together) or node-preference rule."""
+    if sum(x is not None for x in (anti_affinity, together, nodes)) != 1:
+        fail("give one of --anti-affinity, --together or --nodes")
     if anti_affinity is not None:
         body: dict[str, Any] = {"name": name, "kind": "anti-affinity",
                                 "vms": _ids(anti_affinity)}
+    elif together is not None:
+        body = {"name": name, "kind": "affinity", "vms": _ids(together)}
     else:
         if not vms:
             fail("--nodes needs --vms: the VMs the preference applies to")

@@ -29,12 +29,13 @@ class HASettings(Model):
 
 
 class HARule(Model):
-    """anti-affinity: the listed VMs never share a host. node-preference: the listed VMs go
-    to the highest-priority eligible host; strict forbids hosts not listed; failback moves a
-    VM back (live, once) when a host it prefers returns and stays online for a while."""
+    """anti-affinity: the listed VMs never share a host. affinity: the listed VMs run on one
+    host together. node-preference: the listed VMs go to the highest-priority eligible host;
+    strict forbids hosts not listed; failback moves a VM back (live, once) when a host it
+    prefers returns and stays online for a while."""
 
     name: str
-    kind: Literal["anti-affinity", "node-preference"]
+    kind: Literal["anti-affinity", "affinity", "node-preference"]
     vms: list[int] = Field(min_length=1)
     nodes: dict[str, int] = Field(default_factory=dict)
     strict: bool = False
@@ -56,11 +57,11 @@ class HARule(Model):
 
     @model_validator(mode="after")
     def _shape(self) -> HARule:
-        if self.kind == "anti-affinity":
+        if self.kind in ("anti-affinity", "affinity"):
             if len(self.vms) < 2:
-                raise ValueError("vms: anti-affinity needs at least two VMs")
+                raise ValueError(f"vms: {self.kind} needs at least two VMs")
             if self.nodes or self.strict:
-                raise ValueError("nodes: anti-affinity takes no nodes")
+                raise ValueError(f"nodes: {self.kind} takes no nodes")
             if not self.failback:
                 raise ValueError("failback: applies to node-preference rules only")
         elif not self.nodes:

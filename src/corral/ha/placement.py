@@ -7,7 +7,7 @@ from dataclasses import replace
 from corral.cluster.models import VM, Placement, RunState
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.ha.models import HARule
-from corral.scheduler.capacity import free_memory, unusable
+from corral.scheduler.capacity import MIGRATION_KINDS, free_memory, unusable
 
 
 def rules_of(rules: list[HARule], vmid: int, kind: str) -> list[HARule]:
@@ -20,8 +20,26 @@ def _meant_to_run_on(snap: ClusterSnapshot, vmid: int, node: str) -> bool:
             and other.placement.state is not RunState.STOPPED)
 
 
+def _settled_host(snap: ClusterSnapshot, vmid: int) -> str | None:
+    """Where a VM meant to run is staying: its migration's target while it moves, else its
+    host, unless that host is lost or in maintenance (then it moves as well, and its partners
+    choose first)."""
+    other = snap.vms.get(vmid)
+    if other is None or other.placement.state is RunState.STOPPED:
+        return None
+    node = other.placement.node
+    task = snap.active_task(vmid)
+    if task is not None and task.kind in MIGRATION_KINDS and task.params.get("target"):
+        node = str(task.params["target"])
+    n = snap.nodes.get(node)
+    if n is None or not n.alive or snap.in_maintenance(node):
+        return None
+    return node
+
+
 def rule_breach(snap: ClusterSnapshot, vm: VM, rules: list[HARule], node: str) -> str | None:
-    """Which HA rule vm on node would break (a strict node rule, an anti-affinity), or None.
+    """Which HA rule vm on node would break (a strict node rule, an affinity either way), or
+    None.
     The API asks it of an operator's migration too: a rule binds people and HA alike."""
     for r in rules_of(rules, vm.vmid, "node-preference"):
         if r.strict and node not in r.nodes:
@@ -31,6 +49,12 @@ def rule_breach(snap: ClusterSnapshot, vm: VM, rules: list[HARule], node: str) -
         clash = [o for o in r.vms if o != vm.vmid and _meant_to_run_on(snap, o, node)]
         if clash:
             return f"rule {r.name}: VM {clash[0]} runs on {node}"
+    for r in rules_of(rules, vm.vmid, "affinity"):
+        hosts = {h: o for o in r.vms if o != vm.vmid
+                 and (h := _settled_host(snap, o)) is not None}
+        if hosts and node not in hosts:
+            h, o = sorted(hosts.items())[0]
+            return f"rule {r.name}: keeps it with VM {o} on {h}"
     return None
 
 
