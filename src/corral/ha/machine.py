@@ -204,7 +204,7 @@ def _failback(c: Ctx, vm: VM, base: VMHAState) -> Step | None:
         return None
     since = c.nodes[target].online_since
     assert since is not None  # only hosts online long enough are left
-    key = f"{target}@{since:g}"
+    key = f"{target}@{since:.3f}"
     if base.failback == key:
         return None  # tried for this return already (it failed, or moved away since)
     attempt = base.attempt + 1
