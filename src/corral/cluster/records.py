@@ -62,8 +62,9 @@ def load(cls: type[M], raw: bytes) -> M:
     return cls.model_validate_json(raw)
 
 
-def what_is_wrong(error: ValidationError) -> str:
-    """'memory_mb: Input should be a valid integer', 'not JSON: EOF while parsing ...'."""
+def what_is_wrong(error: ValidationError, at: str = "") -> str:
+    """'memory_mb: Input should be a valid integer', 'not JSON: EOF while parsing ...';
+    at: where in the record the validated part sits ("vms.101")."""
     errors = error.errors(include_url=False, include_input=False)
     if not errors:
         return str(error)[:MAX_WHAT]
@@ -72,7 +73,7 @@ def what_is_wrong(error: ValidationError) -> str:
     if first["type"] == "json_invalid":
         text = f"not JSON: {(first.get('ctx') or {}).get('error', msg)}"
     else:
-        field = ".".join(str(p) for p in first["loc"])
+        field = ".".join(([at] if at else []) + [str(p) for p in first["loc"]])
         text = f"{field}: {msg}" if field else msg
     if len(errors) > 1:
         text += f" (and {len(errors) - 1} more)"

@@ -89,9 +89,10 @@ def state_from(key: str, raw: bytes, problems: list[Problem]) -> HAState:
                 if part == "vms":
                     int(name)
                 cls.model_validate(entry)
-            except ValueError as e:  # ValidationError is one
-                what = what_is_wrong(e) if isinstance(e, ValidationError) else "not a VM id"
-                problems.append(Problem(key, f"{part}.{name}: {what}"))
+            except ValidationError as e:
+                problems.append(Problem(key, what_is_wrong(e, at=f"{part}.{name}")))
+            except ValueError:
+                problems.append(Problem(key, f"{part}.{name}: not a VM id"))
             else:
                 kept[part][name] = entry
     return HAState.model_validate(kept)
