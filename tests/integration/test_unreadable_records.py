@@ -276,3 +276,12 @@ async def test_the_agent_keeps_working_beside_records_it_cannot_read(
     await store.put_runtime(100, VMRuntime(node="n1", status=VMStatus.STOPPED))
     await wait_for(reported, 20, "the restarted agent's monitor to report VM 100")
     assert alive(pids[101]) and agent.proc is not None and agent.proc.poll() is None
+
+
+async def test_a_name_claim_that_does_not_decode_still_counts_as_taken(
+        api: httpx.AsyncClient, store: Store) -> None:
+    await put_raw(store, keys.name("web9"), b"not-a-vmid")
+    r = await api.post("/vms", json={"name": "web9", "memory_mb": 64, "cores": 1,
+                                     "node": "n1"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "unreadable_record", r.text
+    assert await store.raw_prefix(keys.VMS) == []

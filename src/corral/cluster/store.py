@@ -241,7 +241,11 @@ class Store:
 
     async def name_taken(self, name: str) -> int | None:
         kv = await self.client.get(keys.name(name).encode())
-        return int(kv.value) if kv is not None else None
+        if kv is None:
+            return None
+        if not kv.value.isdigit():  # taken all the same: the claim is unreadable, not gone
+            raise records.UnreadableRecord([records.Problem(keys.name(name), "not a VM id")])
+        return int(kv.value)
 
     async def set_placement(self, vmid: int, placement: Placement, expect_rev: int) -> bool:
         """Write placement only if nobody changed it since expect_rev was read."""

@@ -23,6 +23,7 @@ from corral.cluster.store import Store
 
 log = logging.getLogger(__name__)
 
+
 class Phase(StrEnum):
     PREPARING = "preparing"  # the source created the record and queued the target's task
     READY = "ready"  # the target waits: incoming QEMU (live) and NBD exports are up
