@@ -9,7 +9,7 @@ id (`unreadable_vms`) so that nothing takes it for deleted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -80,12 +80,14 @@ def what_is_wrong(error: ValidationError, at: str = "") -> str:
     return text[:MAX_WHAT]
 
 
-def decode(cls: type[M], key: str, raw: bytes, problems: list[Problem]) -> M | None:
-    """The record at key, or None with a problem added when it does not decode."""
+def decode(cls: type[M], key: str | Callable[[], str], raw: bytes, problems: list[Problem]
+           ) -> M | None:
+    """The record at key, or None with a problem added when it does not decode. key may be
+    a function that makes it: most records decode, and then no key is built."""
     try:
         return load(cls, raw)
     except ValidationError as e:
-        problems.append(Problem(key, what_is_wrong(e)))
+        problems.append(Problem(key if isinstance(key, str) else key(), what_is_wrong(e)))
         return None
 
 
@@ -156,7 +158,7 @@ def node_from(name: str, f: dict[str, bytes], problems: list[Problem] | None = N
 
     def part(field: str, cls: type[M]) -> M | None:
         raw = f.get(field)
-        return None if raw is None else decode(cls, keys.node(name, field), raw, found)
+        return None if raw is None else decode(cls, lambda: keys.node(name, field), raw, found)
 
     return Node(
         name=name,
@@ -208,9 +210,9 @@ def vm_from(vmid: int, f: dict[str, tuple[bytes, int]], problems: list[Problem] 
     found = problems if problems is not None else []
     if "config" not in f or "placement" not in f:
         return None  # half-deleted or half-written: not a VM
-    config = decode(VMConfig, keys.vm(vmid, "config"), f["config"][0], found)
-    placement = decode(Placement, keys.vm(vmid, "placement"), f["placement"][0], found)
-    runtime = (decode(VMRuntime, keys.vm(vmid, "runtime"), f["runtime"][0], found)
+    config = decode(VMConfig, lambda: keys.vm(vmid, "config"), f["config"][0], found)
+    placement = decode(Placement, lambda: keys.vm(vmid, "placement"), f["placement"][0], found)
+    runtime = (decode(VMRuntime, lambda: keys.vm(vmid, "runtime"), f["runtime"][0], found)
                if "runtime" in f else None)
     if config is None or placement is None:
         return None
