@@ -122,3 +122,38 @@ def test_unknown_vm_and_unreachable_api(run: CliRunnerCall) -> None:
     run.env["CORRAL_URL"] = f"http://127.0.0.1:{free_port()}"
     result = run("vm", "list")
     assert result.exit_code == 1 and "cannot reach the Corral API" in result.stderr
+
+
+async def _put_raw(endpoint: str, items: dict[str, bytes]) -> None:
+    async with Store([endpoint]) as store:
+        for key, raw in items.items():
+            await store.client.put(key.encode(), raw)
+
+
+def test_lists_and_ha_status_work_beside_records_that_do_not_decode(
+        run: CliRunnerCall, etcd_endpoint: str) -> None:
+    created = run("vm", "create", "--name", "web1", "--node", "n1", "--memory", "64",
+                  "--no-wait")
+    assert created.exit_code == 0, created.output
+    [vm] = json.loads(run("vm", "list", "--json").stdout)
+    asyncio.run(_put_raw(etcd_endpoint, {
+        keys.vm(vm["vmid"], "config"): json.dumps({  # what a newer version writes
+            "vmid": vm["vmid"], "name": "web1", "memory_mb": 64, "cores": 1, "numa": 2,
+        }).encode(),
+        keys.vm(777, "config"): b'{"vmid": 777, "name": "broken"',
+        keys.vm(777, "placement"): b'{"node": "n1"}',
+        keys.node("n5", "info"): b"garbage",
+    }))
+    listed = run("vm", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [v["vmid"] for v in json.loads(listed.stdout)] == [vm["vmid"]]
+    assert "warning:" in listed.stderr and "/corral/vms/777/config" in listed.stderr
+    nodes = run("node", "list")
+    assert nodes.exit_code == 0 and "n5" in nodes.stdout, nodes.output
+    assert "/corral/nodes/n5/info" in nodes.stderr
+    status = run("ha", "status")
+    assert status.exit_code == 0, status.output
+    assert "/corral/vms/777/config" in status.stdout and "not JSON" in status.stdout
+    report = json.loads(run("ha", "status", "--json").stdout)
+    assert {s["key"] for s in report["skipped"]} == {"/corral/vms/777/config",
+                                                      "/corral/nodes/n5/info"}

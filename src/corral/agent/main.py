@@ -21,6 +21,7 @@ from corral.agent.monitor import Monitor
 from corral.agent.reconciler import Do, Placed, plan_startup
 from corral.agent.settings import Accel, AgentSettings
 from corral.agent.tasks import TaskRunner
+from corral.cluster.records import UnreadableRecord
 from corral.cluster.store import Store
 from corral.fencing.client import WatchdogClient
 from corral.manager import loop as manager
@@ -46,17 +47,24 @@ def bind(settings: AgentSettings) -> socket.socket:
 
 
 async def reconcile_at_start(ctx: HostContext, start_vm: Any) -> None:
-    vms = await ctx.store.vms()
+    vms, unreadable = await ctx.store.vms_and_unreadable()
     placed = [Placed(v.vmid, v.placement.node, v.placement.state) for v in vms]
     running = ctx.driver.running()
+    for vmid in sorted(unreadable & running.keys()):
+        # Not an orphan: its record exists but does not decode. Its QEMU is left as it is.
+        log.warning("startup: VM %s runs here but its record does not decode; left alone", vmid)
+    running = {vmid: pid for vmid, pid in running.items() if vmid not in unreadable}
     for action in plan_startup(ctx.node, placed, running):
         log.info("startup: %s VM %s %s", action.do, action.vmid, action.reason)
-        if action.do is Do.KILL_ORPHAN:
-            await ctx.driver.stop(action.vmid)
-        elif action.do is Do.ADOPT:
-            await recover_interrupted(ctx, action.vmid)
-        elif action.do is Do.START:
-            await start_vm(action.vmid)
+        try:
+            if action.do is Do.KILL_ORPHAN:
+                await ctx.driver.stop(action.vmid)
+            elif action.do is Do.ADOPT:
+                await recover_interrupted(ctx, action.vmid)
+            elif action.do is Do.START:
+                await start_vm(action.vmid)
+        except UnreadableRecord as e:  # changed since the read above: leave it, go on
+            log.warning("startup: VM %s left as it is: %s", action.vmid, e)
 
 
 def watchdog_client(settings: AgentSettings) -> WatchdogClient | None:

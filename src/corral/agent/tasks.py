@@ -10,7 +10,7 @@ from corral.agent.context import HostContext, TaskFailed
 from corral.agent.handlers import HANDLERS
 from corral.cluster import keys
 from corral.cluster.models import Task, TaskState
-from corral.cluster.records import load
+from corral.cluster.records import Problem, UnreadableRecord, decode
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,9 @@ class TaskRunner:
     async def run(self) -> None:
         store = self.ctx.store
         items, rev = await store.snapshot(keys.TASKS)
-        for _, value, mod_rev in items:
-            task = load(Task, value)
-            if not self._mine(task):
+        for key, value, mod_rev in items:
+            task = _decode(key, value)
+            if task is None or not self._mine(task):
                 continue
             if task.state is TaskState.QUEUED:
                 self._spawn(task, mod_rev)
@@ -40,8 +40,8 @@ class TaskRunner:
         async for ev in store.watch_prefix(keys.TASKS, start_revision=rev + 1):
             if ev.value is None:
                 continue
-            task = load(Task, ev.value)
-            if self._mine(task) and task.state is TaskState.QUEUED:
+            task = _decode(ev.key, ev.value)
+            if task is not None and self._mine(task) and task.state is TaskState.QUEUED:
                 self._spawn(task, ev.revision)
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -76,7 +76,11 @@ class TaskRunner:
 
     async def _execute(self, task: Task) -> None:
         handler = HANDLERS.get(task.kind)
-        vm = await self.ctx.store.vm(task.vmid) if task.vmid is not None else None
+        try:
+            vm = await self.ctx.store.vm(task.vmid) if task.vmid is not None else None
+        except UnreadableRecord as e:  # not gone, but nothing to act on safely either
+            await self._finish(task, error=f"VM {task.vmid} cannot be read: {e}")
+            return
         if handler is None or vm is None:
             why = f"unknown task kind {task.kind}" if handler is None else "the VM is gone"
             await self._finish(task, error=why)
@@ -113,3 +117,13 @@ class TaskRunner:
             "ended_at": time.time(),
         })
         await self.ctx.store.put_task(done.with_log(f"error: {error}" if error else "done"))
+
+
+def _decode(key: str, value: bytes) -> Task | None:
+    """A task record, or None (logged) when it does not decode: one bad record must not end
+    the task loop, which would end the agent."""
+    problems: list[Problem] = []
+    task = decode(Task, key, value, problems)
+    for p in problems:
+        log.warning("skipping a task record that does not decode: %s", p)
+    return task

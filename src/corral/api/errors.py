@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from corral.cluster.records import UnreadableRecord
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
@@ -59,6 +61,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status)
+
+    @app.exception_handler(UnreadableRecord)
+    async def _unreadable(_: Request, exc: UnreadableRecord) -> JSONResponse:
+        # The record exists (so not 404) but this version cannot decode it: a state of the
+        # cluster to repair or upgrade through, not a server fault.
+        return JSONResponse(error_body("unreadable_record", f"the record does not decode: {exc}"),
+                            status_code=409)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter
+from pydantic import ConfigDict
 
 from corral.api.deps import StoreDep
 from corral.api.errors import conflict, invalid, not_found
@@ -15,6 +16,12 @@ from corral.manager.bulk import KIND, BulkParams
 from corral.scheduler.capacity import unusable
 
 router = APIRouter(tags=["nodes"])
+
+
+class BulkRequest(BulkParams):
+    """The request body: the task's params, refusing fields it does not know."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 async def _check_target(store: Store, node: str, body: BulkParams) -> None:
@@ -34,7 +41,7 @@ async def _check_target(store: Store, node: str, body: BulkParams) -> None:
 
 
 @router.post("/nodes/{node}/bulk", response_model=TaskAccepted, status_code=202)
-async def post_bulk(node: str, body: BulkParams, store: StoreDep) -> TaskAccepted:
+async def post_bulk(node: str, body: BulkRequest, store: StoreDep) -> TaskAccepted:
     found = await store.node(node)
     if found is None or found.info is None:
         raise not_found("node", node)

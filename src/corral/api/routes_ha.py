@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Response
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from corral.api.deps import StoreDep
 from corral.api.errors import conflict, invalid, not_found
-from corral.cluster.models import Model
+from corral.api.views import skipped_header
+from corral.cluster import keys
+from corral.cluster.models import Request
+from corral.cluster.records import vmid_of
 from corral.cluster.store import Store
 from corral.ha import store as ha_store
 from corral.ha.models import FenceConfirmation, HARequest, HARule, HASettings
@@ -18,7 +21,20 @@ from corral.ha.status import HAReport, ha_status
 router = APIRouter(prefix="/ha", tags=["ha"])
 
 
-class HAUpdate(Model):
+class HASettingsIn(HASettings):
+    """The body of `POST /ha/resources`: the record's fields and nothing else (a stored
+    record accepts a newer version's fields; an operator's typo is refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class HARuleIn(HARule):
+    """The body of `POST /ha/rules`, strict likewise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class HAUpdate(Request):
     state: HARequest | None = None
     max_restart: int | None = Field(default=None, ge=0, le=10)
     max_relocate: int | None = Field(default=None, ge=0, le=10)
@@ -38,8 +54,9 @@ async def status(store: StoreDep) -> HAReport:
 
 
 @router.get("/resources", response_model=list[HASettings])
-async def list_resources(store: StoreDep) -> list[HASettings]:
+async def list_resources(store: StoreDep, response: Response) -> list[HASettings]:
     inputs = await ha_store.read_inputs(store)
+    response.headers.update(skipped_header(p for p in inputs.problems if vmid_of(p.key)))
     return [inputs.settings[v] for v in sorted(inputs.settings)]
 
 
@@ -49,13 +66,14 @@ async def get_resource(vmid: int, store: StoreDep) -> HASettings:
 
 
 @router.post("/resources", response_model=HASettings, status_code=201)
-async def add_resource(body: HASettings, store: StoreDep) -> HASettings:
-    if await store.vm(body.vmid) is None:
-        raise invalid(f"VM {body.vmid} does not exist", "vmid")
-    if await ha_store.get_settings(store, body.vmid) is not None:
-        raise conflict(f"VM {body.vmid} is already managed by HA", "vmid")
-    await ha_store.put_settings(store, body)
-    return body
+async def add_resource(body: HASettingsIn, store: StoreDep) -> HASettings:
+    settings = HASettings.model_validate(body.model_dump())
+    if await store.vm(settings.vmid) is None:
+        raise invalid(f"VM {settings.vmid} does not exist", "vmid")
+    if await ha_store.get_settings(store, settings.vmid) is not None:
+        raise conflict(f"VM {settings.vmid} is already managed by HA", "vmid")
+    await ha_store.put_settings(store, settings)
+    return settings
 
 
 @router.put("/resources/{vmid}", response_model=HASettings)
@@ -69,19 +87,25 @@ async def set_resource(vmid: int, body: HAUpdate, store: StoreDep) -> HASettings
 
 @router.delete("/resources/{vmid}", status_code=204)
 async def remove_resource(vmid: int, store: StoreDep) -> Response:
-    await _settings(store, vmid)
+    # By its key, not its decoded value: removing settings that do not decode is a repair.
+    if await store.client.get(keys.ha(vmid).encode()) is None:
+        raise not_found("HA resource", vmid)
     await ha_store.delete_settings(store, vmid)
     return Response(status_code=204)
 
 
 @router.get("/rules", response_model=list[HARule])
-async def list_rules(store: StoreDep) -> list[HARule]:
-    return (await ha_store.read_inputs(store)).rules
+async def list_rules(store: StoreDep, response: Response) -> list[HARule]:
+    inputs = await ha_store.read_inputs(store)
+    response.headers.update(skipped_header(
+        p for p in inputs.problems if p.key.startswith(keys.HA_RULES)))
+    return inputs.rules
 
 
 @router.post("/rules", response_model=HARule, status_code=201)
-async def add_rule(body: HARule, store: StoreDep) -> HARule:
-    if await ha_store.get_rule(store, body.name) is not None:
+async def add_rule(body: HARuleIn, store: StoreDep) -> HARule:
+    rule = HARule.model_validate(body.model_dump())
+    if await ha_store.get_rule(store, rule.name) is not None:
         raise conflict(f"HA rule {body.name} exists", "name")
     vms = {vm.vmid for vm in await store.vms()}
     missing = [v for v in body.vms if v not in vms]
@@ -91,13 +115,14 @@ async def add_rule(body: HARule, store: StoreDep) -> HARule:
     unknown = [n for n in body.nodes if n not in nodes]
     if unknown:
         raise invalid(f"node {unknown[0]} does not exist", "nodes")
-    await ha_store.put_rule(store, body)
-    return body
+    await ha_store.put_rule(store, rule)
+    return rule
 
 
 @router.delete("/rules/{name}", status_code=204)
 async def remove_rule(name: str, store: StoreDep) -> Response:
-    if await ha_store.get_rule(store, name) is None:
+    # By its key, not its decoded value: removing a rule that does not decode is a repair.
+    if await store.client.get(keys.ha_rule(name).encode()) is None:
         raise not_found("HA rule", name)
     await ha_store.delete_rule(store, name)
     return Response(status_code=204)

@@ -13,6 +13,8 @@ from corral.api import queue
 from corral.api.deps import StoreDep
 from corral.api.errors import conflict, not_found
 from corral.api.schemas import TaskAccepted
+from corral.cluster import records
+from corral.cluster.records import UnreadableRecord
 from corral.ha.placement import rule_breach
 from corral.ha.store import read_all
 from corral.migration import record
@@ -42,6 +44,8 @@ class MigrateRequest(BaseModel):
 async def migrate(vmid: int, body: MigrateRequest, store: StoreDep) -> TaskAccepted:
     snap, ha = await read_all(store, time.time())
     vm = snap.vms.get(vmid)
+    if vm is None and vmid in snap.unreadable_vms:
+        raise UnreadableRecord([p for p in snap.problems if records.vmid_of(p.key) == vmid])
     if vm is None:
         raise not_found("VM", vmid)
     why = migration_refusal(snap, vm, body.target, body.with_local_disks)

@@ -21,8 +21,9 @@ from corral.api.schemas import (
     VMDetail,
     VMOut,
 )
-from corral.api.views import vm_detail, vm_out, vm_status
-from corral.cluster.models import VM, RunState, VMStatus
+from corral.api.views import skipped_header, vm_detail, vm_out, vm_status
+from corral.cluster import keys, records
+from corral.cluster.models import VM, Placement, RunState, VMStatus
 from corral.cluster.store import Store
 from corral.ha.store import follow_vm_action
 
@@ -40,9 +41,11 @@ async def _vm(store: Store, vmid: int) -> VM:
 
 
 @router.get("/vms", response_model=list[VMOut])
-async def list_vms(store: StoreDep) -> list[VMOut]:
+async def list_vms(store: StoreDep, response: Response) -> list[VMOut]:
     online = {n.name for n in await store.nodes() if n.alive}
-    return [vm_out(vm, vm.placement.node in online) for vm in await store.vms()]
+    vms, problems = records.vms_from(await store.raw_prefix(keys.VMS))
+    response.headers.update(skipped_header(problems))
+    return [vm_out(vm, vm.placement.node in online) for vm in vms]
 
 
 @router.get("/vms/{vmid}", response_model=VMDetail)
@@ -116,8 +119,11 @@ async def console(
     token: TokenDep,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
-    vm = await _vm(store, vmid)
-    node_name = vm.placement.node
+    # The placement is all this needs: a VM whose config does not decode still has a console.
+    placement, _ = await store.get(keys.vm(vmid, "placement"), Placement)
+    if placement is None:
+        raise not_found("VM", vmid)
+    node_name = placement.node
     node = await store.node(node_name)
     url = node.info.agent_url if node and node.info else ""
     if not url:

@@ -2,8 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from urllib.parse import quote
+
 from corral.api.schemas import NodeOut, VMDetail, VMOut
 from corral.cluster.models import VM, Node, VMStatus
+from corral.cluster.records import Problem
+
+# A list answer holds the records that decode; the keys of those left out go in this header
+# (a JSON list cannot carry a field of its own). Bodies with room for it list them in full:
+# `ha status` has `skipped`.
+SKIPPED_HEADER = "Corral-Skipped-Records"
+MAX_HEADER_KEYS = 20
+
+
+def skipped_header(problems: Iterable[Problem]) -> dict[str, str]:
+    """{header: "key1 key2 ..."} for the records left out, or {} when none was."""
+    found = sorted({p.key for p in problems})
+    if not found:
+        return {}
+    shown = [quote(k, safe="/:@-._~") for k in found[:MAX_HEADER_KEYS]]
+    more = [f"(+{len(found) - MAX_HEADER_KEYS})"] if len(found) > MAX_HEADER_KEYS else []
+    return {SKIPPED_HEADER: " ".join(shown + more)}
 
 
 def vm_status(vm: VM) -> VMStatus:

@@ -13,6 +13,8 @@ import typer
 
 API_PREFIX = "/api/v1"
 TIMEOUT = 30.0
+# Keys of the records a list answer left out because they do not decode (api/views.py).
+SKIPPED_HEADER = "Corral-Skipped-Records"
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,9 @@ class Api:
             fail(f"request to the Corral API at {self.url} failed: {e}")
         if reply.status_code >= 400:
             fail(error_reason(reply))
+        if skipped := reply.headers.get(SKIPPED_HEADER):
+            typer.echo(f"warning: records that do not decode were left out: {skipped} "
+                       "(`corral ha status` says why)", err=True)
         return reply.json()
 
     def get(self, path: str, **params: Any) -> Any:

@@ -90,6 +90,10 @@ def status(as_json: JsonOpt = False) -> None:
         typer.echo("")
         table(["VMID (no HA)", "NODE", "STATUS"],
               [[u["vmid"], u["node"], u["status"]] for u in report["unprotected"]])
+    if report.get("skipped"):
+        typer.echo("")
+        typer.echo("Records that do not decode (left out; everything else carries on):")
+        table(["KEY", "PROBLEM"], [[r["key"], r["problem"]] for r in report["skipped"]])
 
 
 def _ids(text: str) -> list[int]:

@@ -1,7 +1,8 @@
 """Every record Corral keeps in etcd, as a validated pydantic model.
 
-Models are validated on the way in (API requests, store writes) and on the way out (store
-reads), so a malformed record is an error at the edge, never a surprise deep inside.
+Records are validated on the way in (store writes) and on the way out (store reads, where one
+that does not decode is reported and skipped: `cluster.records`), so a malformed record is
+dealt with at the edge, never a surprise deep inside. API request bodies are `Request`s.
 """
 
 from __future__ import annotations
@@ -22,8 +23,32 @@ MIN_VMID = 100
 MAX_VMID = 999_999_999
 
 
-class Model(BaseModel):
+class Record(BaseModel):
+    """What Corral keeps in etcd.
+
+    During a rolling upgrade a newer version writes fields this one does not know. They are
+    accepted and kept on the model, so a read-modify-write here (model_copy) writes them back
+    instead of silently dropping a newer version's setting; they do not count in comparisons,
+    which are about what this version understands.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Record)
+        return self.__dict__ == other.__dict__
+
+
+class Request(BaseModel):
+    """What an operator sends: an unknown field is a mistake (a typo), refused naming it."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+# The former name of Record.
+Model = Record
 
 
 def check_name(value: str) -> str:
@@ -35,7 +60,7 @@ def check_name(value: str) -> str:
 # --- nodes ---------------------------------------------------------------------------------
 
 
-class NodeInfo(Model):
+class NodeInfo(Record):
     """Static facts a host publishes when its agent starts."""
 
     name: str
@@ -52,7 +77,7 @@ class NodeInfo(Model):
     started_at: float = Field(default_factory=time.time)
 
 
-class NodeUsage(Model):
+class NodeUsage(Record):
     """The latest usage sample of a host."""
 
     cpu: float  # fraction of all cpus, 0..1
@@ -63,7 +88,7 @@ class NodeUsage(Model):
     sampled_at: float = Field(default_factory=time.time)
 
 
-class NodeRequest(Model):
+class NodeRequest(Record):
     """An operator request on a host (maintenance and the like)."""
 
     maintenance: bool = False
@@ -82,7 +107,7 @@ class StorageType(StrEnum):
     SHARED_DIR = "shared-dir"  # one directory every host mounts (NFS and the like)
 
 
-class StorageConfig(Model):
+class StorageConfig(Record):
     id: str
     type: StorageType
     # For `dir` a relative path is taken below each agent's data directory, so lab hosts that
@@ -100,7 +125,7 @@ class StorageConfig(Model):
 # --- VMs -----------------------------------------------------------------------------------
 
 
-class Disk(Model):
+class Disk(Record):
     volume: str  # "<storage>:<file>", e.g. "local:vm-101-disk-0.qcow2"
     size_mb: int = Field(gt=0)
 
@@ -116,7 +141,7 @@ class Disk(Model):
         return self.volume.split(":", 1)[0]
 
 
-class VMConfig(Model):
+class VMConfig(Record):
     vmid: int = Field(ge=MIN_VMID, le=MAX_VMID)
     name: str
     memory_mb: int = Field(ge=16, le=4 * 1024 * 1024)
@@ -145,7 +170,7 @@ class RunState(StrEnum):
     PAUSED = "paused"
 
 
-class Placement(Model):
+class Placement(Record):
     """Which host owns a VM and the run state the operator asked for.
 
     Changed only in etcd transactions conditioned on the revision read, so two writers can
@@ -167,7 +192,7 @@ class VMStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
-class VMRuntime(Model):
+class VMRuntime(Record):
     """What the owning agent observes of a VM."""
 
     node: str
@@ -196,7 +221,7 @@ class TaskState(StrEnum):
 TASK_LOG_LINES = 50
 
 
-class Task(Model):
+class Task(Record):
     """A long action, executed by the agent of `node`; its record is its progress report."""
 
     id: str

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from corral.cluster import records
 from corral.cluster.models import VM, Node, StorageConfig, StorageType, Task, TaskState
+from corral.cluster.records import Problem
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,18 @@ class ClusterSnapshot:
     tasks: list[Task] = field(default_factory=list)
     storages: dict[str, StorageConfig] = field(default_factory=dict)
     revision: int = 0
+    # Records left out because they do not decode (reported, never taken for deleted).
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def unreadable_vms(self) -> frozenset[int]:
+        """VMs that exist but are not in `vms`: their config or placement does not decode."""
+        return records.unreadable_vms(self.problems)
+
+    @property
+    def unreadable_requests(self) -> frozenset[str]:
+        """Hosts whose maintenance request does not decode."""
+        return records.unreadable_requests(self.problems)
 
     def vms_on(self, node: str) -> list[VM]:
         return [vm for vm in self.vms.values() if vm.placement.node == node]
@@ -45,14 +58,19 @@ class ClusterSnapshot:
 
 def snapshot_from(items: list[tuple[str, bytes, int]], revision: int, now: float
                   ) -> ClusterSnapshot:
+    nodes, node_problems = records.nodes_from(items)
+    vms, vm_problems = records.vms_from(items)
+    tasks, task_problems = records.tasks_from(items)
+    storages, storage_problems = records.storages_from(items)
     return ClusterSnapshot(
         now=now,
-        nodes={n.name: n for n in records.nodes_from(items)},
-        vms={vm.vmid: vm for vm in records.vms_from(items)},
-        tasks=records.tasks_from(items),
-        storages=records.storages_from(items),
+        nodes={n.name: n for n in nodes},
+        vms={vm.vmid: vm for vm in vms},
+        tasks=tasks,
+        storages=storages,
         revision=revision,
+        problems=(*node_problems, *vm_problems, *task_problems, *storage_problems),
     )
 
 
-__all__ = ["ClusterSnapshot", "snapshot_from", "TaskState"]
+__all__ = ["ClusterSnapshot", "Problem", "snapshot_from", "TaskState"]

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from corral.cluster import keys, records
 from corral.cluster.models import VM, Node, Placement, StorageConfig, Task, VMConfig, VMRuntime
-from corral.cluster.records import dump, load
+from corral.cluster.records import dump, load_or_raise
 from corral.cluster.snapshot import ClusterSnapshot, snapshot_from
 
 log = logging.getLogger(__name__)
@@ -116,11 +116,12 @@ class Store:
     # --- generic ---------------------------------------------------------------------------
 
     async def get(self, key: str, cls: type[M]) -> tuple[M | None, int]:
-        """The model at key and its mod revision (0 when absent)."""
+        """The model at key and its mod revision (0 when absent); UnreadableRecord when it is
+        there but does not decode."""
         kv = await self.client.get(key.encode())
         if kv is None:
             return None, 0
-        return load(cls, kv.value), int(kv.mod_revision)
+        return load_or_raise(cls, key, kv.value), int(kv.mod_revision)
 
     async def put(self, key: str, model: BaseModel, lease: Any = None) -> None:
         await self.client.put(key.encode(), dump(model), lease=lease)
@@ -172,9 +173,10 @@ class Store:
         return int(reply[0].TTL) if isinstance(reply, list) else int(reply.TTL)
 
     # --- nodes -----------------------------------------------------------------------------
+    # The list reads return what decodes; `read_snapshot` (and `records`) report the rest.
 
     async def nodes(self) -> list[Node]:
-        return records.nodes_from(await self.raw_prefix(keys.NODES))
+        return records.nodes_from(await self.raw_prefix(keys.NODES))[0]
 
     async def node(self, name: str) -> Node | None:
         f = {key.rsplit("/", 1)[1]: value
@@ -184,7 +186,7 @@ class Store:
     # --- storage ---------------------------------------------------------------------------
 
     async def storages(self) -> dict[str, StorageConfig]:
-        return records.storages_from(await self.raw_prefix(keys.STORAGE))
+        return records.storages_from(await self.raw_prefix(keys.STORAGE))[0]
 
     async def put_storage(self, storage: StorageConfig) -> None:
         await self.put(keys.storage(storage.id), storage)
@@ -192,15 +194,24 @@ class Store:
     # --- VMs -------------------------------------------------------------------------------
 
     async def vms(self) -> list[VM]:
-        return records.vms_from(await self.raw_prefix(keys.VMS))
+        """The VMs that decode (see `records.unreadable_vms` for the others)."""
+        return records.vms_from(await self.raw_prefix(keys.VMS))[0]
+
+    async def vms_and_unreadable(self) -> tuple[list[VM], frozenset[int]]:
+        """The VMs that decode, and the ids of those that exist but do not: whatever stops or
+        deletes what it does not find must leave those alone."""
+        vms, problems = records.vms_from(await self.raw_prefix(keys.VMS))
+        return vms, records.unreadable_vms(problems)
 
     async def vm(self, vmid: int) -> VM | None:
+        """None when the VM does not exist; UnreadableRecord when it exists but its config or
+        placement does not decode (it is not gone: do not act as if it were)."""
         f = {key.rsplit("/", 1)[1]: (value, rev)
              for key, value, rev in await self.raw_prefix(f"{keys.VMS}{vmid}/")}
-        return records.vm_from(f)
+        return records.vm_or_raise(vmid, f)
 
     async def next_vmid(self) -> int:
-        used = {int(keys.split(k, keys.VMS)[0]) for k, _, _ in await self.raw_prefix(keys.VMS)}
+        used = {records.vmid_of(k) for k, _, _ in await self.raw_prefix(keys.VMS)}
         vmid = 100
         while vmid in used:
             vmid += 1
@@ -230,7 +241,11 @@ class Store:
 
     async def name_taken(self, name: str) -> int | None:
         kv = await self.client.get(keys.name(name).encode())
-        return int(kv.value) if kv is not None else None
+        if kv is None:
+            return None
+        if not kv.value.isdigit():  # taken all the same: the claim is unreadable, not gone
+            raise records.UnreadableRecord([records.Problem(keys.name(name), "not a VM id")])
+        return int(kv.value)
 
     async def set_placement(self, vmid: int, placement: Placement, expect_rev: int) -> bool:
         """Write placement only if nobody changed it since expect_rev was read."""
@@ -275,7 +290,7 @@ class Store:
         return (await self.get(keys.task(task_id), Task))[0]
 
     async def tasks(self) -> list[Task]:
-        return records.tasks_from(await self.raw_prefix(keys.TASKS))
+        return records.tasks_from(await self.raw_prefix(keys.TASKS))[0]
 
     async def claim_task(self, task: Task, expect_rev: int, claimed: Task) -> bool:
         t = self.client.transactions

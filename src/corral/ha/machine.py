@@ -352,10 +352,15 @@ def decide_ha(snap: ClusterSnapshot, inputs: HAInputs, timing: HATiming
     actions: list[HAAction] = []
     vms: dict[int, VMHAState] = {}
     work = snap
+    unreadable = snap.unreadable_vms
     for vmid in sorted(inputs.settings):
         vm = work.vms.get(vmid)
         if vm is None:
-            continue  # settings of a deleted VM: ha_status shows them, nothing to do
+            # Settings of a deleted VM: ha_status shows them, nothing to do. A VM whose record
+            # is unreadable is not gone: HA leaves it, and what it knew of it, as they are.
+            if vmid in unreadable and vmid in inputs.state.vms:
+                vms[vmid] = inputs.state.vms[vmid]
+            continue
         step = vm_step(Ctx(work, inputs, timing, nodes), inputs.settings[vmid], vm,
                        inputs.state.vms.get(vmid))
         actions.extend(step.actions)
@@ -368,6 +373,8 @@ def decide_ha(snap: ClusterSnapshot, inputs: HAInputs, timing: HATiming
         node = snap.nodes.get(name)
         if node is not None and node.alive:
             actions.append(ClearFenceConfirmation(name))
+    for vmid in inputs.unreadable_settings & inputs.state.vms.keys():
+        vms[vmid] = inputs.state.vms[vmid]  # settings unreadable: left as they are, likewise
     new = HAState(vms=vms, nodes=nodes)
     if new != inputs.state:
         actions.append(SaveHAState(new))

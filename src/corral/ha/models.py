@@ -9,7 +9,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from corral.cluster import keys
 from corral.cluster.models import MAX_VMID, MIN_VMID, Model, check_name
+from corral.cluster.records import Problem, vmid_of
 
 
 class HARequest(StrEnum):
@@ -152,6 +154,14 @@ class HAInputs:
     # snap.now stands in (tests, the simulator's single clock).
     term: int = 0
     mono: float | None = None
+    # HA records left out because they do not decode (reported in `ha status`).
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def unreadable_settings(self) -> frozenset[int]:
+        """VMs whose HA settings exist but do not decode: HA leaves them as they are."""
+        return frozenset(v for p in self.problems
+                         if (v := vmid_of(p.key)) is not None and p.key.startswith(keys.HA))
 
 
 @dataclass(frozen=True)

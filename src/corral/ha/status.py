@@ -3,7 +3,10 @@ for VMs and hosts the manager has not looked at yet. Pure."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from corral.cluster.models import Model, VMStatus
+from corral.cluster.records import Problem
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.ha.machine import runs
 from corral.ha.models import HAInputs, HARequest, NodeStatusHA
@@ -38,10 +41,22 @@ class UnprotectedRow(Model):
     status: str
 
 
+class SkippedRecord(Model):
+    """A record that does not decode: every part of Corral leaves it out and carries on."""
+
+    key: str
+    problem: str
+
+
 class HAReport(Model):
     vms: list[HAVMRow]
     nodes: list[HANodeRow]
     unprotected: list[UnprotectedRow]
+    skipped: list[SkippedRecord] = []
+
+
+def skipped_records(problems: Iterable[Problem]) -> list[SkippedRecord]:
+    return [SkippedRecord(key=p.key, problem=p.what) for p in sorted(problems, key=str)]
 
 
 def ha_status(snap: ClusterSnapshot, inputs: HAInputs) -> HAReport:
@@ -50,9 +65,13 @@ def ha_status(snap: ClusterSnapshot, inputs: HAInputs) -> HAReport:
         vm = snap.vms.get(vmid)
         st = inputs.state.vms.get(vmid)
         if vm is None:
-            rows.append(HAVMRow(vmid=vmid, name=None, requested=s.state, status="error",
+            gone = vmid not in snap.unreadable_vms
+            rows.append(HAVMRow(vmid=vmid, name=None, requested=s.state,
+                                status="error" if gone else "unreadable",
                                 node=None, max_restart=s.max_restart,
-                                max_relocate=s.max_relocate, reason="no such VM"))
+                                max_relocate=s.max_relocate,
+                                reason="no such VM" if gone else
+                                "its record does not decode: HA leaves it as it is"))
             continue
         status = st.status.value if st else ("started" if runs(vm) else "pending")
         rows.append(HAVMRow(
@@ -79,6 +98,8 @@ def ha_status(snap: ClusterSnapshot, inputs: HAInputs) -> HAReport:
             if vm.placement.state.value == "stopped" or vm.placement.node in fenced
             else VMStatus.UNKNOWN.value))
         for vm in sorted(snap.vms.values(), key=lambda v: v.vmid)
-        if vm.vmid not in inputs.settings and vm.placement.node in offline
+        if vm.vmid not in inputs.settings and vm.vmid not in inputs.unreadable_settings
+        and vm.placement.node in offline
     ]
-    return HAReport(vms=rows, nodes=nodes, unprotected=unprotected)
+    return HAReport(vms=rows, nodes=nodes, unprotected=unprotected,
+                    skipped=skipped_records([*snap.problems, *inputs.problems]))

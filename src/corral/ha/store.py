@@ -6,8 +6,21 @@ HA inputs are read separately from the cluster snapshot;
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
 from corral.cluster import keys
-from corral.cluster.records import dump, load
+from corral.cluster.records import (
+    Problem,
+    UnreadableRecord,
+    decode,
+    dump,
+    load,
+    vmid_of,
+    what_is_wrong,
+)
 from corral.cluster.snapshot import ClusterSnapshot, snapshot_from
 from corral.cluster.store import Store
 from corral.ha.models import (
@@ -17,34 +30,80 @@ from corral.ha.models import (
     HARule,
     HASettings,
     HAState,
+    NodeHAState,
+    VMHAState,
 )
 
 
 def ha_inputs_from(items: list[tuple[str, bytes, int]]) -> HAInputs:
+    """HA records from an etcd read: the ones that decode, and a problem for each other."""
     settings: dict[int, HASettings] = {}
     rules: list[HARule] = []
     fenced: dict[str, FenceConfirmation] = {}
     state = HAState()
+    problems: list[Problem] = []
     for key, value, _ in items:
         if key == keys.HA_STATE:
-            state = load(HAState, value)
+            state = state_from(key, value, problems)
         elif key.startswith(keys.HA_RULES):
-            rules.append(load(HARule, value))
+            if (rule := decode(HARule, key, value, problems)) is not None:
+                rules.append(rule)
         elif key.startswith(keys.HA_FENCED):
-            conf = load(FenceConfirmation, value)
-            fenced[conf.node] = conf
+            if (conf := decode(FenceConfirmation, key, value, problems)) is not None:
+                fenced[conf.node] = conf
         elif key.startswith(keys.HA):
-            s = load(HASettings, value)
-            settings[s.vmid] = s
+            vmid = vmid_of(key)
+            if vmid is None:
+                problems.append(Problem(key, "not an HA key (/corral/ha/<vmid>)"))
+            elif (s := decode(HASettings, key, value, problems)) is not None:
+                if s.vmid == vmid:
+                    settings[s.vmid] = s
+                else:
+                    problems.append(Problem(key, f"holds the HA settings of VM {s.vmid}"))
     return HAInputs(settings=settings, rules=sorted(rules, key=lambda r: r.name), state=state,
-                    fenced=fenced)
+                    fenced=fenced, problems=tuple(problems))
+
+
+def state_from(key: str, raw: bytes, problems: list[Problem]) -> HAState:
+    """The manager's HA state; when it does not decode as a whole, the entries that do (one
+    VM's entry in a newer version's shape must not wipe what HA knows of every host)."""
+    try:
+        return load(HAState, raw)
+    except ValidationError as e:
+        whole = what_is_wrong(e)
+    try:
+        data: Any = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        problems.append(Problem(key, whole))
+        return HAState()
+    kept: dict[str, dict[str, Any]] = {}
+    for part, cls in (("vms", VMHAState), ("nodes", NodeHAState)):
+        entries = data.get(part, {})
+        kept[part] = {}
+        if not isinstance(entries, dict):
+            problems.append(Problem(key, f"{part}: not a mapping"))
+            continue
+        for name, entry in entries.items():
+            try:
+                if part == "vms":
+                    int(name)
+                cls.model_validate(entry)
+            except ValidationError as e:
+                problems.append(Problem(key, what_is_wrong(e, at=f"{part}.{name}")))
+            except ValueError:
+                problems.append(Problem(key, f"{part}.{name}: not a VM id"))
+            else:
+                kept[part][name] = entry
+    return HAState.model_validate(kept)
 
 
 async def read_inputs(store: Store) -> HAInputs:
     items = await store.raw_prefix(keys.HA)
-    state, _ = await store.get(keys.HA_STATE, HAState)
-    return ha_inputs_from(items + ([(keys.HA_STATE, state.model_dump_json().encode(), 0)]
-                                   if state else []))
+    kv = await store.client.get(keys.HA_STATE.encode())
+    state = [(keys.HA_STATE, kv.value, int(kv.mod_revision))] if kv is not None else []
+    return ha_inputs_from(items + state)
 
 
 async def read_all(store: Store, now: float) -> tuple[ClusterSnapshot, HAInputs]:
@@ -103,7 +162,10 @@ async def follow_vm_action(store: Store, vmid: int, action: str) -> None:
     """Called after the API queued `action` on vmid (after, so the manager sees the task
     in flight and waits for it rather than queuing one of its own)."""
     want = FOLLOW.get(action)
-    s = await get_settings(store, vmid)
+    try:
+        s = await get_settings(store, vmid)
+    except UnreadableRecord:
+        return  # HA leaves a VM with unreadable settings as it is; `ha status` shows why
     if want is None or s is None or s.state in (HARequest.IGNORED, want):
         return
     await put_settings(store, s.model_copy(update={"state": want}))

@@ -28,9 +28,10 @@ CHILD_KIND: dict[str, str] = {
 
 
 class BulkParams(BaseModel):
-    """The parent task's params (also the API's request body, so both validate alike)."""
+    """The parent task's params (the API's request body, `BulkRequest`, validates alike and
+    refuses unknown fields; here a newer version's extra parameter is ignored)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     action: BulkAction
     target: str | None = None

@@ -16,7 +16,7 @@ from typing import Any
 
 from corral.cluster import keys
 from corral.cluster.actions import DeleteTask, QueueTask, SetPlacement, UpdateTask
-from corral.cluster.records import dump
+from corral.cluster.records import Problem, dump
 from corral.cluster.store import Store
 from corral.ha.actions import ClearFenceConfirmation, HAAction, SaveHAState
 from corral.ha.models import HATiming
@@ -41,6 +41,7 @@ class Manager:
         self.token = token
         self.timing = timing or HATiming()
         self.changed = asyncio.Event()
+        self.problems: frozenset[Problem] = frozenset()  # records skipped, as last logged
 
     async def apply(self, action: HAAction) -> bool:
         """One action as one fenced transaction; False when its condition did not hold."""
@@ -80,6 +81,7 @@ class Manager:
         snap, ha = await read_all(self.store, time.time())
         # Waits run on this process's monotonic clock within this term (see ha/nodes.py).
         ha = replace(ha, term=self.token, mono=time.monotonic())
+        self._report({*snap.problems, *ha.problems})
         actions, _ = decide_with_ha(snap, ha, self.timing)
         for action in actions:
             if not await self.apply(action):
@@ -88,6 +90,15 @@ class Manager:
             else:
                 log.info("%s", _describe(action))
         return actions
+
+    def _report(self, problems: set[Problem]) -> None:
+        """Each record that does not decode is logged once (not every tick), and again when it
+        reads again; the decisions go on over the rest."""
+        for p in sorted(problems - self.problems, key=str):
+            log.warning("skipping a record that does not decode: %s", p)
+        for p in sorted(self.problems - problems, key=str):
+            log.info("record readable again (or gone): %s", p.key)
+        self.problems = frozenset(problems)
 
     async def _watch(self) -> None:
         async for ev in self.store.watch_prefix(keys.PREFIX):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from enum import StrEnum
@@ -16,9 +17,11 @@ from typing import Literal
 from pydantic import Field
 
 from corral.cluster import keys
-from corral.cluster.models import Model
-from corral.cluster.records import dump, load
+from corral.cluster.models import Record
+from corral.cluster.records import Problem, decode, dump, load_or_raise
 from corral.cluster.store import Store
+
+log = logging.getLogger(__name__)
 
 
 class Phase(StrEnum):
@@ -33,7 +36,7 @@ class Phase(StrEnum):
         return self in (Phase.COMPLETED, Phase.ABORTED)
 
 
-class NbdEndpoint(Model):
+class NbdEndpoint(Record):
     """Where the target exports one of its fresh volumes for the source to write into."""
 
     disk: int  # index in the VM's disk list
@@ -42,7 +45,7 @@ class NbdEndpoint(Model):
     export: str
 
 
-class Stats(Model):
+class Stats(Record):
     """Bytes moved so far, as the source sees them."""
 
     ram_total: int = 0
@@ -62,7 +65,7 @@ class Stats(Model):
         return self.ram_transferred + self.disk_transferred
 
 
-class MigrationRecord(Model):
+class MigrationRecord(Record):
     vmid: int
     source: str
     target: str
@@ -156,7 +159,7 @@ class Watch:
     async def __aenter__(self) -> Watch:
         items, rev = await self.store.snapshot(key(self.vmid))
         found = [v for k, v, _ in items if k == key(self.vmid)]
-        self.record = load(MigrationRecord, found[0]) if found else None
+        self.record = load_or_raise(MigrationRecord, key(self.vmid), found[0]) if found else None
         self._task = asyncio.create_task(self._follow(rev + 1))
         return self
 
@@ -170,7 +173,17 @@ class Watch:
         async for ev in self.store.watch_prefix(key(self.vmid), start_revision=start):
             if ev.key != key(self.vmid):
                 continue
-            self.record = load(MigrationRecord, ev.value) if ev.value is not None else None
+            if ev.value is None:
+                self.record = None
+            else:
+                # A write that does not decode keeps the last record seen (and the watch
+                # alive); the waiting side times out rather than acting on a guess.
+                problems: list[Problem] = []
+                rec = decode(MigrationRecord, ev.key, ev.value, problems)
+                if rec is None:
+                    log.warning("migration of VM %s: %s", self.vmid, problems[0])
+                    continue
+                self.record = rec
             self._changed.set()
 
     async def wait(self, timeout: float) -> None:

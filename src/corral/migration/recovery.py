@@ -16,6 +16,7 @@ import logging
 
 from corral.agent.context import HostContext
 from corral.cluster.models import RunState
+from corral.cluster.records import UnreadableRecord
 from corral.migration import qmp, record
 from corral.migration.record import Phase
 from corral.qemu.driver import QemuError
@@ -29,7 +30,13 @@ async def recover_interrupted(ctx: HostContext, vmid: int) -> None:
     vm = await ctx.store.vm(vmid)
     if vm is None or vm.placement.node != ctx.node:
         return  # flipped: the target owns it, and the startup reconcile stops this copy
-    rec, _ = await record.read(ctx.store, vmid)
+    try:
+        rec, _ = await record.read(ctx.store, vmid)
+    except UnreadableRecord as e:
+        # The placement names this host, so no other host may run the guest yet: resuming a
+        # guest cut short here is safe without the record; finishing a switchover is not.
+        log.warning("VM %s: %s; recovering without the migration record", vmid, e)
+        rec = None
     if rec is not None and rec.target == ctx.node and rec.phase is Phase.COMPLETED:
         await finish_switchover(ctx, vmid, rec.resume)
         return
