@@ -67,7 +67,7 @@ def published_fence_time(ack: Ack | None, renew_interval: float, lease_ttl: floa
         return 0.0, "no acknowledgement from the watchdog: this host is not known to be armed"
     if not fits_lease(ack.fence, renew_interval, lease_ttl):
         return 0.0, (f"the watchdog fences {ack.fence:g}s after the last feed; with renewals "
-                     f"every {renew_interval:g}s and a {FIT_MARGIN:g}s margin that does not fit "
+                     f"every {renew_interval:.3g}s and a {FIT_MARGIN:g}s margin that does not fit "
                      f"the lease TTL ({lease_ttl:g}s)")
     return ack.fence, (f"fenced at most {ack.fence:g}s after the last feed (renewal every "
-                       f"{renew_interval:g}s, lease TTL {lease_ttl:g}s)")
+                       f"{renew_interval:.3g}s, lease TTL {lease_ttl:g}s)")
