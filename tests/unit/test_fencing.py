@@ -132,7 +132,7 @@ def test_agent_paces_its_renewals_by_the_shorter_client_timeout(tmp_path: Path) 
 
 @pytest.mark.parametrize("data", [
     b"", b"feed", b"feed a b", b"eat agent", b"feed ../etc", b"feed .hidden", b"\xff\xfe",
-    b"feed " + b"x" * 65, b"armed agent 1 1",
+    b"feed " + b"x" * 81, b"armed agent 1 1",
 ])
 def test_malformed_requests_are_ignored(data: bytes) -> None:
     assert parse(data) is None
@@ -141,6 +141,8 @@ def test_malformed_requests_are_ignored(data: bytes) -> None:
 def test_requests_and_acknowledgements_parse() -> None:
     assert parse(b"arm agent-n1") == Message("arm", "agent-n1")
     assert parse(b" feed  agent-n1\n") == Message("feed", "agent-n1")
+    longest = "agent-" + "h" * 63  # the longest host name
+    assert parse(f"arm {longest}".encode()) == Message("arm", longest)
     assert parse_ack(Ack("agent-n1", 6.5, 4).encode()) == Ack("agent-n1", 6.5, 4)
     for bad in (b"armed agent-n1 6.5", b"armed agent-n1 nan 4", b"armed agent-n1 3 4",
                 b"disarmed agent-n1", b"armed agent-n1 6.5 0"):

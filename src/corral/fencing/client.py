@@ -8,7 +8,7 @@ import socket
 import time
 from pathlib import Path
 
-from corral.fencing.protocol import MAX_MESSAGE, Ack, Message, parse_ack
+from corral.fencing.protocol import MAX_MESSAGE, Ack, Message, parse_ack, valid_client
 
 log = logging.getLogger(__name__)
 ARM_RESEND = 0.5  # seconds between `arm` datagrams while no acknowledgement came
@@ -16,6 +16,8 @@ ARM_RESEND = 0.5  # seconds between `arm` datagrams while no acknowledgement cam
 
 class WatchdogClient:
     def __init__(self, path: Path, name: str) -> None:
+        if not valid_client(name):
+            raise ValueError(f"watchdog client name {name!r}: letters, digits, '.', '_', '-'")
         self.path = path
         self.name = name
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

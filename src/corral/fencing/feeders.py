@@ -36,9 +36,12 @@ class Feeders:
         if message.verb in ("arm", "feed"):
             armed = message.client not in self.last
             self.last[message.client] = now
-            if not armed:
+            if not armed and message.verb == "feed":
                 return None
-            return f"{message.client} armed{self._mark(message.client)}" + (
+            marked = self._mark(message.client)  # again on each `arm`: cheap, and rare
+            if not armed:
+                return f"{message.client} armed again{marked}" if marked else None
+            return f"{message.client} armed{marked}" + (
                 " by its first feed" if message.verb == "feed" else "")
         if self.last.pop(message.client, None) is not None:
             self._unmark(message.client)

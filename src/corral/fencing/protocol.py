@@ -34,8 +34,9 @@ from typing import Literal
 
 Verb = Literal["arm", "feed", "disarm"]
 MAX_MESSAGE = 256
-# A client name is also a marker file name in the mux's state directory.
-CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# A client name is also a marker file name in the mux's state directory; room for
+# "agent-" and a 63-character host name.
+CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
 
 @dataclass(frozen=True)
