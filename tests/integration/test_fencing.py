@@ -155,8 +155,13 @@ class Mux:
         wait_for(lambda: started in self.ops() or self.proc.poll() is not None, 20)
         assert self.proc.poll() is None, self.log.read_text()
 
+    def stamped(self) -> list[tuple[float, str]]:
+        """(CLOCK_MONOTONIC, operation) per device operation."""
+        return [(float(t), op) for t, _, op in
+                (line.partition(" ") for line in self.journal.read_text().splitlines())]
+
     def ops(self) -> list[str]:
-        return self.journal.read_text().splitlines()
+        return [op for _, op in self.stamped()]
 
     def keepalives(self) -> int:
         return self.ops().count("keepalive")
@@ -213,9 +218,15 @@ def test_mux_starves_the_device_once_an_armed_client_stops_feeding(mux: Mux) -> 
     assert client.arm(5) is not None
     feed_for(client, 1.0)
     assert mux.fed_within(0.3)
+    client.feed()
+    last_feed = time.monotonic()  # the same clock as the journal's
     time.sleep(CLIENT_TIMEOUT + 0.3)  # silent past its timeout
     assert not mux.fed_within(1.0)
     assert "agent-n1 not fed" in mux.log.read_text()
+    last_write = max(t for t, op in mux.stamped() if op == "keepalive")
+    assert last_write > last_feed  # fed while the client was within its timeout
+    print(f"last device write {last_write - last_feed:.3f}s after the last feed (bound: client "
+          f"timeout + interval = {CLIENT_TIMEOUT + 0.1:g}s; the device adds its own 4s)")
     feed_for(client, 0.3)  # back in time (a real host would not have been reset yet)
     assert mux.fed_within(0.3)
     client.disarm()

@@ -16,6 +16,7 @@ import fcntl
 import math
 import os
 import platform
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -117,8 +118,9 @@ class LinuxWatchdog:
 
 class FakeWatchdog:
     """A device for tests: records every operation, in `ops` and (optionally) one line each in
-    a journal file that another process can read. Like real drivers it can round the timeout
-    up to its granularity (ask 3, use 4) or refuse to change it at all."""
+    a journal file that another process can read, after its CLOCK_MONOTONIC time. Like real
+    drivers it can round the timeout up to its granularity (ask 3, use 4) or refuse to change
+    it at all."""
 
     def __init__(self, granularity: int = 1, refuse_settimeout: bool = False,
                  timeout: int = 60, journal: Path | None = None) -> None:
@@ -137,7 +139,7 @@ class FakeWatchdog:
         self.ops.append(op)
         if self.journal is not None:
             with self.journal.open("a") as f:
-                f.write(op + "\n")
+                f.write(f"{time.monotonic():.3f} {op}\n")
 
     def _need_open(self, op: str) -> None:
         if not self.opened:
