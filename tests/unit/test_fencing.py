@@ -175,3 +175,26 @@ def test_ha_status_shows_each_hosts_published_fence_time() -> None:
     report = ha_status(ClusterSnapshot(now=1, nodes=nodes, vms={}), HAInputs())
     shown = {r.node: fence_time(r.fence_time) for r in report.nodes}
     assert shown == {"n1": "6.1s", "n2": "none: unfenceable", "n3": "unknown"}
+
+
+def test_linux_device_on_a_regular_file_writes_and_refuses_the_ioctls(
+        tmp_path: Path, sock: socket.socket) -> None:
+    """The kernel device's I/O path against a plain file (never /dev/watchdog here): writes
+    land, the watchdog ioctls fail cleanly, and a mux that cannot read the timeout back
+    refuses to run, leaving with the magic close since nobody is armed."""
+    path = tmp_path / "watchdog"
+    path.touch()
+    dev = device.LinuxWatchdog(path)
+    dev.open()
+    dev.keepalive()
+    with pytest.raises(DeviceError):
+        dev.set_timeout(3)
+    with pytest.raises(DeviceError):
+        dev.get_timeout()
+    dev.magic_close()
+    assert path.read_bytes() == device.KEEPALIVE + device.MAGIC_CLOSE and dev.fd == -1
+
+    mux = WatchdogMux(device.LinuxWatchdog(path), sock, client_timeout=4, interval=0.5)
+    with pytest.raises(MuxError, match="cannot read the timeout"):
+        mux.run()
+    assert path.read_bytes().endswith(device.MAGIC_CLOSE + device.MAGIC_CLOSE)
