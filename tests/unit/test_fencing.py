@@ -3,8 +3,10 @@ the arming markers; what the agent publishes; the fence time in `ha status`."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,10 +17,11 @@ from corral.cli.ha import fence_time
 from corral.cluster.models import Node, NodeInfo
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.fencing import device
+from corral.fencing.client import WatchdogClient
 from corral.fencing.device import DeviceError, FakeWatchdog
 from corral.fencing.feeders import Feeders
 from corral.fencing.mux import MuxError, WatchdogMux
-from corral.fencing.protocol import Ack, Message, parse, parse_ack
+from corral.fencing.protocol import Ack, Message, bind, parse, parse_ack
 from corral.fencing.timing import fits_lease, labdog_fence_time, mux_fence_time
 from corral.ha.models import HAInputs
 from corral.ha.status import ha_status
@@ -198,3 +201,34 @@ def test_linux_device_on_a_regular_file_writes_and_refuses_the_ioctls(
     with pytest.raises(MuxError, match="cannot read the timeout"):
         mux.run()
     assert path.read_bytes().endswith(device.MAGIC_CLOSE + device.MAGIC_CLOSE)
+
+
+def test_a_client_is_armed_only_by_its_own_acknowledgement(tmp_path: Path) -> None:
+    """Against a real datagram socket: no answer, and the client resends `arm` until its
+    bounded wait ends, then knows it is not armed; answers for another client or garbage are
+    skipped, its own acknowledgement is taken."""
+    mute = bind(tmp_path / "wd.sock")
+    client = WatchdogClient(tmp_path / "wd.sock", "agent-n1")
+    try:
+        assert client.arm(1.2) is None
+        mute.setblocking(False)
+        sent: list[bytes] = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                sent.append(mute.recv(256))
+        assert len(sent) >= 2 and set(sent) == {b"arm agent-n1"}
+
+        def answer() -> None:
+            mute.setblocking(True)
+            _, address = mute.recvfrom(256)
+            for data in (b"armed agent-n2 6.5 4", b"armed agent-n1 x 4", b"disarmed agent-n1",
+                         Ack("agent-n1", 6.5, 4).encode()):
+                mute.sendto(data, address)
+
+        answering = threading.Thread(target=answer)
+        answering.start()
+        assert client.arm(5) == Ack("agent-n1", 6.5, 4)
+        answering.join(5)
+    finally:
+        client.close()
+        mute.close()
