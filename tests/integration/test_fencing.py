@@ -1,5 +1,5 @@
-"""Fencing against real processes: the lab watchdog and a real QEMU, the mux and a fake
-device, the agent's timeout check."""
+"""Fencing against real processes: the lab watchdog and a real QEMU, the mux process and a
+fake device, the arming protocol, what a real agent publishes, the agent's timeout check."""
 
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from agents import AgentProc
+from agents import wait_for as async_wait_for
 from qemu_fixtures import qemu_run_dir, tiny_images
 
-from corral.cluster.models import VMConfig
+from corral.cluster.models import NodeInfo, VMConfig
+from corral.cluster.store import Store
 from corral.fencing.client import WatchdogClient
-from corral.fencing.mux import MAGIC_CLOSE, WatchdogMux
-from corral.fencing.protocol import bind
 from corral.qemu.driver import QemuDriver
 
 pytestmark = pytest.mark.integration
@@ -55,16 +55,20 @@ def qemu_pid(qemu_run_dir: Path, tiny_images: Path) -> Iterator[int]:
     yield asyncio.run(driver.start(config, []))
 
 
+def start_labdog(run_dir: Path, sock: Path, timeout: float, log: Path
+                 ) -> subprocess.Popen[str]:
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "corral.fencing.labdog", "--node", "n1", "--run-dir",
+             str(run_dir), "--socket", str(sock), "--timeout", str(timeout)],
+            stdout=out, stderr=subprocess.STDOUT, text=True,
+        )
+
+
 @pytest.fixture
 def labdog(qemu_run_dir: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     sock = qemu_run_dir / "wd.sock"
-    log = qemu_run_dir / "labdog.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "corral.fencing.labdog", "--node", "n1", "--run-dir",
-             str(qemu_run_dir), "--socket", str(sock), "--timeout", str(TIMEOUT)],
-            stdout=out, stderr=subprocess.STDOUT, text=True,
-        )
+    proc = start_labdog(qemu_run_dir, sock, TIMEOUT, qemu_run_dir / "labdog.log")
     try:
         wait_for(sock.exists, 10)
         yield proc, sock
@@ -122,65 +126,232 @@ def test_frozen_feeder_is_fenced(labdog: tuple[subprocess.Popen[str], Path],
         feeder.wait(5)
 
 
-# --- the mux against a fake device ----------------------------------------------------------
+# --- the mux process against a fake device -------------------------------------------------
+# The real `corral watchdog-mux` process, with its device replaced by a fake that journals
+# each operation to a file (never /dev/watchdog here: it would reset this machine).
+
+CLIENT_TIMEOUT = 0.6
+# The fake rounds the asked 3 s up to 4 s, as drivers with a coarse timer do.
+MUX_FENCE = CLIENT_TIMEOUT + 0.1 + 4
+
+
+class Mux:
+    def __init__(self, root: Path, name: str = "mux", fed_at_start: bool = True) -> None:
+        self.sock = root / "mux.sock"
+        self.state = root / "armed"
+        self.journal = root / f"{name}.journal"
+        self.log = root / f"{name}.log"
+        self.journal.write_text("")
+        self.sock.unlink(missing_ok=True)
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "corral.cli.main", "watchdog-mux",
+                 "--device", str(self.journal), "--fake-device", "--fake-granularity", "2",
+                 "--device-timeout", "3", "--socket", str(self.sock),
+                 "--state-dir", str(self.state), "--client-timeout", str(CLIENT_TIMEOUT),
+                 "--interval", "0.1"],
+                stdout=out, stderr=subprocess.STDOUT)
+        started = "keepalive" if fed_at_start else "gettimeout 4"
+        wait_for(lambda: started in self.ops() or self.proc.poll() is not None, 20)
+        assert self.proc.poll() is None, self.log.read_text()
+
+    def stamped(self) -> list[tuple[float, str]]:
+        """(CLOCK_MONOTONIC, operation) per device operation."""
+        return [(float(t), op) for t, _, op in
+                (line.partition(" ") for line in self.journal.read_text().splitlines())]
+
+    def ops(self) -> list[str]:
+        return [op for _, op in self.stamped()]
+
+    def keepalives(self) -> int:
+        return self.ops().count("keepalive")
+
+    def fed_within(self, seconds: float) -> bool:
+        before = self.keepalives()
+        time.sleep(seconds)
+        return self.keepalives() > before
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
 
 
 @pytest.fixture
-def mux(tmp_path: Path) -> Iterator[tuple[WatchdogMux, Path, WatchdogClient]]:
-    device = tmp_path / "watchdog"
-    device.write_bytes(b"")
-    sock = bind(tmp_path / "mux.sock")
-    m = WatchdogMux(device, sock, client_timeout=0.6, interval=0.1)
-    thread = threading.Thread(target=m.run, daemon=True)
-    thread.start()
+def mux_root(short_tmp: Path) -> Iterator[Path]:
+    yield short_tmp
+
+
+@pytest.fixture
+def mux(mux_root: Path) -> Iterator[Mux]:
+    m = Mux(mux_root)
     try:
-        yield m, device, WatchdogClient(tmp_path / "mux.sock", "agent")
+        yield m
     finally:
-        m.stopping = True
-        thread.join(5)
-        sock.close()
+        m.stop()
 
 
-def grows(device: Path, seconds: float = 0.5) -> bool:
-    before = device.stat().st_size
-    time.sleep(seconds)
-    return device.stat().st_size > before
-
-
-def test_mux_feeds_the_device_only_while_every_client_is_fed(
-    mux: tuple[WatchdogMux, Path, WatchdogClient]
-) -> None:
-    m, device, client = mux
-    assert grows(device)  # no client armed: the mux's own liveness is enough
-    other = WatchdogClient(client.path, "other")
-    for _ in range(4):
+def feed_for(client: WatchdogClient, seconds: float) -> None:
+    for _ in range(int(seconds / 0.1)):
         client.feed()
-        other.feed()
-        time.sleep(0.2)
-    assert grows(device, 0.3)
-    for _ in range(6):  # `other` goes silent: the device is left to fire
-        client.feed()
-        time.sleep(0.2)
-    assert not grows(device)
-    other.disarm()
-    client.feed()
-    time.sleep(0.3)
-    assert grows(device, 0.3)
-    client.feed()
-    m.stopping = True
-    wait_for(lambda: m.fd < 0, 5)
-    assert device.read_bytes()[-1:] == MAGIC_CLOSE  # clean stop: magic close
+        time.sleep(0.1)
 
 
-def test_mux_stopping_with_a_starving_client_leaves_the_device_armed(
-    mux: tuple[WatchdogMux, Path, WatchdogClient]
-) -> None:
-    m, device, client = mux
+def test_mux_acknowledges_arming_with_the_fence_time_of_the_device_it_read_back(
+        mux: Mux) -> None:
+    assert mux.ops()[:3] == ["open", "settimeout 3 -> 4", "gettimeout 4"]
+    client = WatchdogClient(mux.sock, "agent-n1")
+    ack = client.arm(5)
+    assert ack is not None
+    assert (ack.client, ack.fence, ack.timeout) == ("agent-n1", pytest.approx(MUX_FENCE),
+                                                   CLIENT_TIMEOUT)
+    assert (mux.state / "agent-n1").exists()
+    client.sock.sendto(b"arm ../../etc/passwd", str(mux.sock))  # malformed: ignored
+    client.sock.sendto(b"\xff" * 300, str(mux.sock))
+    assert sorted(p.name for p in mux.state.iterdir()) == ["agent-n1"]
+    client.disarm()
+
+
+def test_mux_starves_the_device_once_an_armed_client_stops_feeding(mux: Mux) -> None:
+    client = WatchdogClient(mux.sock, "agent-n1")
+    assert mux.fed_within(0.3)  # nobody armed: the mux's own liveness feeds it
+    assert client.arm(5) is not None
+    feed_for(client, 1.0)
+    assert mux.fed_within(0.3)
     client.feed()
-    time.sleep(1.0)
-    m.stopping = True
-    wait_for(lambda: m.fd < 0, 5)
-    assert MAGIC_CLOSE not in device.read_bytes()
+    last_feed = time.monotonic()  # the same clock as the journal's
+    time.sleep(CLIENT_TIMEOUT + 0.3)  # silent past its timeout
+    assert not mux.fed_within(1.0)
+    assert "agent-n1 not fed" in mux.log.read_text()
+    last_write = max(t for t, op in mux.stamped() if op == "keepalive")
+    assert last_write > last_feed  # fed while the client was within its timeout
+    print(f"last device write {last_write - last_feed:.3f}s after the last feed (bound: client "
+          f"timeout + interval = {CLIENT_TIMEOUT + 0.1:g}s; the device adds its own 4s)")
+    feed_for(client, 0.3)  # back in time (a real host would not have been reset yet)
+    assert mux.fed_within(0.3)
+    client.disarm()
+
+
+def test_a_client_gone_without_the_close_handshake_keeps_the_device_unfed(mux: Mux) -> None:
+    code = ("import sys, time, pathlib\nfrom corral.fencing.client import WatchdogClient\n"
+            f"c = WatchdogClient(pathlib.Path({str(mux.sock)!r}), sys.argv[1])\n"
+            "assert c.arm(5)\nfor _ in range(5):\n    c.feed(); time.sleep(0.1)\n"
+            "if sys.argv[2] == 'clean':\n    c.disarm()\n")
+    subprocess.run([sys.executable, "-c", code, "clean-one", "clean"], check=True, timeout=30)
+    time.sleep(CLIENT_TIMEOUT + 0.3)
+    assert mux.fed_within(0.5)  # a clean close disarmed it
+    subprocess.run([sys.executable, "-c", code, "crashed-one", "crash"], check=True,
+                   timeout=30)
+    time.sleep(CLIENT_TIMEOUT + 0.3)
+    assert not mux.fed_within(1.0)  # exited without `disarm`: still armed, unfed
+    assert (mux.state / "crashed-one").exists() and not (mux.state / "clean-one").exists()
+
+
+def test_a_restarted_mux_still_guards_its_armed_clients(mux_root: Path) -> None:
+    first = Mux(mux_root, "first")
+    client = WatchdogClient(first.sock, "agent-n1")
+    try:
+        assert client.arm(5) is not None
+        feed_for(client, 0.3)
+    finally:
+        first.stop()  # SIGKILL: as a crash
+    assert "magic-close" not in first.ops()
+    second = Mux(mux_root, "second", fed_at_start=False)
+    try:
+        assert not second.fed_within(1.0)
+        assert "agent-n1" in second.log.read_text()  # restored from its marker
+        feed_for(client, 0.5)  # the client comes back: the device is fed again
+        assert second.fed_within(0.3)
+        client.disarm()
+        time.sleep(0.3)
+        second.proc.send_signal(signal.SIGTERM)
+        assert second.proc.wait(10) == 0
+        assert second.ops()[-1] == "magic-close"
+    finally:
+        second.stop()
+
+
+def test_sigterm_with_armed_clients_leaves_the_device_armed_until_they_disarm(
+        mux: Mux) -> None:
+    client = WatchdogClient(mux.sock, "agent-n1")
+    assert client.arm(5) is not None
+    mux.proc.send_signal(signal.SIGTERM)
+    feed_for(client, 1.0)
+    assert mux.proc.poll() is None  # the stop is refused while a client is armed
+    assert mux.fed_within(0.3) and "magic-close" not in mux.ops()
+    assert "stop refused: agent-n1 armed" in mux.log.read_text()
+    time.sleep(CLIENT_TIMEOUT + 0.3)
+    assert not mux.fed_within(0.5)  # and it still judges the client: unfed, no reset averted
+    client.disarm()
+    assert mux.proc.wait(10) == 0
+    assert mux.ops()[-1] == "magic-close"
+
+
+def test_sigterm_without_armed_clients_ends_with_the_magic_close(mux: Mux) -> None:
+    mux.proc.send_signal(signal.SIGTERM)
+    assert mux.proc.wait(10) == 0
+    assert mux.ops()[-1] == "magic-close"
+
+
+def test_labdog_acknowledges_its_timeout_plus_its_tick(
+        labdog: tuple[subprocess.Popen[str], Path]) -> None:
+    _, sock = labdog
+    client = WatchdogClient(sock, "agent-n1")
+    ack = client.arm(5)
+    assert ack is not None and ack.fence == pytest.approx(TIMEOUT + 0.1)
+    assert ack.timeout == TIMEOUT
+    client.disarm()
+
+
+# --- what a real agent publishes -------------------------------------------------------------
+
+
+async def published(store: Store, node: str) -> float | None:
+    async def info() -> NodeInfo | None:
+        n = await store.node(node)
+        return n.info if n is not None and n.alive else None
+
+    found = await async_wait_for(info, 40, f"{node} to register")
+    return found.watchdog_timeout
+
+
+@pytest.mark.parametrize(("labdog_timeout", "expected"), [
+    (1.5, 1.5 + 0.1),  # fits TTL 4: 1.6 + 0.5 (renewal) + 0.5 (margin)
+    (3.5, 0.0),  # 3.6 + 1.17 + 0.5 > 4: HA work refused
+])
+async def test_agent_publishes_the_acknowledged_fence_time_only_when_it_fits(
+        store: Store, etcd_endpoint: str, short_tmp: Path, tiny_images: Path,
+        labdog_timeout: float, expected: float) -> None:
+    sock = short_tmp / "wd.sock"
+    (short_tmp / "dogrun").mkdir()
+    dog = start_labdog(short_tmp / "dogrun", sock, labdog_timeout, short_tmp / "labdog.log")
+    agent = AgentProc(etcd_endpoint, short_tmp / "n1", tiny_images, "n1")
+    # Its own setting (1 s) differs from what the watchdog does: it must not be published.
+    agent.argv += ["--watchdog-socket", str(sock), "--watchdog-timeout", "1"]
+    try:
+        agent.start()
+        assert await published(store, "n1") == pytest.approx(expected)
+        if not expected:
+            text = (agent.data_dir / "agent.log").read_text()
+            assert "PUBLISHING NO WATCHDOG" in text and "does not fit" in text
+    finally:
+        agent.stop()
+        dog.terminate()
+        dog.wait(10)
+
+
+async def test_agent_without_a_watchdog_answering_publishes_none(
+        store: Store, etcd_endpoint: str, short_tmp: Path, tiny_images: Path) -> None:
+    agent = AgentProc(etcd_endpoint, short_tmp / "n1", tiny_images, "n1")
+    agent.argv += ["--watchdog-socket", str(short_tmp / "nobody.sock"), "--watchdog-timeout",
+                   "1.5"]
+    try:
+        agent.start()
+        assert await published(store, "n1") == 0.0
+        text = (agent.data_dir / "agent.log").read_text()
+        assert "PUBLISHING NO WATCHDOG" in text and "no acknowledgement" in text
+    finally:
+        agent.stop()
 
 
 # --- the agent's invariant -------------------------------------------------------------------

@@ -19,7 +19,7 @@ from corral.agent.context import HostContext, disk_paths, is_running
 from corral.agent.liveness import Liveness
 from corral.agent.monitor import Monitor
 from corral.agent.reconciler import Do, Placed, plan_startup
-from corral.agent.settings import Accel, AgentSettings
+from corral.agent.settings import Accel, AgentSettings, published_fence_time
 from corral.agent.tasks import TaskRunner
 from corral.cluster.records import UnreadableRecord
 from corral.cluster.store import Store
@@ -72,9 +72,24 @@ def watchdog_client(settings: AgentSettings) -> WatchdogClient | None:
         log.warning("no watchdog (--watchdog-socket): a hung agent cannot fence this host, "
                     "so HA recovery of its VMs is not safe")
         return None
-    log.info("feeding the watchdog at %s (timeout %gs, lease TTL %ss)",
-             settings.watchdog_socket, settings.watchdog_timeout, settings.lease_ttl)
     return WatchdogClient(settings.watchdog_socket, f"agent-{settings.node}")
+
+
+async def arm_watchdog(settings: AgentSettings, watchdog: WatchdogClient | None
+                       ) -> tuple[float, float]:
+    """Arm the watchdog and wait (bounded) for its acknowledgement: the fence time to publish
+    (0: not fenceable by the clock) and the renewal interval."""
+    if watchdog is None:
+        return 0.0, settings.renew_interval()
+    ack = await asyncio.to_thread(watchdog.arm, settings.watchdog_arm_wait)
+    interval = settings.renew_interval(ack.timeout if ack else None)
+    fence, why = published_fence_time(ack, interval, settings.lease_ttl)
+    if fence > 0:
+        log.info("watchdog at %s armed: %s", settings.watchdog_socket, why)
+    else:
+        log.error("PUBLISHING NO WATCHDOG (0): %s. HA will not recover this host's VMs "
+                  "without a confirmed power-off (`corral ha confirm-fenced`)", why)
+    return fence, interval
 
 
 async def run(settings: AgentSettings) -> None:
@@ -87,12 +102,16 @@ async def run(settings: AgentSettings) -> None:
     host, port = sock.getsockname()[:2]
     async with Store(settings.etcd) as store:
         ctx = HostContext(settings.node, settings.data_dir, store, driver)
-        liveness = Liveness(store, settings.node, settings.lease_ttl, settings.renew_interval,
+        # Arm only once etcd answers: an agent that cannot reach its store at boot must not
+        # have its host reset in a loop. From the arming on, a stall past the client timeout
+        # fences this host, as any missed renewal does later.
+        await store.node(settings.node)
+        fence_time, interval = await arm_watchdog(settings, watchdog)
+        liveness = Liveness(store, settings.node, settings.lease_ttl, interval,
                             watchdog.feed if watchdog else None)
         info = sampler.static_info(
             settings.node, host, f"http://{host}:{port}", accel, {"corral": __version__},
-            lease_ttl=settings.lease_ttl,
-            watchdog_timeout=settings.watchdog_timeout if watchdog else 0.0,
+            lease_ttl=settings.lease_ttl, watchdog_timeout=fence_time,
         )
         await liveness.register(info)
         log.info("host %s registered (accel %s, console on %s:%s)", settings.node, accel,

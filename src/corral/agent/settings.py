@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from corral.fencing.protocol import Ack
+from corral.fencing.timing import FIT_MARGIN, fits_lease
+
 Accel = Literal["kvm", "tcg"]
 
 
@@ -19,29 +22,52 @@ class AgentSettings:
     listen_port: int = 0  # serial console endpoint; 0 picks a free port
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     lease_ttl: int = 10  # seconds: the host counts as failed once its lease is gone
-    # Fencing: the watchdog fed after each lease renewal. It must fire (and so stop this
-    # host's VMs) before the lease can expire, hence watchdog_timeout < lease_ttl.
+    # Fencing: the watchdog fed after each lease renewal. watchdog_timeout is how long the
+    # agent expects it may go unfed (it paces the renewals; 0: take it from the watchdog's
+    # acknowledgement). What the agent publishes is the fence time the watchdog acknowledged,
+    # and only when it fits the lease (fencing.timing.fits_lease).
     watchdog_socket: Path | None = None
     watchdog_timeout: float = 0.0
+    watchdog_arm_wait: float = 10.0  # seconds to wait for the acknowledgement at start
     usage_interval: float = 5.0
     monitor_interval: float = 1.0
 
     def check(self) -> None:
         """Refuse settings under which the cluster could recover VMs that still run here."""
-        if self.watchdog_socket is not None and not 0 < self.watchdog_timeout < self.lease_ttl:
+        if self.watchdog_socket is not None and not 0 <= self.watchdog_timeout < self.lease_ttl:
             raise ValueError(
-                f"watchdog timeout ({self.watchdog_timeout:g}s) must be positive and below the "
-                f"lease TTL ({self.lease_ttl}s): the watchdog must fence this host before its "
-                "lease expires"
+                f"watchdog timeout ({self.watchdog_timeout:g}s) must be below the lease TTL "
+                f"({self.lease_ttl}s): the watchdog must fence this host before its lease "
+                "expires"
             )
 
-    @property
-    def renew_interval(self) -> float:
-        """Renew (and so feed) three times per TTL and per watchdog timeout."""
-        if self.watchdog_socket is None:
-            return self.lease_ttl / 3
-        return min(self.lease_ttl, self.watchdog_timeout) / 3
+    def renew_interval(self, acknowledged_timeout: float | None = None) -> float:
+        """Renew (and so feed) three times per TTL and per client timeout: this agent's
+        setting and the one its watchdog acknowledged, whichever is shorter."""
+        timeouts: list[float] = [self.lease_ttl]
+        if self.watchdog_socket is not None and self.watchdog_timeout > 0:
+            timeouts.append(self.watchdog_timeout)
+        if acknowledged_timeout:
+            timeouts.append(acknowledged_timeout)
+        return min(timeouts) / 3
 
     @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
+
+
+def published_fence_time(ack: Ack | None, renew_interval: float, lease_ttl: float
+                         ) -> tuple[float, str]:
+    """What the host publishes as its watchdog timeout, and why. 0 makes it unfenceable by
+    the clock (HA waits for a confirmed power-off): without an acknowledgement the agent does
+    not know it is armed, and a fence time that does not fit the lease could free its VMs
+    while they still run. Such a host runs its VMs but is no HA target for recovery by the
+    clock; the agent keeps feeding all the same (it may be armed)."""
+    if ack is None:
+        return 0.0, "no acknowledgement from the watchdog: this host is not known to be armed"
+    if not fits_lease(ack.fence, renew_interval, lease_ttl):
+        return 0.0, (f"the watchdog fences {ack.fence:g}s after the last feed; with renewals "
+                     f"every {renew_interval:.3g}s and a {FIT_MARGIN:g}s margin that does not fit "
+                     f"the lease TTL ({lease_ttl:g}s)")
+    return ack.fence, (f"fenced at most {ack.fence:g}s after the last feed (renewal every "
+                       f"{renew_interval:.3g}s, lease TTL {lease_ttl:g}s)")

@@ -23,7 +23,9 @@ def run_agent(
     watchdog_socket: Path | None = typer.Option(
         None, help="Feed this watchdog (lab watchdog or watchdog-mux) after each renewal."),
     watchdog_timeout: float = typer.Option(
-        0.0, help="The watchdog's timeout in seconds; must be below --lease-ttl."),
+        0.0, help="Seconds the watchdog lets this agent go unfed (paces the renewals); 0: "
+                  "take it from the watchdog. Must be below --lease-ttl. The host publishes "
+                  "the fence time the watchdog acknowledges, not this."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     if accel not in ("auto", "kvm", "tcg"):

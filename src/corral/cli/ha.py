@@ -72,6 +72,14 @@ def confirm_fenced(
     typer.echo(f"{node} confirmed powered off: its HA VMs are recovered now")
 
 
+def fence_time(seconds: float | None) -> str:
+    """A host's published fence time: at most this long after its agent's last feed, the
+    host's watchdog has fenced it."""
+    if seconds is None:
+        return "unknown"
+    return f"{seconds:g}s" if seconds > 0 else "none: unfenceable"
+
+
 @app.command()
 def status(as_json: JsonOpt = False) -> None:
     """HA status of every HA VM and host, with the reason of each state."""
@@ -79,8 +87,9 @@ def status(as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(report)
         return
-    table(["NODE", "HA", "REASON"],
-          [[n["node"], n["status"], n["reason"] or ""] for n in report["nodes"]])
+    table(["NODE", "HA", "FENCE TIME", "REASON"],
+          [[n["node"], n["status"], fence_time(n.get("fence_time")), n["reason"] or ""]
+           for n in report["nodes"]])
     typer.echo("")
     table(["VMID", "NAME", "REQUESTED", "STATUS", "NODE", "RESTARTS", "RELOCATES", "REASON"],
           [[v["vmid"], v["name"] or "-", v["requested"], v["status"], v["node"] or "-",

@@ -4,9 +4,12 @@ One per simulated host, started by the lab supervisor beside the host's agent. A
 watchdog resets the machine; here the machine is the host's QEMU processes, so an unfed
 watchdog SIGKILLs them. It is a process of its own so that it works while the agent is frozen.
 
-It arms on the first feed and disarms on an explicit `disarm` (a clean agent stop), never on
-silence: an agent that crashed must come back and feed within the timeout, or its VMs die.
-After fencing, the client is forgotten until it feeds again, like a host after its reset.
+It speaks the mux's protocol (fencing.protocol): a client arms with `arm` (or its first feed)
+and gets the fence time acknowledged, its timeout plus the check tick; it disarms only with an
+explicit `disarm` (a clean agent stop), never on silence: an agent that crashed must come back
+and feed within the timeout, or its VMs die. After fencing, the client is forgotten until it
+feeds again, like a host after its reset. Unlike the mux it stops on SIGTERM whatever is
+armed: `lab down` stops it after the agents and then kills the hosts' QEMUs itself.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from pathlib import Path
 from types import FrameType
 
 from corral.fencing.feeders import Feeders
-from corral.fencing.protocol import MAX_MESSAGE, bind, parse
+from corral.fencing.protocol import MAX_MESSAGE, Ack, bind, disarmed, parse, reply
+from corral.fencing.timing import labdog_fence_time
 from corral.qemu.paths import VMPaths
 from corral.qemu.process import kill, live_pid
 
@@ -59,15 +63,26 @@ class LabDog:
         self.run_dir = run_dir
         self.sock = sock
         self.feeders = Feeders(timeout)
+        self.fence = labdog_fence_time(timeout, TICK)
         self.stopping = False
+
+    def handle(self, data: bytes, address: object) -> None:
+        message = parse(data)
+        if message is None:
+            return
+        if line := self.feeders.handle(message, time.monotonic()):
+            log.info("%s: %s", self.node, line)
+        if message.verb == "arm":
+            reply(self.sock, address,
+                  Ack(message.client, self.fence, self.feeders.timeout).encode())
+        elif message.verb == "disarm":
+            reply(self.sock, address, disarmed(message.client))
 
     def step(self) -> None:
         """Take one message if one comes within TICK, then check the timer."""
         self.sock.settimeout(TICK)
         with contextlib.suppress(TimeoutError, InterruptedError):
-            message = parse(self.sock.recv(MAX_MESSAGE))
-            if message is not None and (line := self.feeders.handle(message, time.monotonic())):
-                log.info("%s: %s", self.node, line)
+            self.handle(*self.sock.recvfrom(MAX_MESSAGE))
         stale = self.feeders.stale(time.monotonic())
         if stale:
             victims = fence(self.run_dir)
@@ -100,13 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     dog = LabDog(args.node, args.run_dir, sock, args.timeout)
     signal.signal(signal.SIGTERM, dog.stop)
     signal.signal(signal.SIGINT, dog.stop)
-    log.info("%s: watchdog on %s, timeout %.1fs, unarmed until the first feed", args.node,
-             args.socket, args.timeout)
+    log.info("%s: watchdog on %s, timeout %gs, fence time %gs, unarmed until a client arms",
+             args.node, args.socket, args.timeout, dog.fence)
     try:
         dog.run()
     finally:
         sock.close()
         args.socket.unlink(missing_ok=True)
+    if dog.feeders.last:
+        log.warning("%s: watchdog stopped with %s armed", args.node,
+                    ", ".join(sorted(dog.feeders.last)))
     log.info("%s: watchdog stopped", args.node)
     return 0
 

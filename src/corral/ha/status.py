@@ -31,6 +31,9 @@ class HANodeRow(Model):
     lost_at: float | None = None
     fenced_at: float | None = None
     reason: str = ""
+    # The fence time the host published (its watchdog's acknowledged worst case from the last
+    # feed to the fence); 0: unfenceable by the clock; None: not published.
+    fence_time: float | None = None
 
 
 class UnprotectedRow(Model):
@@ -83,11 +86,14 @@ def ha_status(snap: ClusterSnapshot, inputs: HAInputs) -> HAReport:
     nodes: list[HANodeRow] = []
     for name, node in sorted(snap.nodes.items()):
         ns = inputs.state.nodes.get(name)
+        fence_time = node.info.watchdog_timeout if node.info else None
         if ns is not None:
             nodes.append(HANodeRow(node=name, status=ns.status.value, lost_at=ns.lost_at,
-                                   fenced_at=ns.fenced_at, reason=ns.reason))
+                                   fenced_at=ns.fenced_at, reason=ns.reason,
+                                   fence_time=fence_time))
         else:
-            nodes.append(HANodeRow(node=name, status="online" if node.alive else "unknown"))
+            nodes.append(HANodeRow(node=name, status="online" if node.alive else "unknown",
+                                   fence_time=fence_time))
     offline = {n.node for n in nodes if n.status != NodeStatusHA.ONLINE.value}
     # Once its host is fenced (watchdog deadline passed, or power-off confirmed) nothing of
     # it runs any more: the VM is stopped, not merely unknown.
