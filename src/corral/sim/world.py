@@ -312,8 +312,10 @@ class World:
                     self.store.set_state(vmid, RunState.STOPPED)
             was = h.seen.get(vmid)
             if (now is VMStatus.UNKNOWN) != (was is VMStatus.UNKNOWN):
-                self.say(f"{h.name}: VM {vmid} " + ("does not answer QMP: reports it unknown"
-                         if now is VMStatus.UNKNOWN else f"answers again: {now.value}"))
+                self.say(f"{h.name}: VM {vmid} " + (
+                    "does not answer QMP: reports it unknown" if now is VMStatus.UNKNOWN
+                    else "answers again: running" if now is VMStatus.RUNNING
+                    else "exited while not answering QMP: reports it stopped"))
             h.seen[vmid] = now
             rt = self.store.runtimes.get(vmid)
             if rt is None or rt.status is not now or rt.node != h.name:
