@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from corral.cluster.models import VMStatus
+from corral.cluster.snapshot import ClusterSnapshot
+from corral.ha.models import HAInputs, HAState, HATiming, NodeStatusHA, VMStatusHA
+from corral.manager.decide import decide_with_ha
+from corral.sim import scenario
 from corral.sim.runner import Run
 from corral.sim.scenario import ScenarioError, parse
 
@@ -101,6 +108,18 @@ expect at 85 vm 100 running on n1
     ("cluster nodes=2\nnode n3 watchdog=soon\n", "line 2: watchdog= 'soon' is not a number"),
     ("cluster nodes=2\nat 5 agent-thaw n1 for=2\n", "line 2: unknown option 'for='"),
     ("vm 100 on n1\n", "line 1: the first statement must be 'cluster'"),
+    ("cluster nodes=2\nexpect at 5 node n1 maintenace\n", "line 2: node status 'maintenace'"),
+    ("cluster nodes=2\nexpect at 5 vm 100 ha hung\n", "line 2: HA status 'hung'"),
+    ("cluster nodes=2\nrule together pair 100\n",
+     "line 2: rule pair: vms: affinity needs at least two VMs"),
+    ("cluster nodes=2\nrule anti pair 100,101,100\n", "line 2: rule pair: vms: lists a VM twice"),
+    ("cluster nodes=2\nrule anti -x 100,101\n", "line 2: rule -x: name: "),
+    ("cluster nodes=2\nrule prefer db n1:1 vms=100 failback=no\n",
+     "line 2: failback= 'no' is not one of on, off"),
+    ("cluster nodes=2\nrule near pair 100,101\n", "line 2: rule kind 'near'"),
+    ("cluster nodes=2\nat 5 hang\n", "line 2: expected 2 words, found 1"),
+    ("cluster nodes=2\nat 5 unhang n1\n", "line 2: VM id 'n1' is not a whole number"),
+    ("cluster nodes=2 failback-hold=soon\n", "line 1: failback-hold= 'soon' is not a number"),
 ])
 def test_parse_errors_name_the_line_and_the_fault(text: str, message: str) -> None:
     with pytest.raises(ScenarioError, match=message.replace("(", r"\(")):
@@ -161,3 +180,46 @@ def test_a_window_fails_at_the_first_tick_that_breaks_it() -> None:
     # n2's lease ends 10 s after its last renewal (9.5): the manager sees it lost at 20.
     assert result.failures == ["t=20: expected during 0-40 node n2 online; "
                                "HA node status is fence"]
+
+
+@pytest.mark.parametrize("status", [*(s.value for s in NodeStatusHA)])
+def test_every_node_status_can_be_expected_and_is_documented(status: str) -> None:
+    parse(f"cluster nodes=2\nexpect at 5 node n1 {status}\nexpect at 5 node n1 !{status}\n")
+    assert status in (scenario.__doc__ or "").split("node:")[1].split("\n")[0]
+
+
+@pytest.mark.parametrize("status", [*(s.value for s in VMStatusHA)])
+def test_every_vm_status_can_be_expected_and_is_documented(status: str) -> None:
+    parse(f"cluster nodes=2\nexpect at 5 vm 100 ha {status}\n")
+    assert status in (scenario.__doc__ or "").split("VM:")[1].split("node:")[0].split()
+
+
+HUNG = """
+cluster nodes=3 run=40
+vm 100 on n1 ha=started max-restart=0
+at 5 hang 100
+"""
+
+
+def blind_to_unknown(snap: ClusterSnapshot, inputs: HAInputs, timing: HATiming
+                     ) -> tuple[list[object], HAState]:
+    """A broken decision: takes a VM whose QEMU does not answer for stopped."""
+    vms = {vmid: replace(vm, runtime=vm.runtime.model_copy(update={"status": VMStatus.STOPPED}))
+           if vm.runtime is not None and vm.runtime.status is VMStatus.UNKNOWN else vm
+           for vmid, vm in snap.vms.items()}
+    actions, state = decide_with_ha(replace(snap, vms=vms), inputs, timing)
+    return list(actions), state
+
+
+def test_a_hung_qemu_counts_as_running_for_one_owner() -> None:
+    # Relocating a hung VM runs it twice: its QEMU on n1 lives on while n2 starts another.
+    r = Run(parse(HUNG))
+    r.manager.decide = blind_to_unknown
+    result = r.run()
+    assert any("one-owner: VM 100 runs on n1, n2" in f for f in result.failures), result.log
+
+
+def test_the_real_decisions_leave_a_hung_vm_alone() -> None:
+    result = Run(parse(HUNG)).run()
+    assert result.ok, result.failures
+    assert any("VM 100 does not answer QMP: reports it unknown" in ln for ln in result.log)

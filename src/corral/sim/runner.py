@@ -1,7 +1,7 @@
 """Runs a scenario: builds the world, advances the virtual clock, fires events, runs the
 manager, and checks the expectations and the invariants after every tick:
 - one-owner: a VM never runs on two hosts (a cut-off host runs its VMs until its watchdog
-  fires, so a recovery before fencing shows up here);
+  fires, so a recovery before fencing shows up here; a hung QEMU still runs);
 - configs-kept: no VM config is lost;
 - ha-bound: an HA VM meant to be started is not down longer than the bound, counting only
   the time while some host could run it (online, not in maintenance, with the memory, allowed
@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Literal, cast
 
 from corral.cluster.models import NodeRequest, Task
-from corral.ha.models import FenceConfirmation, HARequest, HARule, HASettings, HATiming
+from corral.ha.models import FenceConfirmation, HARequest, HASettings, HATiming
+from corral.ha.placement import rule_breach
 from corral.scheduler.capacity import migration_refusal
 from corral.sim.manager import SimManager
-from corral.sim.scenario import Line, Scenario, ScenarioError
+from corral.sim.scenario import Line, Scenario, ScenarioError, rule_of
 from corral.sim.world import Host, World, vm_list
 
 DT = 0.5
@@ -48,7 +49,8 @@ class Run:
         self.timing = HATiming(lease_ttl=ttl, watchdog_timeout=wd,
                                margin=float(cl.opt("margin", "2")),
                                start_timeout=float(cl.opt("start-timeout", "30")),
-                               stable_after=float(cl.opt("stable-after", "60")))
+                               stable_after=float(cl.opt("stable-after", "60")),
+                               failback_hold=float(cl.opt("failback-hold", "60")))
         self.until = float(cl.opt("run", "60"))
         self.bound: float | None = ttl + wd + self.timing.margin + 10
         self.allow_down: set[int] = set()
@@ -92,14 +94,8 @@ class Run:
                 s.ha[vmid] = HASettings(vmid=vmid, state=HARequest(ln.opts["ha"]),
                                         max_restart=int(ln.opt("max-restart", "1")),
                                         max_relocate=int(ln.opt("max-relocate", "1")))
-        elif head == "rule" and args[0] == "anti":
-            s.rules[args[1]] = HARule(name=args[1], kind="anti-affinity",
-                                      vms=[int(v) for v in args[2].split(",")])
-        elif head == "rule" and args[0] == "prefer":
-            nodes = {n: int(p) for n, _, p in (x.partition(":") for x in args[2].split(","))}
-            s.rules[args[1]] = HARule(name=args[1], kind="node-preference", nodes=nodes,
-                                      vms=[int(v) for v in ln.opts["vms"].split(",")],
-                                      strict="strict" in args)
+        elif head == "rule":
+            s.rules[args[1]] = rule_of(ln)
         elif head == "maintenance":
             s.requests[args[0]] = NodeRequest(maintenance=True, requested_at=0)
         elif head == "bound":
@@ -133,6 +129,15 @@ class Run:
         elif verb == "crash":
             for h in w.hosts.values():
                 h.procs.discard(int(args[0]))
+                h.hung.discard(int(args[0]))
+        elif verb in ("hang", "unhang"):
+            vmid = self.vm(ln, args[0])
+            where = w.runs_on(vmid)
+            if not where:
+                w.say(f"sim: nothing to {verb} (VM {vmid} runs nowhere)")
+            for name in where:
+                (w.hosts[name].hung.add if verb == "hang" else w.hosts[name].hung.discard)(
+                    vmid)
         elif verb in ("break", "fix"):
             vmid = int(args[0])
             names = [args[2]] if len(args) > 2 else list(w.hosts)
@@ -155,8 +160,11 @@ class Run:
         elif verb == "migrate":
             # What the API does: refuse up front what cannot work, else queue on the VM's host.
             vmid, target = self.vm(ln, args[0]), args[1]
-            vm = w.snapshot().vms[vmid]
-            why = migration_refusal(w.snapshot(), vm, target, with_local_disks=True)
+            snap = w.snapshot()
+            vm = snap.vms[vmid]
+            why = migration_refusal(snap, vm, target, with_local_disks=True)
+            if why is None:
+                why = rule_breach(snap, vm, w.ha_inputs().rules, target)
             if why is not None:
                 w.say(f"api: refuses to migrate VM {vmid} to {target}: {why}")
                 return
@@ -184,6 +192,7 @@ class Run:
         if verb in ("power-off", "fence-confirm"):
             h.powered, h.agent_up, h.agent_back_at, h.frozen = False, False, None, False
             h.procs.clear()
+            h.hung.clear()
             if verb == "fence-confirm":
                 s.fenced[h.name] = FenceConfirmation(node=h.name, at=w.t, by="sim-ipmi")
         elif verb == "power-on" and not h.powered:

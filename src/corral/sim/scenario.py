@@ -4,7 +4,9 @@ statement describe the scenario). Times are seconds on the virtual clock.
 Set-up:
 
     cluster nodes=3 memory=4096 ttl=10 watchdog=5 margin=2 run=60
-                 [start-timeout=30] [stable-after=60]
+                 [start-timeout=30] [stable-after=60] [failback-hold=60]
+                                             # failback-hold: how long a preferred host
+                                             # stays online before its VMs move back
     node n4 [memory=1024] [watchdog=8]       # another host, or other facts for one; its
                                              # watchdog kills its VMs 8 s after the last
                                              # renewal (and it publishes 8); watchdog=0: no
@@ -12,8 +14,12 @@ Set-up:
                                              # its VMs
     vm 100 on n1 [memory=512] [stopped] [ha=started|stopped|disabled|ignored]
                  [max-restart=1] [max-relocate=1] [maintenance=migrate|stay|stop]
-    rule anti web-apart 101,102
-    rule prefer db n1:2,n2:1 vms=101 [strict]
+    rule anti web-apart 101,102              # never on one host
+    rule together pair 101,102               # on one host (an affinity rule)
+    rule prefer db n1:2,n2:1 vms=101 [strict] [failback=on|off]
+                                             # highest priority first; strict: only these
+                                             # hosts; failback=off: a VM stays where it
+                                             # was recovered when a preferred host returns
     maintenance n3                           # in maintenance from the start
     bound 30 | off                           # an HA VM may be down this long while some
                                              # host could run it (default: ttl + watchdog
@@ -35,21 +41,33 @@ Events (`at T ...`); a host may be `all` (the host events) or `leader` (the mana
     at 12 fence-confirm n2                   # a fence agent powered it off and says so
     at 12 maintenance n2 on|off
     at 12 crash 100 | break 100 [on n1] | fix 100 [on n1]   # break: its start fails
+    at 12 hang 100 | unhang 100              # its QEMU stops answering QMP, the process
+                                             # lives (its host reports it `unknown`; it
+                                             # counts as running everywhere, a power
+                                             # button does nothing, a hard stop ends it),
+                                             # then answers again
     at 12 ha 100 started|stopped|disabled|ignored            # operator, via the API
     at 12 start 100 | shutdown 100 | migrate 100 n3          # operator, via the API (a
-                                             # migration the API refuses is logged, not
-                                             # queued; a stopped VM migrates cold)
+                                             # migration the API refuses, for the target
+                                             # or because it breaks an HA rule, is logged,
+                                             # not queued; a stopped VM migrates cold)
 
 Expectations, checked at one time (`expect at T`) or at every tick of a window (`expect
 during T1 T2 ...`, any of these); `!x` means "anything but x":
 
     expect at 40 vm 100 running [on n3|on !n2] | vm 100 stopped | vm 100 placed n3
-    expect at 40 vm 100 ha error | vm 100 ha !error
-    expect at 40 node n2 fenced | node n2 !fenced
+    expect at 40 vm 100 ha error | vm 100 ha !error      # any VM HA status, or none
+    expect at 40 node n2 fenced | node n2 !fenced        # any node HA status, or none
     expect at 40 leader n1 | leader !n1
     expect during 10 40 node n2 !fenced              # at no tick from 10 to 40
     expect during 10 40 vm 100 never-started-on n2   # no QEMU of VM 100 comes up on n2
     expect during 10 40 vm 100 never-started         # ... nor on any host (windows only)
+
+HA statuses (the manager's, as `corral ha status` shows them):
+
+    VM:   request_start started request_stop stopped fence recovery migrate error
+          disabled ignored freeze
+    node: online unknown fence fenced maintenance
 
 Every line is checked when the file is read: an error names the line and what is wrong.
 """
@@ -59,6 +77,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import ValidationError
+
+from corral.ha.models import HARequest, HARule, NodeStatusHA, VMStatusHA
 
 
 class ScenarioError(ValueError):
@@ -99,15 +121,15 @@ class Scenario:
     windows: list[Window] = field(default_factory=list)
 
 
-HA_REQUESTS = ("started", "stopped", "disabled", "ignored")
-HA_STATUSES = ("request_start", "started", "request_stop", "stopped", "fence", "recovery",
-               "migrate", "error", "disabled", "ignored", "freeze", "none")
-NODE_STATUSES = ("online", "unknown", "fence", "fenced", "none")
+HA_REQUESTS = tuple(r.value for r in HARequest)
+# What the manager can say of a VM or a host, and `none` for not (yet) in its HA state.
+HA_STATUSES = (*(s.value for s in VMStatusHA), "none")
+NODE_STATUSES = (*(s.value for s in NodeStatusHA), "none")
 POLICIES = ("migrate", "stay", "stop")
 HOST_EVENTS = ("power-off", "power-on", "net-off", "net-on", "cut-store", "cut-peers", "heal",
                "agent-restart", "agent-freeze", "agent-thaw", "fence-confirm")
 CLUSTER_OPTS = ("nodes", "memory", "ttl", "watchdog", "margin", "run", "start-timeout",
-                "stable-after")
+                "stable-after", "failback-hold")
 
 
 class _Checker:
@@ -167,6 +189,19 @@ class _Checker:
                             integer=key in ("nodes", "memory", "max-restart", "max-relocate"))
 
 
+def rule_of(ln: Line) -> HARule:
+    """The HA rule a checked `rule` line describes."""
+    kind, name, what = ln.words[1:4]
+    if kind == "prefer":
+        nodes = {n: int(p) for n, _, p in (x.partition(":") for x in what.split(","))}
+        return HARule(name=name, kind="node-preference", nodes=nodes,
+                      vms=[int(v) for v in ln.opts["vms"].split(",")],
+                      strict="strict" in ln.words[4:],
+                      failback=ln.opts.get("failback", "on") == "on")
+    return HARule(name=name, kind="anti-affinity" if kind == "anti" else "affinity",
+                  vms=[int(v) for v in what.split(",")])
+
+
 def _split(number: int, text: str) -> Line:
     words, opts = [], {}
     for w in text.split():
@@ -205,15 +240,17 @@ def _check_setup(c: _Checker) -> None:
             c.one_of(ln.opts["maintenance"], POLICIES, "maintenance=")
     elif head == "rule":
         c.arity(4, 5)
-        if args[0] == "anti":
+        if args[0] in ("anti", "together"):
             c.arity(4)
             c.opts(())
             c.vmids(args[2])
         elif args[0] == "prefer":
-            c.opts(("vms",))
+            c.opts(("vms", "failback"))
             if "vms" not in ln.opts:
                 raise c.error("a prefer rule needs vms=")
             c.vmids(ln.opts["vms"])
+            if "failback" in ln.opts:
+                c.one_of(ln.opts["failback"], ("on", "off"), "failback=")
             for part in args[2].split(","):
                 name, colon, prio = part.partition(":")
                 if not colon:
@@ -223,7 +260,14 @@ def _check_setup(c: _Checker) -> None:
             if len(args) == 4 and args[3] != "strict":
                 raise c.error(f"'{args[3]}' is not 'strict'")
         else:
-            raise c.error(f"rule kind '{args[0]}' is not anti or prefer")
+            raise c.error(f"rule kind '{args[0]}' is not anti, together or prefer")
+        try:
+            rule_of(ln)
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(x) for x in err["loc"])
+            raise c.error(f"rule {args[1]}: " + (f"{where}: " if where else "")
+                          + err["msg"].removeprefix("Value error, ")) from None
     elif head == "maintenance":
         c.arity(2)
         c.host(args[0])
@@ -248,7 +292,7 @@ def _check_event(c: _Checker) -> None:
         c.arity(3)
         c.host(args[0])
         c.one_of(args[1], ("on", "off"), "maintenance")
-    elif verb in ("crash", "start", "shutdown"):
+    elif verb in ("crash", "hang", "unhang", "start", "shutdown"):
         c.arity(2)
         c.number(args[0], "VM id", integer=True)
     elif verb in ("break", "fix"):

@@ -51,6 +51,9 @@ class Host:
     started_at: float = 0.0
     seen: dict[int, VMStatus] = field(default_factory=dict)
     broken: set[int] = field(default_factory=set)  # VMs whose start fails here
+    # VMs whose QEMU runs here but does not answer QMP: reported unknown, deaf to the power
+    # button, ended only by a hard stop (or the process dying).
+    hung: set[int] = field(default_factory=set)
 
     @property
     def network(self) -> bool:
@@ -189,6 +192,7 @@ class World:
                     and self.t - h.fed_at >= h.watchdog:
                 self.say(f"{h.name}/watchdog: fires, kills VM(s) {vm_list(h.procs)}")
                 h.procs.clear()
+                h.hung.clear()
 
     def agent_start(self, h: Host) -> None:
         h.agent_up, h.agent_back_at, h.seen = True, None, {}
@@ -199,6 +203,7 @@ class World:
         for a in plan_startup(h.name, placed, {v: 0 for v in h.procs}):
             if a.do is Do.KILL_ORPHAN:
                 h.procs.discard(a.vmid)
+                h.hung.discard(a.vmid)
                 self.say(f"{h.name}: agent kills orphan VM {a.vmid} ({a.reason})")
             elif a.do is Do.START and a.vmid not in h.broken:
                 h.procs.add(a.vmid)
@@ -220,11 +225,18 @@ class World:
                 task = task.model_copy(update={"state": TaskState.RUNNING, "started_at": self.t})
                 self.store.tasks[task.id] = task
             if task.state is TaskState.RUNNING:
-                if self.t >= (task.started_at or 0) + DURATION.get(task.kind, 1.0):
+                if self.t >= (task.started_at or 0) + self.duration(h, task):
                     self.finish(h, task)
                 elif task.vmid is not None:
                     busy.add(task.vmid)
         return busy
+
+    def duration(self, h: Host, task: Task) -> float:
+        """How long a task runs. A hung guest never hears the power button: the shutdown
+        waits its whole timeout (the handler's default 180 s), then stops QEMU hard."""
+        if task.kind == "vm.shutdown" and task.vmid in h.hung:
+            return float(str(task.params.get("timeout", 180)))
+        return DURATION.get(task.kind, 1.0)
 
     def finish(self, h: Host, task: Task) -> None:
         error = self.execute(h, task)
@@ -251,7 +263,11 @@ class World:
         elif task.kind in ("vm.shutdown", "vm.stop"):
             if vmid not in h.procs:
                 return f"VM {vmid} is not running"
+            if task.kind == "vm.shutdown" and vmid in h.hung:
+                self.say(f"{h.name}: VM {vmid} did not answer the power button: "
+                         "timed out, stopped hard")
             h.procs.discard(vmid)
+            h.hung.discard(vmid)
             s.set_state(vmid, RunState.STOPPED)
             self.report(h, vmid, VMStatus.STOPPED)
         elif task.kind == "vm.migrate":
@@ -261,6 +277,8 @@ class World:
             cold = p.state is RunState.STOPPED and vmid not in h.procs
             if vmid not in h.procs and not cold:
                 return f"VM {vmid} is not running"
+            if vmid in h.hung:
+                return f"VM {vmid}: QMP migrate timed out (QEMU does not answer)"
             if target is None or not target.connected:
                 return "the target host is unreachable"
             if not h.talks_to(target):
@@ -283,12 +301,21 @@ class World:
         for vmid, (p, _) in list(self.store.placements.items()):
             if p.node != h.name or vmid in busy:
                 continue
-            now = VMStatus.RUNNING if vmid in h.procs else VMStatus.STOPPED
+            # What the driver reports: no process is stopped; a process whose QMP does not
+            # answer is unknown (it lives, and may run the guest).
+            now = VMStatus.STOPPED if vmid not in h.procs else \
+                VMStatus.UNKNOWN if vmid in h.hung else VMStatus.RUNNING
             for a in plan_observation(Placed(vmid, p.node, p.state), h.seen.get(vmid), now,
                                       False):
                 if a.do is Do.MARK_STOPPED:
                     self.say(f"{h.name}: VM {vmid} {a.reason}")
                     self.store.set_state(vmid, RunState.STOPPED)
+            was = h.seen.get(vmid)
+            if (now is VMStatus.UNKNOWN) != (was is VMStatus.UNKNOWN):
+                self.say(f"{h.name}: VM {vmid} " + (
+                    "does not answer QMP: reports it unknown" if now is VMStatus.UNKNOWN
+                    else "answers again: running" if now is VMStatus.RUNNING
+                    else "exited while not answering QMP: reports it stopped"))
             h.seen[vmid] = now
             rt = self.store.runtimes.get(vmid)
             if rt is None or rt.status is not now or rt.node != h.name:
