@@ -35,6 +35,7 @@ from corral.ha.actions import ClearFenceConfirmation, HAAction, SaveHAState
 from corral.ha.models import (
     HAInputs,
     HARequest,
+    HARule,
     HASettings,
     HAState,
     HATiming,
@@ -185,6 +186,20 @@ def _retry(c: Ctx, vm: VM, s: HASettings, base: VMHAState, why: str) -> Step:
                     f"and {base.relocates} relocation(s)", task=None))
 
 
+def _failback_rules(rules: list[HARule], vmid: int) -> list[HARule]:
+    """The rules a failback obeys: an affinity group whose members all share vmid's
+    preference rules fails back together, so the first member may leave its partners
+    (which then follow it, since the rule now points at its new host); without this no
+    member of such a group could ever move first."""
+    prefs = {r.name for r in rules_of(rules, vmid, "node-preference")}
+
+    def whole_group(r: HARule) -> bool:
+        return r.kind == "affinity" and vmid in r.vms and all(
+            {p.name for p in rules_of(rules, o, "node-preference")} == prefs for o in r.vms)
+
+    return [r for r in rules if not whole_group(r)]
+
+
 def _failback(c: Ctx, vm: VM, base: VMHAState) -> Step | None:
     """A live move back to a host its preference rules rank above its current one, once the
     host has been online for failback_hold; once per return of that host."""
@@ -199,7 +214,7 @@ def _failback(c: Ctx, vm: VM, base: VMHAState) -> Step | None:
         or (ns := c.nodes.get(n)) is None or ns.status is not NodeStatusHA.ONLINE
         or ns.online_since is None or mono - ns.online_since < c.timing.failback_hold
         or migration_refusal(c.snap, vm, n, with_local_disks=True) is not None)
-    target, _ = choose_node(c.snap, vm, c.inputs.rules, not_yet, True)
+    target, _ = choose_node(c.snap, vm, _failback_rules(c.inputs.rules, vm.vmid), not_yet, True)
     if target is None:
         return None
     since = c.nodes[target].online_since
