@@ -1,7 +1,9 @@
 """Drive local QEMU processes: start daemonised, adopt after restarts, control through QMP.
 
-Every QMP exchange opens its own short connection: nothing is held across calls, so an
-agent can die and restart at any point and simply carry on with the running QEMUs.
+Every QMP exchange opens its own short connection (see qmp_exchange for what it must
+tolerate): nothing is held across calls, so an agent can die and restart at any point and
+simply carry on with the running QEMUs, and the monitor is free between exchanges for
+whoever else needs it.
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Literal
 
-from qemu.qmp import QMPClient
-
 from corral.cluster.models import VMConfig, VMStatus
 from corral.qemu import process
 from corral.qemu.cmdline import build_command
 from corral.qemu.paths import VMPaths
+from corral.qemu.qmp_exchange import QMPError, exchange
 
 QMP_TIMEOUT = 10.0
 START_TIMEOUT = 30.0
@@ -282,17 +283,12 @@ class QemuDriver:
         wait: float = QMP_TIMEOUT,
     ) -> Any:
         socket = self.paths(vmid).qmp_socket
+        # One exchange at a time: a second client would wait in the monitor's listen
+        # backlog, its timeout running, until the first hangs up.
         async with self._qmp_locks[vmid]:
-            client = QMPClient(f"vm{vmid}")
             try:
-                await asyncio.wait_for(client.connect(str(socket)), wait)
-                return await asyncio.wait_for(client.execute(command, arguments), wait)
-            except TimeoutError:
-                raise
-            except Exception as exc:  # qemu.qmp wraps socket errors in its own hierarchy
+                return await exchange(socket, command, arguments, wait)
+            except (OSError, QMPError) as exc:
                 if process.live_pid(self.paths(vmid)) is None:
                     raise NotRunning(f"VM {vmid} is not running") from exc
                 raise QemuError(f"VM {vmid}: QMP {command} failed: {exc}") from exc
-            finally:
-                with contextlib.suppress(Exception):
-                    await client.disconnect()
