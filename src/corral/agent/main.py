@@ -111,7 +111,7 @@ async def run(settings: AgentSettings) -> None:
                             watchdog.feed if watchdog else None)
         info = sampler.static_info(
             settings.node, host, f"http://{host}:{port}", accel, {"corral": __version__},
-            lease_ttl=settings.lease_ttl, watchdog_timeout=fence_time,
+            lease_ttl=settings.lease_ttl, watchdog_timeout=fence_time, renew_interval=interval,
         )
         await liveness.register(info)
         log.info("host %s registered (accel %s, console on %s:%s)", settings.node, accel,

@@ -12,8 +12,8 @@ MB = 1024 * 1024
 
 
 def static_info(name: str, address: str, agent_url: str, accel: str,
-                versions: dict[str, str], lease_ttl: float, watchdog_timeout: float
-                ) -> NodeInfo:
+                versions: dict[str, str], lease_ttl: float, watchdog_timeout: float,
+                renew_interval: float | None = None) -> NodeInfo:
     return NodeInfo(
         name=name,
         cpus=psutil.cpu_count() or 1,
@@ -23,6 +23,7 @@ def static_info(name: str, address: str, agent_url: str, accel: str,
         accel="kvm" if accel == "kvm" else "tcg",
         lease_ttl=lease_ttl,
         watchdog_timeout=watchdog_timeout,
+        renew_interval=renew_interval,
         versions=versions,
     )
 

@@ -73,6 +73,9 @@ class NodeInfo(Record):
     # Seconds after a missed renewal until the host's watchdog kills its VMs; 0: no watchdog
     # (its VMs are never recovered elsewhere without a confirmed power-off); None: unknown.
     watchdog_timeout: float | None = None
+    # Seconds one lease renewal attempt may take (the watchdog is fed right after one
+    # succeeds): with lease_ttl it tells how long the host may outlive its lease, if at all.
+    renew_interval: float | None = None
     versions: dict[str, str] = Field(default_factory=dict)
     started_at: float = Field(default_factory=time.time)
 

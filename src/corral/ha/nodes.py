@@ -7,7 +7,7 @@ wait, and a jump of the wall clock shortens none either.
 
 from __future__ import annotations
 
-from corral.cluster.models import Node, RunState
+from corral.cluster.models import Node, NodeInfo, RunState
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.ha.models import (
     FenceConfirmation,
@@ -47,6 +47,24 @@ def parked(snap: ClusterSnapshot, inputs: HAInputs, name: str) -> bool:
     return True
 
 
+def recovery_wait(info: NodeInfo, fence: float, timing: HATiming) -> float:
+    """How long after the manager first saw a host's lease gone its VMs may run elsewhere.
+
+    The host's agent feeds its watchdog only right after etcd confirmed a lease renewal, and
+    one renewal attempt takes at most `renew_interval`; etcd ends the lease `lease_ttl` after
+    the renewal it last accepted, and the watchdog resets the host `fence` (the device's own
+    figure, published by the host) after the last feed. So the host outlives its lease by at
+    most fence + renew_interval - lease_ttl, usually less than nothing: an agent publishes a
+    fence time only when it fits its lease. The margin covers what the figures cannot (a
+    watchdog process starved of CPU, clocks running at slightly different rates). A host
+    that published neither its lease TTL nor its renewal interval (an older agent) gets the
+    whole fence time on top of the lease.
+    """
+    if info.lease_ttl is None or info.renew_interval is None:
+        return fence + timing.margin
+    return max(0.0, fence + info.renew_interval - info.lease_ttl) + timing.margin
+
+
 def node_states(snap: ClusterSnapshot, inputs: HAInputs, timing: HATiming
                 ) -> dict[str, NodeHAState]:
     out: dict[str, NodeHAState] = {}
@@ -81,8 +99,7 @@ def node_states(snap: ClusterSnapshot, inputs: HAInputs, timing: HATiming
         watchdog = node.info.watchdog_timeout
         if watchdog is None:
             watchdog = timing.watchdog_timeout
-        # The host's own timeout when it published one: that is what its watchdog does.
-        wait = watchdog + timing.margin
+        wait = recovery_wait(node.info, watchdog, timing)
         lost_state = NodeHAState(status=NodeStatusHA.FENCE, lost_at=lost_at, term=term,
                                  lost_mono=lost)
         if confirmed(node, conf):
@@ -98,7 +115,7 @@ def node_states(snap: ClusterSnapshot, inputs: HAInputs, timing: HATiming
         elif now >= lost + wait:
             out[name] = lost_state.model_copy(update={
                 "status": NodeStatusHA.FENCED, "fenced_at": was_fenced or snap.now,
-                "reason": "lease lost and watchdog deadline passed"})
+                "reason": "lease lost and its watchdog has fired: wait passed"})
         else:
             out[name] = lost_state.model_copy(update={
                 "reason": f"lease lost; fenced {wait:g}s after this manager saw it lost "

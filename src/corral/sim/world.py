@@ -32,6 +32,7 @@ from corral.ha.models import FenceConfirmation, HAInputs, HARule, HASettings, HA
 PICKUP = 0.5  # an agent notices a queued task
 DURATION = {"vm.start": 1.0, "vm.shutdown": 2.0, "vm.stop": 0.5, "vm.migrate": 3.0}
 BOOT = 3.0  # a powered-on host's agent starts after this
+RENEW = 0.5  # a connected agent renews its lease (and feeds its watchdog) at every step
 
 
 @dataclass
@@ -138,8 +139,10 @@ class World:
         wd = self.watchdog if watchdog is None else watchdog
         self.hosts[name] = Host(name, memory_mb, watchdog=wd, fed_at=self.t,
                                 lease_expires=self.t + self.ttl)
+        # The simulated agent renews (and feeds) at every step of the clock.
         self.store.info[name] = NodeInfo(name=name, cpus=cpus, memory_mb=memory_mb,
-                                         watchdog_timeout=wd, started_at=self.t)
+                                         lease_ttl=self.ttl, watchdog_timeout=wd,
+                                         renew_interval=RENEW, started_at=self.t)
 
     def add_vm(self, vmid: int, node: str, memory_mb: int, running: bool,
                maintenance: Literal["migrate", "stay", "stop"] = "migrate") -> None:
