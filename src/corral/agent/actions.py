@@ -11,8 +11,10 @@ from corral.agent.context import (
     TaskFailed,
     disk_paths,
     is_running,
+    owner_guard,
     record,
 )
+from corral.agent.reconciler import Purpose
 from corral.cluster.models import VM, RunState, Task, VMStatus
 from corral.storage.volumes import create_volume, remove_volume
 
@@ -36,7 +38,8 @@ async def start(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[st
     if missing:
         raise TaskFailed(f"volume {', '.join(missing)} missing on {ctx.node}")
     await report(0.3, f"starting QEMU ({ctx.driver.accel})")
-    pid = await ctx.driver.start(vm.config, paths)
+    pid = await ctx.driver.start(vm.config, paths,
+                                 guard=owner_guard(ctx, vm.vmid, Purpose.START))
     await record(ctx, vm, RunState.RUNNING, VMStatus.RUNNING, pid)
     return {"pid": pid}
 
@@ -67,7 +70,7 @@ async def suspend(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[
 
 
 async def resume(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[str, Any]:
-    await ctx.driver.resume(vm.vmid)
+    await ctx.driver.resume(vm.vmid, guard=owner_guard(ctx, vm.vmid, Purpose.RESUME))
     await record(ctx, vm, RunState.RUNNING, VMStatus.RUNNING, ctx.driver.pid(vm.vmid))
     return {}
 

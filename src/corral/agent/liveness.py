@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
+from corral.agent.reconciler import LeaseStep, after_renewal
 from corral.cluster import keys
 from corral.cluster.models import NodeInfo, NodeUsage
 from corral.cluster.records import dump
@@ -26,6 +28,16 @@ class Liveness:
         # Called only after etcd confirmed the lease: the watchdog starves when renewal fails.
         self.feed = feed or (lambda: None)
         self.lease: Any = None
+        self._confirmed_at = -float("inf")  # monotonic time etcd last confirmed the lease
+
+    @property
+    def lease_id(self) -> int | None:
+        return int(self.lease.id) if self.lease is not None else None
+
+    def known_alive(self) -> bool:
+        """The lease was confirmed less than a TTL ago on this host's clock. A cheap check for
+        accepting work; the proof of ownership before running a guest asks etcd itself."""
+        return self.lease is not None and time.monotonic() - self._confirmed_at < self.ttl
 
     async def register(self, info: NodeInfo) -> None:
         # Static facts outlive the lease, so an offline host is still listed as offline.
@@ -34,8 +46,10 @@ class Liveness:
         self.feed()
 
     async def _new_lease(self) -> None:
-        self.lease = await self.store.grant_lease(self.ttl)
-        await self.store.client.put(keys.node(self.node, "alive").encode(), b"1", lease=self.lease)
+        sent = time.monotonic()
+        lease = await self.store.grant_lease(self.ttl)
+        await self.store.client.put(keys.node(self.node, "alive").encode(), b"1", lease=lease)
+        self.lease, self._confirmed_at = lease, sent
 
     async def publish_usage(self, usage: NodeUsage) -> None:
         await self.store.client.put(
@@ -61,9 +75,12 @@ class Liveness:
                     await asyncio.sleep(0.2)
 
     async def _renew(self) -> None:
-        if await self.store.refresh_lease(self.lease) <= 0:
+        sent = time.monotonic()
+        if after_renewal(await self.store.refresh_lease(self.lease)) is LeaseStep.REREGISTER:
             log.warning("lease of %s expired; registering again", self.node)
             await self._new_lease()
+        else:
+            self._confirmed_at = sent
 
     async def release(self) -> None:
         if self.lease is not None:

@@ -15,10 +15,10 @@ import uvicorn
 from corral import __version__
 from corral.agent import sampler
 from corral.agent.console import console_app
-from corral.agent.context import HostContext, disk_paths, is_running
+from corral.agent.context import HostContext, TaskFailed, disk_paths, is_running, owner_guard
 from corral.agent.liveness import Liveness
 from corral.agent.monitor import Monitor
-from corral.agent.reconciler import Do, Placed, plan_startup
+from corral.agent.reconciler import Do, Placed, Purpose, plan_startup
 from corral.agent.settings import Accel, AgentSettings, published_fence_time
 from corral.agent.tasks import TaskRunner
 from corral.cluster.records import UnreadableRecord
@@ -58,6 +58,8 @@ async def reconcile_at_start(ctx: HostContext, start_vm: Any) -> None:
         log.info("startup: %s VM %s %s", action.do, action.vmid, action.reason)
         try:
             if action.do is Do.KILL_ORPHAN:
+                log.error("VM %s: a QEMU runs here but the VM is %s: killing it", action.vmid,
+                          action.reason)
                 await ctx.driver.stop(action.vmid)
             elif action.do is Do.ADOPT:
                 await recover_interrupted(ctx, action.vmid)
@@ -101,7 +103,6 @@ async def run(settings: AgentSettings) -> None:
     sock = bind(settings)
     host, port = sock.getsockname()[:2]
     async with Store(settings.etcd) as store:
-        ctx = HostContext(settings.node, settings.data_dir, store, driver)
         # Arm only once etcd answers: an agent that cannot reach its store at boot must not
         # have its host reset in a loop. From the arming on, a stall past the client timeout
         # fences this host, as any missed renewal does later.
@@ -109,6 +110,7 @@ async def run(settings: AgentSettings) -> None:
         fence_time, interval = await arm_watchdog(settings, watchdog)
         liveness = Liveness(store, settings.node, settings.lease_ttl, interval,
                             watchdog.feed if watchdog else None)
+        ctx = HostContext(settings.node, settings.data_dir, store, driver, liveness)
         info = sampler.static_info(
             settings.node, host, f"http://{host}:{port}", accel, {"corral": __version__},
             lease_ttl=settings.lease_ttl, watchdog_timeout=fence_time, renew_interval=interval,
@@ -123,10 +125,16 @@ async def run(settings: AgentSettings) -> None:
             vm = await store.vm(vmid)
             if vm is not None and not is_running(ctx, vmid):
                 try:
-                    await driver.start(vm.config, await disk_paths(ctx, vm))
+                    # The VM may have moved, or been stopped, since the reconcile read it.
+                    await driver.start(vm.config, await disk_paths(ctx, vm),
+                                       guard=owner_guard(ctx, vmid, Purpose.RESTORE))
+                except TaskFailed as e:
+                    log.warning("VM %s not started: %s", vmid, e)
                 except Exception as e:
                     log.error("VM %s did not start: %s", vmid, e)
 
+        # Renewing from now on: the start-up reconcile proves ownership under this lease.
+        lease_job = asyncio.create_task(liveness.keep_alive(), name="lease")
         await reconcile_at_start(ctx, start_vm)
         server = uvicorn.Server(uvicorn.Config(console_app(store, driver), log_level="warning",
                                                access_log=False, lifespan="off"))
@@ -138,7 +146,7 @@ async def run(settings: AgentSettings) -> None:
                 await asyncio.sleep(settings.usage_interval)
 
         jobs = [
-            asyncio.create_task(liveness.keep_alive(), name="lease"),
+            lease_job,
             asyncio.create_task(runner.run(), name="tasks"),
             asyncio.create_task(monitor.run(settings.monitor_interval), name="monitor"),
             asyncio.create_task(usage_loop(), name="usage"),

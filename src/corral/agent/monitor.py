@@ -1,4 +1,5 @@
-"""Watches this host's QEMU processes and reports each VM's runtime state to etcd."""
+"""Watches this host's QEMU processes and reports each VM's runtime state to etcd; stops any
+QEMU here of a VM that etcd places elsewhere (or that no longer exists)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,21 @@ import contextlib
 import logging
 import time
 
-from corral.agent.context import HostContext, TaskFailed, set_state
-from corral.agent.reconciler import Do, Placed, plan_observation
+from corral.agent.context import HostContext, TaskFailed, placed_of, set_state
+from corral.agent.reconciler import Do, Placed, plan_observation, plan_orphans
+from corral.cluster import keys, records
 from corral.cluster.models import VM, RunState, VMRuntime, VMStatus
+from corral.migration.record import MigrationRecord
 
 log = logging.getLogger(__name__)
+
+# A QEMU that does not answer within this is reported `unknown` (frozen, hung, overloaded):
+# short, so one stuck process does not hold up the pass, and never taken for `stopped`.
+STATUS_TIMEOUT = 3.0
+
+
+def unresponsive(pid: int) -> str:
+    return f"QEMU (pid {pid}) does not answer QMP: state unknown, the process still exists"
 
 
 class Monitor:
@@ -21,32 +32,83 @@ class Monitor:
         self.seen: dict[int, VMStatus] = {}
         self.running_count = 0
 
-    async def observe(self, vm: VM, running: dict[int, int]) -> None:
+    async def status(self, vm: VM, running: dict[int, int]) -> VMStatus:
+        if vm.vmid not in running:
+            return VMStatus.STOPPED
+        return await self.ctx.driver.status(vm.vmid, STATUS_TIMEOUT)
+
+    async def observe(self, vm: VM, running: dict[int, int], now: VMStatus) -> None:
         ctx = self.ctx
         pid = running.get(vm.vmid)
-        now = await ctx.driver.status(vm.vmid) if pid else VMStatus.STOPPED
         placed = Placed(vm.vmid, vm.placement.node, vm.placement.state)
         for action in plan_observation(placed, self.seen.get(vm.vmid), now, vm.vmid in self.busy):
             if action.do is Do.MARK_STOPPED:
                 log.info("VM %s: %s", vm.vmid, action.reason)
                 with contextlib.suppress(TaskFailed):  # moved meanwhile: not ours to record
                     await set_state(ctx.store, vm.vmid, RunState.STOPPED, ctx.node)
+        if now is VMStatus.UNKNOWN and self.seen.get(vm.vmid) is not VMStatus.UNKNOWN:
+            log.warning("VM %s: %s", vm.vmid, unresponsive(pid or 0))
         self.seen[vm.vmid] = now
+        message = unresponsive(pid) if now is VMStatus.UNKNOWN and pid else ""
         rt = vm.runtime
-        if rt is None or rt.status is not now or rt.pid != pid or rt.node != ctx.node:
+        if (rt is None or rt.status is not now or rt.pid != pid or rt.node != ctx.node
+                or rt.message != message):
             await ctx.store.put_runtime(vm.vmid, VMRuntime(
                 node=ctx.node, status=now, pid=pid, accel=ctx.driver.accel,
                 started_at=rt.started_at if rt and rt.pid == pid and pid else
                 (time.time() if pid else None),
+                message=message,
             ))
 
+    async def stop_orphans(self, vms: list[VM], receiving: set[int], running: dict[int, int],
+                           revision: int) -> None:
+        """Kill QEMUs of VMs placed elsewhere or gone, as read at `revision`, except those a
+        task here works on (a migration's either end) or a migration to this host waits for."""
+        placed = {v.vmid: p for v in vms if (p := placed_of(v)) is not None}
+        for action in plan_orphans(self.ctx.node, placed, running, self.busy | receiving):
+            vmid = action.vmid
+            # A task may have taken the VM up since the read; a new process is not the one seen.
+            if vmid in self.busy or self.ctx.driver.pid(vmid) != running[vmid]:
+                continue
+            log.error("VM %s: QEMU pid %s runs on %s but the VM is %s at revision %s: "
+                      "killing it", vmid, running[vmid], self.ctx.node, action.reason, revision)
+            try:
+                await self.ctx.driver.stop(vmid)
+            except Exception as e:
+                log.error("VM %s: could not stop the orphan QEMU: %s", vmid, e)
+
+    def receiving(self, items: list[tuple[str, bytes, int]]) -> set[int]:
+        """VMs whose migration record names this host as the target of an unfinished
+        migration (an unreadable record counts too: better keep a QEMU than kill a guest)."""
+        found: set[int] = set()
+        for key, value, _ in items:
+            vmid, field = keys.split(key, keys.VMS)
+            if field != "migration" or not vmid.isdigit():
+                continue
+            try:
+                rec = records.load(MigrationRecord, value)
+            except Exception as e:
+                log.warning("VM %s: unreadable migration record: %s", vmid, e)
+                found.add(int(vmid))
+                continue
+            if rec.target == self.ctx.node and not rec.phase.final:
+                found.add(int(vmid))
+        return found
+
     async def pass_once(self) -> None:
-        vms = [v for v in await self.ctx.store.vms() if v.placement.node == self.ctx.node]
+        # Processes first, then a fresh read: a QEMU a task starts after this listing is not
+        # judged on a placement read before it.
         running = self.ctx.driver.running()
+        items, revision = await self.ctx.store.snapshot(keys.VMS)
+        all_vms, _ = records.vms_from(items)
+        await self.stop_orphans(all_vms, self.receiving(items), running, revision)
+        vms = [v for v in all_vms if v.placement.node == self.ctx.node]
         self.running_count = sum(1 for v in vms if v.vmid in running)
-        for vm in vms:
+        watched = [v for v in vms if v.vmid not in self.busy]
+        statuses = await asyncio.gather(*(self.status(v, running) for v in watched))
+        for vm, now in zip(watched, statuses, strict=True):
             if vm.vmid not in self.busy:
-                await self.observe(vm, running)
+                await self.observe(vm, running, now)
         for vmid in set(self.seen) - {v.vmid for v in vms}:
             del self.seen[vmid]
 

@@ -1,8 +1,16 @@
 """Pure decisions of an agent: what to do with the VMs placed on its host and the QEMU
-processes it finds. No I/O here: callers pass what they read and carry out what comes back."""
+processes it finds, which tasks it accepts, and whether it owns a VM right before it starts,
+resumes or receives one. No I/O here: the real agent and the simulator pass what they read
+and carry out what comes back, so both run the same decisions.
+
+Like Proxmox's local resource manager, which acts only while it holds its host's lock, an
+agent runs a guest only after one etcd transaction showed, at one revision, that the VM is
+placed on its host and that its host lease is alive (`Ownership`, `ownership_refusal`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -32,18 +40,119 @@ class Placed:
     state: RunState
 
 
-def plan_startup(node: str, placed: list[Placed], running: dict[int, int]) -> list[Action]:
-    """After an agent (re)start: adopt what runs, start what should run, and never leave a
-    QEMU process of a VM that this host does not own."""
-    mine = {p.vmid: p for p in placed if p.node == node}
-    actions: list[Action] = []
+# Tasks a host runs for a VM that another host owns: the receiving end of a migration.
+FOREIGN_VM_KINDS = frozenset({"vm.receive"})
+
+
+# --- ownership ------------------------------------------------------------------------------
+
+
+class Purpose(StrEnum):
+    """Why an agent wants to run a guest: each asks for a slightly different proof."""
+
+    START = "start"  # a vm.start task: the operator (or HA) asked for it
+    RESUME = "resume"  # cont of a paused guest: vm.resume, after a switchover, after recovery
+    RESTORE = "restore"  # start-up reconcile: boot what was meant to run when the host left
+    RECEIVE = "receive"  # an incoming QEMU for a migration to this host
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """What one etcd transaction saw of one VM and this host, at one revision."""
+
+    vmid: int
+    placed: Placed | None  # None: no such VM
+    lease_alive: bool  # this host's alive key is bound to the lease the agent holds
+    receiving: bool = False  # a migration record names this host as its (unfinished) target
+    revision: int = 0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: str = ""
+    # Only the lease failed: after re-registering, the agent may prove ownership again.
+    retry: bool = False
+
+
+RUN = Verdict(True)
+
+
+def ownership_refusal(node: str, seen: Ownership, purpose: Purpose) -> Verdict:
+    """May this host run (start, resume, receive) the guest now? Asked right before the QEMU
+    call, never earlier: a task can sleep (a frozen agent, a slow disk) between its checks."""
+    p = seen.placed
+    if p is None:
+        return Verdict(False, f"VM {seen.vmid} no longer exists")
+    if purpose is Purpose.RECEIVE:
+        if not seen.receiving:
+            return Verdict(False, f"no migration of VM {seen.vmid} to {node} is in progress")
+    elif p.node != node:
+        return Verdict(False, f"VM {seen.vmid} is now placed on {p.node}")
+    elif purpose is Purpose.RESTORE and p.state is RunState.STOPPED:
+        return Verdict(False, f"VM {seen.vmid} is no longer meant to run")
+    if not seen.lease_alive:
+        return Verdict(False, f"the lease of {node} is not alive at revision {seen.revision}",
+                       retry=True)
+    return RUN
+
+
+def accept_task(kind: str, placed: Placed | None, node: str, lease_alive: bool,
+                known_kinds: Collection[str]) -> Verdict:
+    """Whether to run a claimed task: a task queued before its VM moved (HA recovery,
+    migration) must not act on it here, and a host that lost its lease acts on nothing."""
+    if kind not in known_kinds:
+        return Verdict(False, f"unknown task kind {kind}")
+    if placed is None:
+        return Verdict(False, "the VM is gone")
+    if kind not in FOREIGN_VM_KINDS and placed.node != node:
+        return Verdict(False, f"VM {placed.vmid} is now placed on {placed.node}")
+    if not lease_alive:
+        return Verdict(False, f"the lease of {node} is not known to be alive")
+    return RUN
+
+
+class LeaseStep(StrEnum):
+    KEEP = "keep"  # renewed: feed the watchdog
+    REREGISTER = "reregister"  # expired meanwhile (a freeze, etcd away): take a new lease
+
+
+def after_renewal(remaining_ttl: int) -> LeaseStep:
+    """A renewal that finds the lease gone (the agent was frozen or cut off for longer than
+    its TTL) registers again; every later start, resume or receive proves ownership anew under
+    the new lease, so nothing decided before the freeze is carried out on stale facts."""
+    return LeaseStep.KEEP if remaining_ttl > 0 else LeaseStep.REREGISTER
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def plan_orphans(node: str, placed: Mapping[int, Placed], running: Iterable[int],
+                 spared: Collection[int]) -> list[Action]:
+    """QEMU processes here of VMs that are gone or placed elsewhere, read at a current
+    revision: stop them. `spared` are VMs a task here works on or a migration to this host
+    waits for (the receiving QEMU; the source's paused copy until the target took over)."""
+    actions = []
     for vmid in sorted(running):
-        if vmid in mine:
-            actions.append(Action(Do.ADOPT, vmid))
-        else:
-            owner = next((p.node for p in placed if p.vmid == vmid), None)
-            why = f"placed on {owner}" if owner else "no such VM in the cluster"
-            actions.append(Action(Do.KILL_ORPHAN, vmid, why))
+        if vmid in spared:
+            continue
+        p = placed.get(vmid)
+        if p is None:
+            actions.append(Action(Do.KILL_ORPHAN, vmid, "no such VM in the cluster"))
+        elif p.node != node:
+            actions.append(Action(Do.KILL_ORPHAN, vmid, f"placed on {p.node}"))
+    return actions
+
+
+def plan_startup(node: str, placed: list[Placed], running: Mapping[int, int],
+                 spared: Collection[int] = ()) -> list[Action]:
+    """After an agent (re)start: adopt what runs, start what should run (each start proves
+    ownership first), and never leave a QEMU process of a VM that this host does not own."""
+    by_vmid = {p.vmid: p for p in placed}
+    mine = {p.vmid: p for p in placed if p.node == node}
+    actions = [Action(Do.ADOPT, vmid) for vmid in sorted(running) if vmid in mine]
+    actions += plan_orphans(node, by_vmid, running, spared)
+    actions.sort(key=lambda a: a.vmid)
     for vmid, p in sorted(mine.items()):
         if vmid not in running and p.state in (RunState.RUNNING, RunState.PAUSED):
             actions.append(Action(Do.START, vmid, "meant to run after the host came back"))
@@ -54,9 +163,10 @@ def plan_observation(
     placed: Placed, was: VMStatus | None, now: VMStatus, busy: bool
 ) -> list[Action]:
     """A VM meant to run whose process vanished while no task was working on it: the guest
-    powered itself off or QEMU died. Record that rather than restart it (HA decides later)."""
+    powered itself off or QEMU died. Record that rather than restart it (HA decides later).
+    Only a process that is gone counts: a QEMU that does not answer is `unknown`, not stopped."""
     if busy or placed.state is RunState.STOPPED:
         return []
-    if was in (VMStatus.RUNNING, VMStatus.PAUSED) and now is VMStatus.STOPPED:
+    if was in (VMStatus.RUNNING, VMStatus.PAUSED, VMStatus.UNKNOWN) and now is VMStatus.STOPPED:
         return [Action(Do.MARK_STOPPED, placed.vmid, "the guest powered off or QEMU exited")]
     return []

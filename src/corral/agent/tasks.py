@@ -6,17 +6,14 @@ import asyncio
 import logging
 import time
 
-from corral.agent.context import HostContext, TaskFailed
+from corral.agent.context import HostContext, TaskFailed, placed_of
 from corral.agent.handlers import HANDLERS
+from corral.agent.reconciler import accept_task
 from corral.cluster import keys
 from corral.cluster.models import Task, TaskState
 from corral.cluster.records import Problem, UnreadableRecord, decode
 
 log = logging.getLogger(__name__)
-
-# Tasks a host runs for a VM that another host owns: the receiving end of a migration.
-FOREIGN_VM_KINDS = frozenset({"vm.receive"})
-
 
 class TaskRunner:
     def __init__(self, ctx: HostContext) -> None:
@@ -75,20 +72,20 @@ class TaskRunner:
                 self.busy.discard(vmid)
 
     async def _execute(self, task: Task) -> None:
-        handler = HANDLERS.get(task.kind)
         try:
             vm = await self.ctx.store.vm(task.vmid) if task.vmid is not None else None
         except UnreadableRecord as e:  # not gone, but nothing to act on safely either
             await self._finish(task, error=f"VM {task.vmid} cannot be read: {e}")
             return
-        if handler is None or vm is None:
-            why = f"unknown task kind {task.kind}" if handler is None else "the VM is gone"
-            await self._finish(task, error=why)
-            return
-        if task.kind not in FOREIGN_VM_KINDS and vm.placement.node != self.ctx.node:
-            # The VM moved (HA recovery, migration) after this task was queued: acting on it
-            # here could run it on two hosts.
-            await self._finish(task, error=f"VM {vm.vmid} is now placed on {vm.placement.node}")
+        lease = self.ctx.lease
+        verdict = accept_task(task.kind, placed_of(vm), self.ctx.node,
+                              lease is not None and lease.known_alive(), HANDLERS)
+        handler = HANDLERS.get(task.kind)
+        if not verdict.ok or handler is None or vm is None:
+            # The VM moved (HA recovery, migration) after this task was queued, or this host
+            # lost its lease: acting on it here could run it on two hosts. Handlers that run
+            # a guest prove ownership again right before doing so.
+            await self._finish(task, error=verdict.reason or "refused")
             return
         state = task
 

@@ -17,6 +17,9 @@ from typing import Any, TypeVar
 
 import aetcd
 import aetcd.exceptions
+import aetcd.transactions
+import aetcd.utils
+from aetcd import rpc
 from pydantic import BaseModel
 
 from corral.cluster import keys, records
@@ -71,6 +74,26 @@ def _target(endpoints: Sequence[str]) -> tuple[str, int]:
     host, _, port = addrs[-1].rpartition(":")
     head = ",".join(addrs[:-1])
     return (f"ipv4:{head},{host}" if head else host), int(port)
+
+
+class _LeaseOf(aetcd.transactions.BaseCompare):  # type: ignore[misc]
+    """Compare the lease a key is bound to (etcd's LEASE target; aetcd has no helper). A
+    missing key compares as lease 0, so an expired lease never matches."""
+
+    def build_compare(self, compare: Any) -> None:
+        compare.target = rpc.Compare.LEASE
+        compare.lease = int(self.value)
+
+
+@dataclass(frozen=True)
+class OwnershipRead:
+    """One VM and this host's lease as one etcd transaction saw them, at one revision."""
+
+    vmid: int
+    vm: VM | None  # None: no such VM
+    lease_alive: bool  # the host's alive key is bound to the lease asked about
+    migration: bytes | None  # the VM's migration record, undecoded (it is migration's model)
+    revision: int
 
 
 @dataclass(frozen=True)
@@ -258,6 +281,27 @@ class Store:
         )
         # Placements carry a generation, so an equal value is this write, applied earlier.
         return bool(ok) or (await self.get(key.decode(), Placement))[0] == placement
+
+    async def read_ownership(self, vmid: int, node: str, lease_id: int) -> OwnershipRead:
+        """In one transaction: is `node`'s alive key bound to lease `lease_id`, and what is
+        the VM's record (placement, migration) at that same revision. The caller decides
+        (`agent.reconciler.ownership_refusal`) and must act right after, as etcd can change
+        the moment this returns."""
+        t = self.client.transactions
+        alive = keys.node(node, "alive").encode()
+        prefix = f"{keys.VMS}{vmid}/".encode()
+        reads = [t.get(prefix, aetcd.utils.prefix_range_end(prefix)), t.get(alive)]
+        ok, responses = await self.client.transaction(
+            compare=[_LeaseOf(alive) == int(lease_id)], success=reads, failure=reads)
+        kvs = [meta for kvs in responses for _, meta in kvs]
+        revision = int(kvs[0].header.revision) if kvs else 0
+        fields = {m.key.decode().rsplit("/", 1)[1]: (m.value, int(m.mod_revision))
+                  for m in kvs if m.key.startswith(prefix)}
+        migration = fields.get("migration")
+        # A VM that exists but does not decode raises UnreadableRecord: nothing is proved.
+        return OwnershipRead(vmid=vmid, vm=records.vm_or_raise(vmid, fields),
+                             lease_alive=bool(ok),
+                             migration=migration[0] if migration else None, revision=revision)
 
     async def put_runtime(self, vmid: int, runtime: VMRuntime) -> None:
         # Only while the VM exists: a late report must not resurrect a deleted VM's keys.

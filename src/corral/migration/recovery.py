@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from corral.agent.context import HostContext
+from corral.agent.context import HostContext, owner_guard
+from corral.agent.reconciler import Purpose
 from corral.cluster.models import RunState
 from corral.cluster.records import UnreadableRecord
 from corral.migration import qmp, record
@@ -54,7 +55,7 @@ async def recover_interrupted(ctx: HostContext, vmid: int) -> None:
         await qmp.cancel_ram(ctx.driver, vmid)
     await qmp.finish_mirrors(ctx.driver, vmid, force=True)
     if status in INTERRUPTED_STATES and vm.placement.state is RunState.RUNNING:
-        await ctx.driver.resume(vmid)
+        await ctx.driver.resume(vmid, guard=owner_guard(ctx, vmid, Purpose.RESUME))
 
 
 async def finish_switchover(ctx: HostContext, vmid: int, resume: bool) -> None:
@@ -63,4 +64,4 @@ async def finish_switchover(ctx: HostContext, vmid: int, resume: bool) -> None:
         await qmp.unexport_disks(ctx.driver, vmid)
     status = (await ctx.driver.qmp(vmid, "query-status")).get("status")
     if resume and status != "running":
-        await ctx.driver.resume(vmid)
+        await ctx.driver.resume(vmid, guard=owner_guard(ctx, vmid, Purpose.RESUME))

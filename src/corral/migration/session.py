@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from corral.agent.context import HostContext, Report, TaskFailed, disk_paths
+from corral.agent.context import HostContext, Report, TaskFailed, disk_paths, owner_guard
+from corral.agent.reconciler import Purpose
 from corral.cluster import keys
 from corral.cluster.models import VM, Placement, RunState, Task, TaskState, VMRuntime, VMStatus
 from corral.migration import qmp, record
@@ -107,8 +108,9 @@ class Migration:
         # A target agent that restarted meanwhile resumes the guest itself on its way up.
         if not taken_over and not await self.target_runs():
             why = child.error if child else "no answer"
-            # The placement names the target already; the paused source QEMU is kept as the
-            # only sure copy of the guest for the operator to recover from.
+            # The placement names the target already: the paused source QEMU stays while
+            # this task runs, and once it ended this host's monitor stops it like any QEMU of
+            # a VM placed elsewhere (the target's incoming QEMU holds the guest, if any).
             raise TaskFailed(f"the target did not take over after the switchover: {why}")
         if self.rec.mode == "live":
             await self.ctx.driver.stop(self.vmid)
@@ -154,7 +156,8 @@ class Migration:
                 # RAM migration may have completed before a later step failed.
                 status = await driver.qmp(self.vmid, "query-status")
                 if status.get("status") == "postmigrate" and self.rec.resume:
-                    await driver.resume(self.vmid)
+                    await driver.resume(self.vmid, guard=owner_guard(self.ctx, self.vmid,
+                                                                     Purpose.RESUME))
         await record.abort(self.ctx.store, self.vmid, reason)
         child = await self.wait_child(TARGET_CLEANUP_TIMEOUT)
         if child is not None and child.state is TaskState.QUEUED:

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from corral.agent.context import HostContext, Report, TaskFailed, disk_paths
+from corral.agent.context import HostContext, Report, TaskFailed, disk_paths, owner_guard
+from corral.agent.reconciler import Purpose
 from corral.cluster.models import VM, Task, VMRuntime, VMStatus
 from corral.migration import qmp, record
 from corral.migration.net import free_port
@@ -62,7 +63,8 @@ class Receiver:
 
     async def prepare_live(self, paths: list[Path], host: str) -> dict[str, Any]:
         driver = self.ctx.driver
-        await driver.start(self.vm.config, paths, incoming="defer")
+        await driver.start(self.vm.config, paths, incoming="defer", guard=owner_guard(
+            self.ctx, self.vmid, Purpose.RECEIVE, receive_task=self.task.id))
         self.qemu_started = True
         await qmp.hold_after_incoming(driver, self.vmid)
         nbd: list[NbdEndpoint] = []
@@ -143,7 +145,9 @@ class Receiver:
         if rec.local_disks:
             await qmp.unexport_disks(driver, self.vmid)
         if rec.resume:
-            await driver.resume(self.vmid)
+            # The placement named this host at the flip; a freeze since may have ended that.
+            await driver.resume(self.vmid, guard=owner_guard(self.ctx, self.vmid,
+                                                             Purpose.RESUME))
         resumed_at = time.time()
         pid = driver.pid(self.vmid)
         status = VMStatus.RUNNING if rec.resume else VMStatus.PAUSED

@@ -15,6 +15,7 @@ import signal
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +48,11 @@ _STATUS = {
     "inmigrate": VMStatus.STARTING,
     "shutdown": VMStatus.SHUTTING_DOWN,
 }
+
+
+# Awaited right before QEMU is launched or told to run the guest, after every slow step of
+# the driver: the caller proves there that this host still owns the VM (and raises if not).
+Guard = Callable[[], Awaitable[object]]
 
 
 class QemuError(RuntimeError):
@@ -99,6 +105,7 @@ class QemuDriver:
         disk_paths: list[Path],
         incoming: str | None = None,
         extra_append: str = "",
+        guard: Guard | None = None,
     ) -> int:
         """Launch QEMU for `config` and return its pid once QMP answers."""
         paths = self.paths(config.vmid)
@@ -114,6 +121,8 @@ class QemuDriver:
             process.remove_control_files(paths)
             paths.serial_log.write_bytes(b"")
             cmd = self.command(config, disk_paths, incoming, extra_append)
+            if guard is not None:
+                await guard()
             await self._launch(cmd, paths)
             pid = process.live_pid(paths)
             if pid is None:
@@ -238,17 +247,19 @@ class QemuDriver:
     async def pause(self, vmid: int) -> None:
         await self._qmp(vmid, "stop")
 
-    async def resume(self, vmid: int) -> None:
-        await self._qmp(vmid, "cont")
+    async def resume(self, vmid: int, guard: Guard | None = None) -> None:
+        await self._qmp(vmid, "cont", guard=guard)
 
     async def reset(self, vmid: int) -> None:
         await self._qmp(vmid, "system_reset")
 
-    async def status(self, vmid: int) -> VMStatus:
+    async def status(self, vmid: int, timeout: float = QMP_TIMEOUT) -> VMStatus:  # noqa: ASYNC109
+        """What QEMU says; `unknown` while a live process does not answer (frozen, hung):
+        never `stopped` unless the process is gone."""
         if self.pid(vmid) is None:
             return VMStatus.STOPPED
         try:
-            reply = await self._qmp(vmid, "query-status")
+            reply = await self._qmp(vmid, "query-status", wait=timeout)
         except (TimeoutError, OSError, QemuError):
             return VMStatus.STOPPED if self.pid(vmid) is None else VMStatus.UNKNOWN
         return _STATUS.get(str(reply.get("status")), VMStatus.UNKNOWN)
@@ -281,11 +292,15 @@ class QemuDriver:
         command: str,
         arguments: dict[str, Any] | None = None,
         wait: float = QMP_TIMEOUT,
+        guard: Guard | None = None,
     ) -> Any:
         socket = self.paths(vmid).qmp_socket
         # One exchange at a time: a second client would wait in the monitor's listen
         # backlog, its timeout running, until the first hangs up.
         async with self._qmp_locks[vmid]:
+            if guard is not None:
+                # Last, right before the command: a proof raised here passes on unchanged.
+                await guard()
             try:
                 return await exchange(socket, command, arguments, wait)
             except (OSError, QMPError) as exc:
