@@ -1,6 +1,8 @@
 """The simulated cluster: a store (what etcd would hold), hosts with their QEMU processes,
-leases, watchdogs and agents. Agents mirror the real ones: task handlers, the monitor's
-plan_observation, and plan_startup when an agent (re)starts.
+leases, watchdogs and agents. An agent here is only I/O on this model: every decision is the
+real agent's (`corral.agent.reconciler`): plan_startup when it (re)starts, accept_task when it
+picks a task up, ownership_refusal right before it starts a guest, plan_orphans and
+plan_observation in its monitor pass.
 
 A host has two links: to the store (etcd: its lease, its tasks, the manager's reads and
 writes) and to its peers (migrations). Either can be cut alone. Its watchdog kills its VMs
@@ -12,7 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from corral.agent.reconciler import Do, Placed, plan_observation, plan_startup
+from corral.agent.reconciler import (
+    Do,
+    Ownership,
+    Placed,
+    Purpose,
+    Verdict,
+    accept_task,
+    ownership_refusal,
+    plan_observation,
+    plan_orphans,
+    plan_startup,
+)
 from corral.cluster.models import (
     VM,
     Node,
@@ -33,6 +46,7 @@ PICKUP = 0.5  # an agent notices a queued task
 DURATION = {"vm.start": 1.0, "vm.shutdown": 2.0, "vm.stop": 0.5, "vm.migrate": 3.0}
 BOOT = 3.0  # a powered-on host's agent starts after this
 RENEW = 0.5  # a connected agent renews its lease (and feeds its watchdog) at every step
+KINDS = frozenset({"vm.start", "vm.shutdown", "vm.stop", "vm.migrate"})  # what `execute` runs
 
 
 @dataclass
@@ -202,16 +216,36 @@ class World:
         h.started_at = self.t
         self.store.info[h.name] = self.store.info[h.name].model_copy(
             update={"started_at": self.t})
-        placed = [Placed(v, p.node, p.state) for v, (p, _) in self.store.placements.items()]
+        if h.network:  # the real agent registers (takes its lease) before it reconciles
+            if not self.alive(h.name):
+                self.say(f"{h.name}/lease: expired; the agent registers a new one")
+            h.lease_expires, h.fed_at = self.t + self.ttl, self.t
+        placed = [p for v in self.store.placements if (p := self.placed(v)) is not None]
         for a in plan_startup(h.name, placed, {v: 0 for v in h.procs}):
             if a.do is Do.KILL_ORPHAN:
                 h.procs.discard(a.vmid)
                 h.hung.discard(a.vmid)
                 self.say(f"{h.name}: agent kills orphan VM {a.vmid} ({a.reason})")
             elif a.do is Do.START and a.vmid not in h.broken:
+                proof = self.prove(h, a.vmid, Purpose.RESTORE)
+                if not proof.ok:
+                    self.say(f"{h.name}: agent does not start VM {a.vmid}: {proof.reason}")
+                    continue
                 h.procs.add(a.vmid)
                 self.say(f"{h.name}: agent starts VM {a.vmid} ({a.reason})")
         self.say(f"{h.name}: agent started")
+
+    def placed(self, vmid: int) -> Placed | None:
+        if vmid not in self.store.configs or vmid not in self.store.placements:
+            return None
+        p, _ = self.store.placements[vmid]
+        return Placed(vmid, p.node, p.state)
+
+    def prove(self, h: Host, vmid: int, purpose: Purpose) -> Verdict:
+        """The ownership read: one store revision, this host's lease and the VM's placement."""
+        seen = Ownership(vmid, self.placed(vmid), self.alive(h.name) and h.network,
+                         revision=self.store.rev)
+        return ownership_refusal(h.name, seen, purpose)
 
     def agents(self) -> None:
         for h in self.hosts.values():
@@ -227,6 +261,11 @@ class World:
             if task.state is TaskState.QUEUED and self.t >= task.created_at + PICKUP:
                 task = task.model_copy(update={"state": TaskState.RUNNING, "started_at": self.t})
                 self.store.tasks[task.id] = task
+                verdict = accept_task(task.kind, self.placed(task.vmid or 0), h.name,
+                                      self.alive(h.name), KINDS)
+                if not verdict.ok:
+                    self.finish(h, task, verdict.reason)
+                    continue
             if task.state is TaskState.RUNNING:
                 if self.t >= (task.started_at or 0) + self.duration(h, task):
                     self.finish(h, task)
@@ -241,23 +280,25 @@ class World:
             return float(str(task.params.get("timeout", 180)))
         return DURATION.get(task.kind, 1.0)
 
-    def finish(self, h: Host, task: Task) -> None:
-        error = self.execute(h, task)
+    def finish(self, h: Host, task: Task, refused: str | None = None) -> None:
+        error = refused or self.execute(h, task)
         state = TaskState.ERROR if error else TaskState.OK
         self.store.tasks[task.id] = task.model_copy(update={
             "state": state, "ended_at": self.t, "error": error, "progress": 1.0})
         self.say(f"{h.name}: task {task.id} {state.value}" + (f": {error}" if error else ""))
 
     def execute(self, h: Host, task: Task) -> str | None:
-        """A task's effect, as the real handlers have it (vm.start does not look at the
-        placement: starting a VM placed elsewhere is the caller's bug, and the invariant
-        checks catch it)."""
+        """A task's effect, as the real handlers have it: a start proves ownership right
+        before QEMU would run (the task may have waited out a freeze since it was accepted)."""
         vmid, s = task.vmid or 0, self.store
         if vmid not in s.configs:
             return f"VM {vmid} no longer exists"
         if task.kind == "vm.start":
             if vmid in h.procs:
                 return f"VM {vmid} is already running"
+            proof = self.prove(h, vmid, Purpose.START)
+            if not proof.ok:
+                return f"not owned: {proof.reason}"
             if vmid in h.broken:
                 return f"QEMU for VM {vmid} exited at start on {h.name}"
             h.procs.add(vmid)
@@ -301,6 +342,11 @@ class World:
         self.store.runtimes[vmid] = VMRuntime(node=h.name, status=status, updated_at=self.t)
 
     def monitor(self, h: Host, busy: set[int]) -> None:
+        placed = {v: p for v in self.store.placements if (p := self.placed(v)) is not None}
+        for a in plan_orphans(h.name, placed, h.procs, busy):
+            h.procs.discard(a.vmid)
+            h.hung.discard(a.vmid)
+            self.say(f"{h.name}: agent kills orphan VM {a.vmid} ({a.reason})")
         for vmid, (p, _) in list(self.store.placements.items()):
             if p.node != h.name or vmid in busy:
                 continue
