@@ -220,7 +220,7 @@ class World:
             if not self.alive(h.name):
                 self.say(f"{h.name}/lease: expired; the agent registers a new one")
             h.lease_expires, h.fed_at = self.t + self.ttl, self.t
-        placed = [p for v in self.store.placements if (p := self.placed(v)) is not None]
+        placed = [seen for v in self.store.placements if (seen := self.placed(v)) is not None]
         for a in plan_startup(h.name, placed, {v: 0 for v in h.procs}):
             if a.do is Do.KILL_ORPHAN:
                 h.procs.discard(a.vmid)
@@ -342,8 +342,8 @@ class World:
         self.store.runtimes[vmid] = VMRuntime(node=h.name, status=status, updated_at=self.t)
 
     def monitor(self, h: Host, busy: set[int]) -> None:
-        placed = {v: p for v in self.store.placements if (p := self.placed(v)) is not None}
-        for a in plan_orphans(h.name, placed, h.procs, busy):
+        here = {v: seen for v in self.store.placements if (seen := self.placed(v)) is not None}
+        for a in plan_orphans(h.name, here, h.procs, busy):
             h.procs.discard(a.vmid)
             h.hung.discard(a.vmid)
             self.say(f"{h.name}: agent kills orphan VM {a.vmid} ({a.reason})")
