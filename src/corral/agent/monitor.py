@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 STATUS_TIMEOUT = 3.0
 
 
+def vm_ids(items: list[tuple[str, bytes, int]]) -> set[int]:
+    ids = (keys.split(key, keys.VMS)[0] for key, _, _ in items)
+    return {int(i) for i in ids if i.isdigit()}
+
+
 def unresponsive(pid: int) -> str:
     return f"QEMU (pid {pid}) does not answer QMP: state unknown, the process still exists"
 
@@ -60,12 +65,12 @@ class Monitor:
                 message=message,
             ))
 
-    async def stop_orphans(self, vms: list[VM], receiving: set[int], running: dict[int, int],
+    async def stop_orphans(self, vms: list[VM], spared: set[int], running: dict[int, int],
                            revision: int) -> None:
         """Kill QEMUs of VMs placed elsewhere or gone, as read at `revision`, except those a
         task here works on (a migration's either end) or a migration to this host waits for."""
         placed = {v.vmid: p for v in vms if (p := placed_of(v)) is not None}
-        for action in plan_orphans(self.ctx.node, placed, running, self.busy | receiving):
+        for action in plan_orphans(self.ctx.node, placed, running, self.busy | spared):
             vmid = action.vmid
             # A task may have taken the VM up since the read; a new process is not the one seen.
             if vmid in self.busy or self.ctx.driver.pid(vmid) != running[vmid]:
@@ -76,6 +81,12 @@ class Monitor:
                 await self.ctx.driver.stop(vmid)
             except Exception as e:
                 log.error("VM %s: could not stop the orphan QEMU: %s", vmid, e)
+
+    def undecided(self, items: list[tuple[str, bytes, int]], vms: list[VM],
+                  problems: list[records.Problem]) -> set[int]:
+        """VMs with keys in etcd that did not decode into a VM (half-written, or a record
+        this version cannot read): their placement is unknown, so their QEMU is not judged."""
+        return (vm_ids(items) - {v.vmid for v in vms}) | records.unreadable_vms(problems)
 
     def receiving(self, items: list[tuple[str, bytes, int]]) -> set[int]:
         """VMs whose migration record names this host as the target of an unfinished
@@ -100,8 +111,9 @@ class Monitor:
         # judged on a placement read before it.
         running = self.ctx.driver.running()
         items, revision = await self.ctx.store.snapshot(keys.VMS)
-        all_vms, _ = records.vms_from(items)
-        await self.stop_orphans(all_vms, self.receiving(items), running, revision)
+        all_vms, problems = records.vms_from(items)
+        spared = self.receiving(items) | self.undecided(items, all_vms, problems)
+        await self.stop_orphans(all_vms, spared, running, revision)
         vms = [v for v in all_vms if v.placement.node == self.ctx.node]
         self.running_count = sum(1 for v in vms if v.vmid in running)
         watched = [v for v in vms if v.vmid not in self.busy]
