@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,12 +207,14 @@ async def test_running_agent_stops_qemu_of_a_vm_placed_elsewhere(c: Cluster) -> 
         pids[vmid] = started.result["pid"]
     await asyncio.sleep(2.0)  # the monitor sees both as running and its own
     assert all(alive(pid) for pid in pids.values())
+    t0 = time.monotonic()
     await move(store, 303, "n2")
     vm304 = await store.vm(304)
     assert vm304 is not None and await store.delete_vm(vm304)
     for vmid, pid in pids.items():
         await wait_for(lambda pid=pid: asyncio.sleep(0, not alive(pid)), 15,
                        f"the QEMU of VM {vmid} to be stopped")
+    print(f"orphan QEMUs stopped {time.monotonic() - t0:.1f}s after the move and the delete")
     assert agent.proc.poll() is None and agent.proc.pid == agent_pid
     assert await agent_log_has(c, "n1", "placed on n2")
 
@@ -226,6 +229,7 @@ async def test_frozen_qemu_is_unknown_not_stopped_and_is_not_restarted(c: Cluste
     pid = started.result["pid"]
     await asyncio.sleep(1.5)
     os.kill(pid, signal.SIGSTOP)
+    t0 = time.monotonic()
     try:
         async def unknown() -> bool:
             vm = await store.vm(305)
@@ -234,6 +238,7 @@ async def test_frozen_qemu_is_unknown_not_stopped_and_is_not_restarted(c: Cluste
                         and "does not answer" in rt.message)
 
         await wait_for(unknown, 20, "the runtime to say unknown")
+        print(f"frozen QEMU reported unknown {time.monotonic() - t0:.1f}s after SIGSTOP")
         await asyncio.sleep(4.0)  # several monitor passes
         vm = await store.vm(305)
         assert vm is not None and vm.placement.node == "n1"
