@@ -3,7 +3,7 @@ ownership after the thaw, and the monitor pass stops QEMUs of VMs placed elsewhe
 
 from __future__ import annotations
 
-from corral.cluster.models import Placement, RunState, Task, TaskState
+from corral.cluster.models import Placement, RunState, Task, TaskState, VMStatus
 from corral.sim.world import Host, World
 
 
@@ -78,3 +78,17 @@ def test_a_restarted_host_does_not_boot_a_vm_that_is_no_longer_meant_to_run() ->
     w.store.put_placement(100, Placement(node="n1", state=RunState.STOPPED))
     tick(w, 5.0)
     assert h.agent_up and w.runs_on(100) == []
+
+
+def test_a_hung_qemu_is_reported_unknown_and_left_alone() -> None:
+    w = world()
+    w.add_vm(100, "n1", 512, running=True)
+    tick(w, 1.0)
+    w.hosts["n1"].hung.add(100)
+    tick(w, 5.0)
+    rt = w.store.runtimes[100]
+    assert rt.status is VMStatus.UNKNOWN and rt.node == "n1"
+    assert w.store.placements[100][0].state is RunState.RUNNING and w.runs_on(100) == ["n1"]
+    w.hosts["n1"].hung.discard(100)
+    tick(w, 7.0)
+    assert w.store.runtimes[100].status is VMStatus.RUNNING and w.runs_on(100) == ["n1"]
