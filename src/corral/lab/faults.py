@@ -13,6 +13,7 @@ from typing import Any
 
 from corral.fencing.labdog import host_qemu_pids
 from corral.lab import control, netns, procs
+from corral.lab.etcd import member_status
 from corral.lab.layout import LabLayout
 
 WAIT = 10.0  # bound on waiting for processes to die or come back
@@ -104,6 +105,32 @@ def thaw_agent(layout: LabLayout, node: str) -> int:
     pid = agent_pid(layout, node)
     os.kill(pid, signal.SIGCONT)
     return pid
+
+
+def etcd_leader(layout: LabLayout) -> tuple[str, int] | None:
+    """The host whose etcd member leads and the raft term, as the members that answer agree;
+    None during an election or when no member answers."""
+    seen = {m.name: member_status(m.client_url) for m in layout.etcd_members}
+    names = {s.member: name for name, s in seen.items() if s is not None}
+    views = {(s.leader, s.term) for s in seen.values() if s is not None}
+    if len(views) != 1:
+        return None
+    leader, term = views.pop()
+    return (names[leader], term) if leader in names else None
+
+
+def kill_etcd_leader(layout: LabLayout) -> tuple[str, int]:
+    """SIGKILL the leading etcd member (the supervisor restarts it, as systemd would): the
+    others elect a new leader. Returns the host and the pid killed."""
+    found = etcd_leader(layout)
+    if found is None:
+        raise FaultError("no etcd leader right now (an election is on, or etcd is down)")
+    node = found[0]
+    pid = host_children(layout, node).get(f"{node}-etcd")
+    if pid is None:
+        raise FaultError(f"the etcd member of {node} is not running")
+    os.kill(pid, signal.SIGKILL)
+    return node, pid
 
 
 def _need_netns(layout: LabLayout) -> None:
