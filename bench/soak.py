@@ -324,9 +324,8 @@ class Soak:
         except (faults.FaultError, ProcessLookupError) as e:
             self.say(None, f"no leader to kill yet: {e}")
             return False
-        self.counts["leader_kills"] += 1
         self.kill_at = time.monotonic()
-        self.say(None, f"killed the etcd leader {node}-etcd (pid {pid})")
+        self.say("leader_kills", f"killed the etcd leader {node}-etcd (pid {pid})")
         return True
 
 
@@ -452,15 +451,17 @@ def summary(s: Soak, args: argparse.Namespace, burners: int, freezer: Freezer,
     return 1 if failed else 0
 
 
-def drive(s: Soak, args: argparse.Namespace, freezer: Freezer, end: float) -> None:
-    """The faults on their schedule, and the checks through etcd and the API, until `end`
-    and QUIET_END after it."""
+def faults_on_schedule(s: Soak, args: argparse.Namespace, freezer: Freezer, end: float,
+                       stop: threading.Event) -> None:
+    """On a thread of its own, so that a slow API never delays a fault: the leader kills and
+    freezes on their schedule until `end`, and the etcd leader watched until `stop` (every
+    0.1 s while an election is on, to time it)."""
     next_kill = s.t0 + args.kill_every
     next_freeze = s.t0 + args.freeze_every + args.freeze_offset
-    next_leader = next_api = s.t0
+    next_leader = s.t0
     hosts = s.layout.node_names
     frozen = 0
-    while (now := time.monotonic()) < end + QUIET_END:
+    while not stop.is_set() and (now := time.monotonic()) < end + QUIET_END:
         if now < end and now >= next_kill:
             next_kill = now + (args.kill_every if s.kill_leader() else 1.0)
         if now < end and now >= next_freeze:
@@ -476,13 +477,16 @@ def drive(s: Soak, args: argparse.Namespace, freezer: Freezer, end: float) -> No
                 s.say(None, f"could not freeze {host}'s agent: {e}")
                 next_freeze = now + 1.0
         if now >= next_leader or s.kill_at is not None:
-            s.check_leader()  # every 0.2 s while an election is on: how long it took
+            s.check_leader()
             next_leader = now + SAMPLE_EVERY
-        if now >= next_api:
-            s.check_api()
-            next_api = now + API_EVERY
-        wake = min(next_leader, next_api, *((next_kill, next_freeze) if now < end else ()))
-        time.sleep(min(max(wake - time.monotonic(), 0.01), 0.2))
+        wake = min(next_leader, *((next_kill, next_freeze) if now < end else ()))
+        stop.wait(min(max(wake - time.monotonic(), 0.01), 0.1 if s.kill_at else 0.5))
+
+
+def check_api_until(s: Soak, until: float) -> None:
+    while time.monotonic() < until:
+        s.check_api()
+        time.sleep(max(API_EVERY - (time.monotonic() % API_EVERY), 0.1))
 
 
 def main() -> int:
@@ -547,14 +551,20 @@ def main() -> int:
               f"{layout.watchdog_timeout:g}s, {n_burn} busy loops, etcd leader {lead}")
         end = s.t0 + seconds
         stop = threading.Event()
-        checks = threading.Thread(target=s.local_checks, args=(stop, end + QUIET_END + 5),
-                                  name="local-checks", daemon=True)
-        checks.start()
+        threads = [
+            threading.Thread(target=s.local_checks, args=(stop, end + QUIET_END + 5),
+                             name="local-checks", daemon=True),
+            threading.Thread(target=faults_on_schedule, args=(s, args, freezer, end, stop),
+                             name="faults", daemon=True),
+        ]
+        for t in threads:
+            t.start()
         try:
-            drive(s, args, freezer, end)
+            check_api_until(s, end + QUIET_END)
         finally:
             stop.set()
-            checks.join(10)
+            for t in threads:
+                t.join(10)
         freezer.close()
         burners.stop()
         code = summary(s, args, n_burn, freezer, started)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,15 +109,17 @@ def thaw_agent(layout: LabLayout, node: str) -> int:
 
 
 def etcd_leader(layout: LabLayout) -> tuple[str, int] | None:
-    """The host whose etcd member leads and the raft term, as the members that answer agree;
-    None during an election or when no member answers."""
+    """The host whose etcd member leads and its raft term, once a majority of the members
+    follow it in the newest term; None while an election is on or etcd does not answer."""
     seen = {m.name: member_status(m.client_url) for m in layout.etcd_members}
     names = {s.member: name for name, s in seen.items() if s is not None}
-    views = {(s.leader, s.term) for s in seen.values() if s is not None}
-    if len(views) != 1:
+    votes = Counter((s.leader, s.term) for s in seen.values() if s is not None)
+    if not votes:
         return None
-    leader, term = views.pop()
-    return (names[leader], term) if leader in names else None
+    (leader, term), count = max(votes.items(), key=lambda vote: vote[0][1])
+    if count <= len(seen) // 2 or leader not in names:
+        return None
+    return names[leader], term
 
 
 def kill_etcd_leader(layout: LabLayout) -> tuple[str, int]:
