@@ -463,7 +463,8 @@ def faults_on_schedule(s: Soak, args: argparse.Namespace, freezer: Freezer, end:
     frozen = 0
     while not stop.is_set() and (now := time.monotonic()) < end + QUIET_END:
         if now < end and now >= next_kill:
-            next_kill = now + (args.kill_every if s.kill_leader() else 1.0)
+            # On a fixed grid, so that every freeze meets a kill as planned.
+            next_kill = next_kill + args.kill_every if s.kill_leader() else now + 1.0
         if now < end and now >= next_freeze:
             host = hosts[frozen % len(hosts)]
             try:
@@ -479,7 +480,7 @@ def faults_on_schedule(s: Soak, args: argparse.Namespace, freezer: Freezer, end:
         if now >= next_leader or s.kill_at is not None:
             s.check_leader()
             next_leader = now + SAMPLE_EVERY
-        wake = min(next_leader, *((next_kill, next_freeze) if now < end else ()))
+        wake = min([next_leader, *((next_kill, next_freeze) if now < end else ())])
         stop.wait(min(max(wake - time.monotonic(), 0.01), 0.1 if s.kill_at else 0.5))
 
 

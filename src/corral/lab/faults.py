@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,7 +112,10 @@ def thaw_agent(layout: LabLayout, node: str) -> int:
 def etcd_leader(layout: LabLayout) -> tuple[str, int] | None:
     """The host whose etcd member leads and its raft term, once a majority of the members
     follow it in the newest term; None while an election is on or etcd does not answer."""
-    seen = {m.name: member_status(m.client_url) for m in layout.etcd_members}
+    members = layout.etcd_members
+    with ThreadPoolExecutor(len(members)) as pool:  # a slow member costs its own timeout only
+        seen = dict(zip([m.name for m in members],
+                        pool.map(member_status, [m.client_url for m in members]), strict=True))
     names = {s.member: name for name, s in seen.items() if s is not None}
     votes = Counter((s.leader, s.term) for s in seen.values() if s is not None)
     if not votes:
