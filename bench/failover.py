@@ -25,6 +25,7 @@ import httpx
 
 from corral.fencing.labdog import host_qemu_pids
 from corral.ha.models import HATiming
+from corral.lab.faults import etcd_leader
 from corral.lab.layout import LabLayout, spare_base_port
 
 POLL = 0.1
@@ -123,6 +124,10 @@ def one_run(b: Bench, n: int, bound: float) -> tuple[str, str, float, float, dic
     its first heartbeat, the breakdown)."""
     host = b.get(f"/vms/{VMID}")["node"]
     others = [x["name"] for x in b.get("/nodes") if x["name"] != host]
+    assert b.layout is not None
+    # A killed etcd leader costs an election, and the new leader gives every lease a fresh
+    # TTL: the lost host's lease then outlives the kill by more than its TTL.
+    leader = etcd_leader(b.layout)
     t0, wall0 = time.monotonic(), time.time()
     b.corral("lab", "kill-node", host)
 
@@ -138,7 +143,8 @@ def one_run(b: Bench, n: int, bound: float) -> tuple[str, str, float, float, dic
            lambda: HEARTBEAT in log.read_text(errors="replace"))
     beat = time.monotonic() - t0
     steps = b.wait(f"the failover's records (run {n})", 10, lambda: breakdown(b, host, wall0))
-    steps |= {"QEMU live": started, "heartbeat": beat}
+    steps |= {"QEMU live": started, "heartbeat": beat,
+              "etcd leader killed": float(leader is not None and leader[0] == host)}
     b.corral("lab", "start-node", host)
     b.wait(f"the cluster to settle after {host}'s return (run {n})", SETTLE_TIMEOUT, b.settled)
     return host, new, started, beat, steps
@@ -182,6 +188,7 @@ def main() -> int:
             results.append((old, new, started, beat, steps))
             print(f"run {n}: killed {old}; VM {VMID} started on {new} after {started:5.1f}s, "
                   f"first heartbeat after {beat:5.1f}s; "
+                  + ("etcd leader killed too; " if steps.pop("etcd leader killed") else "")
                   + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()), flush=True)
     finally:
         if b.http is not None:
