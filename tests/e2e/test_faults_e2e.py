@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from corral.fencing.labdog import host_qemu_pids
+from corral.lab import faults
 from corral.lab.layout import LabLayout
 from tests.e2e.conftest import LEASE_TTL, WATCHDOG_TIMEOUT
 from tests.e2e.labtools import Lab, wait_until
@@ -99,6 +100,21 @@ def test_killed_node_stays_down_until_started(fault_lab: Lab) -> None:
     assert not json.loads(lab.corral("lab", "status", "--json").stdout)["processes"][0]["alive"]
     lab.corral("lab", "start-node", "n1")
     wait_until(lambda: online(lab)["n1"], 40, "n1 back online")
+
+
+def test_killed_etcd_leader_is_replaced_and_restarted(fault_lab: Lab) -> None:
+    lab = fault_lab
+    lay = layout(lab)
+    first = wait_until(lambda: faults.etcd_leader(lay), 20, "an etcd leader")
+    pid = lab.child_pid(f"{first[0]}-etcd")
+    out = lab.corral("lab", "kill-etcd-leader").stdout
+    assert f"{first[0]}-etcd (pid {pid})" in out, out
+    # The two others elect a leader in a later term; the supervisor restarts the killed one.
+    after = wait_until(lambda: (x := faults.etcd_leader(lay)) and x[1] > first[1] and x, 20,
+                       "a new etcd leader")
+    print(f"etcd leader {first} -> {after}")
+    wait_until(lambda: lab.child_pid(f"{first[0]}-etcd") != pid, 20, "the member restarted")
+    wait_until(lambda: all(online(lab).values()), 30, "every host online")
 
 
 def _alive(pid: int) -> bool:

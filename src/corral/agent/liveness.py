@@ -16,6 +16,7 @@ from corral.cluster.records import dump
 from corral.cluster.store import Store
 
 log = logging.getLogger(__name__)
+STALL_FACTOR = 1.5  # a renewal this many intervals after the previous one is logged
 
 
 class Liveness:
@@ -63,16 +64,27 @@ class Liveness:
         Each attempt may take one interval at most, and a failed one is retried at once: a
         renewal stuck behind an etcd election must not starve the watchdog by itself.
         """
+        fed = time.monotonic()
         while True:
             await asyncio.sleep(self.interval)
             while True:
                 try:
                     await asyncio.wait_for(self._renew(), timeout=self.interval)
                     self.feed()
+                    fed = self._fed_after(fed)
                     break
                 except Exception as e:  # etcd slow or unreachable: the watchdog decides
-                    log.warning("lease renewal failed: %s", e or type(e).__name__)
+                    log.warning("lease renewal failed: %s", str(e) or type(e).__name__)
                     await asyncio.sleep(0.2)
+
+    def _fed_after(self, previous: float) -> float:
+        """Log a renewal that came late: how close the host came to its watchdog's timeout
+        (a frozen process, a stalled etcd election, a starved CPU) shows in the log."""
+        now = time.monotonic()
+        if now - previous > STALL_FACTOR * self.interval:
+            log.warning("lease renewed %.1fs after the previous renewal (every %.1fs)",
+                        now - previous, self.interval)
+        return now
 
     async def _renew(self) -> None:
         sent = time.monotonic()

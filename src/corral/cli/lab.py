@@ -289,6 +289,14 @@ def thaw_agent(node: NodeArg, dir: DirOpt = None) -> None:
     typer.echo(f"thawed the agent of {node} (pid {pid})")
 
 
+@app.command("kill-etcd-leader")
+def kill_etcd_leader(dir: DirOpt = None) -> None:
+    """SIGKILL the leading etcd member: the others elect a new leader, the supervisor
+    restarts the killed one."""
+    _, (node, pid) = _inject(dir, faults.kill_etcd_leader)
+    typer.echo(f"killed the etcd leader, {node}-etcd (pid {pid})")
+
+
 @app.command()
 def partition(node: NodeArg, dir: DirOpt = None) -> None:
     """Cut the host's network (needs a lab in network namespaces)."""

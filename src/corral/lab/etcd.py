@@ -66,6 +66,27 @@ def healthy(client_url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class MemberStatus:
+    member: str  # this member's id
+    leader: str  # the id of the leader it follows
+    term: int  # raft term: a new one for every election
+
+
+def member_status(client_url: str, timeout: float = 1.0) -> MemberStatus | None:
+    """What a member says of its cluster's leadership, or None when it does not answer or
+    knows no leader (an election is on)."""
+    try:
+        r = httpx.post(f"{client_url}/v3/maintenance/status", json={}, timeout=timeout)
+        data = r.json() if r.status_code == 200 else {}
+        header = data.get("header", {})
+        status = MemberStatus(str(header.get("member_id", "")), str(data.get("leader", "")),
+                              int(header.get("raft_term", 0)))
+    except (httpx.HTTPError, ValueError, TypeError, AttributeError):
+        return None
+    return status if status.member and status.leader not in ("", "0") else None
+
+
 def wait_healthy(client_urls: list[str], timeout: float = 30.0) -> None:
     """Wait until at least one member reports a healthy cluster (it has a leader)."""
     deadline = time.monotonic() + timeout

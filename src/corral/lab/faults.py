@@ -8,11 +8,14 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from corral.fencing.labdog import host_qemu_pids
 from corral.lab import control, netns, procs
+from corral.lab.etcd import member_status
 from corral.lab.layout import LabLayout
 
 WAIT = 10.0  # bound on waiting for processes to die or come back
@@ -104,6 +107,37 @@ def thaw_agent(layout: LabLayout, node: str) -> int:
     pid = agent_pid(layout, node)
     os.kill(pid, signal.SIGCONT)
     return pid
+
+
+def etcd_leader(layout: LabLayout) -> tuple[str, int] | None:
+    """The host whose etcd member leads and its raft term, once a majority of the members
+    follow it in the newest term; None while an election is on or etcd does not answer."""
+    members = layout.etcd_members
+    with ThreadPoolExecutor(len(members)) as pool:  # a slow member costs its own timeout only
+        seen = dict(zip([m.name for m in members],
+                        pool.map(member_status, [m.client_url for m in members]), strict=True))
+    names = {s.member: name for name, s in seen.items() if s is not None}
+    votes = Counter((s.leader, s.term) for s in seen.values() if s is not None)
+    if not votes:
+        return None
+    (leader, term), count = max(votes.items(), key=lambda vote: vote[0][1])
+    if count <= len(seen) // 2 or leader not in names:
+        return None
+    return names[leader], term
+
+
+def kill_etcd_leader(layout: LabLayout) -> tuple[str, int]:
+    """SIGKILL the leading etcd member (the supervisor restarts it, as systemd would): the
+    others elect a new leader. Returns the host and the pid killed."""
+    found = etcd_leader(layout)
+    if found is None:
+        raise FaultError("no etcd leader right now (an election is on, or etcd is down)")
+    node = found[0]
+    pid = host_children(layout, node).get(f"{node}-etcd")
+    if pid is None:
+        raise FaultError(f"the etcd member of {node} is not running")
+    os.kill(pid, signal.SIGKILL)
+    return node, pid
 
 
 def _need_netns(layout: LabLayout) -> None:
