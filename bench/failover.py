@@ -26,7 +26,12 @@ import httpx
 from corral.fencing.labdog import host_qemu_pids
 from corral.ha.models import HATiming
 from corral.lab.faults import etcd_leader
-from corral.lab.layout import LabLayout, spare_base_port
+from corral.lab.layout import (
+    DEFAULT_LEASE_TTL,
+    DEFAULT_WATCHDOG_TIMEOUT,
+    LabLayout,
+    spare_base_port,
+)
 
 POLL = 0.1
 HEARTBEAT = "corral-heartbeat 1"
@@ -153,8 +158,9 @@ def one_run(b: Bench, n: int, bound: float) -> tuple[str, str, float, float, dic
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--lease-ttl", type=int, default=6)
-    p.add_argument("--watchdog-timeout", type=float, default=4.0)
+    # The defaults of a lab (and so of an agent with the lab's watchdog): what users get.
+    p.add_argument("--lease-ttl", type=int, default=DEFAULT_LEASE_TTL)
+    p.add_argument("--watchdog-timeout", type=float, default=DEFAULT_WATCHDOG_TIMEOUT)
     p.add_argument("--images", default=os.environ.get("CORRAL_IMAGES_DIR",
                                                       "/var/lib/corral/images"))
     args = p.parse_args()

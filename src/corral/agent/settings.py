@@ -21,7 +21,7 @@ class AgentSettings:
     listen_host: str = "127.0.0.1"
     listen_port: int = 0  # serial console endpoint; 0 picks a free port
     accel: Literal["auto", "kvm", "tcg"] = "auto"
-    lease_ttl: int = 10  # seconds: the host counts as failed once its lease is gone
+    lease_ttl: int = 9  # seconds: the host counts as failed once its lease is gone
     # Fencing: the watchdog fed after each lease renewal. watchdog_timeout is how long the
     # agent expects it may go unfed (it paces the renewals; 0: take it from the watchdog's
     # acknowledgement). What the agent publishes is the fence time the watchdog acknowledged,

@@ -19,7 +19,7 @@ def run_agent(
     etcd: str = typer.Option("http://127.0.0.1:2379", help="etcd client URLs, comma-separated."),
     listen: str = typer.Option("127.0.0.1:0", help="host:port of the console endpoint."),
     accel: str = typer.Option("auto", help="auto (boot probe), kvm or tcg."),
-    lease_ttl: int = typer.Option(10, min=2, help="Host lease TTL in seconds."),
+    lease_ttl: int = typer.Option(9, min=2, help="Host lease TTL in seconds."),
     watchdog_socket: Path | None = typer.Option(
         None, help="Feed this watchdog (lab watchdog or watchdog-mux) after each renewal."),
     watchdog_timeout: float = typer.Option(

@@ -168,7 +168,7 @@ class HAInputs:
 class HATiming:
     """The timing rule: a lost host is fenced at lost_at + watchdog_timeout + margin."""
 
-    lease_ttl: float = 10.0
+    lease_ttl: float = 9.0
     watchdog_timeout: float = 5.0
     margin: float = 2.0
     start_timeout: float = 60.0  # a start task not finished by then counts as failed

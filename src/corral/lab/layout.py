@@ -39,7 +39,7 @@ ACCELS = ("auto", "tcg", "kvm")
 HOST = "127.0.0.1"
 NET_BLOCK = 128  # base ports per lab network: base_port // 128 is at most 509 < 512 /24s
 BRIDGE_ADDRESS = 254
-DEFAULT_LEASE_TTL = 10
+DEFAULT_LEASE_TTL = 9
 DEFAULT_WATCHDOG_TIMEOUT = 6.0
 
 
