@@ -133,3 +133,22 @@ async def cluster_fixture(store: Store, etcd_endpoint: str, short_tmp: Path,
     finally:
         for agent in c.agents.values():
             agent.stop()
+
+
+@pytest.fixture(name="agent")
+async def agent_fixture(store: Store, etcd_endpoint: str, short_tmp: Path,
+                        tiny_images: Path) -> AsyncIterator[AgentProc]:
+    """One host, n1, with a `local` dir storage: its agent registered."""
+    await store.put_storage(StorageConfig(id="local", type=StorageType.DIR, path="storage/local"))
+    proc = AgentProc(etcd_endpoint, short_tmp / "n1", tiny_images, "n1")
+    proc.start()
+
+    async def alive() -> bool:
+        node = await store.node("n1")
+        return node is not None and node.alive
+
+    try:
+        await wait_for(alive, 30, "the agent to register")
+        yield proc
+    finally:
+        proc.stop()

@@ -7,18 +7,15 @@ import asyncio
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from agents import AgentProc, wait_for
+from agents import AgentProc, agent_fixture, wait_for  # noqa: F401  (fixture)
 
 from corral.cluster.models import (
     Disk,
     NodeInfo,
     Placement,
-    StorageConfig,
-    StorageType,
     Task,
     TaskState,
     VMConfig,
@@ -42,22 +39,6 @@ async def run_task(store: Store, kind: str, vmid: int, wait: float = 60.0,
     return done
 
 
-@pytest.fixture
-async def agent(store: Store, etcd_endpoint: str, short_tmp: Path,
-                tiny_images: Path) -> AsyncIterator[AgentProc]:
-    await store.put_storage(StorageConfig(id="local", type=StorageType.DIR, path="storage/local"))
-    proc = AgentProc(etcd_endpoint, short_tmp / "n1", tiny_images, "n1")
-    proc.start()
-
-    async def alive() -> bool:
-        node = await store.node("n1")
-        return node is not None and node.alive
-
-    try:
-        await wait_for(alive, 30, "the agent to register")
-        yield proc
-    finally:
-        proc.stop()
 
 
 def serial(short_tmp: Path, vmid: int) -> str:

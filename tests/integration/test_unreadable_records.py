@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from agents import AgentProc, wait_for
+from agents import AgentProc, agent_fixture, wait_for  # noqa: F401  (fixture)
 from fastapi import FastAPI
 
 from corral.api.app import create_app
@@ -193,22 +193,6 @@ async def test_request_bodies_still_refuse_unknown_fields(api: httpx.AsyncClient
 # --- a real agent --------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def agent(store: Store, etcd_endpoint: str, short_tmp: Path,
-                tiny_images: Path) -> AsyncIterator[AgentProc]:
-    await store.put_storage(StorageConfig(id="local", type=StorageType.DIR, path="storage/local"))
-    proc = AgentProc(etcd_endpoint, short_tmp / "n1", tiny_images, "n1")
-    proc.start()
-
-    async def alive() -> bool:
-        node = await store.node("n1")
-        return node is not None and node.alive
-
-    try:
-        await wait_for(alive, 30, "the agent to register")
-        yield proc
-    finally:
-        proc.stop()
 
 
 async def run_task(store: Store, kind: str, vmid: int, wait: float = 60.0) -> Task:
