@@ -32,3 +32,30 @@ def test_a_host_that_outlives_its_lease_adds_the_difference() -> None:
 def test_an_older_agent_without_its_figures_waits_the_whole_fence_time(
         ttl: float | None, renew: float | None) -> None:
     assert recovery_wait(info(6.5, ttl, renew), 6.5, TIMING) == 6.5 + 2.0
+
+
+def test_the_manager_knows_when_the_earliest_fence_wait_ends() -> None:
+    from corral.ha.models import HAState, NodeHAState, NodeStatusHA
+    from corral.ha.nodes import next_fence
+
+    state = HAState(nodes={
+        "n1": NodeHAState(status=NodeStatusHA.ONLINE),
+        "n2": NodeHAState(status=NodeStatusHA.FENCE, lost_mono=100.0, fence_mono=102.0),
+        "n3": NodeHAState(status=NodeStatusHA.FENCE, lost_mono=99.0, fence_mono=101.5),
+        "n4": NodeHAState(status=NodeStatusHA.FENCED, fence_mono=50.0),
+    })
+    assert next_fence(state) == 101.5
+    assert next_fence(HAState()) is None
+
+
+def test_a_lost_host_carries_the_end_of_its_fence_wait() -> None:
+    from corral.cluster.models import Node
+    from corral.cluster.snapshot import ClusterSnapshot
+    from corral.ha.models import HAInputs, NodeStatusHA
+    from corral.ha.nodes import node_states
+
+    snap = ClusterSnapshot(now=1000.0, nodes={"n1": Node("n1", info(6.5), False, None, None)},
+                           vms={})
+    states = node_states(snap, HAInputs(term=3, mono=50.0), TIMING)
+    assert states["n1"].status is NodeStatusHA.FENCE
+    assert states["n1"].fence_mono == 52.0  # seen lost at 50, waits the 2 s margin

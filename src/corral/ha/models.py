@@ -134,6 +134,7 @@ class NodeHAState(Model):
     term: int = 0
     lost_mono: float | None = None  # when this term first saw the lease gone
     online_since: float | None = None  # monotonic, this term: when it was first seen online
+    fence_mono: float | None = None  # monotonic, this term: when the wait for its fence ends
 
 
 class HAState(Model):

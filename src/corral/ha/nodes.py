@@ -13,6 +13,7 @@ from corral.ha.models import (
     FenceConfirmation,
     HAInputs,
     HARequest,
+    HAState,
     HATiming,
     NodeHAState,
     NodeStatusHA,
@@ -118,6 +119,15 @@ def node_states(snap: ClusterSnapshot, inputs: HAInputs, timing: HATiming
                 "reason": "lease lost and its watchdog has fired: wait passed"})
         else:
             out[name] = lost_state.model_copy(update={
+                "fence_mono": lost + wait,
                 "reason": f"lease lost; fenced {wait:g}s after this manager saw it lost "
                           f"(term {term})"})
     return out
+
+
+def next_fence(state: HAState) -> float | None:
+    """The earliest end of a fence wait (the manager's monotonic clock), so the manager can
+    decide right then rather than on its next regular tick."""
+    ends = [ns.fence_mono for ns in state.nodes.values()
+            if ns.status is NodeStatusHA.FENCE and ns.fence_mono is not None]
+    return min(ends, default=None)

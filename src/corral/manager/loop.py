@@ -20,6 +20,7 @@ from corral.cluster.records import Problem, dump
 from corral.cluster.store import Store
 from corral.ha.actions import ClearFenceConfirmation, HAAction, SaveHAState
 from corral.ha.models import HATiming
+from corral.ha.nodes import next_fence
 from corral.ha.store import read_all
 from corral.manager.decide import decide_with_ha
 from corral.manager.election import Election
@@ -42,6 +43,7 @@ class Manager:
         self.timing = timing or HATiming()
         self.changed = asyncio.Event()
         self.problems: frozenset[Problem] = frozenset()  # records skipped, as last logged
+        self.next_fence: float | None = None  # monotonic: the earliest end of a fence wait
 
     async def apply(self, action: HAAction) -> bool:
         """One action as one fenced transaction; False when its condition did not hold."""
@@ -82,7 +84,8 @@ class Manager:
         # Waits run on this process's monotonic clock within this term (see ha/nodes.py).
         ha = replace(ha, term=self.token, mono=time.monotonic())
         self._report({*snap.problems, *ha.problems})
-        actions, _ = decide_with_ha(snap, ha, self.timing)
+        actions, state = decide_with_ha(snap, ha, self.timing)
+        self.next_fence = next_fence(state)
         for action in actions:
             if not await self.apply(action):
                 # Someone changed it first (an operator, an agent): the next tick re-reads.
@@ -118,8 +121,11 @@ class Manager:
                     return
                 except Exception:  # etcd hiccup or a bug on odd data: keep managing
                     log.exception("manager tick failed")
+                wait = TICK_SECONDS
+                if self.next_fence is not None:  # a fence wait ends before the next tick
+                    wait = min(wait, max(0.0, self.next_fence - time.monotonic()))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.changed.wait(), TICK_SECONDS)
+                    await asyncio.wait_for(self.changed.wait(), wait)
                 await asyncio.sleep(MIN_GAP_SECONDS)
         finally:
             watcher.cancel()
