@@ -15,17 +15,10 @@ import uvicorn
 from corral import __version__
 from corral.agent import sampler
 from corral.agent.console import console_app
-from corral.agent.context import (
-    HostContext,
-    TaskFailed,
-    disk_paths,
-    is_running,
-    owner_guard,
-    placed_of,
-)
+from corral.agent.context import HostContext, TaskFailed, disk_paths, is_running, owner_guard
 from corral.agent.liveness import Liveness
 from corral.agent.monitor import Monitor
-from corral.agent.reconciler import Do, Purpose, plan_startup
+from corral.agent.reconciler import Do, Placed, Purpose, plan_startup
 from corral.agent.settings import Accel, AgentSettings, published_fence_time
 from corral.agent.tasks import TaskRunner
 from corral.cluster.records import UnreadableRecord
@@ -55,12 +48,13 @@ def bind(settings: AgentSettings) -> socket.socket:
 
 async def reconcile_at_start(ctx: HostContext, start_vm: Any) -> None:
     vms, unreadable = await ctx.store.vms_and_unreadable()
-    placed = [p for v in vms if (p := placed_of(v)) is not None]
+    placed = [Placed(v.vmid, v.placement.node, v.placement.state) for v in vms]
     running = ctx.driver.running()
     for vmid in sorted(unreadable & running.keys()):
         # Not an orphan: its record exists but does not decode. Its QEMU is left as it is.
         log.warning("startup: VM %s runs here but its record does not decode; left alone", vmid)
-    for action in plan_startup(ctx.node, placed, running, spared=unreadable):
+    running = {vmid: pid for vmid, pid in running.items() if vmid not in unreadable}
+    for action in plan_startup(ctx.node, placed, running):
         log.info("startup: %s VM %s %s", action.do, action.vmid, action.reason)
         try:
             if action.do is Do.KILL_ORPHAN:

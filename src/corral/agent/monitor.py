@@ -9,7 +9,7 @@ import logging
 import time
 
 from corral.agent.context import HostContext, TaskFailed, placed_of, set_state
-from corral.agent.reconciler import Do, plan_observation, plan_orphans
+from corral.agent.reconciler import Do, Placed, plan_observation, plan_orphans
 from corral.cluster import keys, records
 from corral.cluster.models import VM, RunState, VMRuntime, VMStatus
 from corral.migration.record import MigrationRecord
@@ -22,7 +22,8 @@ STATUS_TIMEOUT = 3.0
 
 
 def vm_ids(items: list[tuple[str, bytes, int]]) -> set[int]:
-    return {i for key, _, _ in items if (i := records.vmid_of(key)) is not None}
+    ids = (keys.split(key, keys.VMS)[0] for key, _, _ in items)
+    return {int(i) for i in ids if i.isdigit()}
 
 
 def unresponsive(pid: int) -> str:
@@ -44,8 +45,7 @@ class Monitor:
     async def observe(self, vm: VM, running: dict[int, int], now: VMStatus) -> None:
         ctx = self.ctx
         pid = running.get(vm.vmid)
-        placed = placed_of(vm)
-        assert placed is not None
+        placed = Placed(vm.vmid, vm.placement.node, vm.placement.state)
         for action in plan_observation(placed, self.seen.get(vm.vmid), now, vm.vmid in self.busy):
             if action.do is Do.MARK_STOPPED:
                 log.info("VM %s: %s", vm.vmid, action.reason)
@@ -102,7 +102,7 @@ class Monitor:
                 log.warning("VM %s: unreadable migration record: %s", vmid, e)
                 found.add(int(vmid))
                 continue
-            if rec.receiving_on(self.ctx.node):
+            if rec.target == self.ctx.node and not rec.phase.final:
                 found.add(int(vmid))
         return found
 
@@ -119,7 +119,7 @@ class Monitor:
         watched = [v for v in vms if v.vmid not in self.busy]
         statuses = await asyncio.gather(*(self.status(v, running) for v in watched))
         for vm, now in zip(watched, statuses, strict=True):
-            if vm.vmid not in self.busy:  # a task may have taken it during the status queries
+            if vm.vmid not in self.busy:
                 await self.observe(vm, running, now)
         for vmid in set(self.seen) - {v.vmid for v in vms}:
             del self.seen[vmid]

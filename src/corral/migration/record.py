@@ -81,11 +81,6 @@ class MigrationRecord(Record):
     error: str | None = None
     updated_at: float = Field(default_factory=time.time)
 
-    def receiving_on(self, node: str, receive_task: str | None = None) -> bool:
-        """node is the target of this unfinished migration (through receive_task, if given)."""
-        return (self.target == node and not self.phase.final
-                and receive_task in (None, self.receive_task))
-
 
 def key(vmid: int) -> str:
     return keys.vm(vmid, "migration")
