@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
-from corral.cluster.models import RunState, VMStatus
+from corral.cluster.models import NodeRequest, RunState, ShutdownPolicy, VMStatus
 
 
 class Do(StrEnum):
@@ -42,6 +43,8 @@ class Placed:
 
 # Tasks a host runs for a VM that another host owns: the receiving end of a migration.
 FOREIGN_VM_KINDS = frozenset({"vm.receive"})
+# Tasks that bring a guest up here: a host that shuts down refuses them.
+GUEST_UP_KINDS = frozenset({"vm.start", "vm.resume", "vm.receive"})
 
 
 # --- ownership ------------------------------------------------------------------------------
@@ -98,11 +101,14 @@ def ownership_refusal(node: str, seen: Ownership, purpose: Purpose) -> Verdict:
 
 
 def accept_task(kind: str, placed: Placed | None, node: str, lease_alive: bool,
-                known_kinds: Collection[str]) -> Verdict:
+                known_kinds: Collection[str], shutting_down: bool = False) -> Verdict:
     """Whether to run a claimed task: a task queued before its VM moved (HA recovery,
-    migration) must not act on it here, and a host that lost its lease acts on nothing."""
+    migration) must not act on it here, a host that lost its lease acts on nothing, and a
+    host that shuts down brings no guest up."""
     if kind not in known_kinds:
         return Verdict(False, f"unknown task kind {kind}")
+    if shutting_down and kind in GUEST_UP_KINDS:
+        return Verdict(False, f"{node} is shutting down")
     if placed is None:
         return Verdict(False, "the VM is gone")
     if kind not in FOREIGN_VM_KINDS and placed.node != node:
@@ -170,3 +176,31 @@ def plan_observation(
     if was in (VMStatus.RUNNING, VMStatus.PAUSED, VMStatus.UNKNOWN) and now is VMStatus.STOPPED:
         return [Action(Do.MARK_STOPPED, placed.vmid, "the guest powered off or QEMU exited")]
     return []
+
+
+# --- clean host shutdown ----------------------------------------------------------------------
+
+
+ShutdownKind = Literal["reboot", "poweroff"]
+Policy = Literal["freeze", "failover", "migrate"]
+
+
+def shutdown_policy(setting: ShutdownPolicy, kind: ShutdownKind) -> Policy:
+    """The policy a host carries out for this shutdown (conditional: a reboot is short, so
+    its VMs wait for it; a power-off may last, so HA starts them elsewhere)."""
+    if setting is ShutdownPolicy.CONDITIONAL:
+        return "freeze" if kind == "reboot" else "failover"
+    return setting.value  # type: ignore[return-value]
+
+
+def asks_maintenance(policy: Policy, request: NodeRequest | None) -> bool:
+    """Policy migrate empties the host through maintenance before it shuts down: the agent
+    asks for it unless the host is in maintenance already (an operator's request stays the
+    operator's, and is not ended by the host's return)."""
+    return policy == "migrate" and not (request is not None and request.maintenance)
+
+
+def ends_shutdown_maintenance(request: NodeRequest | None) -> bool:
+    """At start: the host is in maintenance only because its agent asked for it before a
+    clean shutdown (policy migrate), so its return ends it and its VMs come back."""
+    return request is not None and request.maintenance and request.by == "shutdown"

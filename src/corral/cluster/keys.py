@@ -4,6 +4,7 @@
 /corral/nodes/<node>/alive       bound to the host's lease: present while the host is alive
 /corral/nodes/<node>/usage       NodeUsage, bound to the lease
 /corral/nodes/<node>/request     NodeRequest (maintenance and other operator requests)
+/corral/nodes/<node>/shutdown    HostShutdown: the host is shutting down cleanly, or did
 /corral/vms/<vmid>/config        VMConfig
 /corral/vms/<vmid>/placement     Placement: owning host and requested run state
 /corral/vms/<vmid>/runtime       VMRuntime, written by the owning agent
@@ -17,6 +18,7 @@
 /corral/ha/rules/<name>          HARule
 /corral/ha/fenced/<node>         FenceConfirmation (a fence agent saw the host powered off)
 /corral/ha-state                 HAState, the HA manager's own state (outside /corral/ha/)
+/corral/ha-config                HAConfig, cluster-wide HA settings (the shutdown policy)
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ HA = PREFIX + "ha/"
 HA_RULES = HA + "rules/"
 HA_FENCED = HA + "fenced/"
 HA_STATE = PREFIX + "ha-state"
+HA_CONFIG = PREFIX + "ha-config"
 
-NODE_FIELDS = ("info", "alive", "usage", "request")
+NODE_FIELDS = ("info", "alive", "usage", "request", "shutdown")
 VM_FIELDS = ("config", "placement", "runtime", "migration")
 
 

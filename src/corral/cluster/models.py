@@ -100,6 +100,32 @@ class NodeRequest(Record):
     no_return: bool = False
     parallel: int | None = Field(default=None, ge=1, le=64)  # migrations at once; None: default
     requested_at: float = Field(default_factory=time.time)
+    # "shutdown": the host's agent asked for it to empty the host before a clean shutdown
+    # (policy `migrate`), and takes it back when the host returns; an operator's request
+    # is never taken back by an agent.
+    by: Literal["operator", "shutdown"] = "operator"
+
+
+class ShutdownPolicy(StrEnum):
+    """What a clean shutdown of a host (reboot, power-off) does with its VMs."""
+
+    FREEZE = "freeze"  # stop them; they stay placed on the host and start when it returns
+    FAILOVER = "failover"  # stop them; HA starts its VMs elsewhere at once (no fence wait)
+    MIGRATE = "migrate"  # empty the host as maintenance does (live), then shut down
+    CONDITIONAL = "conditional"  # freeze on a reboot, failover on a power-off
+
+
+class HostShutdown(Record):
+    """Written by a host's agent when its host shuts down cleanly, with the policy it
+    carries out. Counts only for the agent life that wrote it (`life` is that agent's
+    NodeInfo.started_at) and, once `done`, only while the host holds no lease."""
+
+    policy: Literal["freeze", "failover", "migrate"]
+    kind: Literal["reboot", "poweroff"] = "poweroff"
+    life: float
+    at: float = Field(default_factory=time.time)
+    # Every QEMU process of the host has ended; the lease is released right after.
+    done: bool = False
 
 
 # --- storage -------------------------------------------------------------------------------
@@ -258,6 +284,16 @@ class Node:
     alive: bool
     usage: NodeUsage | None
     request: NodeRequest | None
+    shutdown: HostShutdown | None = None
+
+    @property
+    def shutting_down(self) -> HostShutdown | None:
+        """The clean shutdown of this host's current agent life, if one is under way or
+        done (a record of an earlier life says nothing about this one)."""
+        sd = self.shutdown
+        if sd is None or self.info is None or sd.life != self.info.started_at:
+            return None
+        return sd
 
 
 @dataclass(frozen=True)

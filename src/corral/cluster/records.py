@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from corral.cluster import keys
 from corral.cluster.models import (
     VM,
+    HostShutdown,
     Node,
     NodeInfo,
     NodeRequest,
@@ -166,6 +167,7 @@ def node_from(name: str, f: dict[str, bytes], problems: list[Problem] | None = N
         alive="alive" in f,
         usage=part("usage", NodeUsage),
         request=part("request", NodeRequest),
+        shutdown=part("shutdown", HostShutdown),
     )
 
 

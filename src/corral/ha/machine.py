@@ -20,6 +20,11 @@ Per HA VM, each pass:
   then `error` with the reason. Counters reset after stable_after seconds of running.
 - failback: a VM running on a host its preference rule ranks below a host that returned and
   stayed online for failback_hold moves back live, once per return.
+- its host shuts down cleanly (the agent announced it: `HostShutdown`): under policy freeze
+  or failover the agent stops the VMs, so HA neither restarts nor moves them meanwhile
+  (`freeze`); once the host is down, freeze keeps them for its return, failover recovers
+  them at once (the host is `fenced`: it said every QEMU ended). Under policy migrate the
+  host is in maintenance, which empties it.
 """
 
 from __future__ import annotations
@@ -341,6 +346,37 @@ def _lost_host(c: Ctx, vm: VM, s: HASettings, base: VMHAState, ns: NodeHAState |
                     node=target), [move], move.placement)
 
 
+def _frozen(c: Ctx, vm: VM, s: HASettings, base: VMHAState, why: str) -> Step:
+    """Its host is shutting down, or shut down under policy freeze: wait for it."""
+    now, node = c.snap.now, vm.placement.node
+    if s.state is not HARequest.STARTED and vm.placement.state is not RunState.STOPPED:
+        # Asked stopped meanwhile: so the host does not boot it when it returns.
+        p = vm.placement.model_copy(update={"state": RunState.STOPPED})
+        final = S.DISABLED if s.state is HARequest.DISABLED else S.STOPPED
+        return Step(_to(base, now, final, f"{why}; kept stopped for its return", task=None),
+                    [SetPlacement(vm.vmid, p, vm.placement_rev,
+                                  f"HA: {s.state.value} while {node} is shut down")], p)
+    if s.state is not HARequest.STARTED:
+        final = S.DISABLED if s.state is HARequest.DISABLED else S.STOPPED
+        return Step(_to(base, now, final, why, task=None))
+    return Step(_to(base, now, S.FREEZE, why, task=None))
+
+
+def _shutdown_wait(c: Ctx, node: str) -> str | None:
+    """Why HA leaves the VMs of node alone while its host shuts down or is shut down, or
+    None."""
+    n = c.snap.nodes.get(node)
+    sd = n.shutting_down if n is not None else None
+    ns = c.nodes.get(node)
+    if ns is not None and ns.status is NodeStatusHA.SHUTDOWN:
+        return f"host {node}: {ns.reason}"
+    if sd is None or n is None or not n.alive or sd.policy == "migrate":
+        return None
+    then = ("waits for its return" if sd.policy == "freeze"
+            else "is recovered elsewhere once the host is down")
+    return f"host {node} is shutting down ({sd.kind}, policy {sd.policy}): the VM {then}"
+
+
 def vm_step(c: Ctx, s: HASettings, vm: VM, prev: VMHAState | None) -> Step:
     now = c.snap.now
     up = runs(vm)
@@ -353,6 +389,8 @@ def vm_step(c: Ctx, s: HASettings, vm: VM, prev: VMHAState | None) -> Step:
     if base.status is S.ERROR and s.state is HARequest.STARTED and not (online and up):
         # Not recovered, not restarted, wherever it is: the operator clears `error`.
         return Step(base)
+    if (why := _shutdown_wait(c, vm.placement.node)) is not None:
+        return _frozen(c, vm, s, base, why)
     if not online:
         return _lost_host(c, vm, s, base, ns)
     if s.state is HARequest.STARTED:

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from corral.cluster import keys
-from corral.cluster.models import MAX_VMID, MIN_VMID, Model, check_name
+from corral.cluster.models import MAX_VMID, MIN_VMID, Model, ShutdownPolicy, check_name
 from corral.cluster.records import Problem, vmid_of
 
 
@@ -73,6 +73,13 @@ class HARule(Model):
         return self
 
 
+class HAConfig(Model):
+    """Cluster-wide HA settings."""
+
+    # What a clean shutdown of a host does with its VMs (Proxmox's default: conditional).
+    shutdown_policy: ShutdownPolicy = ShutdownPolicy.CONDITIONAL
+
+
 class FenceConfirmation(Model):
     """Written by a fence agent (IPMI/Redfish) once it saw the host powered off."""
 
@@ -102,6 +109,9 @@ class NodeStatusHA(StrEnum):
     UNKNOWN = "unknown"  # never seen with facts (no info): not a place for VMs
     FENCE = "fence"  # lease gone since lost_at; its watchdog may not have fired yet
     FENCED = "fenced"  # surely without running VMs: watchdog deadline passed or confirmed
+    # (or the host shut down cleanly, having stopped them, under policy failover or migrate)
+    # Shut down cleanly under policy freeze: its VMs are stopped and wait for its return.
+    SHUTDOWN = "shutdown"
     # Lease gone while in maintenance with nothing meant to run on it: nothing to fence or
     # recover, its VMs stay where they are for its return.
     MAINTENANCE = "maintenance"

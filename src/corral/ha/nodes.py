@@ -78,10 +78,13 @@ def node_states(snap: ClusterSnapshot, inputs: HAInputs, timing: HATiming
             out[name] = NodeHAState(status=NodeStatusHA.UNKNOWN, reason="no host facts",
                                     term=term)
             continue
+        sd = node.shutting_down
         if node.alive:
             since = (ours.online_since if ours is not None and ours.status is NodeStatusHA.ONLINE
                      and ours.online_since is not None else now)
-            out[name] = NodeHAState(status=NodeStatusHA.ONLINE, term=term, online_since=since)
+            why = f"shutting down ({sd.kind}, policy {sd.policy})" if sd is not None else ""
+            out[name] = NodeHAState(status=NodeStatusHA.ONLINE, term=term, online_since=since,
+                                    reason=why)
             continue
         if parked(snap, inputs, name):
             out[name] = NodeHAState(status=NodeStatusHA.MAINTENANCE, term=term,
@@ -108,6 +111,18 @@ def node_states(snap: ClusterSnapshot, inputs: HAInputs, timing: HATiming
             out[name] = lost_state.model_copy(update={
                 "status": NodeStatusHA.FENCED, "fenced_at": was_fenced or snap.now,
                 "reason": f"power-off confirmed by {conf.by}"})
+        elif sd is not None and sd.done and sd.policy == "freeze":
+            out[name] = lost_state.model_copy(update={
+                "status": NodeStatusHA.SHUTDOWN,
+                "reason": f"shut down cleanly ({sd.kind}, policy freeze): its VMs wait for "
+                          "it (`corral ha confirm-fenced` if it does not come back)"})
+        elif sd is not None and sd.done:
+            # Its agent stopped every QEMU, said so, then gave up its lease: nothing runs
+            # there, so there is no watchdog to wait for.
+            out[name] = lost_state.model_copy(update={
+                "status": NodeStatusHA.FENCED, "fenced_at": was_fenced or snap.now,
+                "reason": f"shut down cleanly ({sd.kind}, policy {sd.policy}) with every "
+                          "VM stopped"})
         elif watchdog <= 0:
             # Nothing on that host stops its VMs: only a confirmed power-off may free them.
             out[name] = lost_state.model_copy(update={

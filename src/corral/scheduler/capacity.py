@@ -53,6 +53,8 @@ def unusable(snap: ClusterSnapshot, node: str) -> str | None:
         return f"node {node} is offline"
     if snap.in_maintenance(node):
         return f"node {node} is in maintenance"
+    if n.shutting_down is not None:
+        return f"node {node} is shutting down"
     return None
 
 

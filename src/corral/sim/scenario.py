@@ -67,7 +67,7 @@ HA statuses (the manager's, as `corral ha status` shows them):
 
     VM:   request_start started request_stop stopped fence recovery migrate error
           disabled ignored freeze
-    node: online unknown fence fenced maintenance
+    node: online unknown fence fenced maintenance shutdown
 
 Every line is checked when the file is read: an error names the line and what is wrong.
 """
