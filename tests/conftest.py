@@ -46,7 +46,8 @@ def short_tmp() -> Iterator[Path]:
     """A short temporary path: unix socket paths must stay under 108 bytes."""
     path = Path(tempfile.mkdtemp(prefix="c-", dir=os.environ.get("CORRAL_SHORT_TMP", "/tmp")))
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if not os.environ.get("CORRAL_KEEP_TMP"):  # kept for a look at the agents' logs
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from corral.cluster.models import (
     VMStatus,
 )
 from corral.cluster.store import Store
+from corral.lab.procs import pid_alive
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +38,6 @@ async def run_task(store: Store, kind: str, vmid: int, wait: float = 60.0,
 
     done: Task = await wait_for(finished, wait, f"task {kind}")
     return done
-
-
 
 
 def serial(short_tmp: Path, vmid: int) -> str:
@@ -102,7 +101,7 @@ async def test_vm_lifecycle_heartbeat_shutdown_and_adoption(
     down = await run_task(store, "vm.shutdown", 100, timeout=30)
     assert down.state is TaskState.OK, down.error
     assert down.result["clean"] is True
-    assert not process_alive(pid)
+    assert not pid_alive(pid)
     vm = await store.vm(100)
     assert vm is not None and vm.placement.state == "stopped"
     assert vm.runtime is not None and vm.runtime.status is VMStatus.STOPPED
@@ -157,15 +156,6 @@ async def test_guest_poweroff_is_recorded_as_stopped(store: Store, agent: AgentP
                     and vm.runtime.status is VMStatus.STOPPED)
 
     await wait_for(stopped, 15, "the exit to be recorded")
-
-
-def process_alive(pid: int) -> bool:
-    """Alive and not a zombie: a daemonised QEMU's parent is whatever reaps orphans here."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 async def _has_beats(short_tmp: Path, vmid: int) -> bool:

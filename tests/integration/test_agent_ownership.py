@@ -22,25 +22,17 @@ from agents import Cluster, cluster_fixture, wait_for
 
 from corral.cluster.models import Placement, RunState, TaskState, VMConfig, VMStatus
 from corral.cluster.store import Store
+from corral.lab.procs import pid_alive
 
 pytestmark = pytest.mark.integration
 __all__ = ["cluster_fixture"]
-
-
-def alive(pid: int) -> bool:
-    """Alive and not a zombie (a daemonised QEMU is reaped by whoever adopts orphans)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def qemu_pid(c: Cluster, node: str, vmid: int) -> int | None:
     pidfile = c.agents[node].run_dir / f"{vmid}.pid"
     with contextlib.suppress(OSError, ValueError):
         pid = int(pidfile.read_text().strip())
-        return pid if alive(pid) else None
+        return pid if pid_alive(pid) else None
     return None
 
 
@@ -163,7 +155,7 @@ async def test_restarted_agent_neither_boots_nor_keeps_a_vm_that_moved(c: Cluste
     pid301 = qemu_pid(c, "n1", 301)
     assert pid301 is not None
     os.kill(pid301, signal.SIGKILL)
-    await wait_for(lambda: asyncio.sleep(0, not alive(pid301)), 10, "QEMU 301 to die")
+    await wait_for(lambda: asyncio.sleep(0, not pid_alive(pid301)), 10, "QEMU 301 to die")
     await move(store, 302, "n2")
     with stalled_serial(c, "n1", 301) as fifo:
         agent.start()
@@ -175,7 +167,7 @@ async def test_restarted_agent_neither_boots_nor_keeps_a_vm_that_moved(c: Cluste
         reader = SerialReader(fifo)
         try:
             appeared = asyncio.create_task(qemu_appears(c, "n1", 301, 8.0))
-            await wait_for(lambda: asyncio.sleep(0, not alive(survivor)), 20,
+            await wait_for(lambda: asyncio.sleep(0, not pid_alive(survivor)), 20,
                            "the QEMU of VM 302 (placed on n2) to be killed")
             assert not await appeared, "VM 301 started on n1 after it moved to n2"
 
@@ -206,13 +198,13 @@ async def test_running_agent_stops_qemu_of_a_vm_placed_elsewhere(c: Cluster) -> 
         assert started.state is TaskState.OK, started.error
         pids[vmid] = started.result["pid"]
     await asyncio.sleep(2.0)  # the monitor sees both as running and its own
-    assert all(alive(pid) for pid in pids.values())
+    assert all(pid_alive(pid) for pid in pids.values())
     t0 = time.monotonic()
     await move(store, 303, "n2")
     vm304 = await store.vm(304)
     assert vm304 is not None and await store.delete_vm(vm304)
     for vmid, pid in pids.items():
-        await wait_for(lambda pid=pid: asyncio.sleep(0, not alive(pid)), 15,
+        await wait_for(lambda pid=pid: asyncio.sleep(0, not pid_alive(pid)), 15,
                        f"the QEMU of VM {vmid} to be stopped")
     print(f"orphan QEMUs stopped {time.monotonic() - t0:.1f}s after the move and the delete")
     assert agent.proc.poll() is None and agent.proc.pid == agent_pid
@@ -255,4 +247,4 @@ async def test_frozen_qemu_is_unknown_not_stopped_and_is_not_restarted(c: Cluste
         return bool(rt and rt.status is VMStatus.RUNNING and rt.pid == pid and not rt.message)
 
     await wait_for(running_again, 20, "the runtime to say running again")
-    assert alive(pid)
+    assert pid_alive(pid)

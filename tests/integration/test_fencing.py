@@ -19,6 +19,7 @@ from qemu_fixtures import qemu_run_dir, tiny_images
 from corral.cluster.models import NodeInfo, VMConfig
 from corral.cluster.store import Store
 from corral.fencing.client import WatchdogClient
+from corral.lab.procs import pid_alive
 from corral.qemu.driver import QemuDriver
 
 pytestmark = pytest.mark.integration
@@ -35,14 +36,6 @@ def wait_for(check: Callable[[], bool], timeout: float) -> float:
             raise AssertionError(f"not done after {timeout}s")
         time.sleep(0.02)
     return time.monotonic() - start
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 @pytest.fixture
@@ -85,8 +78,8 @@ def test_fed_watchdog_spares_and_unfed_one_kills_the_hosts_qemu(
     for _ in range(int(2 * TIMEOUT / 0.3)):  # fed for twice the timeout
         assert client.feed()
         time.sleep(0.3)
-    assert alive(qemu_pid)
-    fenced_after = wait_for(lambda: not alive(qemu_pid), TIMEOUT + 2)
+    assert pid_alive(qemu_pid)
+    fenced_after = wait_for(lambda: not pid_alive(qemu_pid), TIMEOUT + 2)
     assert fenced_after >= TIMEOUT - 0.35  # not before the timeout (less the last feed's age)
     print(f"fenced {fenced_after:.2f}s after the last feed (timeout {TIMEOUT}s)")
     wait_for(lambda: "FENCED" in (qemu_run_dir / "labdog.log").read_text(), 5)
@@ -98,12 +91,12 @@ def test_unarmed_or_disarmed_watchdog_never_fires(
 ) -> None:
     _, sock = labdog
     time.sleep(TIMEOUT + 0.5)  # never fed: never armed
-    assert alive(qemu_pid)
+    assert pid_alive(qemu_pid)
     client = WatchdogClient(sock, "agent-n1")
     client.feed()
     client.disarm()  # a clean agent stop
     time.sleep(TIMEOUT + 0.5)
-    assert alive(qemu_pid)
+    assert pid_alive(qemu_pid)
 
 
 def test_frozen_feeder_is_fenced(labdog: tuple[subprocess.Popen[str], Path],
@@ -115,10 +108,10 @@ def test_frozen_feeder_is_fenced(labdog: tuple[subprocess.Popen[str], Path],
     feeder = subprocess.Popen([sys.executable, "-c", code])
     try:
         time.sleep(TIMEOUT + 1.0)  # it imports, then feeds
-        assert alive(qemu_pid)
+        assert pid_alive(qemu_pid)
         os.kill(feeder.pid, signal.SIGSTOP)
-        fenced_after = wait_for(lambda: not alive(qemu_pid), TIMEOUT + 2)
-        assert alive(feeder.pid)  # the feeder is frozen, not dead
+        fenced_after = wait_for(lambda: not pid_alive(qemu_pid), TIMEOUT + 2)
+        assert pid_alive(feeder.pid)  # the feeder is frozen, not dead
         print(f"fenced {fenced_after:.2f}s after SIGSTOP (timeout {TIMEOUT}s)")
     finally:
         os.kill(feeder.pid, signal.SIGCONT)

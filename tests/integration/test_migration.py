@@ -14,6 +14,7 @@ import pytest
 from agents import Cluster, cluster_fixture, wait_for  # noqa: F401  (fixture)
 
 from corral.cluster.models import Disk, Placement, TaskState, VMConfig, VMStatus
+from corral.lab.procs import pid_alive
 from corral.migration import record
 from corral.migration.net import free_port
 from corral.migration.record import MigrationRecord, Phase
@@ -30,14 +31,6 @@ def continuous(before: list[int], after: list[int]) -> None:
     joined = before + [n for n in after if n > before[-1]]
     assert after[0] <= before[-1] + 1, f"gap: source ended at {before[-1]}, target began {after[0]}"
     assert joined == list(range(1, len(joined) + 1)), joined
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def qemu_io(path: Path, command: str) -> str:
@@ -78,7 +71,7 @@ async def test_live_shared_disk_keeps_the_guest_running(c: Cluster) -> None:
     vm = await c.store.vm(300)
     assert vm is not None and vm.placement.node == "n2" and vm.placement.generation == 1
     assert vm.placement.origin is None and vm.placement.state == "running"
-    assert not alive(pid), "the source QEMU still runs"
+    assert not pid_alive(pid), "the source QEMU still runs"
     assert c.shared("vm-300-disk-0.qcow2").exists()
     assert (await record.read(c.store, 300))[0] is None
 
@@ -144,11 +137,11 @@ async def test_target_dying_midway_leaves_the_vm_on_the_source(c: Cluster) -> No
     assert "migration failed" in (done.error or "") or "target" in (done.error or ""), done.error
     vm = await c.store.vm(302)
     assert vm is not None and vm.placement.node == "n1" and vm.placement.generation == 0
-    assert alive(pid)
+    assert pid_alive(pid)
     receive = next(t for t in await c.store.tasks() if t.kind == "vm.receive")
     assert receive.state is TaskState.ERROR
     assert not c.volume("n2", "vm-302-disk-0.qcow2").exists()
-    assert not (c.agents["n2"].run_dir / "302.pid").exists() or not alive(target_pid)
+    assert not (c.agents["n2"].run_dir / "302.pid").exists() or not pid_alive(target_pid)
     assert (await record.read(c.store, 302))[0] is None
     seen = len(c.heartbeats("n1", 302))
 
@@ -231,8 +224,6 @@ async def test_source_agent_restart_after_ram_sent_resumes_the_vm_here(
         assert vm is not None and vm.placement.node == "n1"
     finally:
         await sink.stop(305)
-
-
 
 
 async def test_target_agent_restart_after_the_flip_finishes_the_switchover(

@@ -11,7 +11,6 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -35,6 +34,7 @@ from corral.cluster.models import (
 from corral.cluster.store import Store
 from corral.ha import store as ha_store
 from corral.ha.models import FenceConfirmation, HASettings
+from corral.lab.procs import pid_alive
 from corral.manager.election import Election
 from corral.manager.loop import Manager
 
@@ -193,8 +193,6 @@ async def test_request_bodies_still_refuse_unknown_fields(api: httpx.AsyncClient
 # --- a real agent --------------------------------------------------------------------------
 
 
-
-
 async def run_task(store: Store, kind: str, vmid: int, wait: float = 60.0) -> Task:
     task = Task(id=uuid.uuid4().hex[:16], kind=kind, node="n1", vmid=vmid)
     await store.put_task(task)
@@ -205,13 +203,6 @@ async def run_task(store: Store, kind: str, vmid: int, wait: float = 60.0) -> Ta
 
     done: Task = await wait_for(finished, wait, f"task {kind} on VM {vmid}")
     return done
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 async def test_the_agent_keeps_working_beside_records_it_cannot_read(
@@ -229,7 +220,7 @@ async def test_the_agent_keeps_working_beside_records_it_cannot_read(
     # Tasks still run; one on the unreadable VM fails clearly and leaves its QEMU alone.
     refused = await run_task(store, "vm.shutdown", 101)
     assert refused.state is TaskState.ERROR and "cannot be read" in (refused.error or "")
-    assert alive(pids[101])
+    assert pid_alive(pids[101])
 
     # The monitor still reports: a stale runtime of VM 100 is corrected on its next pass.
     async def reported() -> bool:
@@ -255,11 +246,11 @@ async def test_the_agent_keeps_working_beside_records_it_cannot_read(
 
     await wait_for(reconciled, 30, "the restarted agent to adopt VM 100")
     assert "VM 101 runs here but its record does not decode" in log.read_text()
-    assert alive(pids[101]), "the QEMU of a VM with an unreadable config was killed"
+    assert pid_alive(pids[101]), "the QEMU of a VM with an unreadable config was killed"
 
     await store.put_runtime(100, VMRuntime(node="n1", status=VMStatus.STOPPED))
     await wait_for(reported, 20, "the restarted agent's monitor to report VM 100")
-    assert alive(pids[101]) and agent.proc is not None and agent.proc.poll() is None
+    assert pid_alive(pids[101]) and agent.proc is not None and agent.proc.poll() is None
 
 
 async def test_a_name_claim_that_does_not_decode_still_counts_as_taken(

@@ -18,8 +18,9 @@ from corral.agent.console import console_app
 from corral.agent.context import HostContext, TaskFailed, disk_paths, is_running, owner_guard
 from corral.agent.liveness import Liveness
 from corral.agent.monitor import Monitor
-from corral.agent.reconciler import Do, Placed, Purpose, plan_startup
+from corral.agent.reconciler import Do, Placed, Purpose, ShutdownKind, plan_startup
 from corral.agent.settings import Accel, AgentSettings, published_fence_time
+from corral.agent.shutdown import HostShutdownRun, after_return, clear_marker, host_going_down
 from corral.agent.tasks import TaskRunner
 from corral.cluster.records import UnreadableRecord
 from corral.cluster.store import Store
@@ -97,6 +98,7 @@ async def arm_watchdog(settings: AgentSettings, watchdog: WatchdogClient | None
 async def run(settings: AgentSettings) -> None:
     settings.check()
     settings.run_dir.mkdir(parents=True, exist_ok=True)
+    clear_marker(settings.run_dir)  # a shutdown of an earlier life, not of this one
     watchdog = watchdog_client(settings)
     accel = await choose_accel(settings)
     driver = QemuDriver(settings.run_dir, settings.images_dir, accel)
@@ -118,6 +120,7 @@ async def run(settings: AgentSettings) -> None:
         await liveness.register(info)
         log.info("host %s registered (accel %s, console on %s:%s)", settings.node, accel,
                  host, port)
+        await after_return(ctx)
         runner = TaskRunner(ctx)
         monitor = Monitor(ctx, runner.busy)
 
@@ -145,10 +148,36 @@ async def run(settings: AgentSettings) -> None:
                     await liveness.publish_usage(sampler.sample(monitor.running_count))
                 await asyncio.sleep(settings.usage_interval)
 
+        tasks_job = asyncio.create_task(runner.run(), name="tasks")
+        monitor_job = asyncio.create_task(monitor.run(settings.monitor_interval), name="monitor")
+
+        async def shut_down_host(kind: ShutdownKind) -> None:
+            """The host goes down: carry out the cluster's shutdown policy while the lease,
+            the manager and the console still run."""
+            run = HostShutdownRun(ctx, info.started_at, settings.vm_shutdown_timeout,
+                                  settings.evacuate_timeout)
+            runner.shutting_down = True
+            try:
+                record = await run.announce(kind)
+                if record is None:
+                    return
+                if record.policy == "migrate":
+                    await run.evacuate()
+                # Nothing may record the guests stopped now: their placements stay.
+                tasks_job.cancel()
+                monitor_job.cancel()
+                await runner.stop()
+                await run.stop_guests()
+                if await run.finish(record):
+                    log.warning("host %s: every VM stopped; shutdown announced as done",
+                                settings.node)
+            except Exception:
+                log.exception("the host's shutdown policy failed: left to its watchdog")
+
         jobs = [
             lease_job,
-            asyncio.create_task(runner.run(), name="tasks"),
-            asyncio.create_task(monitor.run(settings.monitor_interval), name="monitor"),
+            tasks_job,
+            monitor_job,
             asyncio.create_task(usage_loop(), name="usage"),
             asyncio.create_task(server.serve(sockets=[sock]), name="console"),
             # Every agent campaigns; the elected one runs the manager's decisions.
@@ -160,10 +189,13 @@ async def run(settings: AgentSettings) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         waiter = asyncio.create_task(stop.wait())
+        log.info("agent of %s is up", settings.node)
         done, _ = await asyncio.wait([*jobs, waiter], return_when=asyncio.FIRST_COMPLETED)
         failed = [job for job in done if job is not waiter]
         for job in failed:
             log.error("%s stopped: %r", job.get_name(), job.exception())
+        if not failed and (kind := host_going_down(settings.run_dir)) is not None:
+            await shut_down_host(kind)
         server.should_exit = True
         for job in jobs:
             job.cancel()

@@ -10,6 +10,9 @@ from corral.fencing.protocol import Ack
 from corral.fencing.timing import FIT_MARGIN, fits_lease
 
 Accel = Literal["kvm", "tcg"]
+# Written in the agent's run dir by whatever shuts the host down where systemd does not (the
+# lab): "reboot" or "poweroff". Removed when the agent starts.
+HOST_SHUTDOWN_MARKER = "host-shutdown"
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,11 @@ class AgentSettings:
     watchdog_arm_wait: float = 10.0  # seconds to wait for the acknowledgement at start
     usage_interval: float = 5.0
     monitor_interval: float = 1.0
+    # A clean host shutdown: how long a guest gets to power off on the ACPI button, and how
+    # long policy migrate waits for maintenance to empty the host (systemd's stop timeout of
+    # the agent's unit must cover both).
+    vm_shutdown_timeout: float = 60.0
+    evacuate_timeout: float = 300.0
 
     def check(self) -> None:
         """Refuse settings under which the cluster could recover VMs that still run here."""

@@ -21,6 +21,7 @@ class TaskRunner:
         self.busy: set[int] = set()  # VMs a task is working on: the monitor leaves them be
         self._locks: dict[int, asyncio.Lock] = {}
         self._running: set[asyncio.Task[None]] = set()
+        self.shutting_down = False  # the host shuts down: no guest is brought up any more
 
     async def run(self) -> None:
         store = self.ctx.store
@@ -79,7 +80,8 @@ class TaskRunner:
             return
         lease = self.ctx.lease
         verdict = accept_task(task.kind, placed_of(vm), self.ctx.node,
-                              lease is not None and lease.known_alive(), HANDLERS)
+                              lease is not None and lease.known_alive(), HANDLERS,
+                              self.shutting_down)
         handler = HANDLERS.get(task.kind)
         if not verdict.ok or handler is None or vm is None:
             # The VM moved (HA recovery, migration) after this task was queued, or this host

@@ -11,11 +11,11 @@ from corral.api.deps import StoreDep
 from corral.api.errors import conflict, invalid, not_found
 from corral.api.views import skipped_header
 from corral.cluster import keys
-from corral.cluster.models import Request
+from corral.cluster.models import Request, ShutdownPolicy
 from corral.cluster.records import vmid_of
 from corral.cluster.store import Store
 from corral.ha import store as ha_store
-from corral.ha.models import FenceConfirmation, HARequest, HARule, HASettings
+from corral.ha.models import FenceConfirmation, HAConfig, HARequest, HARule, HASettings
 from corral.ha.status import HAReport, ha_status
 
 router = APIRouter(prefix="/ha", tags=["ha"])
@@ -38,6 +38,23 @@ class HAUpdate(Request):
     state: HARequest | None = None
     max_restart: int | None = Field(default=None, ge=0, le=10)
     max_relocate: int | None = Field(default=None, ge=0, le=10)
+
+
+class HAConfigUpdate(Request):
+    shutdown_policy: ShutdownPolicy | None = None
+
+
+@router.get("/config", response_model=HAConfig)
+async def get_config(store: StoreDep) -> HAConfig:
+    return await ha_store.get_config(store)
+
+
+@router.put("/config", response_model=HAConfig)
+async def set_config(body: HAConfigUpdate, store: StoreDep) -> HAConfig:
+    config = await ha_store.get_config(store)
+    config = config.model_copy(update=body.model_dump(exclude_none=True))
+    await ha_store.put_config(store, config)
+    return config
 
 
 async def _settings(store: Store, vmid: int) -> HASettings:

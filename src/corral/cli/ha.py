@@ -72,6 +72,29 @@ def confirm_fenced(
     typer.echo(f"{node} confirmed powered off: its HA VMs are recovered now")
 
 
+POLICIES = "freeze, failover, migrate or conditional (freeze on a reboot, failover on a " \
+    "power-off)"
+
+
+@app.command()
+def config(
+    shutdown_policy: Annotated[str | None, typer.Option(
+        "--shutdown-policy", help=f"What a clean host shutdown does with its VMs: {POLICIES}.")]
+    = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the cluster's HA settings, or change them."""
+    client = connect()
+    if shutdown_policy is not None:
+        c = client.request("PUT", "/ha/config", json={"shutdown_policy": shutdown_policy})
+    else:
+        c = client.get("/ha/config")
+    if as_json:
+        print_json(c)
+        return
+    typer.echo(f"shutdown policy: {c['shutdown_policy']}")
+
+
 def fence_time(seconds: float | None) -> str:
     """A host's published fence time: at most this long after its agent's last feed, the
     host's watchdog has fenced it."""

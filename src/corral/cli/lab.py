@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -264,6 +265,29 @@ def kill_node(node: NodeArg, dir: DirOpt = None) -> None:
     parts = [f"{n} ({p})" for n, p in killed.processes.items()]
     parts += [f"VM {v} ({p})" for v, p in killed.qemu.items()]
     typer.echo(f"{node} powered off; killed {', '.join(parts) or 'nothing (it was down)'}")
+
+
+@app.command("shutdown-node")
+def shutdown_node(
+    node: NodeArg,
+    reboot: Annotated[bool, typer.Option("--reboot", help="A reboot, not a power-off.")] = False,
+    back: Annotated[float, typer.Option(help="With --reboot: seconds until it is on again.")]
+    = 5.0,
+    timeout: Annotated[float, typer.Option(help="Seconds the agent gets to finish.")] = 420.0,
+    dir: DirOpt = None,
+) -> None:
+    """A clean shutdown of the host: its agent carries out the cluster's shutdown policy
+    (`corral ha config`), then the host powers off (a reboot powers it on again)."""
+    kind = "reboot" if reboot else "poweroff"
+    layout, done = _inject(dir, lambda lay: faults.shutdown_node(lay, _node(lay, node), kind,
+                                                                  timeout))
+    left = (f"; killed VM(s) still running: {', '.join(map(str, done.qemu_left))}"
+            if done.qemu_left else "")
+    typer.echo(f"{node}: agent finished in {done.agent_seconds:.1f}s; powered off{left}")
+    if reboot:
+        time.sleep(back)
+        _, running = _inject(dir, lambda lay: faults.start_node(lay, node))
+        typer.echo(f"{node} powered on: " + ", ".join(f"{n} ({p})" for n, p in running.items()))
 
 
 @app.command("start-node")

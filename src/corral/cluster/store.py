@@ -303,6 +303,16 @@ class Store:
                              lease_alive=bool(ok),
                              migration=migration[0] if migration else None, revision=revision)
 
+    async def put_while_leased(self, key: str, model: BaseModel, node: str, lease_id: int
+                               ) -> bool:
+        """Write key only while node's alive key is bound to lease lease_id: what a host
+        says of itself counts only from the life that holds the lease. False if not."""
+        alive = keys.node(node, "alive").encode()
+        ok, _ = await self.client.transaction(
+            compare=[_LeaseOf(alive) == int(lease_id)],
+            success=[self.client.transactions.put(key.encode(), dump(model))], failure=[])
+        return bool(ok)
+
     async def put_runtime(self, vmid: int, runtime: VMRuntime) -> None:
         # Only while the VM exists: a late report must not resurrect a deleted VM's keys.
         t = self.client.transactions

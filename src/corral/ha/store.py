@@ -25,6 +25,7 @@ from corral.cluster.snapshot import ClusterSnapshot, snapshot_from
 from corral.cluster.store import Store
 from corral.ha.models import (
     FenceConfirmation,
+    HAConfig,
     HAInputs,
     HARequest,
     HARule,
@@ -133,6 +134,15 @@ async def put_rule(store: Store, rule: HARule) -> None:
 
 async def delete_rule(store: Store, name: str) -> None:
     await store.delete(keys.ha_rule(name))
+
+
+async def get_config(store: Store) -> HAConfig:
+    """The cluster's HA settings (defaults when none were set)."""
+    return (await store.get(keys.HA_CONFIG, HAConfig))[0] or HAConfig()
+
+
+async def put_config(store: Store, config: HAConfig) -> None:
+    await store.put(keys.HA_CONFIG, config)
 
 
 async def put_state(store: Store, state: HAState) -> None:

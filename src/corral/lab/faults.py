@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.agent.settings import HOST_SHUTDOWN_MARKER
 from corral.fencing.labdog import host_qemu_pids
 from corral.lab import control, netns, procs
 from corral.lab.etcd import member_status
@@ -63,6 +64,38 @@ def kill_node(layout: LabLayout, node: str) -> Killed:
     while any(procs.pid_alive(p) for p in victims) and time.monotonic() < deadline:
         time.sleep(0.05)
     return report
+
+
+@dataclass
+class ShutDown:
+    node: str
+    agent_seconds: float  # from SIGTERM to the agent's exit
+    qemu_left: dict[int, int] = field(default_factory=dict)  # killed by the power-off
+
+
+def shutdown_node(layout: LabLayout, node: str, kind: str, timeout: float) -> ShutDown:
+    """A clean shutdown, as systemd does it: the agent is told the host goes down (its run
+    dir marker stands in for systemd's shutdown job) and stopped with SIGTERM; once it has
+    carried out the shutdown policy and exited, the host powers off (until start_node)."""
+    i = layout.node_index(node)
+    _running_state(layout)
+    pid = agent_pid(layout, node)
+    layout.shutdown_marker(i).write_text(f"{time.time():.3f}\n")
+    (layout.run_dir(i) / HOST_SHUTDOWN_MARKER).write_text(kind)
+    began = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    while procs.pid_alive(pid) and time.monotonic() - began < timeout:
+        time.sleep(0.1)
+    took = time.monotonic() - began
+    qemu = host_qemu_pids(layout.run_dir(i))
+    layout.power_marker(i).write_text(f"{time.time():.3f}\n")
+    layout.shutdown_marker(i).unlink(missing_ok=True)
+    victims = [*host_children(layout, node).values(), *qemu.values()]
+    procs.signal_all(victims, signal.SIGKILL)
+    if procs.pid_alive(pid):
+        raise FaultError(f"the agent of {node} did not finish within {timeout:g}s: powered "
+                         "off anyway")
+    return ShutDown(node, took, qemu)
 
 
 def start_node(layout: LabLayout, node: str) -> dict[str, int]:

@@ -97,6 +97,11 @@ class LabLayout:
     def power_marker(self, i: int) -> Path:
         return self.node_dir(i) / "powered-off"
 
+    def shutdown_marker(self, i: int) -> Path:
+        """While present the host is shutting down cleanly: its processes that exit stay
+        down (they are not killed, as a power loss would)."""
+        return self.node_dir(i) / "shutting-down"
+
     # --- network ---------------------------------------------------------------------------
 
     @property

@@ -5,7 +5,8 @@ It creates the hosts' network namespaces (netns mode), starts the etcd members, 
 cluster (storages, API token), starts each host's watchdog and agent and the API, and then
 restarts any child that exits, with a backoff, as systemd would. A host with a power marker
 (`lab kill-node`) is held down: its processes are killed and not restarted until the marker
-goes (`lab start-node`). SIGTERM stops the lab: API and agents, then watchdogs, then the
+goes (`lab start-node`); one with a shutdown marker (`lab shutdown-node`) restarts nothing
+that exits meanwhile. SIGTERM stops the lab: API and agents, then watchdogs, then the
 hosts' QEMU processes (agents leave them running on purpose), then etcd, then the network.
 Its state is published in <lab>/supervisor.json for `lab status`.
 """
@@ -189,6 +190,10 @@ class Supervisor:
         return {name for i, name in enumerate(self.layout.node_names, start=1)
                 if self.layout.power_marker(i).exists()}
 
+    def shutting_down(self) -> set[str]:
+        return {name for i, name in enumerate(self.layout.node_names, start=1)
+                if self.layout.shutdown_marker(i).exists()}
+
     def _hold_down(self, off: set[str]) -> None:
         """Power loss: whatever of an off host still runs is killed at once, QEMU included."""
         for child in self.children.values():
@@ -209,6 +214,7 @@ class Supervisor:
         off = self.powered_off()
         if off:
             self._hold_down(off)
+        down = off | self.shutting_down()
         for child in self.children.values():
             proc = child.proc
             if proc is not None and proc.poll() is not None:
@@ -218,9 +224,9 @@ class Supervisor:
                             proc.returncode, ran)
                 child.proc = None
                 changed = True
-                if child.spec.host in off:
-                    log.info("%s stays down: host %s is powered off", child.spec.name,
-                             child.spec.host)
+                if child.spec.host in down:
+                    log.info("%s stays down: host %s is powered off or shutting down",
+                             child.spec.name, child.spec.host)
                     child.held, child.failures, child.next_start = True, 0, 0.0
                     continue
                 if self.stopping or not child.spec.restart:
@@ -229,7 +235,7 @@ class Supervisor:
                 child.restarts += 1
                 log.info("restarting %s in %.1fs (restart #%d)", child.spec.name,
                          backoff(child.failures), child.restarts)
-            elif proc is None and not self.stopping and child.spec.host not in off and (
+            elif proc is None and not self.stopping and child.spec.host not in down and (
                 child.held or 0 < child.next_start <= now
             ):
                 child.next_start, child.held = 0.0, False
