@@ -14,7 +14,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -357,3 +357,101 @@ def test_unresponsive_vm_is_waited_for_and_never_started_twice(lab: Lab) -> None
         assert lab_qemus(lab.root).get(vmid) == [(home, pid)]
     inv.check()
     vmids_kept(lab)
+
+
+# --- clean host shutdown ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def policy(lab: Lab) -> Iterator[Callable[[str], None]]:
+    """Sets the cluster's shutdown policy for one test; back to the default after it."""
+    yield lambda p: lab.corral("ha", "config", "--shutdown-policy", p) and None
+    lab.corral("ha", "config", "--shutdown-policy", "conditional")
+
+
+def only_on(lab: Lab, vmid: int, hosts: set[str], seen: list[str]) -> None:
+    """Record any QEMU of vmid outside hosts."""
+    for host, pid in lab_qemus(lab.root, launching=True).get(vmid, []):
+        if host not in hosts:
+            seen.append(f"VM {vmid} ran on {host} (pid {pid})")
+
+
+def test_clean_poweroff_fails_over_at_once_and_the_host_brings_no_second_copy(
+        lab: Lab, policy: Callable[[str], None]) -> None:
+    policy("failover")
+    vmid = HA_VMS[0]
+    victim = host_of(lab, vmid)
+    assert lab.json("vm", "show", str(PLAIN_VM))["node"] == victim
+    before = fenced_lines(lab)
+    with Invariants(lab, {*HA_VMS, PLAIN_VM}) as inv:
+        t0 = time.monotonic()
+        out = lab.corral("lab", "shutdown-node", victim).stdout
+        print(out.strip())
+        try:
+            home, took = recovered(lab, vmid, victim, t0)
+            nodes = {n["node"]: n for n in lab.json("ha", "status")["nodes"]}
+            assert nodes[victim]["status"] == "fenced", nodes[victim]
+            assert "shut down cleanly" in nodes[victim]["reason"]
+            # Not a lost host: nobody waited for its watchdog, which never fired.
+            assert fenced_lines(lab).get(victim, 0) == before.get(victim, 0)
+            # The VM without HA stays placed on its host, stopped, for the host's return.
+            plain = lab.json("vm", "show", str(PLAIN_VM))
+            assert plain["node"] == victim and PLAIN_VM not in lab_qemus(lab.root)
+        finally:
+            lab.corral("lab", "start-node", victim)
+        wait_until(lambda: online(lab)[victim], 40, f"{victim} back online")
+        wait_until(lambda: PLAIN_VM in lab_qemus(lab.root), 40,
+                   f"VM {PLAIN_VM} started on {victim}'s return")
+        no_second_copy(lab, vmid, home, victim)
+    inv.check()
+    vmids_kept(lab)
+    print(f"clean power-off: VM {vmid} beating on {home} {took:.1f}s after the shutdown "
+          f"began; no QEMU for {inv.longest_down[vmid]:.1f}s")
+
+
+def test_reboot_freezes_the_vms_until_their_host_is_back(lab: Lab) -> None:
+    vmid = HA_VMS[1]
+    victim = host_of(lab, vmid)
+    elsewhere: list[str] = []
+    with Invariants(lab, set(HA_VMS)) as inv:
+        lab.corral("lab", "shutdown-node", victim, "--reboot", "--back", "3")
+        only_on(lab, vmid, {victim}, elsewhere)
+
+        def back_home() -> bool:
+            only_on(lab, vmid, {victim}, elsewhere)
+            return ([h for h, _ in lab_qemus(lab.root).get(vmid, [])] == [victim]
+                    and ha_vms(lab)[vmid]["status"] == "started")
+        wait_until(back_home, 60, f"VM {vmid} running on {victim} again")
+        time.sleep(SETTLE)
+        only_on(lab, vmid, {victim}, elsewhere)
+    inv.check()
+    assert not elsewhere, elsewhere
+    assert host_of(lab, vmid) == victim
+
+
+def test_migrate_policy_moves_the_vms_live_and_brings_them_back(
+        lab: Lab, policy: Callable[[str], None]) -> None:
+    policy("migrate")
+    vmid = HA_VMS[0]
+    victim = host_of(lab, vmid)
+    before = max(heartbeats(lab.corral("vm", "console", str(vmid)).stdout), default=0)
+    with Invariants(lab, set(HA_VMS)) as inv:
+        lab.corral("lab", "shutdown-node", victim)
+        try:
+            away = host_of(lab, vmid)
+            assert away != victim
+            # Moved live: the guest counts on from where it was, no new boot.
+            beats = heartbeats(lab.corral("vm", "console", str(vmid)).stdout)
+            assert beats and min(beats) > 1 and max(beats) >= before, beats
+            node = {n["name"]: n for n in lab.json("node", "list")}[victim]
+            assert not node["online"]
+        finally:
+            lab.corral("lab", "start-node", victim)
+        # Its return ends the maintenance the shutdown asked for: the VM comes home.
+        wait_until(lambda: host_of(lab, vmid) == victim and ha_vms(lab)[vmid]["status"]
+                   == "started", 90, f"VM {vmid} back on {victim}")
+    inv.check()
+    maint = lab.json("node", "maintenance", "status", victim)
+    assert not maint["enabled"], maint
+    print(f"migrate policy: VM {vmid} had no QEMU for {inv.longest_down[vmid]:.1f}s")
+    assert inv.longest_down.get(vmid, 0.0) < 2.0, "a live migration, not a restart"

@@ -190,3 +190,23 @@ def test_an_unfinished_or_old_shutdown_proves_nothing() -> None:
 def test_a_host_shutting_down_takes_no_vms() -> None:
     s = snap(100, True, record("migrate", done=False), [])
     assert unusable(s, "n2") == "node n2 is shutting down"
+
+
+def test_frozen_vms_stay_while_the_returning_agent_registers() -> None:
+    # The agent of the host's next life writes its facts (a new started_at) before it takes
+    # its lease: in between, the host is neither back nor lost.
+    s = snap(100, False, record("freeze", done=True), [vm(100)])
+    _, state = decide_ha(s, ha(100), T)
+    assert state.nodes["n2"].status is NodeStatusHA.SHUTDOWN
+    returning = snap(10_000, False, record("freeze", done=True), [vm(100)], n2_life=LIFE + 60)
+    actions, state = decide_ha(returning, HAInputs(settings=ha(100).settings, state=state), T)
+    assert acted(actions) == [] and state.nodes["n2"].status is NodeStatusHA.SHUTDOWN
+    assert state.vms[100].status == "freeze"
+    # Once it has been online, a later loss is an ordinary one, whatever record is left.
+    online = snap(10_001, True, record("freeze", done=True), [vm(100, VMStatus.RUNNING)],
+                  n2_life=LIFE + 60)
+    _, state = decide_ha(online, HAInputs(settings=ha(100).settings, state=state), T)
+    lost = replace(online, now=10_002, nodes={**online.nodes, "n2": replace(
+        online.nodes["n2"], alive=False)})
+    _, state = decide_ha(lost, HAInputs(settings=ha(100).settings, state=state), T)
+    assert state.nodes["n2"].status is NodeStatusHA.FENCE

@@ -166,7 +166,7 @@ async def run(settings: AgentSettings) -> None:
                 # Nothing may record the guests stopped now: their placements stay.
                 tasks_job.cancel()
                 monitor_job.cancel()
-                await runner.stop()
+                await runner.drain(settings.vm_shutdown_timeout)
                 await run.stop_guests()
                 if await run.finish(record):
                     log.warning("host %s: every VM stopped; shutdown announced as done",

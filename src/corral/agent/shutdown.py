@@ -48,6 +48,7 @@ TARGETS: dict[str, ShutdownKind] = {
     "poweroff.target": "poweroff", "halt.target": "poweroff",
 }
 EVACUATE_POLL = 1.0
+SETTLE = 0.5
 
 
 def kind_from_jobs(jobs: str) -> ShutdownKind | None:
@@ -160,6 +161,7 @@ class HostShutdownRun:
 
     async def finish(self, record: HostShutdown) -> bool:
         """`done`, if no QEMU is left: the last word of this host before its lease goes."""
+        await asyncio.sleep(SETTLE)  # a QEMU still daemonising writes its pidfile by then
         left = self.ctx.driver.running()
         if left:
             log.error("VM(s) %s still run: the host is left to its watchdog", sorted(left))

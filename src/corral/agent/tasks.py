@@ -49,6 +49,14 @@ class TaskRunner:
         if self._running:
             await asyncio.wait(self._running, timeout=grace)
 
+    async def drain(self, timeout: float) -> None:
+        """Let the tasks in flight finish (the caller has stopped `run`, so none is taken
+        any more), then cancel what is left: a start cancelled mid-launch could leave a QEMU
+        coming up after its host said none runs."""
+        if self._running:
+            await asyncio.wait(self._running, timeout=timeout)
+        await self.stop()
+
     def _mine(self, task: Task) -> bool:
         # Kinds without a handler here (bulk actions) belong to the manager.
         return task.node == self.ctx.node and task.kind in HANDLERS

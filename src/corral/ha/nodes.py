@@ -7,7 +7,7 @@ wait, and a jump of the wall clock shortens none either.
 
 from __future__ import annotations
 
-from corral.cluster.models import Node, NodeInfo, RunState
+from corral.cluster.models import HostShutdown, Node, NodeInfo, RunState
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.ha.models import (
     FenceConfirmation,
@@ -46,6 +46,19 @@ def parked(snap: ClusterSnapshot, inputs: HAInputs, name: str) -> bool:
         if s is not None and s.state is HARequest.STARTED:
             return False
     return True
+
+
+def _frozen_shutdown(node: Node, prev: NodeHAState | None) -> HostShutdown | None:
+    """The clean shutdown under policy freeze that this (leaseless) host is in, if any: of
+    its current agent life, or of the last one while the host has not been online since (a
+    returning agent writes its new facts before it takes its lease; its VMs must not be
+    recovered away in that moment: no QEMU runs there without a lease)."""
+    sd = node.shutdown
+    if sd is None or not sd.done or sd.policy != "freeze":
+        return None
+    if node.shutting_down is sd:
+        return sd
+    return sd if prev is not None and prev.status is NodeStatusHA.SHUTDOWN else None
 
 
 def recovery_wait(info: NodeInfo, fence: float, timing: HATiming) -> float:
@@ -111,10 +124,10 @@ def node_states(snap: ClusterSnapshot, inputs: HAInputs, timing: HATiming
             out[name] = lost_state.model_copy(update={
                 "status": NodeStatusHA.FENCED, "fenced_at": was_fenced or snap.now,
                 "reason": f"power-off confirmed by {conf.by}"})
-        elif sd is not None and sd.done and sd.policy == "freeze":
+        elif (frozen := _frozen_shutdown(node, prev)) is not None:
             out[name] = lost_state.model_copy(update={
                 "status": NodeStatusHA.SHUTDOWN,
-                "reason": f"shut down cleanly ({sd.kind}, policy freeze): its VMs wait for "
+                "reason": f"shut down cleanly ({frozen.kind}, policy freeze): its VMs wait for "
                           "it (`corral ha confirm-fenced` if it does not come back)"})
         elif sd is not None and sd.done:
             # Its agent stopped every QEMU, said so, then gave up its lease: nothing runs
