@@ -264,7 +264,7 @@ def _comply(c: Ctx, vm: VM, base: VMHAState) -> Step | None:
     exclude = frozenset(c.snap.nodes.keys() - (set(candidates) - refused.keys()))
     target, whynot = choose_node(c.snap, vm, c.inputs.rules, exclude, True)
     if target is None:
-        # choose_node names what it refused; what migration_refusal left out comes first.
+        # Hosts migration_refusal ruled out never reach choose_node: their reasons first.
         whys = [*refused.values(), *([whynot] if len(refused) < len(candidates) else [])]
         return Step(_to(base, now, S.STARTED, f"{breach.why}; stays, no host keeps the "
                         f"rules: {'; '.join(whys) or 'no other host in the cluster'}"))
