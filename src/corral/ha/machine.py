@@ -25,6 +25,11 @@ Per HA VM, each pass:
   (`freeze`); once the host is down, freeze keeps them for its return, failover recovers
   them at once (the host is `fenced`: it said every QEMU ended). Under policy migrate the
   host is in maintenance, which empties it.
+- hard rules: a VM running where it breaks a strict node rule, an anti-affinity or an
+  affinity rule (one added or changed while it runs) moves live to a host that keeps them;
+  of a clashing pair or group only one side moves (ha.compliance), and a move queued earlier
+  in the pass counts where it goes, so nothing swaps. With no such host it stays, running,
+  and its reason says why; a move that failed is tried again after stable_after.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from corral.cluster.actions import QueueTask, SetPlacement
 from corral.cluster.models import VM, Placement, RunState, Task, TaskState, VMStatus
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.ha.actions import ClearFenceConfirmation, HAAction, SaveHAState
+from corral.ha.compliance import breach_here
 from corral.ha.models import (
     HAInputs,
     HARequest,
@@ -50,7 +56,7 @@ from corral.ha.models import (
     VMStatusHA,
 )
 from corral.ha.nodes import clock, node_states
-from corral.ha.placement import choose_node, priority, rules_of, with_placement
+from corral.ha.placement import choose_node, priority, rules_of, with_placement, with_task
 from corral.scheduler.capacity import migration_refusal
 
 S = VMStatusHA
@@ -228,14 +234,49 @@ def _failback(c: Ctx, vm: VM, base: VMHAState) -> Step | None:
     if base.failback == key:
         return None  # tried for this return already (it failed, or moved away since)
     attempt = base.attempt + 1
-    params: dict[str, object] = {"target": target, "with_local_disks":
-                                 bool(c.snap.local_disks(vm)), "bwlimit_mbps": None,
-                                 "origin": None}
-    task = _task(vm, node, "vm.migrate", attempt, c.snap.now, params)
+    task = _task(vm, node, "vm.migrate", attempt, c.snap.now, _migrate_params(c, vm, target))
     return Step(_to(base, c.snap.now, S.MIGRATE,
                     f"failback to {target} (priority {priority(c.inputs.rules, vm.vmid, target)}"
                     f" over {here} on {node})", attempt=attempt, task=task.id, failback=key),
                 [QueueTask(task)])
+
+
+def _migrate_params(c: Ctx, vm: VM, target: str) -> dict[str, object]:
+    return {"target": target, "with_local_disks": bool(c.snap.local_disks(vm)),
+            "bwlimit_mbps": None, "origin": None}
+
+
+def _comply(c: Ctx, vm: VM, base: VMHAState) -> Step | None:
+    """A live move off a host where the VM breaks a hard rule (strict node rule,
+    anti-affinity, affinity), e.g. one added while it runs; a Step without actions that says
+    why it stays when no host keeps the rules; None when it keeps them, or when another VM of
+    the clash is the one to move (ha.compliance decides which, the same from either side)."""
+    node, now = vm.placement.node, c.snap.now
+    if vm.placement.origin is not None or c.snap.in_maintenance(node):
+        return None  # maintenance moves it, and brings it back
+    breach = breach_here(c.snap, vm.vmid, node, c.inputs.rules, c.inputs.settings)
+    if breach is None:
+        return None
+    key = f"{breach.rule.name}@{node}"
+    if base.rule_move == key and now - base.since < c.timing.stable_after:
+        # It was moved for this very breach and is still here: that move failed.
+        return Step(_to(base, now, S.STARTED, f"{breach.why}; the move off {node} failed, "
+                        f"tried again {c.timing.stable_after:g}s after the failure"))
+    candidates = [n for n in sorted(c.snap.nodes)
+                  if n != node and (breach.only is None or n == breach.only)]
+    refused = {n: why for n in candidates
+               if (why := migration_refusal(c.snap, vm, n, with_local_disks=True))}
+    exclude = frozenset(c.snap.nodes.keys() - (set(candidates) - refused.keys()))
+    target, whynot = choose_node(c.snap, vm, c.inputs.rules, exclude, True)
+    if target is None:
+        # Hosts migration_refusal ruled out never reach choose_node: their reasons first.
+        whys = [*refused.values(), *([whynot] if len(refused) < len(candidates) else [])]
+        return Step(_to(base, now, S.STARTED, f"{breach.why}; stays, no host keeps the "
+                        f"rules: {'; '.join(whys) or 'no other host in the cluster'}"))
+    attempt = base.attempt + 1
+    task = _task(vm, node, "vm.migrate", attempt, now, _migrate_params(c, vm, target))
+    return Step(_to(base, now, S.MIGRATE, f"{breach.why}: moving to {target}",
+                    attempt=attempt, task=task.id, rule_move=key), [QueueTask(task)])
 
 
 def _started(c: Ctx, vm: VM, s: HASettings, base: VMHAState) -> Step:
@@ -251,7 +292,12 @@ def _started(c: Ctx, vm: VM, s: HASettings, base: VMHAState) -> Step:
         step = Step(_to(base, now, S.STARTED, task=None, node=node, running_since=since,
                         tried=[], **counters))
         if task is None and base.status is S.STARTED:
-            return _failback(c, vm, step.state) or step
+            # A broken hard rule first; failback (preferences) when none is, or when the
+            # rules leave it nowhere to go.
+            fix = _comply(c, vm, step.state)
+            if fix is not None and fix.actions:
+                return fix
+            return _failback(c, vm, step.state) or fix or step
         return step
     if unknown(vm):
         # It may still run: a restart would fail and a relocation would run it twice.
@@ -420,6 +466,10 @@ def decide_ha(snap: ClusterSnapshot, inputs: HAInputs, timing: HATiming
         vms[vmid] = step.state
         if step.placement is not None:
             work = with_placement(work, vmid, step.placement)
+        for a in step.actions:
+            if isinstance(a, QueueTask) and a.task.kind in MIGRATIONS:
+                # Its partners, later in this pass, see where it goes (rules, memory).
+                work = with_task(work, a.task)
     # A confirmation is only for a host without its lease: one that holds a lease again
     # rejoined, and the old power-off must not count for its next loss.
     for name in sorted(inputs.fenced):

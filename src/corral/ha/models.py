@@ -132,6 +132,9 @@ class VMHAState(Model):
     tried: list[str] = Field(default_factory=list)
     # The host return a failback was made for ("<host>@<online since>"), so it happens once.
     failback: str = ""
+    # The breach a corrective move was last made for ("<rule>@<host>"): if the VM still
+    # breaks it there, that move failed, and it is tried again only after stable_after.
+    rule_move: str = ""
 
 
 class NodeHAState(Model):

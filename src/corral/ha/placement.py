@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from corral.cluster.models import VM, Placement, RunState
+from corral.cluster.models import VM, Placement, RunState, Task
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.ha.models import HARule
 from corral.scheduler.capacity import MIGRATION_KINDS, free_memory, unusable
@@ -15,12 +15,21 @@ def rules_of(rules: list[HARule], vmid: int, kind: str) -> list[HARule]:
 
 
 def _meant_to_run_on(snap: ClusterSnapshot, vmid: int, node: str) -> bool:
+    """vmid is placed on node to run, or is migrating there (its source host alive: a
+    migration from a lost host goes nowhere). One leaving node still counts there until it
+    has left."""
     other = snap.vms.get(vmid)
-    return (other is not None and other.placement.node == node
-            and other.placement.state is not RunState.STOPPED)
+    if other is None or other.placement.state is RunState.STOPPED:
+        return False
+    if other.placement.node == node:
+        return True
+    task = snap.active_task(vmid)
+    source = snap.nodes.get(other.placement.node)
+    return (task is not None and task.kind in MIGRATION_KINDS
+            and task.params.get("target") == node and source is not None and source.alive)
 
 
-def _settled_host(snap: ClusterSnapshot, vmid: int) -> str | None:
+def settled_host(snap: ClusterSnapshot, vmid: int) -> str | None:
     """Where a VM meant to run is staying: its migration's target while it moves, else its
     host, unless that host is lost or in maintenance (then it moves as well, and its partners
     choose first)."""
@@ -51,7 +60,7 @@ def rule_breach(snap: ClusterSnapshot, vm: VM, rules: list[HARule], node: str) -
             return f"rule {r.name}: VM {clash[0]} runs on {node}"
     for r in rules_of(rules, vm.vmid, "affinity"):
         hosts = {h: o for o in r.vms if o != vm.vmid
-                 and (h := _settled_host(snap, o)) is not None}
+                 and (h := settled_host(snap, o)) is not None}
         if hosts and node not in hosts:
             h, o = sorted(hosts.items())[0]
             return f"rule {r.name}: keeps it with VM {o} on {h}"
@@ -96,6 +105,12 @@ def choose_node(snap: ClusterSnapshot, vm: VM, rules: list[HARule],
     if best is None:
         return None, "; ".join(reasons) or "no other host in the cluster"
     return best[2], ""
+
+
+def with_task(snap: ClusterSnapshot, task: Task) -> ClusterSnapshot:
+    """snap as if task were queued: later decisions in the same pass see where a migration
+    queued earlier in it takes its VM (its memory on the target, its rules)."""
+    return replace(snap, tasks=[*snap.tasks, task])
 
 
 def with_placement(snap: ClusterSnapshot, vmid: int, placement: Placement) -> ClusterSnapshot:

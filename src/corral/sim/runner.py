@@ -171,6 +171,11 @@ class Run:
             self.queue("vm.migrate", vm.placement.node, vmid,
                        {"target": target, "with_local_disks": False, "bwlimit_mbps": None,
                         "origin": None})
+        elif verb == "rule":
+            # What the API does: store the rule (a new one, or the one of that name changed).
+            rule = rule_of(ln)
+            w.say(f"api: {'changes' if rule.name in s.rules else 'adds'} rule {rule.name}")
+            s.rules[rule.name] = rule
         else:
             raise ScenarioError(f"line {ln.number}: unknown event '{verb}'")
 

@@ -51,6 +51,8 @@ Events (`at T ...`); a host may be `all` (the host events) or `leader` (the mana
                                              # migration the API refuses, for the target
                                              # or because it breaks an HA rule, is logged,
                                              # not queued; a stopped VM migrates cold)
+    at 12 rule anti web-apart 101,102        # operator adds a rule, or changes the one of
+                                             # that name (any `rule` line, as in set-up)
 
 Expectations, checked at one time (`expect at T`) or at every tick of a window (`expect
 during T1 T2 ...`, any of these); `!x` means "anything but x":
@@ -213,6 +215,41 @@ def _split(number: int, text: str) -> Line:
     return Line(number, words, opts)
 
 
+def _check_rule(c: _Checker) -> None:
+    """A `rule` line, in the set-up or as an event (`at T rule ...`)."""
+    ln = c.line
+    args = ln.words[1:]
+    c.arity(4, 5)
+    if args[0] in ("anti", "together"):
+        c.arity(4)
+        c.opts(())
+        c.vmids(args[2])
+    elif args[0] == "prefer":
+        c.opts(("vms", "failback"))
+        if "vms" not in ln.opts:
+            raise c.error("a prefer rule needs vms=")
+        c.vmids(ln.opts["vms"])
+        if "failback" in ln.opts:
+            c.one_of(ln.opts["failback"], ("on", "off"), "failback=")
+        for part in args[2].split(","):
+            name, colon, prio = part.partition(":")
+            if not colon:
+                raise c.error(f"'{part}' is not HOST:PRIORITY")
+            c.host(name)
+            c.number(prio, "priority", integer=True)
+        if len(args) == 4 and args[3] != "strict":
+            raise c.error(f"'{args[3]}' is not 'strict'")
+    else:
+        raise c.error(f"rule kind '{args[0]}' is not anti, together or prefer")
+    try:
+        rule_of(ln)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise c.error(f"rule {args[1]}: " + (f"{where}: " if where else "")
+                      + err["msg"].removeprefix("Value error, ")) from None
+
+
 def _check_setup(c: _Checker) -> None:
     ln = c.line
     head, args = ln.words[0], ln.words[1:]
@@ -239,35 +276,7 @@ def _check_setup(c: _Checker) -> None:
         if "maintenance" in ln.opts:
             c.one_of(ln.opts["maintenance"], POLICIES, "maintenance=")
     elif head == "rule":
-        c.arity(4, 5)
-        if args[0] in ("anti", "together"):
-            c.arity(4)
-            c.opts(())
-            c.vmids(args[2])
-        elif args[0] == "prefer":
-            c.opts(("vms", "failback"))
-            if "vms" not in ln.opts:
-                raise c.error("a prefer rule needs vms=")
-            c.vmids(ln.opts["vms"])
-            if "failback" in ln.opts:
-                c.one_of(ln.opts["failback"], ("on", "off"), "failback=")
-            for part in args[2].split(","):
-                name, colon, prio = part.partition(":")
-                if not colon:
-                    raise c.error(f"'{part}' is not HOST:PRIORITY")
-                c.host(name)
-                c.number(prio, "priority", integer=True)
-            if len(args) == 4 and args[3] != "strict":
-                raise c.error(f"'{args[3]}' is not 'strict'")
-        else:
-            raise c.error(f"rule kind '{args[0]}' is not anti, together or prefer")
-        try:
-            rule_of(ln)
-        except ValidationError as e:
-            err = e.errors()[0]
-            where = ".".join(str(x) for x in err["loc"])
-            raise c.error(f"rule {args[1]}: " + (f"{where}: " if where else "")
-                          + err["msg"].removeprefix("Value error, ")) from None
+        _check_rule(c)
     elif head == "maintenance":
         c.arity(2)
         c.host(args[0])
@@ -312,6 +321,9 @@ def _check_event(c: _Checker) -> None:
         c.arity(3)
         c.number(args[0], "VM id", integer=True)
         c.host(args[1])
+    elif verb == "rule":
+        _check_rule(c)
+        return
     else:
         raise c.error(f"unknown event '{verb}'")
     if verb not in HOST_EVENTS:
