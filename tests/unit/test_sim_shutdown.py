@@ -138,3 +138,20 @@ at 20 power-off n2
     failures = Run(parse(text)).run().failures
     assert failures == ["t=32: ha-bound: HA VM 100 down longer than 2s while a host could "
                         "run it"]
+
+
+def test_a_host_without_a_running_agent_shuts_down_as_a_lost_host() -> None:
+    # A stopped agent carries out no policy: no record, no lease given up; its VMs end with
+    # the host and the lease runs out as for a host that died.
+    w = World(ttl=10.0, watchdog=5.0)
+    w.add_host("n1", 4096)
+    w.add_host("n2", 4096)
+    w.add_vm(100, "n2", 512, running=True)
+    tick(w, 2.0)
+    h = w.hosts["n2"]
+    h.agent_up, h.frozen = False, True  # as the scenario runner's agent-freeze
+    shutdown.begin(w, h, "poweroff")
+    assert not h.powered and w.runs_on(100) == []
+    assert w.store.shutdowns == {} and w.alive("n2")
+    tick(w, 12.0)
+    assert not w.alive("n2")
