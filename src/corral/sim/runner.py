@@ -4,8 +4,9 @@ manager, and checks the expectations and the invariants after every tick:
   fires, so a recovery before fencing shows up here; a hung QEMU still runs);
 - configs-kept: no VM config is lost;
 - ha-bound: an HA VM meant to be started is not down longer than the bound, counting only
-  the time while some host could run it (online, not in maintenance, with the memory, allowed
-  by the VM's strict rules and able to start it).
+  the time while some host could run it (online, not in maintenance nor shutting down, with
+  the memory, allowed by the VM's strict rules and able to start it) and HA is not waiting
+  for its host on purpose (`freeze`: a clean shutdown under policy freeze).
 
 The log (`Result.log`) is the scenario's golden record: events, what agents, watchdogs and
 leases did, the manager's actions, HA state changes, checks and invariant failures, on the
@@ -16,10 +17,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
-from corral.cluster.models import NodeRequest, Task
-from corral.ha.models import FenceConfirmation, HARequest, HASettings, HATiming
+from corral.cluster.models import NodeRequest, ShutdownPolicy, Task
+from corral.ha.models import (
+    FenceConfirmation,
+    HAConfig,
+    HARequest,
+    HASettings,
+    HATiming,
+    VMStatusHA,
+)
 from corral.ha.placement import rule_breach
 from corral.scheduler.capacity import migration_refusal
+from corral.sim import shutdown
 from corral.sim.manager import SimManager
 from corral.sim.scenario import Line, Scenario, ScenarioError, rule_of
 from corral.sim.world import Host, World, vm_list
@@ -102,6 +111,8 @@ class Run:
             self.bound = None if args[0] == "off" else float(args[0])
         elif head == "allow-down":
             self.allow_down.update(int(v) for v in args[0].split(","))
+        elif head == "shutdown-policy":
+            s.ha_config = HAConfig(shutdown_policy=ShutdownPolicy(args[0]))
         else:
             raise ScenarioError(f"line {ln.number}: unknown setup '{ln.text}'")
 
@@ -149,6 +160,16 @@ class Run:
             if vmid not in s.ha:
                 raise ScenarioError(f"line {ln.number}: VM {vmid} is not an HA VM")
             s.ha[vmid] = s.ha[vmid].model_copy(update={"state": HARequest(args[1])})
+        elif verb == "shutdown" and not args[0].isdigit():
+            kind = cast(Literal["reboot", "poweroff"], args[1] if len(args) > 1 else "poweroff")
+            for name in self.hosts_of(ln, args[0]):
+                shutdown.begin(
+                    w, w.hosts[name], kind,
+                    back=float(ln.opt("back", str(shutdown.REBOOT_BACK))),
+                    timeout=float(ln.opt("timeout", str(shutdown.DRAIN_TIMEOUT))),
+                    stop_timeout=float(ln.opt("stop-timeout", str(shutdown.STOP_TIMEOUT))))
+        elif verb == "shutdown-policy":
+            s.ha_config = HAConfig(shutdown_policy=ShutdownPolicy(args[0]))
         elif verb in ("start", "shutdown"):
             # What the API does: queue the task, and the HA request follows.
             vmid = self.vm(ln, args[0])
@@ -196,12 +217,13 @@ class Run:
         w, s = self.world, self.world.store
         if verb in ("power-off", "fence-confirm"):
             h.powered, h.agent_up, h.agent_back_at, h.frozen = False, False, None, False
+            h.going = h.power_on_at = None  # a shutdown cut short; a reboot that never ends
             h.procs.clear()
             h.hung.clear()
             if verb == "fence-confirm":
                 s.fenced[h.name] = FenceConfirmation(node=h.name, at=w.t, by="sim-ipmi")
         elif verb == "power-on" and not h.powered:
-            h.powered, h.agent_back_at, h.fed_at, h.frozen = True, w.t + 3.0, w.t, False
+            w.power_on(h)
         elif verb in ("net-off", "net-on", "heal"):
             h.reaches_store = h.reaches_peers = verb != "net-off"
         elif verb == "cut-store":
@@ -209,7 +231,8 @@ class Run:
         elif verb == "cut-peers":
             h.reaches_peers = False
         elif verb == "agent-restart":
-            h.agent_up, h.frozen = False, False
+            # A new process (a new life) knows nothing of a shutdown under way: it gives it up.
+            h.agent_up, h.frozen, h.going = False, False, None
             h.agent_back_at = w.t + float(ln.opt("for", "1"))
         elif verb == "agent-freeze":
             if not h.powered:
@@ -310,6 +333,8 @@ class Run:
             req = s.requests.get(h.name)
             if not h.connected or not w.alive(h.name) or (req and req.maintenance):
                 continue
+            if w.node(h.name).shutting_down is not None:
+                continue
             if vmid in h.broken:
                 continue
             used = sum(s.configs[v].memory_mb for v in h.procs if v in s.configs and v != vmid)
@@ -338,6 +363,11 @@ class Run:
         for vmid, st in w.store.ha.items():
             if st.state is not HARequest.STARTED or vmid in self.allow_down or w.runs_on(vmid):
                 self.down.pop(vmid, None)
+                continue
+            ha = w.store.ha_state.vms.get(vmid)
+            if ha is not None and ha.status is VMStatusHA.FREEZE:
+                # HA waits for its host on purpose (a clean shutdown under way, or done under
+                # policy freeze): not down "while a host could run it"; the count pauses.
                 continue
             if self.could_run(vmid):
                 self.down[vmid] = self.down.get(vmid, 0.0) + DT

@@ -21,6 +21,10 @@ Set-up:
                                              # hosts; failback=off: a VM stays where it
                                              # was recovered when a preferred host returns
     maintenance n3                           # in maintenance from the start
+    shutdown-policy freeze|failover|migrate|conditional
+                                             # what a clean host shutdown does with its
+                                             # VMs (default conditional: freeze on a
+                                             # reboot, failover on a power-off)
     bound 30 | off                           # an HA VM may be down this long while some
                                              # host could run it (default: ttl + watchdog
                                              # + margin + 10)
@@ -40,6 +44,19 @@ Events (`at T ...`); a host may be `all` (the host events) or `leader` (the mana
                                              # it stopped, its lease possibly gone
     at 12 fence-confirm n2                   # a fence agent powered it off and says so
     at 12 maintenance n2 on|off
+    at 12 shutdown n2 [reboot|poweroff] [back=20] [timeout=120] [stop-timeout=30]
+                                             # a clean host shutdown (default poweroff;
+                                             # `shutdown 100`, a VM id, is the VM's): its
+                                             # agent carries out the cluster's policy
+                                             # (migrate: empties the host through
+                                             # maintenance, waiting at most timeout= s),
+                                             # powers its guests off (one still up after
+                                             # stop-timeout= s is stopped hard), marks
+                                             # the shutdown done, gives up its lease, and
+                                             # the host goes off; a reboot powers on
+                                             # back= s later, a power-off waits for
+                                             # `power-on`
+    at 12 shutdown-policy freeze             # the cluster's setting, for later shutdowns
     at 12 crash 100 | break 100 [on n1] | fix 100 [on n1]   # break: its start fails
     at 12 hang 100 | unhang 100              # its QEMU stops answering QMP, the process
                                              # lives (its host reports it `unknown`; it
@@ -82,6 +99,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from corral.cluster.models import ShutdownPolicy
 from corral.ha.models import HARequest, HARule, NodeStatusHA, VMStatusHA
 
 
@@ -128,6 +146,8 @@ HA_REQUESTS = tuple(r.value for r in HARequest)
 HA_STATUSES = (*(s.value for s in VMStatusHA), "none")
 NODE_STATUSES = (*(s.value for s in NodeStatusHA), "none")
 POLICIES = ("migrate", "stay", "stop")
+SHUTDOWN_POLICIES = tuple(p.value for p in ShutdownPolicy)
+SHUTDOWN_OPTS = ("back", "timeout", "stop-timeout")
 HOST_EVENTS = ("power-off", "power-on", "net-off", "net-on", "cut-store", "cut-peers", "heal",
                "agent-restart", "agent-freeze", "agent-thaw", "fence-confirm")
 CLUSTER_OPTS = ("nodes", "memory", "ttl", "watchdog", "margin", "run", "start-timeout",
@@ -287,6 +307,9 @@ def _check_setup(c: _Checker) -> None:
     elif head == "allow-down":
         c.arity(2)
         c.vmids(args[0])
+    elif head == "shutdown-policy":
+        c.arity(2)
+        c.one_of(args[0], SHUTDOWN_POLICIES, "shutdown policy")
 
 
 def _check_event(c: _Checker) -> None:
@@ -301,6 +324,12 @@ def _check_event(c: _Checker) -> None:
         c.arity(3)
         c.host(args[0])
         c.one_of(args[1], ("on", "off"), "maintenance")
+    elif verb == "shutdown" and args and not args[0].isdigit():
+        _check_host_shutdown(c)
+        return
+    elif verb == "shutdown-policy":
+        c.arity(2)
+        c.one_of(args[0], SHUTDOWN_POLICIES, "shutdown policy")
     elif verb in ("crash", "hang", "unhang", "start", "shutdown"):
         c.arity(2)
         c.number(args[0], "VM id", integer=True)
@@ -328,6 +357,20 @@ def _check_event(c: _Checker) -> None:
         raise c.error(f"unknown event '{verb}'")
     if verb not in HOST_EVENTS:
         c.opts(())
+
+
+def _check_host_shutdown(c: _Checker) -> None:
+    """`shutdown HOST [reboot|poweroff] [back=S] [timeout=S] [stop-timeout=S]` (a VM id
+    instead of a host is the operator's VM shutdown)."""
+    ln = c.line
+    c.arity(2, 3)
+    c.host(ln.words[1], special=True)
+    kind = ln.words[2] if len(ln.words) > 2 else "poweroff"
+    c.one_of(kind, ("reboot", "poweroff"), "shutdown kind")
+    c.opts(SHUTDOWN_OPTS)
+    c.option_numbers(*SHUTDOWN_OPTS)
+    if "back" in ln.opts and kind != "reboot":
+        raise c.error("back= is for a reboot (a powered-off host waits for 'power-on')")
 
 
 def _check_expect(c: _Checker, window: bool) -> None:
@@ -410,7 +453,8 @@ def parse(text: str, name: str = "scenario") -> Scenario:
                 raise c.error("nothing to expect")
             _check_expect(_Checker(ex, shown, hosts), window=True)
             sc.windows.append(Window(t1, t2, ex))
-        elif head in ("cluster", "node", "vm", "rule", "maintenance", "bound", "allow-down"):
+        elif head in ("cluster", "node", "vm", "rule", "maintenance", "bound", "allow-down",
+                      "shutdown-policy"):
             if head != "cluster" and not sc.setup:
                 raise c.error("the first statement must be 'cluster'")
             if head == "cluster" and sc.setup:

@@ -2,7 +2,7 @@
 leases, watchdogs and agents. An agent here is only I/O on this model: every decision is the
 real agent's (`corral.agent.reconciler`): plan_startup when it (re)starts, accept_task when it
 picks a task up, ownership_refusal right before it starts a guest, plan_orphans and
-plan_observation in its monitor pass.
+plan_observation in its monitor pass; a clean host shutdown is in `corral.sim.shutdown`.
 
 A host has two links: to the store (etcd: its lease, its tasks, the manager's reads and
 writes) and to its peers (migrations). Either can be cut alone. Its watchdog kills its VMs
@@ -28,6 +28,7 @@ from corral.agent.reconciler import (
 )
 from corral.cluster.models import (
     VM,
+    HostShutdown,
     Node,
     NodeInfo,
     NodeRequest,
@@ -40,13 +41,22 @@ from corral.cluster.models import (
     VMStatus,
 )
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.ha.models import FenceConfirmation, HAInputs, HARule, HASettings, HAState
+from corral.ha.models import (
+    FenceConfirmation,
+    HAConfig,
+    HAInputs,
+    HARule,
+    HASettings,
+    HAState,
+)
+from corral.sim import shutdown
 
 PICKUP = 0.5  # an agent notices a queued task
 DURATION = {"vm.start": 1.0, "vm.shutdown": 2.0, "vm.stop": 0.5, "vm.migrate": 3.0}
 BOOT = 3.0  # a powered-on host's agent starts after this
 RENEW = 0.5  # a connected agent renews its lease (and feeds its watchdog) at every step
 KINDS = frozenset({"vm.start", "vm.shutdown", "vm.stop", "vm.migrate"})  # what `execute` runs
+RECEIVES = frozenset({"vm.receive"})  # the target's half of a vm.migrate
 
 
 @dataclass
@@ -69,6 +79,8 @@ class Host:
     # VMs whose QEMU runs here but does not answer QMP: reported unknown, deaf to the power
     # button, ended only by a hard stop (or the process dying).
     hung: set[int] = field(default_factory=set)
+    going: shutdown.Going | None = None  # a clean shutdown its agent carries out
+    power_on_at: float | None = None  # a rebooting host comes back then
 
     @property
     def network(self) -> bool:
@@ -99,6 +111,8 @@ class Store:
     ha: dict[int, HASettings] = field(default_factory=dict)
     rules: dict[str, HARule] = field(default_factory=dict)
     fenced: dict[str, FenceConfirmation] = field(default_factory=dict)
+    shutdowns: dict[str, HostShutdown] = field(default_factory=dict)
+    ha_config: HAConfig = field(default_factory=HAConfig)
     ha_state: HAState = field(default_factory=HAState)
     leader: str | None = None
 
@@ -181,12 +195,16 @@ class World:
 
     def snapshot(self) -> ClusterSnapshot:
         s = self.store
-        nodes = {n: Node(n, s.info.get(n), self.alive(n), None, s.requests.get(n))
-                 for n in self.hosts}
+        nodes = {n: self.node(n) for n in self.hosts}
         vms = {vmid: VM(cfg, s.placements[vmid][0], s.placements[vmid][1], s.runtimes.get(vmid))
                for vmid, cfg in s.configs.items() if vmid in s.placements}
         tasks = sorted(s.tasks.values(), key=lambda t: (t.created_at, t.id))
         return ClusterSnapshot(now=self.t, nodes=nodes, vms=vms, tasks=tasks, revision=s.rev)
+
+    def node(self, name: str) -> Node:
+        s = self.store
+        return Node(name, s.info.get(name), self.alive(name), None, s.requests.get(name),
+                    s.shutdowns.get(name))
 
     def ha_inputs(self) -> HAInputs:
         s = self.store
@@ -197,6 +215,9 @@ class World:
 
     def leases_and_watchdogs(self) -> None:
         for h in self.hosts.values():
+            if not h.powered and h.power_on_at is not None and self.t >= h.power_on_at:
+                self.say(f"{h.name}/host: on")
+                self.power_on(h)
             if h.powered and not h.agent_up and h.agent_back_at is not None \
                     and self.t >= h.agent_back_at:
                 self.agent_start(h)
@@ -211,6 +232,10 @@ class World:
                 h.procs.clear()
                 h.hung.clear()
 
+    def power_on(self, h: Host) -> None:
+        h.powered, h.agent_back_at, h.fed_at, h.frozen = True, self.t + BOOT, self.t, False
+        h.power_on_at = None
+
     def agent_start(self, h: Host) -> None:
         h.agent_up, h.agent_back_at, h.seen = True, None, {}
         h.started_at = self.t
@@ -220,6 +245,7 @@ class World:
             if not self.alive(h.name):
                 self.say(f"{h.name}/lease: expired; the agent registers a new one")
             h.lease_expires, h.fed_at = self.t + self.ttl, self.t
+            shutdown.on_start(self, h)
         placed = [seen for v in self.store.placements if (seen := self.placed(v)) is not None]
         for a in plan_startup(h.name, placed, {v: 0 for v in h.procs}):
             if a.do is Do.KILL_ORPHAN:
@@ -249,7 +275,9 @@ class World:
 
     def agents(self) -> None:
         for h in self.hosts.values():
-            if h.connected:
+            if h.going is not None and h.powered and h.agent_up:
+                shutdown.step(self, h)
+            elif h.connected:
                 busy = self.run_tasks(h)
                 self.monitor(h, busy)
 
@@ -262,7 +290,8 @@ class World:
                 task = task.model_copy(update={"state": TaskState.RUNNING, "started_at": self.t})
                 self.store.tasks[task.id] = task
                 verdict = accept_task(task.kind, self.placed(task.vmid or 0), h.name,
-                                      self.alive(h.name), KINDS)
+                                      self.alive(h.name), KINDS,
+                                      shutting_down=h.going is not None)
                 if not verdict.ok:
                     self.finish(h, task, verdict.reason)
                     continue
@@ -327,6 +356,12 @@ class World:
                 return "the target host is unreachable"
             if not h.talks_to(target):
                 return f"cannot reach {target.name} from {h.name}"
+            # The receiving agent's own check (a host that shuts down takes no guest).
+            receive = accept_task("vm.receive", self.placed(vmid), target.name,
+                                  self.alive(target.name), RECEIVES,
+                                  shutting_down=target.going is not None)
+            if not receive.ok:
+                return f"{target.name} refuses it: {receive.reason}"
             if not cold:
                 h.procs.discard(vmid)
                 target.procs.add(vmid)
