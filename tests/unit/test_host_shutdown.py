@@ -210,3 +210,19 @@ def test_frozen_vms_stay_while_the_returning_agent_registers() -> None:
         online.nodes["n2"], alive=False)})
     _, state = decide_ha(lost, HAInputs(settings=ha(100).settings, state=state), T)
     assert state.nodes["n2"].status is NodeStatusHA.FENCE
+
+
+def test_the_returning_host_restores_its_frozen_vms_before_ha_starts_them() -> None:
+    s = snap(100, False, record("freeze", done=True), [vm(100)])
+    _, state = decide_ha(s, ha(100), T)
+    back = snap(200, True, None, [vm(100)], n2_life=LIFE + 100)
+    actions, state = decide_ha(back, HAInputs(settings=ha(100).settings, state=state), T)
+    # Its agent starts it on return: a start of HA's own would fail beside it.
+    assert acted(actions) == [] and state.vms[100].status == "freeze"
+    assert "waiting for it to start" in state.vms[100].reason
+    later = replace(back, now=200 + T.start_timeout)
+    actions, state = decide_ha(later, HAInputs(settings=ha(100).settings, state=state), T)
+    assert [a.task.kind for a in actions if isinstance(a, QueueTask)] == ["vm.start"]
+    running = replace(back, now=201, vms={100: vm(100, VMStatus.RUNNING)})
+    _, state2 = decide_ha(running, HAInputs(settings=ha(100).settings, state=state), T)
+    assert state2.vms[100].status == "started"

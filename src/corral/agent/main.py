@@ -15,13 +15,21 @@ import uvicorn
 from corral import __version__
 from corral.agent import sampler
 from corral.agent.console import console_app
-from corral.agent.context import HostContext, TaskFailed, disk_paths, is_running, owner_guard
+from corral.agent.context import (
+    HostContext,
+    TaskFailed,
+    disk_paths,
+    is_running,
+    owner_guard,
+    record,
+)
 from corral.agent.liveness import Liveness
 from corral.agent.monitor import Monitor
 from corral.agent.reconciler import Do, Placed, Purpose, ShutdownKind, plan_startup
 from corral.agent.settings import Accel, AgentSettings, published_fence_time
 from corral.agent.shutdown import HostShutdownRun, after_return, clear_marker, host_going_down
 from corral.agent.tasks import TaskRunner
+from corral.cluster.models import VMStatus
 from corral.cluster.records import UnreadableRecord
 from corral.cluster.store import Store
 from corral.fencing.client import WatchdogClient
@@ -129,8 +137,10 @@ async def run(settings: AgentSettings) -> None:
             if vm is not None and not is_running(ctx, vmid):
                 try:
                     # The VM may have moved, or been stopped, since the reconcile read it.
-                    await driver.start(vm.config, await disk_paths(ctx, vm),
-                                       guard=owner_guard(ctx, vmid, Purpose.RESTORE))
+                    pid = await driver.start(vm.config, await disk_paths(ctx, vm),
+                                             guard=owner_guard(ctx, vmid, Purpose.RESTORE))
+                    # Reported now, not on the monitor's next pass: HA waits for it.
+                    await record(ctx, vm, None, VMStatus.RUNNING, pid)
                 except TaskFailed as e:
                     log.warning("VM %s not started: %s", vmid, e)
                 except Exception as e:

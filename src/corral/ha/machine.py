@@ -311,6 +311,8 @@ def _started(c: Ctx, vm: VM, s: HASettings, base: VMHAState) -> Step:
         return Step(base)  # stays until the operator sets the VM disabled, then started
     if _pending(c, base):
         return Step(base)
+    if (wait := _restore_wait(c, vm, base)) is not None:
+        return Step(_to(base, now, S.FREEZE, wait))
     if c.snap.in_maintenance(node):
         # A host in maintenance starts nothing: start it elsewhere, without counting that.
         target, whynot = choose_node(c.snap, vm, c.inputs.rules, frozenset({node}), True)
@@ -406,6 +408,17 @@ def _frozen(c: Ctx, vm: VM, s: HASettings, base: VMHAState, why: str) -> Step:
         final = S.DISABLED if s.state is HARequest.DISABLED else S.STOPPED
         return Step(_to(base, now, final, why, task=None))
     return Step(_to(base, now, S.FREEZE, why, task=None))
+
+
+def _restore_wait(c: Ctx, vm: VM, base: VMHAState) -> str | None:
+    """A frozen VM whose host is back: the host's agent starts what is meant to run there
+    on its return, and a start of HA's own beside it would fail (`already running`) and
+    count as a failure. HA starts it only if the host has not within start_timeout."""
+    ns = c.nodes.get(vm.placement.node)
+    if (base.status is not S.FREEZE or vm.placement.state is RunState.STOPPED or ns is None
+            or ns.online_since is None or c.mono - ns.online_since >= c.timing.start_timeout):
+        return None
+    return f"{vm.placement.node} is back: waiting for it to start the VM"
 
 
 def _shutdown_wait(c: Ctx, node: str) -> str | None:
