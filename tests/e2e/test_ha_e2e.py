@@ -431,27 +431,31 @@ def test_reboot_freezes_the_vms_until_their_host_is_back(lab: Lab) -> None:
 
 def test_migrate_policy_moves_the_vms_live_and_brings_them_back(
         lab: Lab, policy: Callable[[str], None]) -> None:
+    """A live migration has a QEMU at each end for a moment (the source paused), so the
+    guest's own count shows what happened: it never boots again, there or back."""
     policy("migrate")
     vmid = HA_VMS[0]
     victim = host_of(lab, vmid)
-    before = max(heartbeats(lab.corral("vm", "console", str(vmid)).stdout), default=0)
-    with Invariants(lab, set(HA_VMS)) as inv:
-        lab.corral("lab", "shutdown-node", victim)
-        try:
-            away = host_of(lab, vmid)
-            assert away != victim
-            # Moved live: the guest counts on from where it was, no new boot.
-            beats = heartbeats(lab.corral("vm", "console", str(vmid)).stdout)
-            assert beats and min(beats) > 1 and max(beats) >= before, beats
-            node = {n["name"]: n for n in lab.json("node", "list")}[victim]
-            assert not node["online"]
-        finally:
-            lab.corral("lab", "start-node", victim)
-        # Its return ends the maintenance the shutdown asked for: the VM comes home.
-        wait_until(lambda: host_of(lab, vmid) == victim and ha_vms(lab)[vmid]["status"]
-                   == "started", 90, f"VM {vmid} back on {victim}")
-    inv.check()
+
+    def beats() -> list[int]:
+        return heartbeats(lab.corral("vm", "console", str(vmid)).stdout)
+
+    before = max(beats(), default=0)
+    lab.corral("lab", "shutdown-node", victim)
+    try:
+        away = host_of(lab, vmid)
+        assert away != victim
+        moved = beats()
+        assert moved and min(moved) > 1 and max(moved) >= before, moved
+        node = {n["name"]: n for n in lab.json("node", "list")}[victim]
+        assert not node["online"]
+    finally:
+        lab.corral("lab", "start-node", victim)
+    # Its return ends the maintenance the shutdown asked for: the VM comes home, live.
+    wait_until(lambda: host_of(lab, vmid) == victim and ha_vms(lab)[vmid]["status"]
+               == "started", 90, f"VM {vmid} back on {victim}")
+    home = wait_until(beats, 30, f"VM {vmid}'s heartbeat on {victim}")
+    assert min(home) > max(moved) - 5, (moved, home)
     maint = lab.json("node", "maintenance", "status", victim)
     assert not maint["enabled"], maint
-    print(f"migrate policy: VM {vmid} had no QEMU for {inv.longest_down[vmid]:.1f}s")
-    assert inv.longest_down.get(vmid, 0.0) < 2.0, "a live migration, not a restart"
+    assert [h for h, _ in lab_qemus(lab.root)[vmid]] == [victim]

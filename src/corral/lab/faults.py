@@ -76,7 +76,8 @@ class ShutDown:
 def shutdown_node(layout: LabLayout, node: str, kind: str, timeout: float) -> ShutDown:
     """A clean shutdown, as systemd does it: the agent is told the host goes down (its run
     dir marker stands in for systemd's shutdown job) and stopped with SIGTERM; once it has
-    carried out the shutdown policy and exited, the host powers off (until start_node)."""
+    carried out the shutdown policy and exited, the host's other services stop and the host
+    powers off (until start_node)."""
     i = layout.node_index(node)
     _running_state(layout)
     pid = agent_pid(layout, node)
@@ -88,10 +89,13 @@ def shutdown_node(layout: LabLayout, node: str, kind: str, timeout: float) -> Sh
         time.sleep(0.1)
     took = time.monotonic() - began
     qemu = host_qemu_pids(layout.run_dir(i))
+    # The rest of the host stops as systemd stops it: the watchdog mux, with no client
+    # armed any more, closes its device cleanly; a QEMU left over dies with the power.
+    others = [p for name, p in host_children(layout, node).items() if name != f"{node}-agent"]
+    procs.terminate(others, grace=5.0)
     layout.power_marker(i).write_text(f"{time.time():.3f}\n")
     layout.shutdown_marker(i).unlink(missing_ok=True)
-    victims = [*host_children(layout, node).values(), *qemu.values()]
-    procs.signal_all(victims, signal.SIGKILL)
+    procs.signal_all([*host_children(layout, node).values(), *qemu.values()], signal.SIGKILL)
     if procs.pid_alive(pid):
         raise FaultError(f"the agent of {node} did not finish within {timeout:g}s: powered "
                          "off anyway")
