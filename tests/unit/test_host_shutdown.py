@@ -125,17 +125,28 @@ def acted(actions: list[object]) -> list[object]:
 
 
 @pytest.mark.parametrize("policy", ["freeze", "failover"])
-def test_vm_stopped_by_its_host_shutting_down_is_neither_restarted_nor_moved(
-        policy: str) -> None:
+def test_vm_of_a_host_shutting_down_is_never_restarted_there(policy: str) -> None:
     # Without the record this is a crash on an online host: HA would restart it there.
+    crashed, _ = decide_ha(snap(100, True, None, [vm(100)]), ha(100), T)
+    assert any(isinstance(a, QueueTask) and a.task.node == "n2" for a in crashed)
     s = snap(100, True, record(policy, done=False), [vm(100)])
     actions, state = decide_ha(s, ha(100), T)
-    assert acted(actions) == []
-    assert state.vms[100].status == "freeze" and policy in state.vms[100].reason
+    assert not any(isinstance(a, QueueTask) for a in actions)
     assert state.nodes["n2"].status is NodeStatusHA.ONLINE
     assert "shutting down" in state.nodes["n2"].reason
-    crashed, _ = decide_ha(snap(100, True, None, [vm(100)]), ha(100), T)
-    assert any(isinstance(a, QueueTask) for a in crashed)
+    moves = [a for a in actions if isinstance(a, SetPlacement)]
+    if policy == "freeze":  # it waits for its host
+        assert moves == [] and state.vms[100].status == "freeze"
+    else:  # stopped by its host, which brings nothing up any more: elsewhere at once
+        assert [m.placement.node for m in moves] == ["n1"]
+        assert state.vms[100].status == "recovery" and "failover" in state.vms[100].reason
+
+
+def test_failover_waits_for_a_vm_its_host_has_not_reported_stopped() -> None:
+    sd = record("failover", done=False)
+    for status in (VMStatus.RUNNING, VMStatus.UNKNOWN, VMStatus.SHUTTING_DOWN):
+        actions, state = decide_ha(snap(100, True, sd, [vm(100, status)]), ha(100), T)
+        assert acted(actions) == [] and state.vms[100].status == "freeze", status
 
 
 def test_failover_recovers_at_once_when_the_host_is_down_cleanly() -> None:

@@ -130,8 +130,7 @@ def test_a_shutdown_cut_short_is_down_time_again() -> None:
 cluster nodes=3 run=60
 bound 2
 vm 100 on n2 ha=started
-vm 101 on n2
-at 5 hang 101
+at 5 hang 100
 at 10 shutdown n2 poweroff
 at 20 power-off n2
 """

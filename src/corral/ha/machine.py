@@ -421,6 +421,29 @@ def _restore_wait(c: Ctx, vm: VM, base: VMHAState) -> str | None:
     return f"{vm.placement.node} is back: waiting for it to start the VM"
 
 
+def _failed_over(c: Ctx, vm: VM, s: HASettings, base: VMHAState) -> Step | None:
+    """Policy failover, host still shutting down: a VM its agent has already stopped (and
+    reported stopped, with no task of the host on it) starts elsewhere now, not when the
+    host's slowest guest is down. The host brings no guest up any more, and its agent
+    reports a VM stopped only once its QEMU has ended."""
+    node = vm.placement.node
+    n = c.snap.nodes.get(node)
+    sd = n.shutting_down if n is not None else None
+    rt = vm.runtime
+    if (sd is None or sd.policy != "failover" or s.state is not HARequest.STARTED
+            or rt is None or rt.node != node or rt.status is not VMStatus.STOPPED
+            or _active(c, vm) is not None):
+        return None
+    target, whynot = choose_node(c.snap, vm, c.inputs.rules, frozenset({node}), True)
+    if target is None:
+        return Step(_to(base, c.snap.now, S.FREEZE, f"stopped by {node}'s shutdown (policy "
+                        f"failover); no host to start it on: {whynot}", task=None))
+    move = _move(c, vm, target, RunState.RUNNING, f"HA failover from {node}, shutting down")
+    return Step(_to(base, c.snap.now, S.RECOVERY, f"stopped by {node}'s shutdown (policy "
+                    f"failover): recovered to {target}", task=None, node=target),
+                [move], move.placement)
+
+
 def _shutdown_wait(c: Ctx, node: str) -> str | None:
     """Why HA leaves the VMs of node alone while its host shuts down or is shut down, or
     None."""
@@ -432,7 +455,7 @@ def _shutdown_wait(c: Ctx, node: str) -> str | None:
     if sd is None or n is None or not n.alive or sd.policy == "migrate":
         return None
     then = ("waits for its return" if sd.policy == "freeze"
-            else "is recovered elsewhere once the host is down")
+            else "starts elsewhere once its host has stopped it")
     return f"host {node} is shutting down ({sd.kind}, policy {sd.policy}): the VM {then}"
 
 
@@ -449,7 +472,7 @@ def vm_step(c: Ctx, s: HASettings, vm: VM, prev: VMHAState | None) -> Step:
         # Not recovered, not restarted, wherever it is: the operator clears `error`.
         return Step(base)
     if (why := _shutdown_wait(c, vm.placement.node)) is not None:
-        return _frozen(c, vm, s, base, why)
+        return _failed_over(c, vm, s, base) or _frozen(c, vm, s, base, why)
     if not online:
         return _lost_host(c, vm, s, base, ns)
     if s.state is HARequest.STARTED:
