@@ -7,7 +7,15 @@ import asyncio
 import pytest
 
 from corral.cluster import keys
-from corral.cluster.models import Placement, RunState, Task, TaskState, VMConfig
+from corral.cluster.models import (
+    Placement,
+    RunState,
+    Task,
+    TaskState,
+    VMConfig,
+    VMRuntime,
+    VMStatus,
+)
 from corral.cluster.store import Store
 
 pytestmark = pytest.mark.integration
@@ -94,3 +102,20 @@ async def test_token_is_stored_hashed(store: Store) -> None:
     assert not await store.token_valid("wrong")
     raw = await store.raw_prefix(keys.TOKENS)
     assert all(b"s3cret" not in k.encode() + v for k, v, _ in raw)
+
+
+async def test_runtime_report_from_a_host_the_vm_left_is_not_written(store: Store) -> None:
+    assert await store.create_vm(VMConfig(vmid=130, name="r130", memory_mb=64, cores=1),
+                                 Placement(node="n1"))
+    vm = await store.vm(130)
+    assert vm is not None
+    read_rev = vm.placement_rev
+    # The VM moves (HA recovery) after n1 read it: n1's late report must not land.
+    assert await store.set_placement(130, vm.placement.model_copy(update={"node": "n3"}),
+                                     read_rev)
+    stale = VMRuntime(node="n1", status=VMStatus.STOPPED)
+    assert not await store.put_runtime(130, stale, read_rev)
+    moved = await store.vm(130)
+    assert moved is not None and moved.runtime is None
+    assert await store.put_runtime(130, VMRuntime(node="n3", status=VMStatus.RUNNING),
+                                   moved.placement_rev)

@@ -31,8 +31,12 @@ async def create(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[s
 
 
 async def start(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[str, Any]:
-    if is_running(ctx, vm.vmid):
-        raise TaskFailed(f"VM {vm.vmid} is already running")
+    running = ctx.driver.pid(vm.vmid)
+    if running is not None:
+        # Its QEMU runs here and the VM is placed here (accept_task): the start is done. A
+        # failure would count against it (HA restarts, then relocates a VM that runs).
+        await record(ctx, vm, RunState.RUNNING, VMStatus.RUNNING, running)
+        return {"pid": running, "already_running": True}
     paths = await disk_paths(ctx, vm)
     missing = [d.volume for d, p in zip(vm.config.disks, paths, strict=True) if not p.exists()]
     if missing:

@@ -155,9 +155,17 @@ class HostShutdownRun:
             return
         log.info("VM %s %s", vmid, "powered off" if clean else "stopped hard")
         # Its placement stays as it is: it says whether the VM runs when the host returns.
-        await self.ctx.store.put_runtime(vmid, VMRuntime(
-            node=self.ctx.node, status=VMStatus.STOPPED, accel=self.ctx.driver.accel,
-            message="stopped for the host's shutdown"))
+        # Reported only while it is still placed here: after a freeze of this agent it may
+        # run elsewhere by now, and a stale `stopped` from here would hide that.
+        try:
+            vm = await self.ctx.store.vm(vmid)
+        except UnreadableRecord:
+            vm = None
+        if vm is None or vm.placement.node != self.ctx.node or not \
+                await self.ctx.store.put_runtime(vmid, VMRuntime(
+                    node=self.ctx.node, status=VMStatus.STOPPED, accel=self.ctx.driver.accel,
+                    message="stopped for the host's shutdown"), vm.placement_rev):
+            log.warning("VM %s is no longer placed here: its stop is not reported", vmid)
 
     async def finish(self, record: HostShutdown) -> bool:
         """`done`, if no QEMU is left: the last word of this host before its lease goes."""

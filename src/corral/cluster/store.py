@@ -313,15 +313,22 @@ class Store:
             success=[self.client.transactions.put(key.encode(), dump(model))], failure=[])
         return bool(ok)
 
-    async def put_runtime(self, vmid: int, runtime: VMRuntime) -> None:
-        # Only while the VM exists: a late report must not resurrect a deleted VM's keys.
+    async def put_runtime(self, vmid: int, runtime: VMRuntime,
+                          placement_rev: int | None = None) -> bool:
+        """Only while the VM exists (a late report must not resurrect a deleted VM's keys)
+        and, given placement_rev, only while its placement is the one read at that revision
+        (a report from a host the VM has left since must not hide where it runs)."""
         t = self.client.transactions
         cfg = keys.vm(vmid, "config").encode()
-        await self.client.transaction(
-            compare=[t.version(cfg) > 0],
+        compare = [t.version(cfg) > 0]
+        if placement_rev is not None:
+            compare.append(t.mod(keys.vm(vmid, "placement").encode()) == placement_rev)
+        ok, _ = await self.client.transaction(
+            compare=compare,
             success=[t.put(keys.vm(vmid, "runtime").encode(), dump(runtime))],
             failure=[],
         )
+        return bool(ok)
 
     async def delete_vm(self, vm: VM) -> bool:
         t = self.client.transactions
