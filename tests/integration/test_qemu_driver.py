@@ -156,3 +156,32 @@ async def test_incoming_vm_waits_and_stopped_vm_refuses(driver: QemuDriver) -> N
     assert await driver.status(VMID) == VMStatus.STARTING
     await driver.stop(VMID)
     assert await driver.status(VMID) == VMStatus.STOPPED
+
+
+class Refused(Exception):
+    pass
+
+
+async def test_guard_is_asked_right_before_launch_and_cont(driver: QemuDriver) -> None:
+    """A guard that refuses (the VM moved, the lease went) stops the launch and the resume:
+    no QEMU comes up, a paused guest stays paused."""
+    asked: list[str] = []
+
+    async def refuse() -> None:
+        asked.append("asked")
+        raise Refused("not owned")
+
+    with pytest.raises(Refused):
+        await driver.start(vm(), [], guard=refuse)
+    assert asked == ["asked"] and driver.pid(VMID) is None and driver.running() == {}
+
+    await driver.start(vm(), [])
+    await wait_console(driver, VMID, rb"corral-heartbeat 1\r?\n")
+    await driver.pause(VMID)
+    with pytest.raises(Refused):
+        await driver.resume(VMID, guard=refuse)
+    assert asked == ["asked", "asked"]
+    assert await driver.status(VMID) == VMStatus.PAUSED
+    frozen = last_heartbeat(driver.read_console(VMID)[0])
+    await asyncio.sleep(1.5)
+    assert last_heartbeat(driver.read_console(VMID)[0]) == frozen
