@@ -204,7 +204,7 @@ async def run(settings: AgentSettings) -> None:
         failed = [job for job in done if job is not waiter]
         for job in failed:
             log.error("%s stopped: %r", job.get_name(), job.exception())
-        if not failed and (kind := host_going_down(settings.run_dir)) is not None:
+        if not failed and (kind := await asyncio.to_thread(host_going_down, settings.run_dir)):
             await shut_down_host(kind)
         server.should_exit = True
         for job in jobs:

@@ -3,7 +3,7 @@ reads the items (`store.read_snapshot`), this builds the snapshot from them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from corral.cluster import records
 from corral.cluster.models import VM, Node, StorageConfig, StorageType, Task, TaskState
@@ -50,6 +50,11 @@ class ClusterSnapshot:
             d.volume for d in vm.config.disks
             if (s := self.storages.get(d.storage)) is None or s.type is StorageType.DIR
         ]
+
+    def with_tasks(self, tasks: list[Task]) -> ClusterSnapshot:
+        """This snapshot as if tasks were queued: later choices in the same decision see
+        them (their memory on a target, where a migrating VM goes, a VM being busy)."""
+        return replace(self, tasks=[*self.tasks, *tasks]) if tasks else self
 
     def in_maintenance(self, node: str) -> bool:
         n = self.nodes.get(node)

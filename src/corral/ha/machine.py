@@ -56,7 +56,7 @@ from corral.ha.models import (
     VMStatusHA,
 )
 from corral.ha.nodes import clock, node_states
-from corral.ha.placement import choose_node, priority, rules_of, with_placement, with_task
+from corral.ha.placement import choose_node, priority, rules_of, with_placement
 from corral.scheduler.capacity import migration_refusal
 
 S = VMStatusHA
@@ -505,7 +505,7 @@ def decide_ha(snap: ClusterSnapshot, inputs: HAInputs, timing: HATiming
         for a in step.actions:
             if isinstance(a, QueueTask) and a.task.kind in MIGRATIONS:
                 # Its partners, later in this pass, see where it goes (rules, memory).
-                work = with_task(work, a.task)
+                work = work.with_tasks([a.task])
     # A confirmation is only for a host without its lease: one that holds a lease again
     # rejoined, and the old power-off must not count for its next loss.
     for name in sorted(inputs.fenced):

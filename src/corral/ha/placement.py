@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from corral.cluster.models import VM, Placement, RunState, Task
+from corral.cluster.models import VM, Placement, RunState
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.ha.models import HARule
 from corral.scheduler.capacity import MIGRATION_KINDS, free_memory, unusable
@@ -105,12 +105,6 @@ def choose_node(snap: ClusterSnapshot, vm: VM, rules: list[HARule],
     if best is None:
         return None, "; ".join(reasons) or "no other host in the cluster"
     return best[2], ""
-
-
-def with_task(snap: ClusterSnapshot, task: Task) -> ClusterSnapshot:
-    """snap as if task were queued: later decisions in the same pass see where a migration
-    queued earlier in it takes its VM (its memory on the target, its rules)."""
-    return replace(snap, tasks=[*snap.tasks, task])
 
 
 def with_placement(snap: ClusterSnapshot, vmid: int, placement: Placement) -> ClusterSnapshot:

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from corral.cluster.actions import Action, QueueTask, UpdateTask
 from corral.cluster.models import VM, RunState, Task, TaskState
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.manager.maintenance import with_tasks
 from corral.scheduler.capacity import migration_refusal
 
 KIND = "node.bulk"
@@ -161,7 +160,7 @@ def step(snap: ClusterSnapshot, parent: Task) -> tuple[list[Action], ClusterSnap
             continue
         child = _child(parent, params, vm, snap.now)
         actions.append(QueueTask(child))
-        snap = with_tasks(snap, [child])
+        snap = snap.with_tasks([child])
         log.append(f"VM {vmid}: {child.kind} queued")
         active += 1
     total = len(plan) + sum(1 for k in skipped if int(k) not in plan)

@@ -16,7 +16,7 @@ from corral.ha.machine import decide_ha
 from corral.ha.models import HAInputs, HARule, HAState, HATiming
 from corral.manager.bulk import decide_bulk
 from corral.manager.housekeeping import decide_prune
-from corral.manager.maintenance import decide_maintenance, with_tasks
+from corral.manager.maintenance import decide_maintenance
 
 Decider = Callable[[ClusterSnapshot], list[Action]]
 
@@ -32,7 +32,7 @@ def decide(snap: ClusterSnapshot, rules: Sequence[HARule] = ()) -> list[Action]:
     for part in parts(rules):
         more = part(snap)
         actions.extend(more)
-        snap = with_tasks(snap, [a.task for a in more if isinstance(a, QueueTask)])
+        snap = snap.with_tasks([a.task for a in more if isinstance(a, QueueTask)])
     return actions
 
 
@@ -41,6 +41,6 @@ def decide_with_ha(snap: ClusterSnapshot, ha: HAInputs, timing: HATiming
     """decide(), then HA over the snapshot with their tasks, so HA waits for a maintenance
     migration instead of acting on the same VM. Returns the HA state to persist as well."""
     actions: list[HAAction] = list(decide(snap, ha.rules))
-    snap = with_tasks(snap, [a.task for a in actions if isinstance(a, QueueTask)])
+    snap = snap.with_tasks([a.task for a in actions if isinstance(a, QueueTask)])
     ha_actions, state = decide_ha(snap, ha, timing)
     return actions + ha_actions, state

@@ -13,7 +13,7 @@ is listed as stuck until it changes or the operator enables maintenance again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel
@@ -65,14 +65,9 @@ def parallel_of(request: NodeRequest | None) -> int:
     return request.parallel if request and request.parallel else DEFAULT_PARALLEL
 
 
-def with_tasks(snap: ClusterSnapshot, tasks: list[Task]) -> ClusterSnapshot:
-    """snap as if tasks were queued: later choices in the same decision see their memory."""
-    return replace(snap, tasks=[*snap.tasks, *tasks]) if tasks else snap
-
-
 def _queue(plan: _Plan, snap: ClusterSnapshot, task: Task) -> ClusterSnapshot:
     plan.actions.append(QueueTask(task))
-    return with_tasks(snap, [task])
+    return snap.with_tasks([task])
 
 
 def _evac_base(node: str, vm: VM, request: NodeRequest) -> str:
