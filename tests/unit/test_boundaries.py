@@ -35,6 +35,7 @@ CORE = [
     "corral.manager.bulk",
     "corral.manager.housekeeping",
     "corral.agent.reconciler",
+    "corral.cluster.membership",
     "corral.pki.tokens",
     "corral.sim",
 ]

@@ -25,7 +25,7 @@ def cluster_ca() -> pki_ca.CA:
     return pki_ca.make_ca("prod")
 
 
-def verify(ca: pki_ca.CA, cert: x509.Certificate, name: x509.GeneralName) -> None:
+def verify(ca: pki_ca.CA, cert: x509.Certificate, name: x509.DNSName | x509.IPAddress) -> None:
     verifier = PolicyBuilder().store(Store([ca.cert])).build_server_verifier(name)
     verifier.verify(cert, [])
 

@@ -23,6 +23,9 @@ from corral.pki.files import TLSFiles
 # What etcd says while a learner is still behind: worth asking again.
 _NOT_READY = ("can only promote a learner member which is in sync with leader",
               "learner member not ready")
+# What etcd says when removing a voter would leave fewer voters that have been connected for
+# 5 s than a majority: for good while one is down, for a moment after a member (re)joined.
+_UNHEALTHY = ("unhealthy cluster",)
 RPC_TIMEOUT = 5.0
 
 
@@ -62,23 +65,34 @@ async def promote(store: Store, member_id: int, within: float = 60.0,
                   every: float = 0.5) -> list[Member]:
     """Make a learner a voter, asking again while etcd says it has not caught up, for at most
     `within` seconds. Returns the membership after the change."""
+    reply = await _until(store.client.clusterstub.MemberPromote,
+                         rpc.MemberPromoteRequest(ID=member_id),
+                         f"promote member {member_id:x}", _NOT_READY, within, every)
+    return [_member(m) for m in reply.members]
+
+
+async def remove(store: Store, member_id: int, within: float = 10.0,
+                 every: float = 0.5) -> list[Member]:
+    """Remove a member, asking again for at most `within` seconds while etcd says the
+    cluster is too unhealthy for it (it then keeps refusing while the removal would cost the
+    quorum). Returns the membership after the change."""
+    reply = await _until(store.client.clusterstub.MemberRemove,
+                         rpc.MemberRemoveRequest(ID=member_id),
+                         f"remove member {member_id:x}", _UNHEALTHY, within, every)
+    return [_member(m) for m in reply.members]
+
+
+async def _until(stub_method: Any, request: Any, what: str, transient: Sequence[str],
+                 within: float, every: float) -> Any:
+    """The call, asked again while etcd's refusal is one of `transient`, up to `within` s."""
     deadline = time.monotonic() + within
     while True:
         try:
-            reply = await _call(store.client.clusterstub.MemberPromote,
-                                rpc.MemberPromoteRequest(ID=member_id),
-                                f"promote member {member_id:x}")
-            return [_member(m) for m in reply.members]
+            return await _call(stub_method, request, what)
         except MembershipError as e:
-            if not any(s in str(e) for s in _NOT_READY) or time.monotonic() >= deadline:
+            if not any(s in str(e) for s in transient) or time.monotonic() >= deadline:
                 raise
         await asyncio.sleep(every)
-
-
-async def remove(store: Store, member_id: int) -> list[Member]:
-    reply = await _call(store.client.clusterstub.MemberRemove,
-                        rpc.MemberRemoveRequest(ID=member_id), f"remove member {member_id:x}")
-    return [_member(m) for m in reply.members]
 
 
 async def endpoint_status(endpoint: str, tls: TLSFiles | None = None,

@@ -75,12 +75,20 @@ def summarize(members: Sequence[Member], statuses: Sequence[EndpointStatus]) -> 
 
 def initial_cluster(members: Sequence[Member], new_id: int, new_name: str
                     ) -> list[tuple[str, str]]:
-    """The (name, peer URL) pairs a newly added member starts with: every started member and
-    itself (etcd refuses a member whose initial cluster misses one, or names the new one
-    differently than it starts as)."""
+    """The (name, peer URL) pairs a newly added member starts with: every member, itself
+    under the name it starts as. etcd refuses a joining member whose initial cluster has not
+    exactly the cluster's members, so another member that was added but never started (a join
+    that failed half-way) must be removed first: ValueError names it."""
     pairs: list[tuple[str, str]] = []
     for m in members:
         name = new_name if m.id == new_id else m.name
-        if name:
-            pairs += [(name, url) for url in m.peer_urls]
+        if not name:
+            raise ValueError(f"member {m.id:x} ({', '.join(m.peer_urls)}) was added but never "
+                             "started: remove it before another member joins")
+        pairs += [(name, url) for url in m.peer_urls]
     return pairs
+
+
+def never_started(members: Sequence[Member]) -> list[Member]:
+    """Members added but never started: what a join that failed half-way leaves behind."""
+    return [m for m in members if not m.started]
