@@ -4,6 +4,7 @@ and is promoted, member removal, and etcd's users named by certificate CN."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import tempfile
@@ -214,3 +215,26 @@ async def test_with_auth_on_a_host_writes_only_corral_keys_and_only_root_changes
         with pytest.raises(aetcd.exceptions.ClientError):
             await removed.client.put(b"/corral/n3", b"2")
     assert healthy(url, tls=pki.files("n1"))  # the health endpoint stays open to a member
+
+
+async def test_with_auth_on_a_host_does_what_an_agent_does_on_its_keys(
+        pki: PKI, own_member: EtcdMember, root_store: Store) -> None:
+    """Leases, lease-bound keys, transactions and watches under /corral/, as a host's
+    certificate (the CN is the user) over TLS."""
+    await etcd_auth.setup(root_store, hosts=["n1"])
+    async with Store([own_member.client_url], tls=pki.files("n1")) as host:
+        _, revision = await host.snapshot("/corral/nodes/")
+        watch = host.watch_prefix("/corral/nodes/", start_revision=revision + 1)
+        lease = await host.grant_lease(5)
+        await host.client.put(b"/corral/nodes/n1/alive", b"{}", lease=lease)
+        assert await host.refresh_lease(lease) > 0
+        t = host.client.transactions
+        ok, _ = await host.client.transaction(
+            compare=[t.version(b"/corral/nodes/n1/alive") > 0],
+            success=[t.put(b"/corral/nodes/n1/usage", b"{}")], failure=[])
+        assert ok
+        event = await asyncio.wait_for(anext(watch), 5.0)
+        assert event.key == "/corral/nodes/n1/alive"
+        await lease.revoke()
+        assert await host.client.get(b"/corral/nodes/n1/alive") is None
+        await watch.aclose()

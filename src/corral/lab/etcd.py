@@ -116,7 +116,9 @@ class MemberStatus:
 def member_status(client_url: str, timeout: float = 1.0,
                   tls: TLSFiles | None = None) -> MemberStatus | None:
     """What a member says of its cluster's leadership, or None when it does not answer or
-    knows no leader (an election is on)."""
+    knows no leader (an election is on). Over etcd's HTTP gateway, which etcd 3.4 refuses to a
+    client certificate once its authentication is on: there, `cluster.members.endpoint_status`
+    asks over gRPC."""
     try:
         r = httpx.post(f"{client_url}/v3/maintenance/status", json={}, timeout=timeout,
                        **_client_kwargs(tls))
