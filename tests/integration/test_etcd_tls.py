@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import ssl
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -131,14 +132,25 @@ async def test_a_plain_grpc_client_is_refused(shared_member: EtcdMember) -> None
             await store.client.get(b"/corral/tls-test")
 
 
-@pytest.mark.usefixtures("no_retry")
-async def test_a_client_certificate_of_another_ca_is_refused(
+def foreign_files(pki: PKI) -> TLSFiles:
+    return TLSFiles(ca=pki.dir / "ca.crt", cert=pki.dir / "foreign.crt",
+                    key=pki.dir / "foreign.key")
+
+
+def test_over_https_a_certificate_of_another_ca_or_none_is_refused(
         pki: PKI, shared_member: EtcdMember) -> None:
-    foreign = TLSFiles(ca=pki.dir / "ca.crt", cert=pki.dir / "foreign.crt",
-                       key=pki.dir / "foreign.key")
     assert healthy(shared_member.client_url, tls=pki.files("n1"))
-    assert not healthy(shared_member.client_url, tls=foreign)
-    async with Store([shared_member.client_url], timeout=1.0, tls=foreign) as store:
+    assert not healthy(shared_member.client_url, tls=foreign_files(pki))
+    # Trusting the cluster CA but showing no certificate at all is refused as well.
+    no_cert = ssl.create_default_context(cafile=str(pki.dir / "ca.crt"))
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{shared_member.client_url}/health", verify=no_cert, timeout=2.0)
+
+
+@pytest.mark.usefixtures("no_retry")
+async def test_over_grpc_a_client_certificate_of_another_ca_is_refused(
+        pki: PKI, shared_member: EtcdMember) -> None:
+    async with Store([shared_member.client_url], timeout=1.0, tls=foreign_files(pki)) as store:
         with pytest.raises(aetcd.exceptions.ClientError):
             await store.client.get(b"/corral/tls-test")
 
@@ -160,9 +172,12 @@ async def test_a_learner_joins_is_promoted_once_caught_up_and_is_removed(
         async with Store([joiner.client_url], tls=pki.files("n3")) as via_joiner:
             kv = await via_joiner.client.get(b"/corral/before-join")
             assert kv is not None and kv.value == b"x" * 1000
+        dead = f"https://127.0.0.1:{free_port()}"
         statuses = await members.endpoint_statuses(
-            [own_member.client_url, joiner.client_url], tls=pki.files("root"))
-        assert all(s is not None for s in statuses)
+            [own_member.client_url, joiner.client_url, dead], tls=pki.files("root"))
+        assert statuses[2] is None and all(s is not None for s in statuses[:2])
+        assert {s.is_learner for s in statuses[:2] if s} == {False}
+        assert len({s.leader for s in statuses[:2] if s}) == 1
         summary = summarize(await members.list_members(root_store),
                             [s for s in statuses if s is not None])
         assert set(summary.voters) == {"n1", "n2"} and summary.learners == ()

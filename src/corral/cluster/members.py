@@ -16,9 +16,19 @@ from typing import Any
 import grpc
 from aetcd import rpc
 
-from corral.cluster.membership import EndpointStatus, Member
+from corral.cluster.membership import (  # the pure side, here for those who list members
+    EndpointStatus,
+    Member,
+    Summary,
+    quorum,
+    summarize,
+)
 from corral.cluster.store import Store
 from corral.pki.files import TLSFiles
+
+__all__ = ["EndpointStatus", "Member", "MembershipError", "Summary", "add_learner",
+           "endpoint_status", "endpoint_statuses", "list_members", "promote", "quorum",
+           "remove", "summarize"]
 
 # What etcd says while a learner is still behind: worth asking again.
 _NOT_READY = ("can only promote a learner member which is in sync with leader",
