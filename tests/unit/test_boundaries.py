@@ -35,6 +35,8 @@ CORE = [
     "corral.manager.bulk",
     "corral.manager.housekeeping",
     "corral.agent.reconciler",
+    "corral.cluster.membership",
+    "corral.pki.tokens",
     "corral.sim",
 ]
 

@@ -19,6 +19,8 @@ import aetcd
 import aetcd.exceptions
 import aetcd.transactions
 import aetcd.utils
+import aetcd.watcher
+import grpc
 from aetcd import rpc
 from pydantic import BaseModel
 
@@ -26,6 +28,7 @@ from corral.cluster import keys, records
 from corral.cluster.models import VM, Node, Placement, StorageConfig, Task, VMConfig, VMRuntime
 from corral.cluster.records import dump, load_or_raise
 from corral.cluster.snapshot import ClusterSnapshot, snapshot_from
+from corral.pki.files import TLSFiles
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -65,10 +68,49 @@ class _RetryingClient:
         return call
 
 
+# gRPC dials a list of addresses, so there is no one host name to check a member's certificate
+# against: every member's certificate names this one (a DNS SAN), and the client checks that.
+ETCD_TLS_NAME = "corral-etcd"
+
+
+class _TLSClient(aetcd.Client):  # type: ignore[misc]
+    """aetcd's client over TLS: aetcd 1.0.0 dials only insecure channels. The same wiring as
+    aetcd's `connect` (user/password authentication aside: the certificate's CN is the user),
+    over a secure channel."""
+
+    _is_connecting: bool
+    _connected: asyncio.Event
+
+    def __init__(self, credentials: grpc.ChannelCredentials, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._credentials = credentials
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        if self._is_connecting:  # another task is connecting: wait for it
+            await asyncio.wait_for(self._connected.wait(), self._connect_wait_timeout)
+            return
+        try:
+            self._is_connecting = True
+            self.channel = rpc.secure_channel(f"{self._host}:{self._port}", self._credentials,
+                                              options=list(self._options.items()))
+            self.auth_stub = rpc.AuthStub(self.channel)
+            self.kvstub = rpc.KVStub(self.channel)
+            self.clusterstub = rpc.ClusterStub(self.channel)
+            self.leasestub = rpc.LeaseStub(self.channel)
+            self.maintenancestub = rpc.MaintenanceStub(self.channel)
+            self._watcher = aetcd.watcher.Watcher(rpc.WatchStub(self.channel),
+                                                  timeout=self._timeout, metadata=self.metadata)
+            self._connected.set()
+        finally:
+            self._is_connecting = False
+
+
 def _target(endpoints: Sequence[str]) -> tuple[str, int]:
     """aetcd dials "<host>:<port>"; gRPC's ipv4 resolver takes a comma list, so the client fails
     over between etcd members when one goes down."""
-    addrs = [e.removeprefix("http://") for e in endpoints]
+    addrs = [e.removeprefix("http://").removeprefix("https://") for e in endpoints]
     if not addrs:
         raise ValueError("at least one etcd endpoint is needed")
     host, _, port = addrs[-1].rpartition(":")
@@ -104,26 +146,32 @@ class WatchEvent:
 
 
 class Store:
-    def __init__(self, endpoints: Sequence[str], timeout: float = 5.0) -> None:
+    def __init__(self, endpoints: Sequence[str], timeout: float = 5.0,
+                 tls: TLSFiles | None = None) -> None:
+        """`tls`: the CA to trust and the certificate to present; etcd then takes the
+        certificate's CN as the user (when its authentication is on)."""
         host, port = _target(endpoints)
         self.endpoints = list(endpoints)
-        self.client: Any = _RetryingClient(aetcd.Client(
-            host=host,
-            port=port,
-            timeout=timeout,
-            options={
-                "grpc.lb_policy_name": "round_robin",
-                "grpc.initial_reconnect_backoff_ms": 200,
-                "grpc.max_reconnect_backoff_ms": 1000,
-                # A member cut off by the network (no RST) must drop out of the round robin
-                # within seconds, not after TCP gives up. 5 s is the most often etcd's default
-                # --grpc-keepalive-min-time allows.
-                "grpc.keepalive_time_ms": 5000,
-                "grpc.keepalive_timeout_ms": 1000,
-                "grpc.keepalive_permit_without_calls": 1,
-                "grpc.http2.max_pings_without_data": 0,
-            },
-        ))
+        self.tls = tls
+        options: dict[str, Any] = {
+            "grpc.lb_policy_name": "round_robin",
+            "grpc.initial_reconnect_backoff_ms": 200,
+            "grpc.max_reconnect_backoff_ms": 1000,
+            # A member cut off by the network (no RST) must drop out of the round robin
+            # within seconds, not after TCP gives up. 5 s is the most often etcd's default
+            # --grpc-keepalive-min-time allows.
+            "grpc.keepalive_time_ms": 5000,
+            "grpc.keepalive_timeout_ms": 1000,
+            "grpc.keepalive_permit_without_calls": 1,
+            "grpc.http2.max_pings_without_data": 0,
+        }
+        if tls is None:
+            client = aetcd.Client(host=host, port=port, timeout=timeout, options=options)
+        else:
+            options["grpc.ssl_target_name_override"] = ETCD_TLS_NAME
+            client = _TLSClient(tls.grpc_credentials(), host=host, port=port, timeout=timeout,
+                                options=options)
+        self.client: Any = _RetryingClient(client)
 
     async def __aenter__(self) -> Store:
         await self.client.connect()

@@ -1,14 +1,25 @@
-"""etcd members for a lab cluster (and for the test suite): command lines and health checks."""
+"""etcd members for a lab cluster (and for the test suite): command lines and health checks.
+
+Without TLS files a member speaks plain HTTP (the lab and the test suite as they were); with
+them, client and peer URLs are https and both sides must present a certificate of the
+cluster CA (mutual TLS).
+"""
 
 from __future__ import annotations
 
 import shutil
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import httpx
+
+from corral.pki.files import TLSFiles
+
+ClusterState = Literal["new", "existing"]
 
 
 @dataclass(frozen=True)
@@ -18,18 +29,30 @@ class EtcdMember:
     client_port: int
     peer_port: int
     host: str = "127.0.0.1"
+    tls: TLSFiles | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.host}:{self.client_port}"
+        return f"{self.scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://{self.host}:{self.peer_port}"
+        return f"{self.scheme}://{self.host}:{self.peer_port}"
 
-    def command(self, members: list[EtcdMember], token: str = "corral-lab") -> list[str]:
+    def command(self, members: Sequence[EtcdMember], token: str = "corral-lab",
+                state: ClusterState = "new",
+                initial_cluster: Sequence[tuple[str, str]] | None = None) -> list[str]:
+        """The member's command line. `members` make the initial cluster, unless
+        `initial_cluster` gives it as (name, peer URL) pairs: a member joining a running
+        cluster (state "existing") lists the members etcd reported when it was added."""
         binary = shutil.which("etcd") or "/usr/bin/etcd"
-        cluster = ",".join(f"{m.name}={m.peer_url}" for m in members)
+        pairs = (initial_cluster if initial_cluster is not None
+                 else [(m.name, m.peer_url) for m in members])
+        cluster = ",".join(f"{name}={url}" for name, url in pairs)
         # An existing data dir carries the membership; --initial-* flags are then ignored.
         return [
             binary,
@@ -41,7 +64,7 @@ class EtcdMember:
             "--initial-advertise-peer-urls", self.peer_url,
             "--initial-cluster", cluster,
             "--initial-cluster-token", token,
-            "--initial-cluster-state", "new",
+            "--initial-cluster-state", state,
             # Small clusters on one machine: quick elections, a small snapshot interval.
             "--heartbeat-interval", "100",
             "--election-timeout", "1000",
@@ -55,12 +78,29 @@ class EtcdMember:
             "--logger", "zap",
             "--log-outputs", "stderr",
             "--log-level", "warn",
+            *self._tls_flags(),
+        ]
+
+    def _tls_flags(self) -> list[str]:
+        if self.tls is None:
+            return []
+        ca, cert, key = str(self.tls.ca), str(self.tls.cert), str(self.tls.key)
+        # One certificate for both sides: it serves clients and peers, and is this member's
+        # client certificate towards its peers.
+        return [
+            "--client-cert-auth", "--trusted-ca-file", ca, "--cert-file", cert, "--key-file", key,
+            "--peer-client-cert-auth", "--peer-trusted-ca-file", ca,
+            "--peer-cert-file", cert, "--peer-key-file", key,
         ]
 
 
-def healthy(client_url: str, timeout: float = 1.0) -> bool:
+def _client_kwargs(tls: TLSFiles | None) -> dict[str, Any]:
+    return tls.httpx_kwargs() if tls else {}
+
+
+def healthy(client_url: str, timeout: float = 1.0, tls: TLSFiles | None = None) -> bool:
     try:
-        r = httpx.get(f"{client_url}/health", timeout=timeout)
+        r = httpx.get(f"{client_url}/health", timeout=timeout, **_client_kwargs(tls))
         return r.status_code == 200 and r.json().get("health") in ("true", True)
     except (httpx.HTTPError, ValueError):
         return False
@@ -73,11 +113,15 @@ class MemberStatus:
     term: int  # raft term: a new one for every election
 
 
-def member_status(client_url: str, timeout: float = 1.0) -> MemberStatus | None:
+def member_status(client_url: str, timeout: float = 1.0,
+                  tls: TLSFiles | None = None) -> MemberStatus | None:
     """What a member says of its cluster's leadership, or None when it does not answer or
-    knows no leader (an election is on)."""
+    knows no leader (an election is on). Over etcd's HTTP gateway, which etcd 3.4 refuses to a
+    client certificate once its authentication is on: there, `cluster.members.endpoint_status`
+    asks over gRPC."""
     try:
-        r = httpx.post(f"{client_url}/v3/maintenance/status", json={}, timeout=timeout)
+        r = httpx.post(f"{client_url}/v3/maintenance/status", json={}, timeout=timeout,
+                       **_client_kwargs(tls))
         data = r.json() if r.status_code == 200 else {}
         header = data.get("header", {})
         status = MemberStatus(str(header.get("member_id", "")), str(data.get("leader", "")),
@@ -87,11 +131,12 @@ def member_status(client_url: str, timeout: float = 1.0) -> MemberStatus | None:
     return status if status.member and status.leader not in ("", "0") else None
 
 
-def wait_healthy(client_urls: list[str], timeout: float = 30.0) -> None:
+def wait_healthy(client_urls: list[str], timeout: float = 30.0,
+                 tls: TLSFiles | None = None) -> None:
     """Wait until at least one member reports a healthy cluster (it has a leader)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(healthy(u) for u in client_urls):
+        if any(healthy(u, tls=tls) for u in client_urls):
             return
         time.sleep(0.2)
     raise TimeoutError(f"etcd at {', '.join(client_urls)} not healthy after {timeout:.0f}s")

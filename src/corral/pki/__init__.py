@@ -1,0 +1,1 @@
+"""The cluster's trust: its CA, host certificates, join tokens and the TLS files a client uses."""
