@@ -64,7 +64,11 @@ Events (`at T ...`); a host may be `all` (the host events) or `leader` (the mana
                                              # epoch; every other member is out: the store
                                              # answers none of them (no lease, nothing
                                              # starts) until it rejoins; refused while n1
-                                             # reaches a majority
+                                             # reaches a majority (and, the simulator
+                                             # having one store, ignored while a majority
+                                             # lives out of n1's reach: two clusters); no
+                                             # storage is modelled, so HA may recover
+                                             # every HA VM on n1
     at 12 rejoin n2                          # an out host or witness joins again, clean
                                              # (its old etcd data wiped): a voter again,
                                              # its agent restarts
