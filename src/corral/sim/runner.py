@@ -441,6 +441,7 @@ class Run:
         while w.t <= self.until + 1e-9:
             while events and events[0][0] <= w.t + 1e-9:
                 self.event(events.pop(0)[1])
+                w.refresh_store()  # what the event changed holds for the next one
             w.leases_and_watchdogs()
             w.agents()
             if w.t >= next_manager - 1e-9:
