@@ -27,22 +27,32 @@ class SimManager:
         # A new term per leader change, as etcd's revision of the election key: the new
         # leader measures every wait afresh.
         self.term = 0
+        self.epoch = world.members.epoch  # the cluster epoch the leader was elected in
 
     def elect(self) -> str | None:
         """The election key is bound to the leader's lease: while that lives, the leader
-        stays; then the first connected host takes it."""
+        stays; then the first connected host takes it. Only a host the store answers can
+        win, so without quorum nobody does. A new cluster epoch (the override) is a new
+        election: the survivor's data is a new cluster."""
         w, s = self.world, self.world.store
-        if s.leader is not None and w.alive(s.leader):
+        fresh = self.epoch != w.members.epoch
+        if not fresh and s.leader is not None and w.alive(s.leader):
             return s.leader
         candidates = sorted(h.name for h in w.hosts.values() if h.connected)
         new = candidates[0] if candidates else None
-        if new != s.leader:
+        if fresh and new is not None:
+            w.say(f"manager: {new} is leader in epoch {w.members.epoch} "
+                  f"(was {s.leader or 'nobody'})")
+            s.leader, self.epoch = new, w.members.epoch
+            self.term += 1
+        elif new != s.leader:
             w.say(f"manager: {new or 'nobody'} is leader (was {s.leader or 'nobody'})")
             s.leader = new
             self.term += 1
         return new
 
     def step(self) -> None:
+        self.world.refresh_store()
         leader = self.elect()
         if leader is None or not self.world.hosts[leader].connected:
             return  # a leader cut off from etcd cannot read or write

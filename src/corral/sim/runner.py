@@ -4,9 +4,10 @@ manager, and checks the expectations and the invariants after every tick:
   fires, so a recovery before fencing shows up here; a hung QEMU still runs);
 - configs-kept: no VM config is lost;
 - ha-bound: an HA VM meant to be started is not down longer than the bound, counting only
-  the time while some host could run it (online, not in maintenance nor shutting down, with
-  the memory, allowed by the VM's strict rules and able to start it) and HA is not waiting
-  for its host on purpose (`freeze`: a clean shutdown under policy freeze).
+  the time while the store has quorum, some host could run it (online, not in maintenance
+  nor shutting down, with the memory, allowed by the VM's strict rules and able to start it)
+  and HA is not waiting for its host on purpose (`freeze`: a clean shutdown under policy
+  freeze).
 
 The log (`Result.log`) is the scenario's golden record: events, what agents, watchdogs and
 leases did, the manager's actions, HA state changes, checks and invariant failures, on the
@@ -28,10 +29,18 @@ from corral.ha.models import (
 )
 from corral.ha.placement import rule_breach
 from corral.scheduler.capacity import migration_refusal
-from corral.sim import shutdown
+from corral.sim import quorum, shutdown
 from corral.sim.manager import SimManager
-from corral.sim.scenario import Line, Scenario, ScenarioError, rule_of
-from corral.sim.world import Host, World, vm_list
+from corral.sim.scenario import (
+    HOST_EVENTS,
+    MACHINE_EVENTS,
+    Line,
+    Scenario,
+    ScenarioError,
+    rule_of,
+    sides_of,
+)
+from corral.sim.world import Host, Witness, World, vm_list
 
 DT = 0.5
 MANAGER_EVERY = 1.0
@@ -93,8 +102,13 @@ class Run:
             old = w.hosts.get(args[0])
             memory = int(ln.opt("memory", str(old.memory_mb if old else 4096)))
             wd = ln.opts.get("watchdog")
+            voter = ln.opt("voter", "yes" if old is None or args[0] in w.members.voters
+                           else "no") == "yes"
             w.add_host(args[0], memory,
-                       watchdog=float(wd) if wd is not None else old.watchdog if old else None)
+                       watchdog=float(wd) if wd is not None else old.watchdog if old else None,
+                       voter=voter)
+        elif head == "witness":
+            w.add_witness(args[0])
         elif head == "vm":
             vmid, node = int(args[0]), args[2]
             policy = cast(Literal["migrate", "stay", "stop"], ln.opt("maintenance", "migrate"))
@@ -131,10 +145,25 @@ class Run:
         w, s = self.world, self.world.store
         verb, args = ln.words[0], ln.words[1:]
         w.say(f"event: {ln.text}")
-        if verb in ("power-off", "power-on", "net-off", "net-on", "cut-store", "cut-peers",
-                    "heal", "agent-restart", "agent-freeze", "agent-thaw", "fence-confirm"):
+        if verb in MACHINE_EVENTS and args[0] in w.witnesses:
+            self.witness_event(verb, w.witnesses[args[0]])
+        elif verb in HOST_EVENTS:
             for name in self.hosts_of(ln, args[0]):
                 self.host_event(ln, verb, w.hosts[name])
+            if verb in MACHINE_EVENTS and args[0] == "all":
+                for name in sorted(w.witnesses):
+                    self.witness_event(verb, w.witnesses[name])
+        elif verb == "partition":
+            # The first side (0) also holds every machine the line does not name.
+            sides = {name: i for i, side in enumerate(sides_of(ln)) for name in side}
+            for h in w.hosts.values():
+                h.side = sides.get(h.name, 0)
+            for wit in w.witnesses.values():
+                wit.side = sides.get(wit.name, 0)
+        elif verb == "expected":
+            w.override(w.hosts[args[0]])
+        elif verb == "rejoin":
+            w.rejoin(args[0])
         elif verb == "maintenance":
             s.requests[args[0]] = NodeRequest(maintenance=args[1] == "on", requested_at=w.t)
         elif verb == "crash":
@@ -226,6 +255,8 @@ class Run:
             w.power_on(h)
         elif verb in ("net-off", "net-on", "heal"):
             h.reaches_store = h.reaches_peers = verb != "net-off"
+            if verb != "net-off":
+                h.side = 0
         elif verb == "cut-store":
             h.reaches_store = False
         elif verb == "cut-peers":
@@ -247,6 +278,18 @@ class Run:
             # knew, and its lease renewal finds out whether the lease outlived the freeze.
             h.agent_up, h.frozen = True, False
             w.say(f"{h.name}: thawed; continues where it stopped")
+
+    def witness_event(self, verb: str, wit: Witness) -> None:
+        """A witness has power and a link, nothing else: its etcd member runs while it is on,
+        and a power-on brings it back at once."""
+        if verb == "power-off":
+            wit.powered = False
+        elif verb == "power-on":
+            wit.powered = True
+        elif verb == "cut-store" or verb == "net-off":
+            wit.reaches_store = False
+        else:  # net-on, heal
+            wit.reaches_store, wit.side = True, 0
 
     # --- checks ----------------------------------------------------------------------------
 
@@ -293,6 +336,19 @@ class Run:
             got = s.leader or "nobody"
             if not matches(args[0], got):
                 return f"leader is {got}"
+        elif what == "quorum":
+            m, machines = w.members, w.machines()
+            held = quorum.answers(args[0], m, machines) if len(args) == 2 else \
+                quorum.has_quorum(m, machines)
+            if held != (args[-1] == "yes"):
+                whom = f"the store answers {args[0]}" if len(args) == 2 else \
+                    "a majority of voters " + quorum.names(m.voters) + " reach each other"
+                return whom if held else "not: " + whom
+        elif what == "member":
+            got = "voter" if args[0] in w.members.voters else \
+                "out" if args[0] in w.members.out else "client"
+            if not matches(args[1], got):
+                return f"it is {got}"
         else:
             raise ScenarioError(f"line {ln.number}: unknown expectation '{ln.text}'")
         return None
@@ -369,7 +425,7 @@ class Run:
                 # HA waits for its host on purpose (a clean shutdown under way, or done under
                 # policy freeze): not down "while a host could run it"; the count pauses.
                 continue
-            if self.could_run(vmid):
+            if w.has_quorum() and self.could_run(vmid):
                 self.down[vmid] = self.down.get(vmid, 0.0) + DT
                 if self.down[vmid] > self.bound:
                     self.fail(f"ha-bound: HA VM {vmid} down longer than {self.bound:g}s "
@@ -385,6 +441,7 @@ class Run:
         while w.t <= self.until + 1e-9:
             while events and events[0][0] <= w.t + 1e-9:
                 self.event(events.pop(0)[1])
+                w.refresh_store()  # what the event changed holds for the next one
             w.leases_and_watchdogs()
             w.agents()
             if w.t >= next_manager - 1e-9:

@@ -7,11 +7,14 @@ Set-up:
                  [start-timeout=30] [stable-after=60] [failback-hold=60]
                                              # failback-hold: how long a preferred host
                                              # stays online before its VMs move back
-    node n4 [memory=1024] [watchdog=8]       # another host, or other facts for one; its
+    node n4 [memory=1024] [watchdog=8] [voter=no]
+                                             # another host, or other facts for one; its
                                              # watchdog kills its VMs 8 s after the last
                                              # renewal (and it publishes 8); watchdog=0: no
                                              # watchdog, only a confirmed power-off frees
-                                             # its VMs
+                                             # its VMs; voter=no: it runs no etcd voter
+                                             # (only a client of the others')
+    witness w                                # an etcd voter with no agent and no VMs
     vm 100 on n1 [memory=512] [stopped] [ha=started|stopped|disabled|ignored]
                  [max-restart=1] [max-relocate=1] [maintenance=migrate|stay|stop]
     rule anti web-apart 101,102              # never on one host
@@ -30,6 +33,12 @@ Set-up:
                                              # + margin + 10)
     allow-down 103[,104]                     # no down-time bound for these VMs
 
+The store (etcd) answers a host only while that host reaches a majority of the voters
+(every host unless voter=no, and every witness): its own member counts while it runs,
+another machine's while neither end is off or cut (cut-store, net-off) and both are on one
+side of a partition. With no majority on any side nobody renews a lease and no manager acts;
+a host cut off from the majority is a host cut from the store.
+
 Events (`at T ...`); a host may be `all` (the host events) or `leader` (the manager's host):
 
     at 12 power-off n2 | power-on n2
@@ -43,6 +52,26 @@ Events (`at T ...`); a host may be `all` (the host events) or `leader` (the mana
     at 12 agent-thaw n2                      # SIGCONT: the same process continues where
                                              # it stopped, its lease possibly gone
     at 12 fence-confirm n2                   # a fence agent powered it off and says so
+    at 12 power-off w | power-on w | net-off w | net-on w | cut-store w | heal w
+                                             # a witness too (`all` names the witnesses as
+                                             # well for these)
+    at 12 partition n1,n2 n3,w               # two sides or more that reach nobody across
+                                             # (etcd, migrations); the first side also holds
+                                             # every machine not named; `heal n3` brings n3
+                                             # back to the first side
+    at 12 expected n1 1                      # the override on a lone survivor: the store
+                                             # becomes a one-member cluster of n1 in a new
+                                             # epoch; every other member is out: the store
+                                             # answers none of them (no lease, nothing
+                                             # starts) until it rejoins; refused while n1
+                                             # reaches a majority (and, the simulator
+                                             # having one store, ignored while a majority
+                                             # lives out of n1's reach: two clusters); no
+                                             # storage is modelled, so HA may recover
+                                             # every HA VM on n1
+    at 12 rejoin n2                          # an out host or witness joins again, clean
+                                             # (its old etcd data wiped): a voter again,
+                                             # its agent restarts
     at 12 maintenance n2 on|off
     at 12 shutdown n2 [reboot|poweroff] [back=20] [timeout=120] [stop-timeout=30]
                                              # a clean host shutdown (default poweroff;
@@ -78,6 +107,9 @@ during T1 T2 ...`, any of these); `!x` means "anything but x":
     expect at 40 vm 100 ha error | vm 100 ha !error      # any VM HA status, or none
     expect at 40 node n2 fenced | node n2 !fenced        # any node HA status, or none
     expect at 40 leader n1 | leader !n1
+    expect at 40 quorum yes|no               # some side holds a majority of the voters
+    expect at 40 quorum n1 yes|no            # the store answers n1 (its `cluster status`)
+    expect at 40 member n2 voter|out|client  # in the store's membership (client: voter=no)
     expect during 10 40 node n2 !fenced              # at no tick from 10 to 40
     expect during 10 40 vm 100 never-started-on n2   # no QEMU of VM 100 comes up on n2
     expect during 10 40 vm 100 never-started         # ... nor on any host (windows only)
@@ -150,6 +182,10 @@ SHUTDOWN_POLICIES = tuple(p.value for p in ShutdownPolicy)
 SHUTDOWN_OPTS = ("back", "timeout", "stop-timeout")
 HOST_EVENTS = ("power-off", "power-on", "net-off", "net-on", "cut-store", "cut-peers", "heal",
                "agent-restart", "agent-freeze", "agent-thaw", "fence-confirm")
+# The host events a witness has too: it is a machine with power and links, and no agent.
+MACHINE_EVENTS = ("power-off", "power-on", "net-off", "net-on", "cut-store", "heal")
+MEMBER_STATES = ("voter", "out", "client")
+RESERVED = ("all", "leader", "nobody")
 CLUSTER_OPTS = ("nodes", "memory", "ttl", "watchdog", "margin", "run", "start-timeout",
                 "stable-after", "failback-hold")
 
@@ -157,8 +193,10 @@ CLUSTER_OPTS = ("nodes", "memory", "ttl", "watchdog", "margin", "run", "start-ti
 class _Checker:
     """Reads one statement's words; every complaint names the line."""
 
-    def __init__(self, line: Line, text: str, hosts: set[str]) -> None:
+    def __init__(self, line: Line, text: str, hosts: set[str],
+                 witnesses: set[str] | None = None) -> None:
         self.line, self.text, self.hosts = line, text, hosts
+        self.witnesses = witnesses if witnesses is not None else set()
 
     def error(self, what: str) -> ScenarioError:
         return ScenarioError(f"line {self.line.number}: {what} in '{self.text}'")
@@ -194,8 +232,19 @@ class _Checker:
         name = word[1:] if word.startswith("!") else word
         if special and word in ("all", "leader"):
             return
+        if name in self.witnesses:
+            raise self.error(f"'{name}' is a witness (no agent, no VMs), not a host")
         if name not in self.hosts:
             raise self.error(f"no host '{name}' (hosts: {', '.join(sorted(self.hosts))})")
+
+    def machine(self, word: str, special: bool = False) -> None:
+        """A host or a witness."""
+        if special and word == "all" or word in self.witnesses:
+            return
+        if self.witnesses and word not in self.hosts and word not in ("all", "leader"):
+            known = ", ".join(sorted(self.hosts | self.witnesses))
+            raise self.error(f"no host or witness '{word}' (known: {known})")
+        self.host(word, special)
 
     def one_of(self, word: str, choices: Iterable[str], what: str, negate: bool = False
                ) -> None:
@@ -279,8 +328,20 @@ def _check_setup(c: _Checker) -> None:
         c.option_numbers(*CLUSTER_OPTS)
     elif head == "node":
         c.arity(2)
-        c.opts(("memory", "watchdog"))
+        if args[0] in c.witnesses:
+            raise c.error(f"'{args[0]}' is a witness already")
+        c.opts(("memory", "watchdog", "voter"))
         c.option_numbers("memory", "watchdog")
+        if "voter" in ln.opts:
+            c.one_of(ln.opts["voter"], ("yes", "no"), "voter=")
+    elif head == "witness":
+        c.arity(2)
+        c.opts(())
+        name = args[0]
+        if name in c.hosts or name in c.witnesses:
+            raise c.error(f"'{name}' is a {'host' if name in c.hosts else 'witness'} already")
+        if name in RESERVED or name.startswith("!") or not name.replace("-", "").isalnum():
+            raise c.error(f"'{name}' cannot name a witness")
     elif head == "vm":
         c.arity(4, 5)
         c.number(args[0], "VM id", integer=True)
@@ -317,7 +378,10 @@ def _check_event(c: _Checker) -> None:
     verb, args = ln.words[0], ln.words[1:]
     if verb in HOST_EVENTS:
         c.arity(2)
-        c.host(args[0], special=True)
+        if verb in MACHINE_EVENTS:
+            c.machine(args[0], special=True)
+        else:
+            c.host(args[0], special=True)
         c.opts(("for",) if verb == "agent-restart" else ())
         c.option_numbers("for")
     elif verb == "maintenance":
@@ -353,10 +417,42 @@ def _check_event(c: _Checker) -> None:
     elif verb == "rule":
         _check_rule(c)
         return
+    elif verb == "partition":
+        _check_partition(c)
+    elif verb == "expected":
+        c.arity(3)
+        c.host(args[0])
+        if args[1] != "1":
+            raise c.error(f"expected votes '{args[1]}' is not 1 (the override makes a "
+                          "one-member cluster)")
+    elif verb == "rejoin":
+        c.arity(2)
+        c.machine(args[0])
     else:
         raise c.error(f"unknown event '{verb}'")
     if verb not in HOST_EVENTS:
         c.opts(())
+
+
+def sides_of(ln: Line) -> list[list[str]]:
+    """The sides a checked `partition` line names."""
+    return [side.split(",") for side in ln.words[1:]]
+
+
+def _check_partition(c: _Checker) -> None:
+    """`partition A,B C ...`: each word a side, its machines (hosts, witnesses) by commas;
+    two sides at least."""
+    if len(c.line.words) < 3:
+        raise c.error("expected 'partition SIDE SIDE [SIDE ...]' (a side: NAME[,NAME...])")
+    seen: set[str] = set()
+    for side in sides_of(c.line):
+        for name in side:
+            if not name:
+                raise c.error("an empty name in a side")
+            c.machine(name)
+            if name in seen:
+                raise c.error(f"'{name}' is on two sides")
+            seen.add(name)
 
 
 def _check_host_shutdown(c: _Checker) -> None:
@@ -410,6 +506,15 @@ def _check_expect(c: _Checker, window: bool) -> None:
         c.arity(2)
         if args[0] not in ("nobody", "!nobody"):
             c.host(args[0])
+    elif what == "quorum":
+        c.arity(2, 3)
+        if len(args) == 2:
+            c.host(args[0])
+        c.one_of(args[-1], ("yes", "no"), "quorum")
+    elif what == "member":
+        c.arity(3)
+        c.machine(args[0])
+        c.one_of(args[1], MEMBER_STATES, "member state", negate=True)
     else:
         raise c.error(f"unknown expectation '{what}'")
 
@@ -418,6 +523,9 @@ def parse(text: str, name: str = "scenario") -> Scenario:
     sc = Scenario(name)
     comments: list[str] = []
     hosts: set[str] = set()
+    witnesses: set[str] = set()
+    voters: dict[str, bool] = {}  # each host and witness: runs an etcd voter
+    last_non_voter = 0
     started = False
     for number, raw in enumerate(text.splitlines(), 1):
         body, _, comment = raw.partition("#")
@@ -429,20 +537,20 @@ def parse(text: str, name: str = "scenario") -> Scenario:
         line = _split(number, body)
         head = line.words[0] if line.words else ""
         shown = body.strip()
-        c = _Checker(line, shown, hosts)
+        c = _Checker(line, shown, hosts, witnesses)
         if head == "at":
             if len(line.words) < 3:
                 raise c.error("expected 'at T EVENT'")
             at = c.number(line.words[1], "time")
             ev = Line(number, line.words[2:], line.opts)
-            _check_event(_Checker(ev, shown, hosts))
+            _check_event(_Checker(ev, shown, hosts, witnesses))
             sc.events.append((at, ev))
         elif head == "expect" and len(line.words) >= 3 and line.words[1] == "at":
             at = c.number(line.words[2], "time")
             ex = Line(number, line.words[3:], line.opts)
             if not ex.words:
                 raise c.error("nothing to expect")
-            _check_expect(_Checker(ex, shown, hosts), window=False)
+            _check_expect(_Checker(ex, shown, hosts, witnesses), window=False)
             sc.expects.append((at, ex))
         elif head == "expect" and len(line.words) >= 4 and line.words[1] == "during":
             t1, t2 = c.number(line.words[2], "start"), c.number(line.words[3], "end")
@@ -451,10 +559,10 @@ def parse(text: str, name: str = "scenario") -> Scenario:
             ex = Line(number, line.words[4:], line.opts)
             if not ex.words:
                 raise c.error("nothing to expect")
-            _check_expect(_Checker(ex, shown, hosts), window=True)
+            _check_expect(_Checker(ex, shown, hosts, witnesses), window=True)
             sc.windows.append(Window(t1, t2, ex))
-        elif head in ("cluster", "node", "vm", "rule", "maintenance", "bound", "allow-down",
-                      "shutdown-policy"):
+        elif head in ("cluster", "node", "witness", "vm", "rule", "maintenance", "bound",
+                      "allow-down", "shutdown-policy"):
             if head != "cluster" and not sc.setup:
                 raise c.error("the first statement must be 'cluster'")
             if head == "cluster" and sc.setup:
@@ -463,13 +571,25 @@ def parse(text: str, name: str = "scenario") -> Scenario:
             if head == "cluster":
                 count = int(c.number(line.opt("nodes", "3"), "nodes=", integer=True))
                 hosts.update(f"n{i}" for i in range(1, count + 1))
+                last_non_voter = number
+                voters.update({f"n{i}": True for i in range(1, count + 1)})
             elif head == "node":
                 hosts.add(line.words[1])
+                voters[line.words[1]] = line.opt("voter", "yes" if voters.get(
+                    line.words[1], True) else "no") == "yes"
+                if not voters[line.words[1]]:
+                    last_non_voter = number
+            elif head == "witness":
+                witnesses.add(line.words[1])
+                voters[line.words[1]] = True
             sc.setup.append(line)
         else:
             raise c.error("cannot read this line")
     if not sc.setup:
         raise ScenarioError("no `cluster` line")
+    if not any(voters.values()):
+        raise ScenarioError(f"line {last_non_voter}: no etcd voter is left (every host has "
+                            "voter=no and there is no witness)")
     sc.description = " ".join(comments)
     sc.events.sort(key=lambda e: e[0])
     return sc

@@ -5,9 +5,15 @@ picks a task up, ownership_refusal right before it starts a guest, plan_orphans 
 plan_observation in its monitor pass; a clean host shutdown is in `corral.sim.shutdown`.
 
 A host has two links: to the store (etcd: its lease, its tasks, the manager's reads and
-writes) and to its peers (migrations). Either can be cut alone. Its watchdog kills its VMs
-once its agent has not renewed the lease for `watchdog` seconds; a host with watchdog 0 has
-none, and its VMs run until it is powered off."""
+writes) and to its peers (migrations). Either can be cut alone, and a partition splits the
+machines into sides that reach nobody across. Its watchdog kills its VMs once its agent has
+not renewed the lease for `watchdog` seconds; a host with watchdog 0 has none, and its VMs run
+until it is powered off.
+
+The store is etcd's voters (every host unless told otherwise, and any witness: a voter with
+no agent and no VMs). It answers a host only while that host reaches a majority of them
+(`corral.sim.quorum`); the override (`expected 1`) makes one host the only member, and the
+other old members get nothing from the store until they rejoin."""
 
 from __future__ import annotations
 
@@ -49,7 +55,8 @@ from corral.ha.models import (
     HASettings,
     HAState,
 )
-from corral.sim import shutdown
+from corral.sim import quorum, shutdown
+from corral.sim.quorum import Member, Membership, names
 
 PICKUP = 0.5  # an agent notices a queued task
 DURATION = {"vm.start": 1.0, "vm.shutdown": 2.0, "vm.stop": 0.5, "vm.migrate": 3.0}
@@ -67,6 +74,11 @@ class Host:
     powered: bool = True
     reaches_store: bool = True  # the link to etcd
     reaches_peers: bool = True  # the links to the other hosts (migrations)
+    side: int = 0  # its side of a partition: it reaches no machine on another
+    # etcd answers it (a majority of the voters in reach, a member); the world keeps it current
+    answered: bool = True
+    short: bool = False  # said in the log: its links work, the majority is out of reach
+    refused: bool = False  # said in the log: out of the cluster, it reaches its members
     agent_up: bool = True
     frozen: bool = False  # the agent process is stopped (SIGSTOP); a thaw continues it
     agent_back_at: float | None = None
@@ -84,17 +96,29 @@ class Host:
 
     @property
     def network(self) -> bool:
-        """Reaches etcd (what the agent and the manager on this host need)."""
-        return self.reaches_store
+        """Reaches etcd and etcd answers (what the agent and the manager on this host
+        need)."""
+        return self.reaches_store and self.answered
 
     @property
     def connected(self) -> bool:
         """Reaches etcd with a working agent."""
-        return self.powered and self.reaches_store and self.agent_up
+        return self.powered and self.network and self.agent_up
 
     def talks_to(self, other: Host) -> bool:
         """A migration between the two can run."""
-        return self.powered and other.powered and self.reaches_peers and other.reaches_peers
+        return self.powered and other.powered and self.reaches_peers and other.reaches_peers \
+            and self.side == other.side
+
+
+@dataclass
+class Witness:
+    """An etcd voter with no agent and no VMs: a small machine that only breaks ties."""
+
+    name: str
+    powered: bool = True
+    reaches_store: bool = True
+    side: int = 0
 
 
 @dataclass
@@ -144,6 +168,9 @@ class World:
         self.ttl = ttl
         self.watchdog = watchdog
         self.hosts: dict[str, Host] = {}
+        self.witnesses: dict[str, Witness] = {}
+        self.members = Membership(frozenset())
+        self.quorum_ok = True  # as last said in the log
         self.store = Store()
         self.log: list[str] = []
 
@@ -161,16 +188,24 @@ class World:
     # --- setup -----------------------------------------------------------------------------
 
     def add_host(self, name: str, memory_mb: int, cpus: int = 8,
-                 watchdog: float | None = None) -> None:
+                 watchdog: float | None = None, voter: bool = True) -> None:
         """A host; `watchdog` is what its watchdog really does and what its agent publishes
-        (the cluster's setting unless given)."""
+        (the cluster's setting unless given); `voter`: it runs an etcd voter (else it is only
+        a client of the others')."""
         wd = self.watchdog if watchdog is None else watchdog
+        voters = self.members.voters | {name} if voter else self.members.voters - {name}
+        self.members = Membership(voters, self.members.out, self.members.epoch)
         self.hosts[name] = Host(name, memory_mb, watchdog=wd, fed_at=self.t,
                                 lease_expires=self.t + self.ttl)
         # The simulated agent renews (and feeds) at every step of the clock.
         self.store.info[name] = NodeInfo(name=name, cpus=cpus, memory_mb=memory_mb,
                                          lease_ttl=self.ttl, watchdog_timeout=wd,
                                          renew_interval=RENEW, started_at=self.t)
+
+    def add_witness(self, name: str) -> None:
+        self.witnesses[name] = Witness(name)
+        self.members = Membership(self.members.voters | {name}, self.members.out,
+                                  self.members.epoch)
 
     def add_vm(self, vmid: int, node: str, memory_mb: int, running: bool,
                maintenance: Literal["migrate", "stay", "stop"] = "migrate") -> None:
@@ -211,13 +246,115 @@ class World:
         return HAInputs(settings=dict(s.ha), rules=[s.rules[k] for k in sorted(s.rules)],
                         state=s.ha_state, fenced=dict(s.fenced))
 
+    # --- the store's quorum ----------------------------------------------------------------
+
+    def machines(self) -> dict[str, Member]:
+        """Every host and witness as the store network sees it."""
+        found = {n: Member(h.powered, h.reaches_store, h.side) for n, h in self.hosts.items()}
+        found.update({n: Member(w.powered, w.reaches_store, w.side)
+                      for n, w in self.witnesses.items()})
+        return found
+
+    def has_quorum(self) -> bool:
+        return quorum.has_quorum(self.members, self.machines())
+
+    def refresh_store(self) -> None:
+        """Whom the store answers now; the log says when the cluster loses or regains its
+        quorum, when a host whose links work is cut off from a majority that exists, and when
+        a host the override left out reaches the members (who refuse it)."""
+        machines, m = self.machines(), self.members
+        for h in self.hosts.values():
+            h.answered = quorum.answers(h.name, m, machines)
+        ok = quorum.has_quorum(m, machines)
+        if ok != self.quorum_ok:
+            self.quorum_ok = ok
+            found = quorum.sides(m, machines)
+            if ok:
+                self.say(f"store: quorum back: {names(found[0])} of voters {names(m.voters)}")
+            else:
+                up = " | ".join(names(s) for s in found) or "none running"
+                self.say(f"store: quorum lost: no side holds a majority of voters "
+                         f"{names(m.voters)} (sides: {up}): no lease is renewed, no manager "
+                         "acts")
+        for h in self.hosts.values():
+            short = ok and h.powered and h.reaches_store and h.name not in m.out \
+                and not h.answered
+            if short == h.short:
+                continue
+            h.short = short
+            if short:
+                seen = quorum.reaches(h.name, machines) & m.voters
+                self.say(f"{h.name}/store: no majority in reach ({names(seen) or 'no voter'} "
+                         f"of voters {names(m.voters)}): its lease is not renewed")
+            elif h.answered:
+                self.say(f"{h.name}/store: reaches the majority again")
+        for h in self.hosts.values():
+            refused = h.name in m.out and h.powered \
+                and bool(quorum.reaches(h.name, machines) & m.voters)
+            if refused != h.refused:
+                h.refused = refused
+                if refused:
+                    self.say(f"{h.name}/store: the members of epoch {m.epoch} refuse it (its "
+                             "etcd data is of the old cluster): no lease until it rejoins")
+
+    def override(self, h: Host) -> None:
+        """`corral cluster expected 1` on a lone survivor: etcd restarts as a one-member
+        cluster from this host's data (a new epoch); every other member is out."""
+        m, machines = self.members, self.machines()
+        why = "it is off" if not h.powered else \
+            "it is out of the cluster (rejoin it first)" if h.name in m.out else \
+            "it runs no etcd voter" if h.name not in m.voters else \
+            f"it reaches a majority of voters {names(m.voters)}" \
+            if quorum.answers(h.name, m, machines) else None
+        if why is not None:
+            self.say(f"store: no override on {h.name}: {why}")
+            return
+        if quorum.has_quorum(m, machines):
+            # Two clusters would hold the same VMs: the danger the docs warn of. The
+            # simulator has one store and does not model the split.
+            self.say(f"sim: the override on {h.name} while a majority lives elsewhere would "
+                     "make two clusters; the simulator has one store: ignored")
+            return
+        gone = m.voters - {h.name}
+        self.members = Membership(frozenset({h.name}), m.out | gone, m.epoch + 1)
+        self.say(f"store: {h.name} forces a one-member cluster (expected 1): epoch "
+                 f"{m.epoch + 1}" + (f"; no longer members: {names(gone)}" if gone else ""))
+        self.refresh_store()
+
+    def rejoin(self, name: str) -> None:
+        """`corral cluster rejoin` (or a witness set up again): the old etcd data wiped, a
+        clean join through a member of the majority; a host's services restart."""
+        m, machines = self.members, self.machines()
+        if name not in m.out:
+            self.say(f"store: nothing to rejoin: {name} is "
+                     + ("a voter" if name in m.voters else "no member (voter=no)"))
+            return
+        if not machines[name].up:
+            self.say(f"store: {name} cannot rejoin: it is off")
+            return
+        reached = quorum.reaches(name, machines) & m.voters
+        if not quorum.majority(m.voters, reached):
+            self.say(f"store: {name} cannot rejoin: no majority of voters {names(m.voters)} "
+                     "in reach")
+            return
+        self.members = Membership(m.voters | {name}, m.out - {name}, m.epoch)
+        h = self.hosts.get(name)
+        restart = h is not None and (h.agent_up or h.frozen)
+        self.say(f"store: {name} rejoins, its old etcd data wiped: voters "
+                 f"{names(self.members.voters)}" + ("; its agent restarts" if restart else ""))
+        if h is not None and restart:
+            h.agent_up, h.frozen, h.going, h.agent_back_at = False, False, None, self.t + 1
+        self.refresh_store()
+
     # --- time ------------------------------------------------------------------------------
 
     def leases_and_watchdogs(self) -> None:
+        self.refresh_store()
         for h in self.hosts.values():
             if not h.powered and h.power_on_at is not None and self.t >= h.power_on_at:
                 self.say(f"{h.name}/host: on")
                 self.power_on(h)
+                self.refresh_store()
             if h.powered and not h.agent_up and h.agent_back_at is not None \
                     and self.t >= h.agent_back_at:
                 self.agent_start(h)
@@ -239,8 +376,14 @@ class World:
     def agent_start(self, h: Host) -> None:
         h.agent_up, h.agent_back_at, h.seen = True, None, {}
         h.started_at = self.t
-        self.store.info[h.name] = self.store.info[h.name].model_copy(
-            update={"started_at": self.t})
+        if h.name in self.members.out:
+            # Its etcd holds the old cluster's data, which the members refuse: no lease, so
+            # every start below fails its ownership proof.
+            self.say(f"{h.name}: agent finds its host out of the cluster (epoch "
+                     f"{self.members.epoch} has no such member): no lease until it rejoins")
+        else:
+            self.store.info[h.name] = self.store.info[h.name].model_copy(
+                update={"started_at": self.t})
         if h.network:  # the real agent registers (takes its lease) before it reconciles
             if not self.alive(h.name):
                 self.say(f"{h.name}/lease: expired; the agent registers a new one")
@@ -274,6 +417,7 @@ class World:
         return ownership_refusal(h.name, seen, purpose)
 
     def agents(self) -> None:
+        self.refresh_store()
         for h in self.hosts.values():
             if h.going is not None and h.powered and h.agent_up:
                 shutdown.step(self, h)
