@@ -54,7 +54,9 @@ def test_a_real_host_keeps_its_files_where_a_distribution_would() -> None:
 def test_a_lab_host_lives_below_its_node_dir() -> None:
     c = lab("n2", etcd_endpoints=["https://127.0.0.1:23801", "https://127.0.0.1:23802"])
     node = Path("/lab/nodes/n2")
-    assert (c.etc_dir, c.data_dir, c.run_dir) == (node / "etc", node / "data", node / "run")
+    assert (c.etc_dir, c.data_dir, c.run_dir) == (node / "etc", node, node / "run")
+    # Where the lab keeps them today: etcd's data, the QEMU files.
+    assert (c.etcd_data_dir, c.qemu_run_dir) == (node / "etcd", node / "run")
     assert c.tls is not None and c.tls.cert == node / "etc/pki/host.crt"
     assert c.corral == ["/py", "-m", "corral.cli.main"]
     assert (c.watchdog.kind, c.watchdog.client_timeout, c.managed_by) == (

@@ -4,7 +4,7 @@ settings and the paths of its TLS files. Everything its services' command lines 
 (`host.commands`) comes from here, on a real host and in the lab alike.
 
 Real hosts keep it in /etc/corral, their data in /var/lib/corral and their sockets in
-/run/corral (a tmpfs: a reset clears it); a lab host keeps all three below
+/run/corral (a tmpfs: a reset clears it); a lab host keeps everything below
 <lab>/nodes/<name>/.
 """
 
@@ -286,15 +286,17 @@ class HostConfig(BaseModel):
                 watchdog_timeout: float = LAB_WATCHDOG_TIMEOUT, lease_ttl: int = LEASE_TTL,
                 accel: Accel = "auto", python: str = sys.executable,
                 **fields: object) -> HostConfig:
-        """A lab host: its etc, data and run dirs below <lab>/nodes/<name>/, the lab
-        watchdog (0: none), the `corral` CLI run as `python -m corral.cli.main`, services
-        started by the lab supervisor. `fields` sets the rest (etcd_endpoints, ...)."""
+        """A lab host: <lab>/nodes/<name>/ is its data dir (etcd/ and run/ below, where the
+        lab has always kept them), with etc/ beside; its run dir is the agent's (QEMU files,
+        the watchdog socket, the supervisor's control file). The lab watchdog (0: none), the
+        `corral` CLI run as `python -m corral.cli.main`, services started by the lab
+        supervisor. `fields` sets the rest (etcd_endpoints, initial_cluster, ...)."""
         node = lab_root / "nodes" / name
         return cls.model_validate({
             "cluster": cluster, "name": name, "role": role, "address": address,
             "etcd_client_port": etcd_client_port, "etcd_peer_port": etcd_peer_port,
             "agent_port": agent_port, "api_port": api_port,
-            "etc_dir": node / "etc", "data_dir": node / "data", "run_dir": node / "run",
+            "etc_dir": node / "etc", "data_dir": node, "run_dir": node / "run",
             "images_dir": images_dir, "accel": accel, "lease_ttl": lease_ttl,
             "watchdog": WatchdogSettings(kind="lab" if watchdog_timeout else "none",
                                          client_timeout=watchdog_timeout or 1.0),
