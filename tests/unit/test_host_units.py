@@ -106,6 +106,7 @@ def test_the_watchdog_is_never_killed_by_a_stop_timeout() -> None:
     mux = sections(host_units(real())["corral-watchdog.service"])["Service"]
     assert mux["TimeoutStopSec"] == "infinity"
     assert mux["OOMScoreAdjust"] == "-1000"
+    assert mux["Nice"] == "-20"
     assert mux["RestartSec"] == "100ms"
     assert sections(host_units(real())["corral-watchdog.service"])["Unit"]["After"] == (
         "systemd-modules-load.service")

@@ -120,6 +120,9 @@ def _policy(name: ServiceName, siblings: Collection[ServiceName]
                 "TimeoutStopSec=infinity",
                 "# The OOM killer taking the mux would reset the host.",
                 "OOMScoreAdjust=-1000",
+                "# Its fence time allows it one feed interval of latency: it must get the CPU",
+                "# within that on a loaded host.",
+                "Nice=-20",
             ],
         )
     if name == AGENT:
