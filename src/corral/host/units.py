@@ -167,6 +167,7 @@ def _policy(name: ServiceName, siblings: Collection[ServiceName]
 
 
 def unit_text(command: ServiceCommand, siblings: Collection[ServiceName] = SERVICES) -> str:
+    """The unit file of one service; siblings: the services its host runs."""
     unit, service = _policy(command.name, siblings)
     service = [f"ExecStart={exec_line(command.argv)}", *service]
     if command.env:
