@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 IMAGES ?= /var/lib/corral/images
 APT_PACKAGES := python3 python3-venv qemu-system-x86 qemu-utils etcd-server etcd-client \
-	busybox-static cpio iproute2 procps psmisc
+	busybox-static cpio iproute2 procps psmisc systemd
 PYTEST_ARGS ?=
 
 .PHONY: all system-deps venv cli image demo down test lint unit clean

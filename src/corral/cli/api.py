@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +15,10 @@ def serve(
     etcd: Annotated[str, typer.Option(help="etcd client URLs, comma separated.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8470,
+    tls_cert: Annotated[Path | None, typer.Option(
+        help="Serve HTTPS with this certificate (PEM; with --tls-key).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        help="The certificate's private key (PEM).")] = None,
 ) -> None:
     """Serve the API (stateless: run one per host, or several)."""
     from corral.api.serve import serve as run  # keeps FastAPI out of every other command
@@ -21,4 +26,10 @@ def serve(
     endpoints = [e.strip() for e in etcd.split(",") if e.strip()]
     if not endpoints:
         raise typer.BadParameter("at least one etcd URL is needed", param_hint="--etcd")
-    run(endpoints, host, port)
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("give both or neither of --tls-cert and --tls-key",
+                                 param_hint="--tls-cert/--tls-key")
+    for option, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
+        if path is not None and not path.is_file():
+            raise typer.BadParameter(f"no such file: {path}", param_hint=option)
+    run(endpoints, host, port, tls_cert, tls_key)
