@@ -20,6 +20,7 @@ import httpx
 import pytest
 from aetcd import rpc
 from cryptography import x509
+from fastapi import FastAPI
 
 from corral.api.app import create_app
 from corral.cluster import etcd_auth, keys, members
@@ -60,6 +61,7 @@ class OneHost:
     root: Store  # as etcd's root user
     public: httpx.AsyncClient  # the API with no bearer token
     api: httpx.AsyncClient  # the API as an admin
+    app: FastAPI
 
 
 def write_one_host_pki(pki: Path) -> pki_ca.CA:
@@ -99,7 +101,7 @@ async def cluster() -> AsyncIterator[OneHost]:
                     async with httpx.AsyncClient(transport=transport, base_url=base) as public, \
                             httpx.AsyncClient(transport=transport, base_url=base,
                                               headers=AUTH) as api:
-                        yield OneHost(path, pki, ca, member, root, public, api)
+                        yield OneHost(path, pki, ca, member, root, public, api, app)
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -303,6 +305,24 @@ async def test_refused_joins_change_nothing(cluster: OneHost,
     after = await etcd_state(c.root)
     assert after[2:] == before[2:]  # members and users as before
     assert (await c.root.get(keys.cluster_host("n2"), ClusterHost))[0] is None
+
+
+async def test_a_learner_that_never_starts_is_removed_again(cluster: OneHost) -> None:
+    """Its member would block every later join: once it is given up on, the member, its user
+    and its record go, and the next join works."""
+    c = cluster
+    c.app.state.cluster.admission.promote_within = 1.0
+    before = await etcd_state(c.root)
+    r = await c.public.post("/cluster/join",
+                            json=Joiner.make("w1", "witness").body(await make_token(c, "witness")))
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 15
+    while (await etcd_state(c.root))[2:] != before[2:]:
+        assert time.monotonic() < deadline, "the learner that never started is still there"
+        await asyncio.sleep(0.3)
+    assert (await c.root.get(keys.cluster_host("w1"), ClusterHost))[0] is None
+    r = await c.public.post("/cluster/join", json=Joiner.make("n2").body(await make_token(c)))
+    assert r.status_code == 200, r.text
 
 
 async def test_without_a_pki_directory_joins_are_unavailable_and_status_works(
