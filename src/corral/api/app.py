@@ -37,7 +37,7 @@ NO_PKI = ("this API was started without the cluster's pki directory: it cannot a
           "remove members (a lab without TLS)")
 
 
-def _admin_files(pki_dir: Path) -> TLSFiles | str:
+def admin_files(pki_dir: Path) -> TLSFiles | str:
     """The root certificate membership changes need, or why it cannot be used."""
     files = TLSFiles.in_dir(pki_dir, "admin")
     missing = [str(p) for p in (files.ca, files.cert, files.key, pki_dir / "ca.key")
@@ -54,11 +54,11 @@ async def _cluster_access(stack: AsyncExitStack, store: Store, endpoints: list[s
     ca_file = pki_dir / "ca.crt" if pki_dir else (tls.ca if tls else None)
     if pki_dir is None:
         return routes_cluster.ClusterAccess(store, tls, ca_file, None, NO_PKI)
-    admin_files = _admin_files(pki_dir) if tls is not None else None
-    if isinstance(admin_files, str):
-        log.warning("%s", admin_files)
-        return routes_cluster.ClusterAccess(store, tls, ca_file, None, admin_files)
-    admin = await stack.enter_async_context(Store(endpoints, tls=admin_files))
+    admin_tls = admin_files(pki_dir) if tls is not None else None
+    if isinstance(admin_tls, str):
+        log.warning("%s", admin_tls)
+        return routes_cluster.ClusterAccess(store, tls, ca_file, None, admin_tls)
+    admin = await stack.enter_async_context(Store(endpoints, tls=admin_tls))
     admission = Admission(store, admin, ClusterPKI(pki_dir))
     stack.push_async_callback(admission.close)  # promotions still waiting end with the API
     return routes_cluster.ClusterAccess(store, tls, ca_file, admission, "")
