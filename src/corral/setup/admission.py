@@ -144,7 +144,7 @@ class Admission:
         refuse(join_rules.token_refusal(token, record, req.role, pki_ca.spki_sha256(ca.cert),
                                         now))
         current = await members.list_members(self.admin)
-        hosts, names = await read_hosts(self.store)
+        _, names = await read_hosts(self.store)
         refuse(join_rules.name_refusal(req.name, req.role, current, names))
         refuse(join_rules.membership_refusal(current, req.peer_url))
         try:
