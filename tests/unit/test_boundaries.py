@@ -37,6 +37,9 @@ CORE = [
     "corral.agent.reconciler",
     "corral.cluster.membership",
     "corral.pki.tokens",
+    "corral.setup.join_rules",
+    "corral.setup.removal_rules",
+    "corral.setup.status_view",
     "corral.sim",
 ]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 import httpx
 from fastapi import Depends, FastAPI, Request
@@ -13,6 +14,7 @@ from fastapi.responses import JSONResponse
 from corral.api import (
     errors,
     routes_bulk,
+    routes_cluster,
     routes_ha,
     routes_maintenance,
     routes_migrate,
@@ -23,21 +25,61 @@ from corral.api.auth import TokenChecker
 from corral.api.deps import require_token
 from corral.api.schemas import Health
 from corral.cluster.store import Store, StoreError
+from corral.pki.files import TLSFiles
+from corral.setup.admission import Admission, ClusterPKI
 
 PREFIX = "/api/v1"
 AGENT_TIMEOUT = 5.0
 log = logging.getLogger(__name__)
 
 
-def create_app(etcd_endpoints: list[str]) -> FastAPI:
+NO_PKI = ("this API was started without the cluster's pki directory: it cannot admit or "
+          "remove members (a lab without TLS)")
+
+
+def admin_files(pki_dir: Path) -> TLSFiles | str:
+    """The root certificate membership changes need, or why it cannot be used."""
+    files = TLSFiles.in_dir(pki_dir, "admin")
+    missing = [str(p) for p in (files.ca, files.cert, files.key, pki_dir / "ca.key")
+               if not p.is_file()]
+    if missing:
+        return (f"this host cannot admit or remove members: {', '.join(missing)} missing "
+                "(only a full host has the CA key and the root certificate)")
+    return files
+
+
+async def _cluster_access(stack: AsyncExitStack, store: Store, endpoints: list[str],
+                          tls: TLSFiles | None, pki_dir: Path | None
+                          ) -> routes_cluster.ClusterAccess:
+    ca_file = pki_dir / "ca.crt" if pki_dir else (tls.ca if tls else None)
+    if pki_dir is None:
+        return routes_cluster.ClusterAccess(store, tls, ca_file, None, NO_PKI)
+    admin_tls = admin_files(pki_dir) if tls is not None else None
+    if isinstance(admin_tls, str):
+        log.warning("%s", admin_tls)
+        return routes_cluster.ClusterAccess(store, tls, ca_file, None, admin_tls)
+    admin = await stack.enter_async_context(Store(endpoints, tls=admin_tls))
+    admission = Admission(store, admin, ClusterPKI(pki_dir))
+    stack.push_async_callback(admission.close)  # promotions still waiting end with the API
+    return routes_cluster.ClusterAccess(store, tls, ca_file, admission, "")
+
+
+def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
+               pki_dir: Path | None = None) -> FastAPI:
+    """`tls`: the certificate the API presents to etcd (and asks members' status with);
+    `pki_dir`: the host's pki directory (ca.crt, ca.key, admin.crt|key), with which it admits
+    and removes members. Without them, a lab's plain etcd and no joins."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with Store(etcd_endpoints) as store, httpx.AsyncClient(
-            timeout=AGENT_TIMEOUT
-        ) as http:
+        async with AsyncExitStack() as stack:
+            store = await stack.enter_async_context(Store(etcd_endpoints, tls=tls))
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=AGENT_TIMEOUT))
             app.state.store = store
             app.state.tokens = TokenChecker(store)
             app.state.http = http
+            app.state.cluster = await _cluster_access(stack, store, etcd_endpoints, tls,
+                                                      pki_dir)
             yield
 
     app = FastAPI(
@@ -63,6 +105,8 @@ def create_app(etcd_endpoints: list[str]) -> FastAPI:
         return Health(ok=True)
 
     guarded = [Depends(require_token)]
+    app.include_router(routes_cluster.public, prefix=PREFIX)
+    app.include_router(routes_cluster.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_nodes.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_vms.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_ha.router, prefix=PREFIX, dependencies=guarded)

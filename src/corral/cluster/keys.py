@@ -19,6 +19,11 @@
 /corral/ha/fenced/<node>         FenceConfirmation (a fence agent saw the host powered off)
 /corral/ha-state                 HAState, the HA manager's own state (outside /corral/ha/)
 /corral/ha-config                HAConfig, cluster-wide HA settings (the shutdown policy)
+/corral/cluster/info             ClusterInfo: the cluster's name, epoch and CA hash (at create)
+/corral/cluster/join-tokens/<id> JoinTokenRecord: a join token, its secret only hashed; the
+                                 join that accepts it deletes it in the same transaction
+/corral/cluster/hosts/<name>     ClusterHost: a host or witness admitted to the cluster, its
+                                 etcd member and URLs (written by the join that admits it)
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ HA_RULES = HA + "rules/"
 HA_FENCED = HA + "fenced/"
 HA_STATE = PREFIX + "ha-state"
 HA_CONFIG = PREFIX + "ha-config"
+CLUSTER = PREFIX + "cluster/"
+CLUSTER_INFO = CLUSTER + "info"
+JOIN_TOKENS = CLUSTER + "join-tokens/"
+CLUSTER_HOSTS = CLUSTER + "hosts/"
 
 NODE_FIELDS = ("info", "alive", "usage", "request", "shutdown")
 VM_FIELDS = ("config", "placement", "runtime", "migration")
@@ -77,6 +86,14 @@ def ha_rule(rule_name: str) -> str:
 
 def ha_fenced(node_name: str) -> str:
     return HA_FENCED + node_name
+
+
+def join_token(token_id: str) -> str:
+    return JOIN_TOKENS + token_id
+
+
+def cluster_host(host_name: str) -> str:
+    return CLUSTER_HOSTS + host_name
 
 
 def split(key: str, prefix: str) -> tuple[str, str]:

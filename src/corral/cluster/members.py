@@ -34,7 +34,8 @@ __all__ = ["EndpointStatus", "Member", "MembershipError", "Summary", "add_learne
 _NOT_READY = ("can only promote a learner member which is in sync with leader",
               "learner member not ready")
 # What etcd says when removing a voter would leave fewer voters that have been connected for
-# 5 s than a majority: for good while one is down, for a moment after a member (re)joined.
+# 5 s than a majority, or when adding a member while a voter has not been connected for 5 s:
+# for good while one is down, for a moment after a member (re)joined.
 _UNHEALTHY = ("unhealthy cluster",)
 RPC_TIMEOUT = 5.0
 
@@ -61,13 +62,17 @@ async def list_members(store: Store) -> list[Member]:
     return [_member(m) for m in reply.members]
 
 
-async def add_learner(store: Store, peer_urls: Sequence[str]) -> tuple[Member, list[Member]]:
+async def add_learner(store: Store, peer_urls: Sequence[str], within: float = 10.0,
+                      every: float = 0.5) -> tuple[Member, list[Member]]:
     """Add a learner with these peer URLs: the new member (not started: no name yet) and the
     membership after the change, from which it takes its initial cluster
-    (`membership.initial_cluster`)."""
-    reply = await _call(store.client.clusterstub.MemberAdd,
-                        rpc.MemberAddRequest(peerURLs=list(peer_urls), isLearner=True),
-                        f"add learner {', '.join(peer_urls)}")
+    (`membership.initial_cluster`). Asked again for at most `within` seconds while etcd says
+    the cluster is unhealthy: it adds no member, not even a learner, until every voter has
+    been connected for 5 s, so for a moment after another member joined (and for good while
+    a voter is down)."""
+    reply = await _until(store.client.clusterstub.MemberAdd,
+                         rpc.MemberAddRequest(peerURLs=list(peer_urls), isLearner=True),
+                         f"add learner {', '.join(peer_urls)}", _UNHEALTHY, within, every)
     return _member(reply.member), [_member(m) for m in reply.members]
 
 

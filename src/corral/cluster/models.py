@@ -272,6 +272,34 @@ class Task(Record):
         return self.model_copy(update={"log": [*self.log, line][-TASK_LOG_LINES:]})
 
 
+# --- the cluster: who belongs to it --------------------------------------------------------
+
+HostRole = Literal["host", "witness"]  # a witness runs etcd only: it votes, it runs no VMs
+
+
+class ClusterInfo(Record):
+    """The cluster itself, written once by `cluster create`; the epoch is raised by each
+    `expected 1` override, so a host whose data predates it can tell it is stale."""
+
+    name: str
+    epoch: int = Field(default=1, ge=1)
+    ca_hash: str = Field(pattern=r"^[0-9a-f]{64}$")  # `pki.ca.spki_sha256` of the cluster CA
+    created_at: float = Field(default_factory=time.time)
+
+
+class ClusterHost(Record):
+    """A host or witness the cluster admitted. `member_id` is None for a moment while its
+    join is under way (the name is claimed before its etcd member is added)."""
+
+    name: str
+    role: HostRole = "host"
+    address: str
+    member_id: int | None = None
+    peer_urls: list[str] = Field(default_factory=list)
+    client_urls: list[str] = Field(default_factory=list)
+    joined_at: float = Field(default_factory=time.time)
+
+
 # --- what a read of the cluster gives ------------------------------------------------------
 
 

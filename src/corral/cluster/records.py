@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from corral.cluster import keys
 from corral.cluster.models import (
     VM,
+    ClusterHost,
     HostShutdown,
     Node,
     NodeInfo,
@@ -242,3 +243,28 @@ def tasks_from(items: list[Item]) -> tuple[list[Task], list[Problem]]:
     out = [t for k, v, _ in items if k.startswith(keys.TASKS)
            if (t := decode(Task, k, v, problems)) is not None]
     return sorted(out, key=lambda t: t.created_at), problems
+
+
+# --- the cluster's hosts ---------------------------------------------------------------------
+
+
+def cluster_hosts_from(items: list[Item]) -> tuple[dict[str, ClusterHost], list[Problem]]:
+    """The hosts and witnesses admitted, by name. A record that does not decode is a problem,
+    and its name (the key's) is still taken: see `cluster_host_names`."""
+    problems: list[Problem] = []
+    out: dict[str, ClusterHost] = {}
+    for key, value, _ in items:
+        if key.startswith(keys.CLUSTER_HOSTS):
+            host = decode(ClusterHost, key, value, problems)
+            if host is not None:
+                if host.name != key.removeprefix(keys.CLUSTER_HOSTS):
+                    problems.append(Problem(key, f"holds the record of host {host.name!r}"))
+                    continue
+                out[host.name] = host
+    return out, problems
+
+
+def cluster_host_names(items: list[Item]) -> set[str]:
+    """Every name under /corral/cluster/hosts/, whether its record decodes or not."""
+    return {k.removeprefix(keys.CLUSTER_HOSTS) for k, _, _ in items
+            if k.startswith(keys.CLUSTER_HOSTS)}

@@ -243,6 +243,15 @@ class Store:
         reply = await lease.refresh()
         return int(reply[0].TTL) if isinstance(reply, list) else int(reply.TTL)
 
+    async def lease_remaining(self, key: str) -> int | None:
+        """Seconds left on the lease `key` is bound to; None when the key is absent or bound
+        to none."""
+        kv = await self.client.get(key.encode())
+        if kv is None or not kv.lease:
+            return None
+        ttl = int((await self.client.get_lease_info(kv.lease, keys=False)).TTL)
+        return ttl if ttl >= 0 else None
+
     # --- nodes -----------------------------------------------------------------------------
     # The list reads return what decodes; `read_snapshot` (and `records`) report the rest.
 

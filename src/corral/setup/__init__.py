@@ -1,0 +1,1 @@
+"""The flows behind `corral cluster ...`: making a cluster, admitting hosts, removing them."""
