@@ -28,14 +28,16 @@ def client_config_path() -> Path:
     return Path(env) if env else Path.home() / ".config" / "corral" / "client.json"
 
 
-def write_client_config(url: str, token: str, path: Path | None = None) -> Path:
-    """Write where the API is and its token, readable by the owner only (it holds a secret)."""
+def write_client_config(url: str, token: str, path: Path | None = None,
+                        ca: str | None = None) -> Path:
+    """Write where the API is and its token, readable by the owner only (it holds a secret);
+    `ca`: the CA file the API's certificate must be signed by."""
     target = path or client_config_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({"url": url, "token": token}, f)
+        json.dump({"url": url, "token": token} | ({"ca": ca} if ca else {}), f)
     tmp.replace(target)
     return target
 
