@@ -100,8 +100,12 @@ def test_etcd_rebuilt_alone_and_on_an_arm_witness() -> None:
 
 def test_roles_and_watchdogs_decide_the_services() -> None:
     assert services_of(real()) == [ETCD, WATCHDOG, AGENT, API]
-    assert services_of(real(role="witness")) == [ETCD]
-    assert [c.name for c in host_commands(real(role="witness"))] == [ETCD]
+    witness = real(role="witness", initial_cluster=CLUSTER.replace("h2=", "witness-h2="))
+    assert services_of(witness) == [ETCD]
+    assert [c.name for c in host_commands(witness)] == [ETCD]
+    # etcd knows a witness by its member name, as the cluster admitted it.
+    argv = etcd_command(witness).argv
+    assert argv[argv.index("--name") + 1] == "witness-h2"
     no_dog = real(watchdog=WatchdogSettings(kind="none"))
     assert services_of(no_dog) == [ETCD, AGENT, API]
     assert watchdog_command(no_dog) is None

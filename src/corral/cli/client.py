@@ -34,15 +34,15 @@ def client_config_path() -> Path:
 
 
 def write_client_config(url: str, token: str, path: Path | None = None,
-                        ca: Path | None = None) -> Path:
+                        ca: Path | str | None = None) -> Path:
     """Write where the API is, its token and the CA to pin (if any), readable by the owner
-    only (it holds a secret)."""
+    only (it holds a secret); `ca`: the CA file the API's certificate must be signed by."""
     target = path or client_config_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     saved = {"url": url, "token": token}
     if ca is not None:
-        saved["ca"] = str(ca.absolute())
+        saved["ca"] = str(Path(ca).absolute())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(saved, f)

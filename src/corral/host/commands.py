@@ -58,7 +58,7 @@ def etcd_command(config: HostConfig, force_new_cluster: bool = False,
         listen.append(config.local_client_url)
     argv = [
         str(config.etcd_binary),
-        "--name", config.name,
+        "--name", config.member_name,
         "--data-dir", str(config.etcd_data_dir),
         "--listen-client-urls", ",".join(listen),
         "--advertise-client-urls", config.client_url,
