@@ -7,9 +7,13 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
 from corral.agent.main import console_config
 from corral.agent.settings import AgentSettings
 from corral.api.peer import subject_cn
+from corral.cli.main import app
 from corral.pki.files import TLSFiles, missing_in_pki_dir
 
 PKI = Path("/etc/corral/pki")
@@ -59,3 +63,26 @@ def test_the_console_endpoint_requires_a_cluster_certificate_with_tls() -> None:
 def test_the_console_endpoint_is_plain_http_without() -> None:
     assert not console_config(settings(None), object()).is_ssl
     assert settings(None).scheme == "http"
+
+
+def test_agent_run_takes_its_tls_files_from_the_pki_dir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[AgentSettings] = []
+
+    async def run(settings: AgentSettings) -> None:
+        ran.append(settings)
+
+    monkeypatch.setattr("corral.agent.main.run", run)
+    argv = ["agent", "run", "--node", "n1", "--data-dir", str(tmp_path), "--accel", "tcg",
+            "--pki-dir", str(tmp_path)]
+    (tmp_path / "ca.crt").write_text("")
+    refused = CliRunner().invoke(app, argv)
+    assert refused.exit_code == 2 and ran == []
+    assert "--pki-dir" in refused.output and "host.crt" in refused.output
+    (tmp_path / "host.crt").write_text("")
+    (tmp_path / "host.key").write_text("")
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert ran[0].tls == TLSFiles.in_dir(tmp_path, "host")
+    assert CliRunner().invoke(app, argv[:-2]).exit_code == 0
+    assert ran[1].tls is None
