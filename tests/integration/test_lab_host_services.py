@@ -21,12 +21,13 @@ import pytest
 from tls_certs import make_ca, make_host_cert
 
 from corral.host import config as host_config
-from corral.host.commands import ETCD, WATCHDOG, host_commands
+from corral.host.commands import AGENT, ETCD, WATCHDOG, ServiceCommand, host_commands
 from corral.host.config import HostConfig
 from corral.host.services import SupervisedServices, read_status
 from corral.lab import faults, netns, procs
 from corral.lab.etcd import healthy
 from corral.lab.layout import LabLayout, spare_base_port
+from corral.lab.supervisor import Supervisor, plan_children
 from corral.pki.files import TLSFiles
 
 pytestmark = pytest.mark.integration
@@ -243,3 +244,50 @@ def test_in_netns_mode_the_services_run_in_the_hosts_namespace(
     power_cycle(lab)
     for pid in lab.running().values():
         assert os.stat(f"/proc/{pid}/ns/net").st_ino == ns.stat().st_ino
+
+
+def test_the_supervisor_follows_each_change_of_a_control_file(short_tmp: Path) -> None:
+    """In-process, with stand-in services: a command that cannot start is tried again with the
+    backoff, a changed command line restarts its service alone, a new control file version is
+    read at the next tick."""
+    layout = LabLayout(short_tmp / "lab", nodes=2, base_port=spare_base_port(),
+                       cluster_mode=True)
+    layout.save()
+    sup = Supervisor(layout, plan_children(layout), seed=False)
+    services = SupervisedServices("n2", layout.run_dir(2))
+    services.install([ServiceCommand(ETCD, "etcd", (str(short_tmp / "no-such-etcd"),)),
+                      ServiceCommand(AGENT, "agent", ("sleep", "100"))])
+    services.start([ETCD, AGENT])
+    try:
+        sup.tick()
+        etcd, agent = sup.children["n2-etcd"], sup.children["n2-agent"]
+        assert etcd.pid is None and etcd.failures == 1 and etcd.next_start > 0
+        assert "cannot start" in layout.log_path("n2-etcd").read_text()
+        assert agent.pid is not None
+        assert agent.spec.argv == ("sleep", "100") and agent.spec.host == "n2"
+        assert read_status(layout.run_dir(2)).services.keys() == {AGENT}
+        assert not layout.services_status_file(1).exists()  # n1 has nothing installed
+
+        # The fixed command line starts at once; the agent, unchanged, keeps running.
+        first_agent = agent.pid
+        services.install([ServiceCommand(ETCD, "etcd", ("sleep", "101")),
+                          ServiceCommand(AGENT, "agent", ("sleep", "100"))])
+        sup.tick()
+        etcd = sup.children["n2-etcd"]
+        assert etcd.pid is not None and procs.cmdline(etcd.pid) == ["sleep", "101"]
+        assert sup.children["n2-agent"].pid == first_agent
+        assert {n: s.pid for n, s in read_status(layout.run_dir(2)).services.items()} == {
+            ETCD: etcd.pid, AGENT: first_agent}
+
+        # Nothing changed: nothing read, nothing restarted.
+        sup.tick()
+        assert sup.children["n2-etcd"].pid == etcd.pid
+
+        services.stop([AGENT])
+        sup.tick()
+        assert "n2-agent" not in sup.children and not procs.pid_alive(first_agent)
+        assert read_status(layout.run_dir(2)).services.keys() == {ETCD}
+    finally:
+        sup.stop()
+    assert read_status(layout.run_dir(2)).services == {}
+    assert procs.lab_processes(layout) == []
