@@ -9,7 +9,6 @@ cluster's pki directory (the CA key and the root certificate): an API started wi
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,8 +19,8 @@ from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel
 
 from corral.api.errors import ApiError
-from corral.cluster import keys, members
-from corral.cluster.models import ClusterInfo, HostRole
+from corral.cluster import members
+from corral.cluster.models import HostRole
 from corral.cluster.store import Store
 from corral.pki import ca as pki_ca
 from corral.pki import pem
@@ -30,11 +29,11 @@ from corral.setup.admission import (
     Admission,
     AdmissionError,
     issue_token,
-    read_hosts,
 )
 from corral.setup.join_rules import JoinBundle, JoinRequest, RefusalKind, TokenRequest
 from corral.setup.member_removal import Removed, remove_member
-from corral.setup.status_view import AgentFacts, ClusterStatus, status_from
+from corral.setup.status import gather as gather_status
+from corral.setup.status_view import ClusterStatus
 
 public = APIRouter()  # no bearer token
 router = APIRouter()  # behind the bearer token
@@ -129,19 +128,8 @@ async def create_token(body: TokenRequest, access: AccessDep) -> TokenOut:
 
 @router.get("/cluster/status", response_model=ClusterStatus, tags=["cluster"])
 async def cluster_status(access: AccessDep) -> ClusterStatus:
-    store = access.store
-    info, _ = await store.get(keys.CLUSTER_INFO, ClusterInfo)
     with refusals():
-        current = await members.list_members(store)
-    statuses = await members.endpoint_statuses(
-        [m.client_urls[0] for m in current if m.client_urls], access.tls)
-    hosts, _ = await read_hosts(store)
-    nodes = await store.nodes()
-    leases = await asyncio.gather(*(store.lease_remaining(keys.node(n.name, "alive"))
-                                    for n in nodes))
-    agents = {n.name: AgentFacts(n.alive, ttl, n.info.address if n.info else None)
-              for n, ttl in zip(nodes, leases, strict=True)}
-    return status_from(info, current, [s for s in statuses if s is not None], hosts, agents)
+        return await gather_status(access.store, access.tls)
 
 
 @router.delete("/cluster/members/{name}", response_model=Removed, tags=["cluster"])

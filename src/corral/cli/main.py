@@ -6,6 +6,8 @@ import typer
 
 from corral.cli.agent import app as agent_app
 from corral.cli.api import app as api_app
+from corral.cli.cluster import app as cluster_app
+from corral.cli.cluster import witness_app
 from corral.cli.ha import app as ha_app
 from corral.cli.image import app as image_app
 from corral.cli.lab import app as lab_app
@@ -21,6 +23,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(witness_app, name="witness")
 app.add_typer(vm_app, name="vm")
 app.add_typer(node_app, name="node")
 app.add_typer(task_app, name="task")

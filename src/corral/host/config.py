@@ -193,11 +193,12 @@ class HostConfig(BaseModel):
                 raise ValueError(f"etcd_endpoints: {endpoint!r} is not {self.scheme} "
                                  f"(TLS is {'on' if self.tls else 'off'})")
         if not self.initial_cluster:
-            self.initial_cluster = f"{self.name}={self.peer_url}"
+            self.initial_cluster = f"{self.member_name}={self.peer_url}"
         members = [m.partition("=") for m in self.initial_cluster.split(",")]
-        if (self.name, "=", self.peer_url) not in members:
+        if (self.member_name, "=", self.peer_url) not in members:
             raise ValueError(f"initial_cluster: must name this member as "
-                             f"{self.name}={self.peer_url}, not {self.initial_cluster!r}")
+                             f"{self.member_name}={self.peer_url}, not "
+                             f"{self.initial_cluster!r}")
         if self.tls is not None and self.role == "witness" and (
                 self.tls.ca_key or self.tls.admin_cert or self.tls.admin_key):
             raise ValueError("tls: a witness keeps neither the CA key nor the admin certificate")
@@ -224,6 +225,12 @@ class HostConfig(BaseModel):
                              f"({self.lease_ttl}s)")
 
     # --- derived ---------------------------------------------------------------------------
+
+    @property
+    def member_name(self) -> str:
+        """Its etcd member (and user) name: a witness's is prefixed, so that no host's
+        certificate can pass for a witness's or the reverse."""
+        return self.name if self.role == "host" else f"witness-{self.name}"
 
     @property
     def scheme(self) -> str:

@@ -49,14 +49,18 @@ def write_cert(path: Path, cert: x509.Certificate) -> None:
     _write(path, cert_pem(cert), 0o644)
 
 
-def load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+def key_from_pem(data: bytes, where: str = "key") -> ec.EllipticCurvePrivateKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(data, password=None)
     except ValueError as e:
-        raise PEMError(f"{path}: not a PEM private key ({e})") from e
+        raise PEMError(f"{where}: not a PEM private key ({e})") from e
     if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise PEMError(f"{path}: not an EC private key")
+        raise PEMError(f"{where}: not an EC private key")
     return key
+
+
+def load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    return key_from_pem(path.read_bytes(), str(path))
 
 
 def cert_from_pem(data: bytes, where: str = "certificate") -> x509.Certificate:
