@@ -5,10 +5,12 @@ powered off and on by the lab's faults. Loopback, and in a network namespace as 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from tls_certs import make_ca, make_host_cert
 
@@ -29,6 +32,7 @@ from corral.lab.etcd import healthy
 from corral.lab.layout import LabLayout, spare_base_port
 from corral.lab.supervisor import Supervisor, plan_children
 from corral.pki.files import TLSFiles
+from corral.setup.create import create_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -75,6 +79,15 @@ class Lab:
         return self.layout.log_path("supervisor").read_text()
 
 
+def start_supervisor(layout: LabLayout) -> subprocess.Popen[bytes]:
+    """As `lab up` starts it, but in this directory: an import path relative to it holds."""
+    with open(layout.log_path("supervisor"), "ab") as logf:
+        return subprocess.Popen(
+            [sys.executable, "-m", "corral.lab.supervisor", str(layout.root)],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+
 def set_up_host(layout: LabLayout) -> HostConfig:
     """Host n1 of the lab as `cluster create` would set it up: TLS files and host.json."""
     m = layout.etcd_member(1)
@@ -110,12 +123,7 @@ def make_lab(short_tmp: Path) -> Iterator[Callable[[bool], Lab]]:
         # starts its enabled units. The agent and the API stay unwanted.
         services.install(host_commands(config))
         services.start([ETCD, WATCHDOG])
-        with open(layout.log_path("supervisor"), "ab") as logf:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "corral.lab.supervisor", str(layout.root)],
-                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        lab = Lab(layout, config, services, proc)
+        lab = Lab(layout, config, services, start_supervisor(layout))
         made.append(lab)
         wait_for("supervisor ready", lambda: lab.state().get("ready"), 30)
         return lab
@@ -291,3 +299,88 @@ def test_the_supervisor_follows_each_change_of_a_control_file(short_tmp: Path) -
         sup.stop()
     assert read_status(layout.run_dir(2)).services == {}
     assert procs.lab_processes(layout) == []
+
+
+def proc_state(pid: int) -> str:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rfind(")") + 2]
+
+
+def test_cluster_create_builds_its_host_under_the_supervisor(short_tmp: Path) -> None:
+    """One code path: `cluster create` installs and starts the host's services through its
+    control file, the supervisor runs them (etcd with auth, the lab watchdog, the agent, the
+    API over HTTPS), and the faults act on them."""
+    base = spare_base_port()
+    layout = LabLayout(short_tmp / "lab", nodes=1, base_port=base, api_port=base + 301,
+                       cluster_mode=True)
+    layout.save()
+    layout.logs_dir.mkdir()
+    images = short_tmp / "images"
+    images.mkdir()
+    m = layout.etcd_member(1)
+    config = HostConfig.for_lab(
+        layout.root, "n1", cluster="lab", address=layout.host_address(1),
+        etcd_client_port=m.client_port, etcd_peer_port=m.peer_port,
+        agent_port=layout.agent_port(1), api_port=layout.api_port, images_dir=images,
+        accel="tcg")
+    proc = start_supervisor(layout)
+    lab = Lab(layout, config, SupervisedServices(config.name, config.run_dir), proc)
+    try:
+        wait_for("supervisor ready", lambda: lab.state().get("ready"), 30)
+        created = asyncio.run(create_cluster(config, lab.services, print))
+        assert created.api_token
+        running = wait_for("all four services", lambda: (r := lab.running()) and len(r) == 4
+                           and r, 20)
+        assert lab.state()["roles"] == {"n1-etcd": "etcd", "n1-watchdog": "watchdog",
+                                        "n1-agent": "agent", "n1-api": "api"}
+        installed = {c.name: list(c.argv) for c in host_commands(config)}
+        assert {n: procs.cmdline(p) for n, p in running.items()} == installed
+        assert config.tls is not None
+        ca = ssl.create_default_context(cafile=str(config.tls.ca_cert))
+        wait_for("the API over HTTPS", lambda: api_health(config.api_url, ca), 20)
+
+        agent = faults.freeze_agent(layout, "n1")
+        assert agent == running[AGENT]
+        wait_for("the agent stopped", lambda: proc_state(agent) == "T", 5)
+        faults.thaw_agent(layout, "n1")
+        wait_for("the agent running again", lambda: proc_state(agent) != "T", 5)
+
+        # With etcd's authentication on, the leader is still found with the host's files.
+        assert faults.kill_etcd_leader(layout) == ("n1", running[ETCD])
+        wait_for("etcd restarted", lambda: restarted(lab, ETCD, running[ETCD]), 10)
+
+        # A clean shutdown: the agent first, then the rest; all held down until power-on.
+        wait_for("the agent up", lambda: AGENT in lab.running(), 10)
+        done = faults.shutdown_node(layout, "n1", "poweroff", 30)
+        assert done.node == "n1"
+        wait_for("status emptied", lambda: read_status(config.run_dir).services == {}, 5)
+        assert lab.running() == {}
+        back = faults.start_node(layout, "n1")
+        assert set(back) == {"n1-etcd", "n1-watchdog", "n1-agent", "n1-api"}
+        wait_for("all four back", lambda: len(lab.running()) == 4, 5)
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert read_status(config.run_dir).services == {}
+        assert procs.lab_processes(layout) == []
+    except Exception:
+        print(lab.supervisor_log())
+        for name in ("n1-etcd", "n1-agent", "n1-api"):
+            path = layout.log_path(name)
+            print(f"--- {name}\n{path.read_text()[-3000:] if path.exists() else ''}")
+        raise
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        procs.terminate(procs.lab_processes(layout), 2)
+
+
+def api_health(api_url: str, ca: ssl.SSLContext) -> bool:
+    try:
+        return httpx.get(f"{api_url}/api/v1/health", verify=ca, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
