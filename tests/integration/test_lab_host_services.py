@@ -295,6 +295,21 @@ def test_the_supervisor_follows_each_change_of_a_control_file(short_tmp: Path) -
         sup.tick()
         assert "n2-agent" not in sup.children and not procs.pid_alive(first_agent)
         assert read_status(layout.run_dir(2)).services.keys() == {ETCD}
+
+        # Wanted while the host is powered off: it starts with the power.
+        etcd_pid = etcd.pid
+        layout.power_marker(2).write_text("0\n")
+        sup.tick()
+        assert not procs.pid_alive(etcd_pid)
+        services.start([AGENT])
+        sup.tick()
+        assert sup.children["n2-agent"].pid is None and sup.children["n2-agent"].held
+        assert read_status(layout.run_dir(2)).services == {}
+        layout.power_marker(2).unlink()
+        sup.tick()
+        assert sup.children["n2-agent"].pid is not None
+        assert sup.children["n2-etcd"].pid is not None
+        assert read_status(layout.run_dir(2)).services.keys() == {ETCD, AGENT}
     finally:
         sup.stop()
     assert read_status(layout.run_dir(2)).services == {}
