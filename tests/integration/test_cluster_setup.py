@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.integration.host_processes import ProcessServices
 from tls_certs import make_ca, make_host_cert
 
 from corral.cluster import members
@@ -26,7 +27,6 @@ from corral.setup.create import create_cluster
 from corral.setup.join import join_cluster
 from corral.setup.local import SetupError
 from corral.setup.status import gather
-from tests.integration.host_processes import ProcessServices
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +90,7 @@ async def api_up(config: HostConfig) -> bool:
 
 async def snapshot(store: Store) -> tuple[dict[bytes, bytes], list[int]]:
     """Every key and value, and the members: what a refused join must leave alone."""
-    kvs = {m.key: v for v, m in await store.client.get_prefix(b"/")}
+    kvs = {kv.key: kv.value for kv in await store.client.get_prefix(b"/")}
     return kvs, sorted(m.id for m in await members.list_members(store))
 
 
@@ -174,18 +174,21 @@ async def test_every_port_refuses_plain_http_and_foreign_certificates(
     foreign.mkdir()
     other_ca = make_ca(foreign / "ca.crt", foreign / "ca.key", cn="another-ca")
     make_host_cert(other_ca, "h1", foreign / "h.crt", foreign / "h.key")
-    for what, url in ports.items():
-        plain = url.replace("https://", "http://")
-        with pytest.raises(httpx.HTTPError):
-            r = httpx.get(plain + "/health", timeout=3.0)
-            # Some servers answer a plain request on a TLS port with a 400 of their own:
-            # that is a refusal too, never a served page.
-            assert r.status_code == 400, f"{what} served plain HTTP: {r.status_code}"
-            raise httpx.HTTPError("refused with 400")
-        # A client whose certificate another CA signed (it trusts ours, so only its own
-        # certificate can be what is refused).
-        ctx = trust(h1.tls.ca_cert, foreign / "h.crt", foreign / "h.key")
-        with pytest.raises(httpx.HTTPError):
-            r = httpx.get(url + ("/health" if what != "api" else "/api/v1/nodes"),
-                          verify=ctx, timeout=3.0)
-            raise httpx.HTTPError(f"{what} answered {r.status_code}")
+    # A client whose certificate another CA signed (it trusts ours, so only its own
+    # certificate can be what is refused).
+    ctx = trust(h1.tls.ca_cert, foreign / "h.crt", foreign / "h.key")
+    async with httpx.AsyncClient(timeout=3.0) as plain, \
+            httpx.AsyncClient(timeout=3.0, verify=ctx) as impostor:
+        for what, url in ports.items():
+            path = "/api/v1/nodes" if what == "api" else "/health"
+            with pytest.raises(httpx.HTTPError):
+                r = await plain.get(url.replace("https://", "http://") + path)
+                # Go answers a plain request on a TLS port with a 400 of its own: a refusal
+                # too, never a served page.
+                assert r.status_code == 400, f"{what} served plain HTTP: {r.status_code}"
+                raise httpx.HTTPError("refused with 400")
+            # TLS 1.3 sends the refusal of a client certificate after the handshake: it
+            # surfaces on the first read, as the ssl module's own error.
+            with pytest.raises((httpx.HTTPError, ssl.SSLError)):
+                r = await impostor.get(url + path)
+                raise AssertionError(f"{what} answered another CA's client: {r.status_code}")
