@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from corral.cli.client import fail
 from corral.cli.output import err, print_json, table
-from corral.lab import control, faults, netns
+from corral.lab import cluster_build, control, faults, netns
 from corral.lab.bringup import LabApi, LabError, wait_supervisor
 from corral.lab.layout import (
     DEFAULT_LEASE_TTL,
@@ -42,7 +42,7 @@ def _layout_or_none(given: Path | None) -> LabLayout | None:
 
 def _plan(given: Path | None, nodes: int | None, api_port: int | None, base_port: int | None,
           accel: str | None, use_netns: bool | None = None, lease_ttl: int | None = None,
-          watchdog_timeout: float | None = None) -> LabLayout:
+          watchdog_timeout: float | None = None, cluster: bool | None = None) -> LabLayout:
     """The layout for `up`: the saved one, changed only where an option was given. A new lab
     lives in network namespaces when it can (root)."""
     root = control.lab_dir(given)
@@ -55,17 +55,18 @@ def _plan(given: Path | None, nodes: int | None, api_port: int | None, base_port
         layout = (saved or LabLayout(root, images_dir=control.DEFAULT_IMAGES_DIR)).with_options(
             nodes=nodes, api_port=api_port, base_port=base_port, accel=accel,
             images_dir=control.images_dir_from_env(), netns=use_netns, lease_ttl=lease_ttl,
-            watchdog_timeout=watchdog_timeout,
+            watchdog_timeout=watchdog_timeout, cluster_mode=cluster,
         )
     except ValueError as e:
         fail(str(e))
     if saved and control.etcd_initialised(saved) and (
-        (layout.nodes, layout.base_port, layout.netns)
-        != (saved.nodes, saved.base_port, saved.netns)
+        (layout.nodes, layout.base_port, layout.netns, layout.cluster_mode)
+        != (saved.nodes, saved.base_port, saved.netns, saved.cluster_mode)
     ):
         # etcd keeps its membership (names and peer URLs) in its data.
         fail(f"the lab in {root} was made with {saved.nodes} nodes on base port "
-             f"{saved.base_port}, {'in' if saved.netns else 'without'} network namespaces; "
+             f"{saved.base_port}, {'in' if saved.netns else 'without'} network namespaces"
+             f"{', built by cluster create/join' if saved.cluster_mode else ''}; "
              "`corral lab destroy` it first to change any of these")
     if layout.netns and not netns.available():
         fail(f"the lab in {root} lives in network namespaces, which need root")
@@ -101,10 +102,14 @@ def up(
     watchdog_timeout: Annotated[float | None, typer.Option(
         min=0.0, help="Seconds before an unfed host watchdog kills the host's VMs; 0: none "
                       f"[default: {DEFAULT_WATCHDOG_TIMEOUT:g}].")] = None,
+    cluster: Annotated[bool | None, typer.Option(
+        "--cluster/--no-cluster",
+        help="Build the hosts with `corral cluster create` and `join` (TLS, etcd auth, each "
+             "host its own API) [default: no, or the existing lab's].")] = None,
 ) -> None:
     """Start the lab: etcd members, agents, the API, and on a fresh lab a few tiny VMs."""
     layout = _plan(dir, nodes, api_port, base_port, accel, use_netns, lease_ttl,
-                   watchdog_timeout)
+                   watchdog_timeout, cluster)
     if (pid := control.supervisor_pid(layout)) is not None:
         fail(f"the lab in {layout.root} is already up (supervisor pid {pid}); "
              "see `corral lab status`, or `corral lab down` first")
@@ -127,6 +132,10 @@ def up(
                 spinner.update(text)
 
             wait_supervisor(layout, proc, say)
+            if layout.cluster_mode and not cluster_build.built(layout):
+                cluster_build.build(layout, say)
+                console.print(f"[green]✓[/] cluster built: create on n1, "
+                              f"{layout.nodes - 1} joins")
             token = layout.token_path.read_text().strip()
             api = LabApi(layout, token)
             api.wait_healthy(say)
@@ -138,22 +147,22 @@ def up(
                     console.print(f"[green]✓[/] VMs running: {', '.join(names)}")
                 layout = layout.with_options(vms_seeded=True)
                 layout.save()
-    except LabError as e:
+    except (LabError, cluster_build.BuildError) as e:
         fail(f"{e}\nthe lab is left as it is for a look; `corral lab down` stops it")
     finally:
         if api is not None:
             api.close()
-    config = _write_client_config(layout.api_url, token)
+    config = _write_client_config(layout.api_url, token, layout.ca_file)
     typer.echo(f"lab up in {layout.root}\n  API:   {layout.api_url}\n  token: {token}"
                 + (f"\n  client config: {config}" if config else ""))
 
 
-def _write_client_config(url: str, token: str) -> Path | None:
+def _write_client_config(url: str, token: str, ca: Path | None) -> Path | None:
     try:
         from corral.cli.client import write_client_config
     except ImportError:
         return None
-    return write_client_config(url, token)
+    return write_client_config(url, token, ca=ca)
 
 
 @app.command()

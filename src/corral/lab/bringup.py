@@ -5,6 +5,7 @@ Each step takes a `say` callback for progress and raises LabError with a readabl
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -49,8 +50,11 @@ class LabApi:
 
     def __init__(self, layout: LabLayout, token: str) -> None:
         self.layout = layout
+        verify: ssl.SSLContext | bool = True
+        if layout.ca_file is not None:  # cluster mode: n1's API, with the cluster's CA
+            verify = ssl.create_default_context(cafile=str(layout.ca_file))
         self.http = httpx.Client(base_url=layout.api_url + "/api/v1", timeout=10.0,
-                                 headers={"Authorization": f"Bearer {token}"})
+                                 headers={"Authorization": f"Bearer {token}"}, verify=verify)
 
     def close(self) -> None:
         self.http.close()

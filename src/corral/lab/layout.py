@@ -15,7 +15,8 @@
 <lab>/nodes/n<i>/watchdog.sock the host's lab watchdog, fed by its agent
 <lab>/nodes/n<i>/powered-off   present while `lab kill-node` keeps the host down
 
-Ports, for host i (1-based): etcd client base+i, etcd peer base+100+i, agent base+200+i;
+Ports, for host i (1-based): etcd client base+i, etcd peer base+100+i, agent base+200+i,
+in cluster mode on loopback its own API base+300+i;
 the API listens on api_port.
 
 Addresses: 127.0.0.1 for everything in loopback mode. In netns mode (as root) host i lives in
@@ -72,11 +73,13 @@ class LabLayout:
     def __post_init__(self) -> None:
         if not 1 <= self.nodes <= MAX_NODES:
             raise ValueError(f"nodes must be 1..{MAX_NODES}, not {self.nodes}")
-        if not 1024 <= self.base_port <= 65535 - 300:
+        if not 1024 <= self.base_port <= 65535 - 400:
             raise ValueError(f"base port {self.base_port} leaves no room for the port blocks")
         if not 1 <= self.api_port <= 65535:
             raise ValueError(f"bad API port {self.api_port}")
-        if self.base_port <= self.api_port <= self.base_port + 300:
+        if self.base_port <= self.api_port <= self.base_port + 300 or (
+                self.cluster_mode and not self.netns
+                and self.base_port + 300 < self.api_port <= self.base_port + 300 + self.nodes):
             raise ValueError(f"API port {self.api_port} falls in the lab's port blocks")
         if self.accel not in ACCELS:
             raise ValueError(f"accel must be one of {', '.join(ACCELS)}")
@@ -195,13 +198,30 @@ class LabLayout:
             return out  # the hosts listen in their own namespaces
         for i in range(1, self.nodes + 1):
             out += [self.base_port + i, self.base_port + 100 + i, self.agent_port(i)]
+            if self.cluster_mode:
+                out.append(self.host_api_port(i))
         return out
 
     # --- API -------------------------------------------------------------------------------
 
+    def host_api_port(self, i: int) -> int:
+        """Host i's own API (cluster mode): the lab's API port on its own address, or a port
+        of its own on loopback, where the hosts share one address."""
+        return self.api_port if self.netns else self.base_port + 300 + i
+
+    def host_api_url(self, i: int) -> str:
+        return f"https://{self.host_address(i)}:{self.host_api_port(i)}"
+
     @property
     def api_url(self) -> str:
-        return f"http://{HOST}:{self.api_port}"
+        """Where the CLI and the tests reach the API: n1's own in cluster mode, else the
+        lab's one API in the root namespace."""
+        return self.host_api_url(1) if self.cluster_mode else f"http://{HOST}:{self.api_port}"
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The cluster CA the API's certificate must chain to (cluster mode), else None."""
+        return self.etc_dir(1) / "pki" / "ca.crt" if self.cluster_mode else None
 
     # --- files -----------------------------------------------------------------------------
 

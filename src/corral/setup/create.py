@@ -93,4 +93,5 @@ async def create_cluster(config: HostConfig, services: Services, say: Say,
     token = await seed(config, ca_hash, shared_dir, time.time())
     say("starting the watchdog, the agent and the API")
     local.start_rest(config, services)
+    await local.wait_api(config, say)
     return Created(api_url=config.api_url, api_token=token, ca_file=config.tls.ca_cert)

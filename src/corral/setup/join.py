@@ -146,6 +146,8 @@ async def join_cluster(server: str, token_text: str, config: HostConfig, service
     if config.role == "host":
         say("starting the watchdog, the agent and the API")
     local.start_rest(config, services)
+    if config.role == "host":
+        await local.wait_api(config, say)
     return Joined(cluster=bundle.cluster,
                   api_url=config.api_url if config.role == "host" else None,
                   api_token=bundle.api_token, ca_file=str(local.host_tls(config).ca))

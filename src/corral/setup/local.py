@@ -4,9 +4,12 @@ its files, waiting for its etcd member. The flows themselves are in create.py an
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 from corral.cluster import members
 from corral.host import services as host_services
@@ -93,6 +96,28 @@ async def wait_voter(config: HostConfig, say: Say, timeout: float = PROMOTION_TI
             raise SetupError(f"{config.member_name} is still not a voter after "
                              f"{timeout:.0f}s: see `corral cluster status` on another host")
         await asyncio.sleep(POLL * 3)
+
+
+API_START_TIMEOUT = 60.0
+
+
+async def wait_api(config: HostConfig, say: Say, timeout: float = API_START_TIMEOUT) -> None:
+    """Until the host's API answers over HTTPS with a certificate of the cluster's CA."""
+    say(f"waiting for the API of {config.name} at {config.api_url}")
+    tls = host_tls(config)
+    ctx = ssl.create_default_context(cafile=str(tls.ca))
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(verify=ctx, timeout=2.0) as http:
+        while True:
+            try:
+                if (await http.get(f"{config.api_url}/api/v1/health")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SetupError(f"the API of {config.name} does not answer at "
+                                 f"{config.api_url} after {timeout:.0f}s (see its log)")
+            await asyncio.sleep(POLL)
 
 
 def start_rest(config: HostConfig, services: Services) -> None:

@@ -1,0 +1,99 @@
+"""Building a lab the way an admin builds a cluster: `corral cluster create` on n1, then a
+`corral cluster token` and a `corral cluster join` for every other host, each command run as
+its own process inside that host's network namespace, with that host's own config and data
+directory. The lab supervisor (cluster mode) runs what each host's services ask for.
+
+Each host gets a prepared host description (`<lab>/nodes/nX/host.plan.json`, HostConfig as
+`HostConfig.for_lab` makes it): the lab's addresses, ports, watchdog and lease; create and
+join write the real one (`etc/host.json`) with what the cluster told them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from corral.host import config as host_config
+from corral.host.config import HostConfig
+from corral.lab.layout import LabLayout
+
+Say = Callable[[str], None]
+CLUSTER_NAME = "lab"
+STEP_TIMEOUT = 240.0  # a join waits for its promotion; a loaded 2-core machine is slow
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def host_plan(layout: LabLayout, i: int) -> HostConfig:
+    return HostConfig.for_lab(
+        layout.root, f"n{i}", cluster=CLUSTER_NAME, address=layout.host_address(i),
+        etcd_client_port=layout.base_port + i, etcd_peer_port=layout.base_port + 100 + i,
+        agent_port=layout.agent_port(i), api_port=layout.host_api_port(i),
+        images_dir=layout.images_dir, watchdog_timeout=layout.watchdog_timeout,
+        lease_ttl=layout.lease_ttl, accel=layout.accel)  # type: ignore[arg-type]
+
+
+def plan_path(layout: LabLayout, i: int) -> Path:
+    return layout.node_dir(i) / "host.plan.json"
+
+
+def client_config_path(layout: LabLayout) -> Path:
+    """The lab's own CLI config (n1's API, the token, the CA), for the lab's commands."""
+    return layout.root / "client.json"
+
+
+def built(layout: LabLayout) -> bool:
+    return layout.host_config_path(1).exists()
+
+
+def _corral(layout: LabLayout, i: int | None, args: list[str]) -> list[str]:
+    """`corral ARGS` as this Python runs it, inside host i's namespace (None: here)."""
+    argv = [sys.executable, "-m", "corral.cli.main", *args]
+    if i is not None and layout.netns:
+        argv = ["ip", "netns", "exec", layout.netns_name(i), *argv]
+    return argv
+
+
+def _run(layout: LabLayout, i: int | None, args: list[str], what: str) -> str:
+    env = {**os.environ, "CORRAL_CONFIG": str(client_config_path(layout))}
+    env.pop("CORRAL_URL", None)
+    env.pop("CORRAL_TOKEN", None)
+    try:
+        done = subprocess.run(_corral(layout, i, args), capture_output=True, text=True,
+                              env=env, timeout=STEP_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired as e:
+        raise BuildError(f"{what}: no answer after {STEP_TIMEOUT:.0f}s") from e
+    if done.returncode != 0:
+        raise BuildError(f"{what} failed (exit {done.returncode}): "
+                         f"{(done.stderr or done.stdout).strip()[-1500:]}")
+    return done.stdout
+
+
+def build(layout: LabLayout, say: Say) -> str:
+    """Create the cluster on n1 and join every other host; returns the API token."""
+    for i in range(1, layout.nodes + 1):
+        host_config.save(host_plan(layout, i), plan_path(layout, i))
+    say("n1: corral cluster create")
+    _run(layout, 1, ["cluster", "create", CLUSTER_NAME, "--host-config", str(plan_path(layout, 1)),
+                     "--shared-dir", str(layout.shared_dir),
+                     "--client-config", str(client_config_path(layout))], "cluster create on n1")
+    server = f"{layout.host_address(1)}:{layout.host_api_port(1)}"
+    for i in range(2, layout.nodes + 1):
+        say(f"n{i}: corral cluster join {server}")
+        token = _run(layout, None, ["cluster", "token", "--ttl", "600"],
+                     "cluster token").strip().splitlines()[-1]
+        _run(layout, i, ["cluster", "join", server, "--token", token, "--host-config",
+                         str(plan_path(layout, i)),
+                         "--client-config", str(layout.node_dir(i) / "client.json")],
+             f"cluster join on n{i}")
+    token = str(json.loads(client_config_path(layout).read_text())["token"])
+    fd = os.open(layout.token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
