@@ -13,7 +13,7 @@ from typing import Any
 import uvicorn
 
 from corral import __version__
-from corral.agent import sampler
+from corral.agent import sampler, standing_watch
 from corral.agent.console import console_app
 from corral.agent.context import (
     HostContext,
@@ -105,6 +105,8 @@ async def arm_watchdog(settings: AgentSettings, watchdog: WatchdogClient | None
 
 async def run(settings: AgentSettings) -> None:
     settings.check()
+    # The host's TLS files, where the agent has them (`--pki-dir`): for asking the members.
+    tls = getattr(settings, "tls", None)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     clear_marker(settings.run_dir)  # a shutdown of an earlier life, not of this one
     watchdog = watchdog_client(settings)
@@ -113,6 +115,9 @@ async def run(settings: AgentSettings) -> None:
     sock = bind(settings)
     host, port = sock.getsockname()[:2]
     async with Store(settings.etcd) as store:
+        # A host the cluster was rebuilt without takes no lease from it: it waits here.
+        await standing_watch.hold_while_dropped(settings.node, settings.etcd, tls,
+                                                settings.run_dir)
         # Arm only once etcd answers: an agent that cannot reach its store at boot must not
         # have its host reset in a loop. From the arming on, a stall past the client timeout
         # fences this host, as any missed renewal does later.
@@ -193,6 +198,9 @@ async def run(settings: AgentSettings) -> None:
             # Every agent campaigns; the elected one runs the manager's decisions.
             asyncio.create_task(manager.serve(store, settings.node, lambda: liveness.lease),
                                 name="manager"),
+            asyncio.create_task(standing_watch.watch(settings.node, settings.etcd, tls,
+                                                     settings.run_dir, liveness.known_alive),
+                                name="membership"),
         ]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
