@@ -1,13 +1,16 @@
-"""`corral api serve --tls-cert --tls-key`: the options reach uvicorn, both or neither."""
+"""`corral api serve --tls-cert --tls-key --pki-dir`: the options reach uvicorn, the
+certificate and its key both or neither."""
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from corral.api.peer import PeerCertProtocol
 from corral.cli.main import app
 
 runner = CliRunner()
@@ -51,4 +54,43 @@ def test_one_without_the_other_or_a_missing_file_is_refused(
     result = serve("--tls-cert", str(cert), "--tls-key", str(tmp_path / "nope.key"))
     assert result.exit_code == 2
     assert "--tls-key" in result.output and "no such file" in result.output
+    assert served == []
+
+
+def pki(tmp_path: Path) -> Path:
+    for name in ("ca.crt", "host.crt", "host.key"):
+        (tmp_path / name).write_text(name)
+    return tmp_path
+
+
+def test_the_pki_dir_serves_the_host_certificate_and_asks_for_client_certificates(
+        tmp_path: Path, served: list[dict[str, Any]]) -> None:
+    result = serve("--pki-dir", str(pki(tmp_path)))
+    assert result.exit_code == 0, result.output
+    options = served[0]
+    assert (options["ssl_certfile"], options["ssl_keyfile"], options["ssl_ca_certs"]) == (
+        str(tmp_path / "host.crt"), str(tmp_path / "host.key"), str(tmp_path / "ca.crt"))
+    # Asked, not required: a browser or the CLI with a token has none.
+    assert options["ssl_cert_reqs"] == ssl.CERT_OPTIONAL
+    assert options["http"] is PeerCertProtocol
+
+
+def test_a_certificate_of_its_own_replaces_the_host_one(
+        tmp_path: Path, served: list[dict[str, Any]]) -> None:
+    cert, key = tmp_path / "public.crt", tmp_path / "public.key"
+    cert.write_text("c")
+    key.write_text("k")
+    result = serve("--pki-dir", str(pki(tmp_path)), "--tls-cert", str(cert), "--tls-key",
+                   str(key))
+    assert result.exit_code == 0, result.output
+    assert (served[0]["ssl_certfile"], served[0]["ssl_keyfile"]) == (cert, key)
+    assert served[0]["ssl_ca_certs"] == str(tmp_path / "ca.crt")
+
+
+def test_a_pki_dir_without_the_host_files_is_refused(
+        tmp_path: Path, served: list[dict[str, Any]]) -> None:
+    (tmp_path / "ca.crt").write_text("c")
+    result = serve("--pki-dir", str(tmp_path))
+    assert result.exit_code == 2
+    assert "--pki-dir" in result.output and "host.crt" in result.output
     assert served == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import stat
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from corral.cli.client import (
     ClientConfig,
     error_reason,
     load_client_config,
+    tls_failure,
+    tls_reason,
     write_client_config,
 )
 
@@ -55,3 +58,52 @@ def test_url_may_carry_the_api_prefix() -> None:
     api = Api(ClientConfig("http://h:1/api/v1/", "t"))
     assert api.url == "http://h:1"
     assert str(api.http.base_url) == "http://h:1/api/v1/"
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "client.json"
+    monkeypatch.setenv("CORRAL_CONFIG", str(path))
+    for name in ("CORRAL_URL", "CORRAL_TOKEN", "CORRAL_CA"):
+        monkeypatch.delenv(name, raising=False)
+    return path
+
+
+def test_a_pinned_ca_is_written_and_read_back(config_file: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    ca = config_file.parent / "ca.crt"
+    write_client_config("https://10.0.0.1:8470", "s3cret", ca=ca)
+    assert json.loads(config_file.read_text())["ca"] == str(ca)
+    assert load_client_config() == ClientConfig("https://10.0.0.1:8470", "s3cret", ca)
+    monkeypatch.setenv("CORRAL_CA", "/elsewhere/ca.crt")  # the environment wins
+    assert load_client_config().ca == Path("/elsewhere/ca.crt")
+
+
+def test_a_pinned_ca_with_a_plain_url_is_refused(config_file: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    write_client_config("http://10.0.0.1:8470", "s3cret", ca=config_file.parent / "ca.crt")
+    with pytest.raises(typer.Exit):
+        load_client_config()
+    assert "is not https" in capsys.readouterr().err
+
+
+def test_a_pinned_ca_that_cannot_be_read_is_named(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(typer.Exit):
+        Api(ClientConfig("https://h:1", "t", tmp_path / "absent.crt"))
+    assert f"pinned CA certificate {tmp_path / 'absent.crt'}" in capsys.readouterr().err
+
+
+def test_the_tls_error_behind_a_connection_error() -> None:
+    verify = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    verify.verify_message = "unable to get local issuer certificate"
+    outer = httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]")
+    middle = OSError("wrapped")
+    middle.__cause__ = verify
+    outer.__cause__ = middle
+    assert tls_failure(outer) is verify
+    assert tls_failure(httpx.ConnectError("connection refused")) is None
+    pinned_ca = tls_reason("https://h:1", Path("/ca.crt"), verify)
+    assert "not trusted" in pinned_ca and "pinned CA /ca.crt" in pinned_ca
+    assert "unable to get local issuer certificate" in pinned_ca
+    assert "pin the cluster's CA" in tls_reason("https://h:1", None, verify)

@@ -18,6 +18,7 @@ from corral.host.commands import (
     api_command,
     etcd_command,
     host_commands,
+    pki_dir,
     services_of,
     watchdog_command,
 )
@@ -25,6 +26,7 @@ from corral.host.config import HostConfig, WatchdogSettings
 from corral.lab.etcd import EtcdMember
 from corral.lab.layout import LabLayout
 from corral.lab.supervisor import plan_children
+from corral.pki.files import TLSFiles
 
 ENDPOINTS = ["https://10.0.0.1:2379", "https://10.0.0.2:2379", "https://10.0.0.3:2379"]
 CLUSTER = ",".join(f"h{i}=https://10.0.0.{i}:2380" for i in (1, 2, 3))
@@ -137,9 +139,24 @@ def test_api_serves_https_with_the_host_certificate() -> None:
     assert argv[1:3] == ("api", "serve")
     assert (arg(argv, "--host"), arg(argv, "--port")) == ("10.0.0.2", "8470")
     assert arg(argv, "--etcd").startswith("https://10.0.0.2:2379,")
-    assert (arg(argv, "--tls-cert"), arg(argv, "--tls-key")) == (
-        "/etc/corral/pki/host.crt", "/etc/corral/pki/host.key")
-    assert "--tls-cert" not in api_command(lab(tls=False)).argv
+    assert arg(argv, "--pki-dir") == "/etc/corral/pki"
+    assert "--pki-dir" not in api_command(lab(tls=False)).argv
+
+
+def test_the_agent_speaks_tls_with_the_host_pki_dir() -> None:
+    assert arg(agent_command(real()).argv, "--pki-dir") == "/etc/corral/pki"
+    assert arg(agent_command(lab()).argv, "--pki-dir") == "/lab/nodes/n1/etc/pki"
+    assert "--pki-dir" not in agent_command(lab(tls=False)).argv
+
+
+@pytest.mark.parametrize("config", [real(), lab()], ids=["real", "lab"])
+def test_the_pki_dir_holds_the_files_the_host_config_names(config: HostConfig) -> None:
+    """The agent and the API read TLSFiles.in_dir(--pki-dir, "host"): the same files etcd is
+    given one by one."""
+    assert config.tls is not None
+    files = TLSFiles.in_dir(pki_dir(config), "host")
+    assert (files.ca, files.cert, files.key) == (config.tls.ca_cert, config.tls.cert,
+                                                 config.tls.key)
 
 
 def test_a_lab_host_runs_the_lab_watchdog_on_its_qemu_run_dir() -> None:
@@ -210,6 +227,8 @@ def test_each_cli_accepts_its_command_line(config: HostConfig) -> None:
     assert (agent["node"], agent["lease_ttl"]) == (config.name, 9)
     api = parse(api_command(config).argv, prefix)
     assert api["port"] == config.api_port
+    expected_pki = pki_dir(config) if config.tls else None
+    assert (agent["pki_dir"], api["pki_dir"]) == (expected_pki, expected_pki)
     dog = watchdog_command(config)
     assert dog is not None
     if config.watchdog.kind == "device":

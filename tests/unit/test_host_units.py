@@ -116,7 +116,7 @@ def test_the_api_and_etcd_units() -> None:
     units = host_units(real())
     api = sections(units["corral-api.service"])
     assert api["Unit"]["After"] == "corral-etcd.service network-online.target"
-    assert "--tls-cert /etc/corral/pki/host.crt" in api["Service"]["ExecStart"]
+    assert "--pki-dir /etc/corral/pki" in api["Service"]["ExecStart"]
     etcd = sections(units["corral-etcd.service"])
     assert etcd["Service"]["Type"] == "exec"  # never blocks the boot on a quorum
     assert etcd["Service"]["LimitNOFILE"] == "65536"

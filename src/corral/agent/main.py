@@ -33,6 +33,7 @@ from corral.cluster.models import VMStatus
 from corral.cluster.records import UnreadableRecord
 from corral.cluster.store import Store
 from corral.fencing.client import WatchdogClient
+from corral.host.config import url
 from corral.manager import loop as manager
 from corral.migration.recovery import recover_interrupted
 from corral.qemu.accel import probe_accel
@@ -53,6 +54,13 @@ def bind(settings: AgentSettings) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.listen_host, settings.listen_port))
     return sock
+
+
+def console_config(settings: AgentSettings, app: Any) -> uvicorn.Config:
+    """The console endpoint: with TLS, only a client with a certificate of the cluster CA (the
+    API's relay) gets as far as the token check."""
+    tls = settings.tls.uvicorn_kwargs("required") if settings.tls else {}
+    return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", **tls)
 
 
 async def reconcile_at_start(ctx: HostContext, start_vm: Any) -> None:
@@ -105,8 +113,6 @@ async def arm_watchdog(settings: AgentSettings, watchdog: WatchdogClient | None
 
 async def run(settings: AgentSettings) -> None:
     settings.check()
-    # The host's TLS files, where the agent has them (`--pki-dir`): for asking the members.
-    tls = getattr(settings, "tls", None)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     clear_marker(settings.run_dir)  # a shutdown of an earlier life, not of this one
     watchdog = watchdog_client(settings)
@@ -114,9 +120,9 @@ async def run(settings: AgentSettings) -> None:
     driver = QemuDriver(settings.run_dir, settings.images_dir, accel)
     sock = bind(settings)
     host, port = sock.getsockname()[:2]
-    async with Store(settings.etcd) as store:
+    async with Store(settings.etcd, tls=settings.tls) as store:
         # A host the cluster was rebuilt without takes no lease from it: it waits here.
-        await standing_watch.hold_while_dropped(settings.node, settings.etcd, tls,
+        await standing_watch.hold_while_dropped(settings.node, settings.etcd, settings.tls,
                                                 settings.run_dir)
         # Arm only once etcd answers: an agent that cannot reach its store at boot must not
         # have its host reset in a loop. From the arming on, a stall past the client timeout
@@ -127,7 +133,7 @@ async def run(settings: AgentSettings) -> None:
                             watchdog.feed if watchdog else None)
         ctx = HostContext(settings.node, settings.data_dir, store, driver, liveness)
         info = sampler.static_info(
-            settings.node, host, f"http://{host}:{port}", accel, {"corral": __version__},
+            settings.node, host, url(settings.scheme, host, port), accel, {"corral": __version__},
             lease_ttl=settings.lease_ttl, watchdog_timeout=fence_time, renew_interval=interval,
         )
         await liveness.register(info)
@@ -154,8 +160,7 @@ async def run(settings: AgentSettings) -> None:
         # Renewing from now on: the start-up reconcile proves ownership under this lease.
         lease_job = asyncio.create_task(liveness.keep_alive(), name="lease")
         await reconcile_at_start(ctx, start_vm)
-        server = uvicorn.Server(uvicorn.Config(console_app(store, driver), log_level="warning",
-                                               access_log=False, lifespan="off"))
+        server = uvicorn.Server(console_config(settings, console_app(store, driver)))
 
         async def usage_loop() -> None:
             while True:
@@ -198,7 +203,7 @@ async def run(settings: AgentSettings) -> None:
             # Every agent campaigns; the elected one runs the manager's decisions.
             asyncio.create_task(manager.serve(store, settings.node, lambda: liveness.lease),
                                 name="manager"),
-            asyncio.create_task(standing_watch.watch(settings.node, settings.etcd, tls,
+            asyncio.create_task(standing_watch.watch(settings.node, settings.etcd, settings.tls,
                                                      settings.run_dir, liveness.known_alive),
                                 name="membership"),
         ]

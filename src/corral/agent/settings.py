@@ -8,6 +8,7 @@ from typing import Literal
 
 from corral.fencing.protocol import Ack
 from corral.fencing.timing import FIT_MARGIN, fits_lease
+from corral.pki.files import TLSFiles
 
 Accel = Literal["kvm", "tcg"]
 # Written in the agent's run dir by whatever shuts the host down where systemd does not (the
@@ -39,6 +40,10 @@ class AgentSettings:
     # the agent's unit must cover both).
     vm_shutdown_timeout: float = 60.0
     evacuate_timeout: float = 300.0
+    # The host's certificate and the cluster CA (`--pki-dir`): etcd is spoken to over TLS
+    # with it, and the console endpoint serves HTTPS to clients with a certificate of that
+    # CA only. None: plain HTTP (a lab without TLS).
+    tls: TLSFiles | None = None
 
     def check(self) -> None:
         """Refuse settings under which the cluster could recover VMs that still run here."""
@@ -62,6 +67,11 @@ class AgentSettings:
     @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
+
+    @property
+    def scheme(self) -> str:
+        """Of the console endpoint's URL, which the host publishes for the API."""
+        return "https" if self.tls is not None else "http"
 
 
 def published_fence_time(ack: Ack | None, renew_interval: float, lease_ttl: float

@@ -66,15 +66,19 @@ async def _cluster_access(stack: AsyncExitStack, store: Store, endpoints: list[s
 
 def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
                pki_dir: Path | None = None) -> FastAPI:
-    """`tls`: the certificate the API presents to etcd (and asks members' status with);
-    `pki_dir`: the host's pki directory (ca.crt, ca.key, admin.crt|key), with which it admits
-    and removes members. Without them, a lab's plain etcd and no joins."""
+    """`tls`: the certificate the API presents to etcd (and asks members' status with) and to
+    the agents it relays consoles from; `pki_dir`: the host's pki directory (ca.crt, ca.key,
+    admin.crt|key), with which it admits and removes members. Without them, a lab's plain etcd
+    and agents, and no joins."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             store = await stack.enter_async_context(Store(etcd_endpoints, tls=tls))
-            http = await stack.enter_async_context(httpx.AsyncClient(timeout=AGENT_TIMEOUT))
+            # The agents' console endpoints: over TLS they take a client certificate of the
+            # cluster CA, and are trusted by that CA alone.
+            http = await stack.enter_async_context(httpx.AsyncClient(
+                timeout=AGENT_TIMEOUT, **(tls.httpx_kwargs() if tls else {})))
             app.state.store = store
             app.state.tokens = TokenChecker(store)
             app.state.http = http

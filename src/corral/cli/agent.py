@@ -26,6 +26,10 @@ def run_agent(
         0.0, help="Seconds the watchdog lets this agent go unfed (paces the renewals); 0: "
                   "take it from the watchdog. Must be below --lease-ttl. The host publishes "
                   "the fence time the watchdog acknowledges, not this."),
+    pki_dir: Path | None = typer.Option(
+        None, help="The host's TLS files (ca.crt, host.crt, host.key): etcd over TLS, and the "
+                   "console served over HTTPS to clients with a certificate of the cluster "
+                   "CA only."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     if accel not in ("auto", "kvm", "tcg"):
@@ -36,6 +40,11 @@ def run_agent(
     # Imported here: every other command starts faster without the agent's dependencies.
     from corral.agent.main import run
     from corral.agent.settings import AgentSettings
+    from corral.pki.files import TLSFiles, missing_in_pki_dir
+
+    if pki_dir is not None and (missing := missing_in_pki_dir(pki_dir)):
+        raise typer.BadParameter(f"{', '.join(map(str, missing))} missing",
+                                 param_hint="--pki-dir")
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -48,6 +57,7 @@ def run_agent(
         accel=accel,  # type: ignore[arg-type]
         lease_ttl=lease_ttl,
         watchdog_socket=watchdog_socket, watchdog_timeout=watchdog_timeout,
+        tls=TLSFiles.in_dir(pki_dir.resolve(), "host") if pki_dir else None,
     )
     try:
         settings.check()

@@ -15,8 +15,13 @@ def serve(
     etcd: Annotated[str, typer.Option(help="etcd client URLs, comma separated.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8470,
+    pki_dir: Annotated[Path | None, typer.Option(
+        help="The host's TLS files (ca.crt, host.crt, host.key; ca.key and admin.crt|key on "
+             "a full host, to admit members): etcd over TLS, HTTPS with the host certificate, "
+             "agents over mutual TLS.")] = None,
     tls_cert: Annotated[Path | None, typer.Option(
-        help="Serve HTTPS with this certificate (PEM; with --tls-key).")] = None,
+        help="Serve HTTPS with this certificate (PEM; with --tls-key), instead of the host "
+             "certificate of --pki-dir.")] = None,
     tls_key: Annotated[Path | None, typer.Option(
         help="The certificate's private key (PEM).")] = None,
 ) -> None:
@@ -32,4 +37,11 @@ def serve(
     for option, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
         if path is not None and not path.is_file():
             raise typer.BadParameter(f"no such file: {path}", param_hint=option)
-    run(endpoints, host, port, tls_cert, tls_key)
+    if pki_dir is not None:
+        from corral.pki.files import missing_in_pki_dir
+
+        if missing := missing_in_pki_dir(pki_dir):
+            raise typer.BadParameter(f"{', '.join(map(str, missing))} missing",
+                                     param_hint="--pki-dir")
+        pki_dir = pki_dir.resolve()
+    run(endpoints, host, port, tls_cert, tls_key, pki_dir)

@@ -1,9 +1,11 @@
-"""Finding and talking to the Corral API: config file or env, bearer token, one-line errors."""
+"""Finding and talking to the Corral API: config file or env, bearer token, the pinned CA,
+one-line errors."""
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -21,6 +23,9 @@ SKIPPED_HEADER = "Corral-Skipped-Records"
 class ClientConfig:
     url: str
     token: str
+    # The cluster CA's certificate: the API must show a certificate it signed, and no other
+    # CA is trusted. None: the system's CAs (or plain HTTP, a lab without TLS).
+    ca: Path | None = None
 
 
 def client_config_path() -> Path:
@@ -29,15 +34,18 @@ def client_config_path() -> Path:
 
 
 def write_client_config(url: str, token: str, path: Path | None = None,
-                        ca: str | None = None) -> Path:
-    """Write where the API is and its token, readable by the owner only (it holds a secret);
-    `ca`: the CA file the API's certificate must be signed by."""
+                        ca: Path | str | None = None) -> Path:
+    """Write where the API is, its token and the CA to pin (if any), readable by the owner
+    only (it holds a secret); `ca`: the CA file the API's certificate must be signed by."""
     target = path or client_config_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
+    saved = {"url": url, "token": token}
+    if ca is not None:
+        saved["ca"] = str(Path(ca).absolute())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({"url": url, "token": token} | ({"ca": ca} if ca else {}), f)
+        json.dump(saved, f)
     tmp.replace(target)
     return target
 
@@ -50,19 +58,58 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def load_client_config() -> ClientConfig:
     url, token = os.environ.get("CORRAL_URL"), os.environ.get("CORRAL_TOKEN")
+    ca = os.environ.get("CORRAL_CA") or None
     path = client_config_path()
     if not (url and token) and path.exists():
         try:
             saved = json.loads(path.read_text())
             url, token = url or str(saved["url"]), token or str(saved["token"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            ca = ca or (str(saved["ca"]) if saved.get("ca") else None)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             fail(f"cannot read the client config {path}: {e}")
     if not url or not token:
         fail(
             f"no Corral API configured: set CORRAL_URL and CORRAL_TOKEN, or write {path} "
             "(`corral lab up` does)"
         )
-    return ClientConfig(url=url, token=token)
+    if ca and not url.startswith("https://"):
+        # A pinned CA with a plain URL would send the token to whoever answers.
+        fail(f"the CA {ca} is pinned (ca in {path}, or CORRAL_CA) but the API's URL {url} "
+             "is not https")
+    return ClientConfig(url=url, token=token, ca=Path(ca) if ca else None)
+
+
+def pinned(ca: Path | None) -> ssl.SSLContext | bool:
+    """What httpx verifies the API's certificate with: the pinned CA alone, or the system's."""
+    if ca is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(ca))
+    except (OSError, ssl.SSLError) as e:
+        fail(f"cannot load the pinned CA certificate {ca} (ca in {client_config_path()}, or "
+             f"CORRAL_CA): {e}")
+
+
+def tls_failure(error: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind an httpx connection error, if that is what it was."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def tls_reason(url: str, ca: Path | None, error: ssl.SSLError) -> str:
+    """Why TLS with the API failed, in the words an operator needs."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        detail = error.verify_message or str(error)
+        if ca is not None:
+            return (f"the Corral API at {url} is not trusted: its certificate is not one of "
+                    f"the pinned CA {ca} ({detail})")
+        return (f"the Corral API at {url} is not trusted ({detail}): pin the cluster's CA "
+                f"(ca in {client_config_path()}, or CORRAL_CA)")
+    return f"TLS with the Corral API at {url} failed: {error.reason or error}"
 
 
 def error_reason(reply: httpx.Response) -> str:
@@ -81,16 +128,20 @@ def error_reason(reply: httpx.Response) -> str:
 class Api:
     def __init__(self, config: ClientConfig) -> None:
         self.url = config.url.rstrip("/").removesuffix(API_PREFIX)
+        self.ca = config.ca
         self.http = httpx.Client(
             base_url=self.url + API_PREFIX,
             headers={"Authorization": f"Bearer {config.token}"},
             timeout=TIMEOUT,
+            verify=pinned(config.ca),
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             reply = self.http.request(method, path, **kwargs)
-        except httpx.ConnectError:
+        except httpx.ConnectError as e:
+            if tls := tls_failure(e):
+                fail(tls_reason(self.url, self.ca, tls))
             fail(f"cannot reach the Corral API at {self.url} (is the lab up? `corral lab up`)")
         except httpx.HTTPError as e:
             fail(f"request to the Corral API at {self.url} failed: {e}")

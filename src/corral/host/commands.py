@@ -9,6 +9,7 @@ corral-api. A witness runs etcd only: it is a voting member and nothing else.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from corral.host.config import HostConfig
@@ -132,6 +133,12 @@ def watchdog_command(config: HostConfig) -> ServiceCommand | None:
     return ServiceCommand(WATCHDOG, f"Corral watchdog mux on {dog.device}", argv)
 
 
+def pki_dir(config: HostConfig) -> Path:
+    """The directory the agent and the API take their TLS files from (`TLSFiles.in_dir`):
+    where `HostTLS.under` puts them."""
+    return config.etc_dir / "pki"
+
+
 def agent_command(config: HostConfig) -> ServiceCommand:
     argv: tuple[str, ...] = (
         *config.corral, "agent", "run",
@@ -146,6 +153,8 @@ def agent_command(config: HostConfig) -> ServiceCommand:
     if config.watchdog.kind != "none":
         argv += ("--watchdog-socket", str(config.watchdog_socket),
                  "--watchdog-timeout", _g(config.watchdog.client_timeout))
+    if config.tls is not None:
+        argv += ("--pki-dir", str(pki_dir(config)))
     return ServiceCommand(AGENT, f"Corral agent of host {config.name}", argv)
 
 
@@ -157,7 +166,7 @@ def api_command(config: HostConfig) -> ServiceCommand:
         "--port", str(config.api_port),
     )
     if config.tls is not None:
-        argv += ("--tls-cert", str(config.tls.cert), "--tls-key", str(config.tls.key))
+        argv += ("--pki-dir", str(pki_dir(config)))
     return ServiceCommand(API, f"Corral API on {config.name}", argv)
 
 

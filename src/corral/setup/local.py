@@ -49,7 +49,9 @@ def fresh_host(config: HostConfig) -> None:
 
 
 def install(config: HostConfig, services: Services) -> None:
-    """The host's services with their command lines, none started yet."""
+    """The host's services with their command lines, none started yet; softdog loaded (and
+    at every boot) on a real host without a watchdog device, before the mux needs it."""
+    host_services.load_softdog(config)
     services.install(host_commands(config))
 
 
