@@ -101,6 +101,6 @@ def say_if_dropped(config: Any, as_json: bool) -> None:
             at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(since))
             when = f" (its agent saw it at {at} UTC)"
         typer.secho(f"host {config.name} is NOT A MEMBER of cluster {config.cluster} any "
-                    f"more{when}: {verdict.reason}.\n  {DROPPED_ADVICE}",
+                    f"more{when}: {verdict.reason}.\n{DROPPED_ADVICE}",
                     fg=typer.colors.RED, bold=True)
     raise typer.Exit(1)

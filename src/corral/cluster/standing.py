@@ -74,9 +74,9 @@ def standing(own_name: str, own_url: str, views: Sequence[EndpointView]) -> Verd
     return Verdict("unknown", "no member with a leader answered")
 
 
-DROPPED_ADVICE = ("the cluster was rebuilt without it (`corral cluster expected 1` on another "
-                  "host): it runs no VMs; run `corral cluster rejoin` on it to join again "
-                  "with clean etcd data")
+DROPPED_ADVICE = ("The cluster was rebuilt without this host (`corral cluster expected 1` on "
+                  "another host): it runs no VMs; run `corral cluster rejoin` on it to join "
+                  "again with clean etcd data.")
 
 
 class DroppedNotice(BaseModel):
