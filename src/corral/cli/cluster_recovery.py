@@ -26,7 +26,23 @@ def _cluster_host(host_config: Any) -> Any:
     if config.tls is None:
         fail("this host's config has no TLS files: it was not set up by `corral cluster "
              "create` or `join`", 2)
+    from corral.pki.files import missing_in_pki_dir
+
+    missing = missing_in_pki_dir(config.tls.ca_cert.parent)
+    if missing:
+        fail(f"this host lacks its TLS files: {', '.join(map(str, missing))}", 2)
     return config
+
+
+def _run_flow(coro: Any) -> Any:
+    """As cli.cluster's _run, and etcd's refusals of a membership or auth change too."""
+    from corral.cluster.etcd_auth import AuthSetupError
+    from corral.cluster.members import MembershipError
+
+    try:
+        return _run(coro)
+    except (MembershipError, AuthSetupError, OSError) as e:
+        fail(str(e))
 
 
 @commands.command()
@@ -57,7 +73,7 @@ def expected(
         return bool(typer.confirm(f"rebuild cluster {config.cluster} around {config.name} "
                                   "alone?", default=False, err=True))
 
-    info = _run(expected_one(config, _run_services(config), _say, confirm))
+    info = _run_flow(expected_one(config, _run_services(config), _say, confirm))
     typer.echo(f"cluster {info.name} now runs on {config.name} alone, epoch {info.epoch}; "
                "HA recovers the other hosts' HA VMs whose disks it can reach once their "
                "watchdogs have surely fired")
@@ -75,7 +91,7 @@ def rejoin(
     from corral.setup.rejoin import rejoin_cluster
 
     config = _cluster_host(host_config)
-    bundle = _run(rejoin_cluster(config, _run_services(config), _say, server))
+    bundle = _run_flow(rejoin_cluster(config, _run_services(config), _say, server))
     typer.echo(f"{config.name} is a member of cluster {bundle.cluster} again (epoch "
                f"{bundle.epoch}, etcd member {bundle.member_id})")
 
@@ -87,7 +103,7 @@ def say_if_dropped(config: Any, as_json: bool) -> None:
     from corral.cluster.standing import DROPPED_ADVICE
     from corral.setup.rejoin import standing_here
 
-    verdict = _run(standing_here(config))
+    verdict = _run_flow(standing_here(config))
     if verdict.standing != "dropped":
         return
     notice = read_notice(config.qemu_run_dir)
