@@ -20,7 +20,7 @@ import pytest
 
 from corral.cluster.models import StorageConfig, StorageType
 from corral.cluster.store import RETRYABLE, Store
-from corral.lab import procs
+from corral.lab import faults, procs
 from corral.lab.layout import LabLayout, spare_base_port
 
 pytestmark = pytest.mark.integration
@@ -186,3 +186,22 @@ def test_sigterm_stops_everything(lab: Lab, short_tmp: Path) -> None:
     assert not [p for p in pids if procs.pid_alive(p)]
     assert not lab.layout.supervisor_json.exists()
     assert procs.lab_processes(lab.layout) == []
+
+
+def test_faults_find_a_hosts_children_of_the_labs_own_plan(lab: Lab) -> None:
+    """kill-node, start-node and kill-etcd-leader by the hosts the supervisor publishes."""
+    state = lab.state()
+    assert state["hosts"] == {"n1-etcd": "n1", "n2-etcd": "n2", "n3-etcd": "n3", "dummy": None}
+    old = lab.pid("n3-etcd")
+    killed = faults.kill_node(lab.layout, "n3")
+    assert killed.processes == {"n3-etcd": old}
+    assert not procs.pid_alive(old)
+    back = faults.start_node(lab.layout, "n3")
+    assert set(back) == {"n3-etcd"} and back["n3-etcd"] != old
+
+    wait_for("an etcd leader", lambda: faults.etcd_leader(lab.layout), 10)
+    pids = {n: lab.pid(f"{n}-etcd") for n in lab.layout.node_names}
+    node, pid = faults.kill_etcd_leader(lab.layout)
+    assert pid == pids[node]
+    wait_for("the leader's member restarted",
+             lambda: lab.pid(f"{node}-etcd") not in (None, pid), 10)

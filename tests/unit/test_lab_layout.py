@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,14 @@ def test_paths_live_under_the_lab_dir() -> None:
     assert lab.token_path == Path("/lab/token")
 
 
+def test_each_host_keeps_its_config_and_control_files_where_its_host_config_says() -> None:
+    lab = LabLayout(Path("/lab"), nodes=2)
+    assert lab.etc_dir(2) == Path("/lab/nodes/n2/etc")
+    assert lab.host_config_path(2) == Path("/lab/nodes/n2/etc/host.json")
+    assert lab.control_file(1) == Path("/lab/nodes/n1/run/services.json")
+    assert lab.services_status_file(1) == Path("/lab/nodes/n1/run/services-status.json")
+
+
 def test_each_host_lists_its_own_etcd_member_first() -> None:
     lab = LabLayout(Path("/lab"), base_port=30000)
     assert lab.etcd_urls_for(2) == [
@@ -49,7 +58,7 @@ def test_bad_layouts_are_refused(kwargs: dict[str, object]) -> None:
 
 def test_saved_layout_round_trips_and_follows_a_moved_dir(tmp_path: Path) -> None:
     lab = LabLayout(tmp_path / "a", nodes=5, base_port=25000, api_port=9000, accel="tcg",
-                    images_dir=Path("/img"), vms_seeded=True)
+                    images_dir=Path("/img"), vms_seeded=True, cluster_mode=True)
     lab.save()
     assert LabLayout.load(lab.root) == lab
     (tmp_path / "a").rename(tmp_path / "b")
@@ -62,3 +71,13 @@ def test_with_options_keeps_what_was_not_given() -> None:
     lab = LabLayout(Path("/lab"), nodes=5, api_port=9000)
     changed = lab.with_options(nodes=None, api_port=9100, accel=None)
     assert (changed.nodes, changed.api_port, changed.accel) == (5, 9100, "auto")
+
+
+def test_a_lab_saved_before_cluster_mode_runs_its_own_plan(tmp_path: Path) -> None:
+    lab = LabLayout(tmp_path, nodes=2)
+    lab.save()
+    data = json.loads(lab.lab_json.read_text())
+    del data["cluster_mode"]
+    lab.lab_json.write_text(json.dumps(data))
+    loaded = LabLayout.load(tmp_path)
+    assert loaded is not None and not loaded.cluster_mode

@@ -1,10 +1,13 @@
 """Fault injection on a running lab: power loss, a frozen agent, a network partition.
 
 Each function acts at once and returns what it did; `corral lab` (corral.cli.lab) prints it.
+A host's processes are the supervisor's children of that host, whether from the lab's own plan
+or, in cluster mode, from the host's control file (named alike: n1-etcd, n1-agent, ...).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -14,10 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.agent.settings import HOST_SHUTDOWN_MARKER
+from corral.cluster.members import endpoint_status
 from corral.fencing.labdog import host_qemu_pids
+from corral.host import config as host_config
 from corral.lab import control, netns, procs
-from corral.lab.etcd import member_status
+from corral.lab.etcd import MemberStatus, member_status
 from corral.lab.layout import LabLayout
+from corral.pki.files import TLSFiles
 
 WAIT = 10.0  # bound on waiting for processes to die or come back
 
@@ -42,12 +48,23 @@ def _running_state(layout: LabLayout) -> dict[str, Any]:
     return state
 
 
+def _of_host(state: dict[str, Any], node: str) -> list[str]:
+    """The names of the host's children, running or not (a supervisor of an older Corral
+    published no hosts: its children are named after their host)."""
+    children: dict[str, int | None] = state.get("children", {})
+    hosts: dict[str, str | None] | None = state.get("hosts")
+    if hosts is None:
+        return [name for name in children if name.startswith(f"{node}-")]
+    return [name for name in children if hosts.get(name) == node]
+
+
 def host_children(layout: LabLayout, node: str) -> dict[str, int]:
-    """The live processes of a host (etcd member, watchdog, agent): child name -> pid."""
+    """The live processes of a host (etcd member, watchdog, agent, and in cluster mode its
+    API): child name -> pid."""
     state = _running_state(layout)
     children: dict[str, int | None] = state.get("children", {})
-    return {name: int(pid) for name, pid in children.items()
-            if name.startswith(f"{node}-") and pid and procs.pid_alive(int(pid))}
+    return {name: int(pid) for name in _of_host(state, node)
+            if (pid := children.get(name)) and procs.pid_alive(int(pid))}
 
 
 def kill_node(layout: LabLayout, node: str) -> Killed:
@@ -109,7 +126,7 @@ def start_node(layout: LabLayout, node: str) -> dict[str, int]:
     marker = layout.power_marker(i)
     if not marker.exists():
         raise FaultError(f"{node} is not powered off")
-    expected = {n for n, c in _children_roles(layout).items() if n.startswith(f"{node}-")}
+    expected = set(_of_host(_running_state(layout), node))
     marker.unlink()
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
@@ -118,11 +135,6 @@ def start_node(layout: LabLayout, node: str) -> dict[str, int]:
             return running
         time.sleep(0.2)
     raise FaultError(f"{node} did not come back within {WAIT:.0f}s; see {layout.logs_dir}")
-
-
-def _children_roles(layout: LabLayout) -> dict[str, str]:
-    roles: dict[str, str] = _running_state(layout).get("roles", {})
-    return roles
 
 
 def agent_pid(layout: LabLayout, node: str) -> int:
@@ -146,13 +158,9 @@ def thaw_agent(layout: LabLayout, node: str) -> int:
     return pid
 
 
-def etcd_leader(layout: LabLayout) -> tuple[str, int] | None:
-    """The host whose etcd member leads and its raft term, once a majority of the members
-    follow it in the newest term; None while an election is on or etcd does not answer."""
-    members = layout.etcd_members
-    with ThreadPoolExecutor(len(members)) as pool:  # a slow member costs its own timeout only
-        seen = dict(zip([m.name for m in members],
-                        pool.map(member_status, [m.client_url for m in members]), strict=True))
+def leading_host(seen: dict[str, MemberStatus | None]) -> tuple[str, int] | None:
+    """From what each host's member says (None: no answer), the host whose member leads and
+    its raft term, once a majority of the members follow it in the newest term."""
     names = {s.member: name for name, s in seen.items() if s is not None}
     votes = Counter((s.leader, s.term) for s in seen.values() if s is not None)
     if not votes:
@@ -161,6 +169,48 @@ def etcd_leader(layout: LabLayout) -> tuple[str, int] | None:
     if count <= len(seen) // 2 or leader not in names:
         return None
     return names[leader], term
+
+
+def _host_members(layout: LabLayout) -> dict[str, tuple[str, TLSFiles | None]]:
+    """Cluster mode: each host that has a host config (it created or joined the cluster) ->
+    its member's client URL and the TLS files to ask it with (its own)."""
+    out: dict[str, tuple[str, TLSFiles | None]] = {}
+    for i, name in enumerate(layout.node_names, start=1):
+        path = layout.host_config_path(i)
+        if not path.exists():
+            continue
+        try:
+            config = host_config.load(path)
+        except host_config.HostConfigError as e:
+            raise FaultError(str(e)) from None
+        tls = config.tls
+        out[name] = (config.client_url,
+                     TLSFiles(tls.ca_cert, tls.cert, tls.key) if tls is not None else None)
+    return out
+
+
+async def _statuses_over_grpc(members: dict[str, tuple[str, TLSFiles | None]]
+                              ) -> dict[str, MemberStatus | None]:
+    """Over gRPC: with authentication on, etcd 3.4 refuses its HTTP gateway to a client
+    certificate."""
+    found = await asyncio.gather(*(endpoint_status(url, tls, timeout=1.0)
+                                   for url, tls in members.values()))
+    return {name: MemberStatus(str(s.member_id), str(s.leader), s.raft_term)
+            if s is not None and s.leader else None
+            for name, s in zip(members, found, strict=True)}
+
+
+def etcd_leader(layout: LabLayout) -> tuple[str, int] | None:
+    """The host whose etcd member leads and its raft term, once a majority of the members
+    follow it in the newest term; None while an election is on or etcd does not answer."""
+    if layout.cluster_mode:
+        members = _host_members(layout)
+        return leading_host(asyncio.run(_statuses_over_grpc(members))) if members else None
+    etcds = layout.etcd_members
+    with ThreadPoolExecutor(len(etcds)) as pool:  # a slow member costs its own timeout only
+        seen = dict(zip([m.name for m in etcds],
+                        pool.map(member_status, [m.client_url for m in etcds]), strict=True))
+    return leading_host(seen)
 
 
 def kill_etcd_leader(layout: LabLayout) -> tuple[str, int]:

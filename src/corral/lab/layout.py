@@ -8,6 +8,9 @@
 <lab>/nodes/n<i>/              a host's data dir (--data-dir of its agent)
 <lab>/nodes/n<i>/etcd/         its etcd member's data
 <lab>/nodes/n<i>/run/          its QEMU pidfiles, QMP sockets, serial logs
+<lab>/nodes/n<i>/etc/          its host.json and pki/ (hosts built by `cluster create/join`)
+<lab>/nodes/n<i>/run/services.json          the services the host wants (cluster mode)
+<lab>/nodes/n<i>/run/services-status.json   what the supervisor runs of them (cluster mode)
 
 <lab>/nodes/n<i>/watchdog.sock the host's lab watchdog, fed by its agent
 <lab>/nodes/n<i>/powered-off   present while `lab kill-node` keeps the host down
@@ -19,6 +22,10 @@ Addresses: 127.0.0.1 for everything in loopback mode. In netns mode (as root) ho
 the network namespace corral-<id>-n<i> at 198.18.<net>.<i>, where <id> = base_port // 128
 picks the lab's /24 inside 198.18.0.0/15 (two labs whose port blocks do not overlap never
 share it); the root namespace's side of the lab bridge is .254, and the API stays there.
+
+Cluster mode (`cluster_mode`): the supervisor starts no etcd, agents or API of its own; each
+host runs what its control file wants, as `corral cluster create/join` installed it there
+(`corral.host.services`), the same command lines a real host's systemd units run.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from corral.host.config import CONFIG_NAME
+from corral.host.services import CONTROL_NAME, STATUS_NAME
 from corral.lab.etcd import EtcdMember
 
 DEFAULT_BASE_PORT = 23800
@@ -56,6 +65,9 @@ class LabLayout:
     netns: bool = False  # one network namespace per host (needs root)
     lease_ttl: int = DEFAULT_LEASE_TTL
     watchdog_timeout: float = DEFAULT_WATCHDOG_TIMEOUT  # 0: hosts run without a watchdog
+    # Each host runs the services its control file wants (hosts built by `cluster create`
+    # and `join`) instead of the supervisor's own plan.
+    cluster_mode: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.nodes <= MAX_NODES:
@@ -90,6 +102,22 @@ class LabLayout:
         if name not in self.node_names:
             raise ValueError(f"no host {name!r} in this lab (hosts: n1..n{self.nodes})")
         return int(name[1:])
+
+    def etc_dir(self, i: int) -> Path:
+        """The host's config dir (HostConfig.for_lab's etc_dir): host.json, pki/."""
+        return self.node_dir(i) / "etc"
+
+    def host_config_path(self, i: int) -> Path:
+        return self.etc_dir(i) / CONFIG_NAME
+
+    def control_file(self, i: int) -> Path:
+        """The services host i wants, written by Corral (`host.services`), read by the
+        supervisor in cluster mode."""
+        return self.run_dir(i) / CONTROL_NAME
+
+    def services_status_file(self, i: int) -> Path:
+        """What the supervisor runs of host i's services: pids, for Corral to read."""
+        return self.run_dir(i) / STATUS_NAME
 
     def watchdog_socket(self, i: int) -> Path:
         return self.node_dir(i) / "watchdog.sock"
@@ -221,6 +249,7 @@ class LabLayout:
             netns=bool(data.get("netns", False)),
             lease_ttl=int(data.get("lease_ttl", DEFAULT_LEASE_TTL)),
             watchdog_timeout=float(data.get("watchdog_timeout", DEFAULT_WATCHDOG_TIMEOUT)),
+            cluster_mode=bool(data.get("cluster_mode", False)),
         )
 
     def save(self) -> None:

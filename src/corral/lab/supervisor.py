@@ -9,6 +9,13 @@ goes (`lab start-node`); one with a shutdown marker (`lab shutdown-node`) restar
 that exits meanwhile. SIGTERM stops the lab: API and agents, then watchdogs, then the
 hosts' QEMU processes (agents leave them running on purpose), then etcd, then the network.
 Its state is published in <lab>/supervisor.json for `lab status`.
+
+In cluster mode (the layout's `cluster_mode`) it starts no etcd, agents or API of its own:
+each host runs the services its control file (`<run>/services.json`, written by `corral
+cluster create/join` through `host.services`) wants, in their order, inside the host's
+namespace; the file is read again whenever it changes, the services it no longer wants are
+stopped in reverse order, and what runs is reported in `<run>/services-status.json`. Power,
+shutdown, restarts and the stop of the lab treat them as the children of its own plan.
 """
 
 from __future__ import annotations
@@ -26,38 +33,30 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 from corral.cluster.models import StorageConfig, StorageType
 from corral.cluster.store import Store
 from corral.fencing.labdog import host_qemu_pids
+from corral.host.services import ServicesError, write_status
 from corral.lab import netns, procs
+from corral.lab.children import ChildSpec, Role, changes, read_wanted, wanted_children
 from corral.lab.etcd import healthy
 from corral.lab.layout import LabLayout, write_json_atomic
 
 log = logging.getLogger("corral.lab.supervisor")
 
-Role = Literal["etcd", "watchdog", "agent", "api", "other"]
+__all__ = ["ChildSpec", "Role", "Supervisor", "backoff", "main", "plan_children"]
+
 STOP_GRACE = 5.0  # SIGTERM -> SIGKILL, for API, agents and QEMU
 ETCD_GRACE = 10.0
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 10.0
 STABLE_AFTER = 30.0  # a child that ran this long starts its backoff afresh
 STARTUP_TIMEOUT = 60.0
-
-
-@dataclass(frozen=True)
-class ChildSpec:
-    name: str
-    argv: tuple[str, ...]
-    log: Path
-    role: Role = "other"
-    env: dict[str, str] = field(default_factory=dict)
-    restart: bool = True
-    host: str | None = None  # the simulated host it belongs to (powered off together)
 
 
 def plan_children(
@@ -68,8 +67,12 @@ def plan_children(
     extra: Sequence[tuple[str, Sequence[str]]] = (),
 ) -> list[ChildSpec]:
     """Every process of the lab in start order: etcd members, watchdogs, agents, API, then
-    `extra`. In netns mode a host's processes run inside its namespace."""
+    `extra`. In netns mode a host's processes run inside its namespace. In cluster mode the
+    hosts' processes come from their control files: `extra` only."""
     env = {procs.LAB_ENV: str(layout.root)}
+    if layout.cluster_mode:
+        return [ChildSpec(name, tuple(cmd), layout.log_path(name), "other", env)
+                for name, cmd in extra]
     cli = (python, "-m", "corral.cli.main")
     members = layout.etcd_members
     out = [
@@ -118,6 +121,19 @@ def plan_children(
     return out
 
 
+FileKey = tuple[int, int, int]
+
+
+def file_key(path: Path) -> FileKey | None:
+    """What tells a new version of a file from the one read before (its writers replace it
+    by a rename: a new inode), or None when there is none."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def backoff(failures: int) -> float:
     """Delay before the next start after `failures` quick exits in a row (1-based)."""
     return float(min(BACKOFF_FIRST * 2 ** max(failures - 1, 0), BACKOFF_MAX))
@@ -155,6 +171,10 @@ class Supervisor:
         self.stopping = False
         self.stage = "starting"
         self.ready = False
+        # Cluster mode: each host's control file as last read (its identity, None: absent)
+        # and the status last written into its run dir.
+        self._controls: dict[int, FileKey | None] = {}
+        self._statuses: dict[int, dict[str, int]] = {}
 
     # --- children --------------------------------------------------------------------------
 
@@ -166,15 +186,27 @@ class Supervisor:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             logf.write(f"=== {stamp} starting: {shlex.join(spec.argv)}\n".encode())
             logf.flush()
-            child.proc = subprocess.Popen(
-                spec.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                cwd=self.layout.root,
-                env={**os.environ, **spec.env},
-                preexec_fn=_die_with_parent,
-            )
+            try:
+                child.proc = subprocess.Popen(
+                    spec.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.layout.root,
+                    env={**os.environ, **spec.env},
+                    preexec_fn=_die_with_parent,
+                )
+            except OSError as e:
+                if spec.service is None:
+                    raise  # the lab's own plan is broken: nothing to wait for
+                # A host's control file names what cannot run: it fails as a unit whose
+                # binary is missing does, and is tried again with the backoff.
+                logf.write(f"=== cannot start: {e}\n".encode())
+                child.failures += 1
+                child.next_start = self.clock() + backoff(child.failures)
+                log.error("cannot start %s: %s; trying again in %.1fs", spec.name, e,
+                          backoff(child.failures))
+                return
         child.started_at = self.clock()
         log.info("started %s (pid %d)", spec.name, child.proc.pid)
 
@@ -208,13 +240,17 @@ class Supervisor:
                 procs.signal_all(qemu, signal.SIGKILL)
 
     def tick(self) -> None:
-        """Reap children that exited and restart those whose backoff has passed."""
+        """Follow the hosts' control files (cluster mode), reap children that exited and
+        restart those whose backoff has passed."""
         now = self.clock()
         changed = False
         off = self.powered_off()
         if off:
             self._hold_down(off)
         down = off | self.shutting_down()
+        if self.layout.cluster_mode and not self.stopping:
+            for i in range(1, self.layout.nodes + 1):
+                changed |= self._follow_control(i, down)
         for child in self.children.values():
             proc = child.proc
             if proc is not None and proc.poll() is not None:
@@ -241,8 +277,61 @@ class Supervisor:
                 child.next_start, child.held = 0.0, False
                 self._spawn(child)
                 changed = True
+        if self.layout.cluster_mode:
+            self._report_services()
         if changed:
             self.publish()
+
+    # --- cluster mode: the hosts' control files ------------------------------------------
+
+    def _follow_control(self, i: int, down: set[str]) -> bool:
+        """Make host i's children what its control file wants, if the file changed since the
+        last look. True when children were stopped or added."""
+        key = file_key(self.layout.control_file(i))
+        if i in self._controls and self._controls[i] == key:
+            return False
+        self._controls[i] = key
+        host = self.layout.node_names[i - 1]
+        try:
+            wanted = wanted_children(self.layout, i, read_wanted(self.layout.run_dir(i), host))
+        except ServicesError as e:
+            # Logged once per version of the file: the host keeps what it runs until the
+            # file reads again.
+            log.error("%s; %s keeps its services as they are", e, host)
+            return False
+        running = [c.spec for c in self.children.values()
+                   if c.spec.host == host and c.spec.service is not None]
+        plan = changes(running, wanted)
+        for name in plan.stop:
+            child = self.children.pop(name)
+            self._stop_children([child], ETCD_GRACE if child.spec.role == "etcd" else STOP_GRACE)
+        for spec in plan.start:
+            child = self.children[spec.name] = Child(spec)
+            if host in down:
+                child.held = True  # starts when the host is powered on again
+            else:
+                self._spawn(child)
+        if plan:
+            log.info("%s: %s wants %s", host, self.layout.control_file(i),
+                     ", ".join(s.name for s in wanted) or "nothing")
+        return bool(plan)
+
+    def _report_services(self) -> None:
+        """Write each host's services-status.json when what runs there changed."""
+        for i, host in enumerate(self.layout.node_names, start=1):
+            running: dict[str, int] = {
+                c.spec.service: pid for c in self.children.values()
+                if c.spec.host == host and c.spec.service is not None
+                and (pid := c.pid) is not None
+            }
+            if self._statuses.get(i) == running:
+                continue
+            if (not running and i not in self._statuses
+                    and not self.layout.control_file(i).exists()
+                    and not self.layout.services_status_file(i).exists()):
+                continue  # a host with nothing installed gets no file
+            write_status(self.layout.run_dir(i), running)
+            self._statuses[i] = running
 
     def _stop_role(self, roles: set[Role], grace: float) -> None:
         self._stop_children([c for c in self.children.values() if c.spec.role in roles], grace)
@@ -251,6 +340,8 @@ class Supervisor:
         pids = [c.pid for c in victims if c.pid is not None]
         if pids:
             log.info("stopping %s", ", ".join(c.spec.name for c in victims if c.pid))
+        # A frozen child (`lab freeze-agent`) would sit out its SIGTERM until the SIGKILL.
+        procs.signal_all(pids, signal.SIGCONT)
         killed = procs.terminate(pids, grace)
         if killed:
             log.warning("killed (SIGKILL) pids %s", killed)
@@ -280,6 +371,8 @@ class Supervisor:
         for child in reversed(self.children.values()):
             if child.spec.role == "etcd":
                 self._stop_children([child], ETCD_GRACE)
+        if self.layout.cluster_mode:
+            self._report_services()  # nothing runs any more
         if self.layout.netns:
             netns.down(self.layout)
         with contextlib.suppress(FileNotFoundError):
@@ -296,6 +389,7 @@ class Supervisor:
             "children": {n: c.pid for n, c in self.children.items()},
             "restarts": {n: c.restarts for n, c in self.children.items()},
             "roles": {n: c.spec.role for n, c in self.children.items()},
+            "hosts": {n: c.spec.host for n, c in self.children.items()},
             "powered_off": sorted(self.powered_off()),
             "netns": self.layout.netns,
             "api_url": self.layout.api_url,
@@ -328,6 +422,17 @@ class Supervisor:
             self.stage = "network"
             self.publish()
             netns.up(self.layout)
+        if self.layout.cluster_mode:
+            # The hosts' services start at the first look at their control files, as enabled
+            # units start at boot; etcd is theirs to seed (`cluster create`).
+            self.stage = "processes"
+            self.start({"other"})
+            self.tick()
+            self.stage = "running"
+            self.ready = True
+            self.publish()
+            log.info("lab ready (cluster mode: the hosts run what their control files want)")
+            return True
         self.stage = "etcd"
         self.start({"etcd"})
         urls = self.layout.client_urls
