@@ -27,6 +27,13 @@ def layout(lab: Lab) -> LabLayout:
     return loaded
 
 
+def etcd_health(lay: LabLayout, i: int, timeout: float) -> httpx.Response:
+    """Host i's etcd member's /health, as its own clients ask it (TLS in a cluster lab)."""
+    member = lay.etcd_member(i)
+    extra = member.tls.httpx_kwargs() if member.tls else {}
+    return httpx.get(f"{member.client_url}/health", timeout=timeout, **extra)
+
+
 def online(lab: Lab) -> dict[str, bool]:
     return {n["name"]: bool(n["online"]) for n in lab.json("node", "list")}
 
@@ -72,7 +79,7 @@ def test_partitioned_host_is_cut_off_and_fenced_then_rejoins(fault_lab: Lab) -> 
     lab.corral("lab", "partition", "n3")
     try:
         with pytest.raises(httpx.TransportError):
-            httpx.get(f"{lay.etcd_member(3).client_url}/health", timeout=1.0)
+            etcd_health(lay, 3, timeout=1.0)
         fenced = wait_gone(lab, "n3", WATCHDOG_TIMEOUT + SLACK)
         print(f"n3 fenced {fenced:.2f}s after partition (watchdog {WATCHDOG_TIMEOUT}s)")
         wait_offline(lab, "n3", LEASE_TTL + 10)
@@ -81,7 +88,7 @@ def test_partitioned_host_is_cut_off_and_fenced_then_rejoins(fault_lab: Lab) -> 
     finally:
         lab.corral("lab", "heal")
     wait_until(lambda: online(lab)["n3"], 40, "n3 rejoined")
-    assert httpx.get(f"{lay.etcd_member(3).client_url}/health", timeout=2.0).status_code == 200
+    assert etcd_health(lay, 3, timeout=2.0).status_code == 200
 
 
 def test_killed_node_stays_down_until_started(fault_lab: Lab) -> None:

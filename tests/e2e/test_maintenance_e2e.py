@@ -3,14 +3,14 @@ survive the manager's host dying midway."""
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import os
 import signal
 from typing import Any
 
-import httpx
 import pytest
 
+from corral.cluster.store import Store, StoreError
 from corral.lab.layout import LabLayout
 from tests.e2e.labtools import Lab, wait_until
 
@@ -35,18 +35,19 @@ def create(lab: Lab, name: str, node: str, start: bool = True) -> int:
 
 
 def manager(lab: Lab) -> str:
-    """The host holding the manager key, read straight from etcd's JSON gateway."""
+    """The host holding the manager key, read straight from etcd."""
     layout = LabLayout.load(lab.root)
     assert layout is not None
-    key = base64.b64encode(b"/corral/manager").decode()
-    for url in layout.client_urls:
-        try:
-            reply = httpx.post(f"{url}/v3/kv/range", json={"key": key}, timeout=2).json()
-        except httpx.HTTPError:
-            continue
-        kvs = reply.get("kvs", [])
-        return base64.b64decode(kvs[0]["value"]).decode() if kvs else ""
-    return ""
+
+    async def read() -> str:
+        async with Store(layout.client_urls, timeout=2.0, tls=layout.etcd_admin_tls) as store:
+            kv = await store.client.get(b"/corral/manager")
+            return kv.value.decode() if kv is not None else ""
+
+    try:
+        return asyncio.run(read())
+    except (StoreError, OSError):
+        return ""
 
 
 def test_enable_empties_the_host_and_disable_brings_the_vms_back(lab: Lab) -> None:

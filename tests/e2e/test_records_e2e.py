@@ -35,7 +35,7 @@ def etcd_put(lab: Lab, items: dict[str, bytes]) -> None:
     assert lay is not None
 
     async def put() -> None:
-        async with Store(lay.client_urls) as store:
+        async with Store(lay.client_urls, tls=lay.etcd_admin_tls) as store:
             for key, raw in items.items():
                 await store.client.put(key.encode(), raw)
 

@@ -15,7 +15,9 @@ import httpx
 import typer
 
 API_PREFIX = "/api/v1"
-TIMEOUT = 30.0
+# Long requests may take their time; a host that does not even take the connection within a
+# few seconds is cut off, and the next host's API is tried.
+TIMEOUT = httpx.Timeout(30.0, connect=3.0)
 # Keys of the records a list answer left out because they do not decode (api/views.py).
 SKIPPED_HEADER = "Corral-Skipped-Records"
 

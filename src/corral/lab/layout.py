@@ -40,6 +40,7 @@ from typing import Any
 from corral.host.config import CONFIG_NAME
 from corral.host.services import CONTROL_NAME, STATUS_NAME
 from corral.lab.etcd import EtcdMember
+from corral.pki.files import TLSFiles
 
 DEFAULT_BASE_PORT = 23800
 DEFAULT_API_PORT = 8470
@@ -169,7 +170,15 @@ class LabLayout:
             client_port=self.base_port + i,
             peer_port=self.base_port + 100 + i,
             host=self.host_address(i),
+            # Cluster mode: https, the host's own certificate (as `cluster create` made it).
+            tls=TLSFiles.in_dir(self.etc_dir(i) / "pki") if self.cluster_mode else None,
         )
+
+    @property
+    def etcd_admin_tls(self) -> TLSFiles | None:
+        """What a lab tool shows etcd to read and write anything (cluster mode: n1's root
+        certificate), None for the plain lab."""
+        return TLSFiles.in_dir(self.etc_dir(1) / "pki", "admin") if self.cluster_mode else None
 
     @property
     def etcd_members(self) -> list[EtcdMember]:
