@@ -51,6 +51,8 @@ def _plan(given: Path | None, nodes: int | None, api_port: int | None, base_port
         fail("--netns needs root and the `ip` tool (iproute2)")
     if saved is None and use_netns is None:
         use_netns = netns.available()
+    if saved is None and cluster is None:
+        cluster = True  # a new lab is built as a real cluster is
     try:
         layout = (saved or LabLayout(root, images_dir=control.DEFAULT_IMAGES_DIR)).with_options(
             nodes=nodes, api_port=api_port, base_port=base_port, accel=accel,
@@ -105,7 +107,8 @@ def up(
     cluster: Annotated[bool | None, typer.Option(
         "--cluster/--no-cluster",
         help="Build the hosts with `corral cluster create` and `join` (TLS, etcd auth, each "
-             "host its own API) [default: no, or the existing lab's].")] = None,
+             "host its own API), as real hosts are; --no-cluster: the lab wires its hosts "
+             "itself, plain HTTP [default: yes, or the existing lab's].")] = None,
 ) -> None:
     """Start the lab: etcd members, agents, the API, and on a fresh lab a few tiny VMs."""
     layout = _plan(dir, nodes, api_port, base_port, accel, use_netns, lease_ttl,
