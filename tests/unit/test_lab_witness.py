@@ -98,3 +98,15 @@ def test_lab_up_refuses_a_witness_without_cluster(tmp_path: Path) -> None:
                                       "--witness"])
     assert result.exit_code != 0 and "--cluster" in result.output
     assert not (tmp_path / "lab" / "lab.json").exists()
+
+
+def test_the_supervisor_imports_the_corral_that_started_it(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """It runs in the lab dir: a relative PYTHONPATH entry is made absolute first."""
+    from corral.lab.control import absolute_pythonpath
+
+    monkeypatch.chdir(tmp_path)
+    assert absolute_pythonpath({"PYTHONPATH": "src:/opt/x"}) == {
+        "PYTHONPATH": f"{tmp_path}/src:/opt/x"}
+    assert absolute_pythonpath({}) == {}
