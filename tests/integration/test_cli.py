@@ -14,6 +14,7 @@ import uvicorn
 from typer.testing import CliRunner, Result
 
 from corral.api.app import create_app
+from corral.cli.client import write_client_config
 from corral.cli.main import app
 from corral.cluster import keys
 from corral.cluster.models import NodeInfo, StorageConfig, StorageType
@@ -157,3 +158,21 @@ def test_lists_and_ha_status_work_beside_records_that_do_not_decode(
     report = json.loads(run("ha", "status", "--json").stdout)
     assert {s["key"] for s in report["skipped"]} == {"/corral/vms/777/config",
                                                       "/corral/nodes/n5/info"}
+
+
+def test_a_host_whose_api_is_down_is_passed_over(api_url: str, etcd_endpoint: str,
+                                                  tmp_path: Path) -> None:
+    """The config lists a dead host's API first: the CLI goes on to the next host's, says so
+    on stderr, and answers; with every host down it fails naming them all."""
+    asyncio.run(_seed(etcd_endpoint))
+    dead = f"http://127.0.0.1:{free_port()}"
+    config = write_client_config(dead, TOKEN, tmp_path / "client.json", others=[api_url])
+    runner = CliRunner()
+    result = runner.invoke(app, ["node", "list", "--json"], env={"CORRAL_CONFIG": str(config)})
+    assert result.exit_code == 0, result.output
+    assert [n["name"] for n in json.loads(result.stdout)] == ["n1"]
+    assert f"cannot reach the Corral API at {dead}; trying {api_url}" in result.stderr
+    dead2 = f"http://127.0.0.1:{free_port()}"
+    config = write_client_config(dead, TOKEN, tmp_path / "client.json", others=[dead2])
+    result = runner.invoke(app, ["node", "list"], env={"CORRAL_CONFIG": str(config)})
+    assert result.exit_code == 1 and f"{dead}, {dead2}" in result.stderr

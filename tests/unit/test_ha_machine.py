@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from pydantic import ValidationError
 
 from corral.cluster.actions import QueueTask, SetPlacement
 from corral.cluster.models import (
     VM,
+    Disk,
     Node,
     NodeInfo,
     NodeRequest,
     Placement,
     RunState,
+    StorageConfig,
+    StorageType,
     Task,
     TaskState,
     VMConfig,
@@ -74,6 +79,30 @@ def test_lost_host_waits_for_the_watchdog_deadline_then_recovers_by_cas() -> Non
     # No start in the pass that moves the placement: the start waits for the write to land.
     assert not any(isinstance(a, QueueTask) for a in actions)
     assert state.vms[100].status == "recovery" and state.nodes["n2"].status == "fenced"
+
+
+def test_a_vm_whose_disks_are_on_the_lost_hosts_local_storage_is_left_with_a_reason() -> None:
+    """Started elsewhere it would find no disk; a VM on shared storage is recovered."""
+    up = {"n1": True, "n2": False}
+    storages = {"local": StorageConfig(id="local", type=StorageType.DIR, path="storage/local"),
+                "shared": StorageConfig(id="shared", type=StorageType.SHARED_DIR,
+                                        path="/srv/shared")}
+
+    def with_disk(vmid: int, storage: str) -> VM:
+        v = vm(vmid, "n2", True)
+        disk = Disk(volume=f"{storage}:vm-{vmid}-disk-0.qcow2", size_mb=64)
+        return replace(v, config=v.config.model_copy(update={"disks": [disk]}))
+
+    vms = [with_disk(100, "local"), with_disk(101, "shared")]
+    state = None
+    for now in (20, 30):
+        s = replace(snap(now, up, vms), storages=storages)
+        actions, state = decide_ha(s, ha(100, 101, state=state), T)
+    moves = [a for a in actions if isinstance(a, SetPlacement)]
+    assert [m.vmid for m in moves] == [101] and moves[0].placement.node == "n1"
+    assert state.vms[100].status == "recovery"
+    assert "local:vm-100-disk-0.qcow2" in state.vms[100].reason
+    assert "waits for n2" in state.vms[100].reason
 
 
 def test_recovered_placement_gets_a_start_with_a_derived_id() -> None:

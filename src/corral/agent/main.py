@@ -13,7 +13,7 @@ from typing import Any
 import uvicorn
 
 from corral import __version__
-from corral.agent import sampler
+from corral.agent import sampler, standing_watch
 from corral.agent.console import console_app
 from corral.agent.context import (
     HostContext,
@@ -121,6 +121,9 @@ async def run(settings: AgentSettings) -> None:
     sock = bind(settings)
     host, port = sock.getsockname()[:2]
     async with Store(settings.etcd, tls=settings.tls) as store:
+        # A host the cluster was rebuilt without takes no lease from it: it waits here.
+        await standing_watch.hold_while_dropped(settings.node, settings.etcd, settings.tls,
+                                                settings.run_dir)
         # Arm only once etcd answers: an agent that cannot reach its store at boot must not
         # have its host reset in a loop. From the arming on, a stall past the client timeout
         # fences this host, as any missed renewal does later.
@@ -200,6 +203,9 @@ async def run(settings: AgentSettings) -> None:
             # Every agent campaigns; the elected one runs the manager's decisions.
             asyncio.create_task(manager.serve(store, settings.node, lambda: liveness.lease),
                                 name="manager"),
+            asyncio.create_task(standing_watch.watch(settings.node, settings.etcd, settings.tls,
+                                                     settings.run_dir, liveness.known_alive),
+                                name="membership"),
         ]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -1,8 +1,9 @@
 """The cluster's membership: its CA, join tokens, joins, status and removal of members.
 
-`GET /cluster/ca` and `POST /cluster/join` take no bearer token: a joining host has none yet.
-It checks the CA's hash against its join token before it trusts anything it is told, and the
-join token in its request is its credential. Admitting and removing members needs the
+`GET /cluster/ca`, `POST /cluster/join` and `POST /cluster/rejoin` take no bearer token: a
+joining host has none yet. It checks the CA's hash against its join token before it trusts
+anything it is told, and the join token in its request is its credential; a rejoining host's
+credential is its own certificate. Admitting and removing members needs the
 cluster's pki directory (the CA key and the root certificate): an API started without one
 (a lab without TLS) answers 503 saying so.
 """
@@ -19,6 +20,7 @@ from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel
 
 from corral.api.errors import ApiError
+from corral.api.peer import PeerDep
 from corral.cluster import members
 from corral.cluster.models import HostRole
 from corral.cluster.store import Store
@@ -32,6 +34,7 @@ from corral.setup.admission import (
 )
 from corral.setup.join_rules import JoinBundle, JoinRequest, RefusalKind, TokenRequest
 from corral.setup.member_removal import Removed, remove_member
+from corral.setup.rejoin_rules import RejoinBundle
 from corral.setup.status import gather as gather_status
 from corral.setup.status_view import ClusterStatus
 
@@ -41,6 +44,7 @@ router = APIRouter()  # behind the bearer token
 _STATUS: dict[RefusalKind, tuple[int, str]] = {
     "invalid": (422, "invalid"),
     "token": (403, "token_refused"),
+    "forbidden": (403, "forbidden"),
     "conflict": (409, "conflict"),
     "not_found": (404, "not_found"),
     "unavailable": (503, "unavailable"),
@@ -113,6 +117,15 @@ async def join(body: JoinRequest, access: AccessDep) -> JoinBundle:
     admission = admission_of(access)
     with refusals():
         return await admission.admit(body)
+
+
+@public.post("/cluster/rejoin", response_model=RejoinBundle, tags=["cluster"])
+async def rejoin(access: AccessDep, cn: PeerDep) -> RejoinBundle:
+    """A host the cluster was rebuilt without asks to be taken back; its credential is its
+    own certificate, verified by the TLS handshake (no bearer token: it has none)."""
+    admission = admission_of(access)
+    with refusals():
+        return await admission.readmit(cn)
 
 
 @router.post("/cluster/tokens", response_model=TokenOut, status_code=status.HTTP_201_CREATED,

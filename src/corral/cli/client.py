@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -26,6 +27,9 @@ class ClientConfig:
     # The cluster CA's certificate: the API must show a certificate it signed, and no other
     # CA is trusted. None: the system's CAs (or plain HTTP, a lab without TLS).
     ca: Path | None = None
+    # Other hosts' APIs, tried in this order when the one before cannot be reached: any host
+    # serves the same API, so a dead host does not take the CLI with it.
+    others: tuple[str, ...] = ()
 
 
 def client_config_path() -> Path:
@@ -34,15 +38,18 @@ def client_config_path() -> Path:
 
 
 def write_client_config(url: str, token: str, path: Path | None = None,
-                        ca: Path | str | None = None) -> Path:
+                        ca: Path | str | None = None, others: Sequence[str] = ()) -> Path:
     """Write where the API is, its token and the CA to pin (if any), readable by the owner
-    only (it holds a secret); `ca`: the CA file the API's certificate must be signed by."""
+    only (it holds a secret); `ca`: the CA file the API's certificate must be signed by;
+    `others`: more hosts' APIs, for when the first cannot be reached."""
     target = path or client_config_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
-    saved = {"url": url, "token": token}
+    saved: dict[str, Any] = {"url": url, "token": token}
     if ca is not None:
         saved["ca"] = str(Path(ca).absolute())
+    if others:
+        saved["others"] = list(others)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(saved, f)
@@ -59,10 +66,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def load_client_config() -> ClientConfig:
     url, token = os.environ.get("CORRAL_URL"), os.environ.get("CORRAL_TOKEN")
     ca = os.environ.get("CORRAL_CA") or None
+    others: tuple[str, ...] = ()
     path = client_config_path()
     if not (url and token) and path.exists():
         try:
             saved = json.loads(path.read_text())
+            if not url:
+                others = tuple(str(u) for u in saved.get("others", []))
             url, token = url or str(saved["url"]), token or str(saved["token"])
             ca = ca or (str(saved["ca"]) if saved.get("ca") else None)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
@@ -72,11 +82,12 @@ def load_client_config() -> ClientConfig:
             f"no Corral API configured: set CORRAL_URL and CORRAL_TOKEN, or write {path} "
             "(`corral lab up` does)"
         )
-    if ca and not url.startswith("https://"):
-        # A pinned CA with a plain URL would send the token to whoever answers.
-        fail(f"the CA {ca} is pinned (ca in {path}, or CORRAL_CA) but the API's URL {url} "
-             "is not https")
-    return ClientConfig(url=url, token=token, ca=Path(ca) if ca else None)
+    for u in (url, *others):
+        if ca and not u.startswith("https://"):
+            # A pinned CA with a plain URL would send the token to whoever answers.
+            fail(f"the CA {ca} is pinned (ca in {path}, or CORRAL_CA) but the API's URL {u} "
+                 "is not https")
+    return ClientConfig(url=url, token=token, ca=Path(ca) if ca else None, others=others)
 
 
 def pinned(ca: Path | None) -> ssl.SSLContext | bool:
@@ -127,7 +138,9 @@ def error_reason(reply: httpx.Response) -> str:
 
 class Api:
     def __init__(self, config: ClientConfig) -> None:
-        self.url = config.url.rstrip("/").removesuffix(API_PREFIX)
+        self.urls = [u.rstrip("/").removesuffix(API_PREFIX) for u in (config.url,
+                                                                       *config.others)]
+        self.url = self.urls[0]
         self.ca = config.ca
         self.http = httpx.Client(
             base_url=self.url + API_PREFIX,
@@ -136,13 +149,36 @@ class Api:
             verify=pinned(config.ca),
         )
 
+    def _next_host(self) -> bool:
+        """Move on to the next host's API; False when none is left."""
+        at = self.urls.index(self.url) + 1
+        if at >= len(self.urls):
+            return False
+        self.url = self.urls[at]
+        self.http.base_url = httpx.URL(self.url + API_PREFIX)
+        return True
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The request to the first host whose API can be reached. Only a connection that
+        never opened moves on: the request did not reach that host, so sending it to the
+        next one cannot do it twice."""
+        while True:
+            try:
+                return self.http.request(method, path, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+                if tls := tls_failure(e):
+                    fail(tls_reason(self.url, self.ca, tls))
+                tried = self.url
+                if not self._next_host():
+                    where = ", ".join(self.urls)
+                    fail(f"cannot reach the Corral API at {where} (is the lab up? "
+                         "`corral lab up`)")
+                typer.echo(f"warning: cannot reach the Corral API at {tried}; trying "
+                           f"{self.url}", err=True)
+
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            reply = self.http.request(method, path, **kwargs)
-        except httpx.ConnectError as e:
-            if tls := tls_failure(e):
-                fail(tls_reason(self.url, self.ca, tls))
-            fail(f"cannot reach the Corral API at {self.url} (is the lab up? `corral lab up`)")
+            reply = self._send(method, path, **kwargs)
         except httpx.HTTPError as e:
             fail(f"request to the Corral API at {self.url} failed: {e}")
         if reply.status_code >= 400:

@@ -223,6 +223,9 @@ def status(host_config: HostConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Members, voters and learners, quorum, leader, witness, each host's agent and lease."""
     config = _local_config(host_config)
     if config is not None and config.tls is not None:
+        from corral.cli.cluster_recovery import say_if_dropped
+
+        say_if_dropped(config, as_json)
         out = _run(_status_here(config)).model_dump(mode="json")
     else:
         out = connect().get("/cluster/status")
@@ -259,3 +262,8 @@ def remove_node(
     out = connect().delete(f"/cluster/members/{name}")
     typer.echo(f"removed {out['name']}: etcd member {out['member'] or '-'}, "
                f"user {out['user'] or '-'}")
+
+
+from corral.cli.cluster_recovery import commands as _recovery  # noqa: E402
+
+app.registered_commands += _recovery.registered_commands  # expected 1, rejoin

@@ -160,17 +160,19 @@ def up(
     finally:
         if api is not None:
             api.close()
-    config = _write_client_config(layout.api_url, token, layout.ca_file)
+    config = _write_client_config(layout.api_url, token, layout.ca_file,
+                                  layout.other_api_urls)
     typer.echo(f"lab up in {layout.root}\n  API:   {layout.api_url}\n  token: {token}"
                 + (f"\n  client config: {config}" if config else ""))
 
 
-def _write_client_config(url: str, token: str, ca: Path | None) -> Path | None:
+def _write_client_config(url: str, token: str, ca: Path | None,
+                         others: list[str]) -> Path | None:
     try:
         from corral.cli.client import write_client_config
     except ImportError:
         return None
-    return write_client_config(url, token, ca=ca)
+    return write_client_config(url, token, ca=ca, others=others)
 
 
 @app.command()

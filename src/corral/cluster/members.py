@@ -23,11 +23,13 @@ from corral.cluster.membership import (  # the pure side, here for those who lis
     quorum,
     summarize,
 )
+from corral.cluster.standing import EndpointView
 from corral.cluster.store import Store
 from corral.pki.files import TLSFiles
 
 __all__ = ["EndpointStatus", "Member", "MembershipError", "Summary", "add_learner",
-           "endpoint_status", "endpoint_statuses", "list_members", "promote", "quorum",
+           "endpoint_status", "endpoint_statuses", "endpoint_view", "endpoint_views",
+           "list_members", "promote", "quorum",
            "remove", "summarize"]
 
 # What etcd says while a learner is still behind: worth asking again.
@@ -125,7 +127,7 @@ async def endpoint_status(endpoint: str, tls: TLSFiles | None = None,
     return EndpointStatus(endpoint=endpoint, member_id=int(s.header.member_id),
                           leader=int(s.leader), raft_term=int(s.raftTerm),
                           raft_index=int(s.raftIndex), is_learner=bool(s.isLearner),
-                          db_size=int(s.dbSize))
+                          db_size=int(s.dbSize), cluster_id=int(s.header.cluster_id))
 
 
 async def endpoint_statuses(endpoints: Sequence[str], tls: TLSFiles | None = None,
@@ -133,3 +135,25 @@ async def endpoint_statuses(endpoints: Sequence[str], tls: TLSFiles | None = Non
     """The status of every endpoint, asked at once: a dead member costs one timeout, not one
     each."""
     return list(await asyncio.gather(*(endpoint_status(e, tls, timeout) for e in endpoints)))
+
+
+async def endpoint_view(endpoint: str, tls: TLSFiles | None = None,
+                        timeout: float = 2.0) -> EndpointView:
+    """What the member at this endpoint says of itself and which members it lists (served
+    from its own state: no quorum needed)."""
+    status = await endpoint_status(endpoint, tls, timeout)
+    listed: tuple[Member, ...] | None = None
+    if status is not None:
+        async with Store([endpoint], timeout=timeout, tls=tls) as store:
+            try:
+                reply = await asyncio.wait_for(store.client.clusterstub.MemberList(
+                    rpc.MemberListRequest(), timeout=timeout), timeout + 1.0)
+                listed = tuple(_member(m) for m in reply.members)
+            except (grpc.aio.AioRpcError, TimeoutError):
+                listed = None
+    return EndpointView(endpoint, status, listed)
+
+
+async def endpoint_views(endpoints: Sequence[str], tls: TLSFiles | None = None,
+                         timeout: float = 2.0) -> list[EndpointView]:
+    return list(await asyncio.gather(*(endpoint_view(e, tls, timeout) for e in endpoints)))

@@ -31,6 +31,9 @@ class EndpointStatus:
     raft_index: int
     is_learner: bool
     db_size: int  # bytes
+    # etcd's cluster id as this member knows it (0: not known). `--force-new-cluster` keeps
+    # it: a rebuilt cluster and its dropped members still share it.
+    cluster_id: int = 0
 
     @property
     def is_leader(self) -> bool:

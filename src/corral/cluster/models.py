@@ -277,14 +277,27 @@ class Task(Record):
 HostRole = Literal["host", "witness"]  # a witness runs etcd only: it votes, it runs no VMs
 
 
+class EpochOverride(Record):
+    """One `cluster expected 1`: who rebuilt the cluster from its own data, when, and which
+    members it left out."""
+
+    epoch: int = Field(ge=2)  # the epoch it began
+    host: str  # the host it ran on
+    user: str  # who ran it there (the login name)
+    at: float
+    dropped: list[str] = Field(default_factory=list)  # etcd members left out, by name
+
+
 class ClusterInfo(Record):
     """The cluster itself, written once by `cluster create`; the epoch is raised by each
-    `expected 1` override, so a host whose data predates it can tell it is stale."""
+    `expected 1` override, so a host whose data predates it can tell it is stale. Records
+    made before overrides existed read with none."""
 
     name: str
     epoch: int = Field(default=1, ge=1)
     ca_hash: str = Field(pattern=r"^[0-9a-f]{64}$")  # `pki.ca.spki_sha256` of the cluster CA
     created_at: float = Field(default_factory=time.time)
+    overrides: list[EpochOverride] = Field(default_factory=list)  # oldest first
 
 
 class ClusterHost(Record):

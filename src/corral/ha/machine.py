@@ -384,6 +384,12 @@ def _lost_host(c: Ctx, vm: VM, s: HASettings, base: VMHAState, ns: NodeHAState |
         what = ns.reason if ns else "unknown host"
         return Step(_to(base, now, S.FENCE, f"host {node}: {what}", task=None))
     want = RunState.RUNNING if s.state is HARequest.STARTED else RunState.STOPPED
+    local = c.snap.local_disks(vm)
+    if local:
+        # Its disks went down with the host: started elsewhere it would find none.
+        return Step(_to(base, now, S.RECOVERY if want is RunState.RUNNING else S.STOPPED,
+                        f"not recovered: its disks ({', '.join(local)}) are on {node}'s local "
+                        f"storage; it waits for {node} to return", task=None))
     target, whynot = choose_node(c.snap, vm, c.inputs.rules, frozenset({node}),
                                  want is RunState.RUNNING)
     if target is None:

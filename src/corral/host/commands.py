@@ -47,6 +47,24 @@ def _g(value: float) -> str:
     return f"{value:g}"
 
 
+# Every etcd member's timing and housekeeping, on real hosts and in every lab.
+ETCD_TUNING: tuple[str, ...] = (
+    # Quick elections: the lease TTL (9 s) must outlast one comfortably.
+    "--heartbeat-interval", "100",
+    "--election-timeout", "1000",
+    # A member cut off by a partition keeps campaigning and raising its term; without
+    # pre-vote (off by default in etcd 3.4) its return deposes the healthy leader, and the
+    # election stalls every host's lease renewal long enough for the watchdogs of hosts
+    # that never lost anything to fence them.
+    "--pre-vote",
+    "--snapshot-count", "10000",
+    "--auto-compaction-retention", "1h",
+    "--logger", "zap",
+    "--log-outputs", "stderr",
+    "--log-level", "warn",
+)
+
+
 def etcd_command(config: HostConfig, force_new_cluster: bool = False,
                  machine: str = "") -> ServiceCommand:
     """The etcd member of the host. An existing data dir carries the membership: the
@@ -67,19 +85,7 @@ def etcd_command(config: HostConfig, force_new_cluster: bool = False,
         "--initial-cluster", config.initial_cluster,
         "--initial-cluster-token", f"corral-{config.cluster}",
         "--initial-cluster-state", config.initial_cluster_state,
-        # Quick elections, as in the lab: the lease TTL (9s) must outlast one comfortably.
-        "--heartbeat-interval", "100",
-        "--election-timeout", "1000",
-        # A member cut off by a partition keeps campaigning and raising its term; without
-        # pre-vote (off by default in etcd 3.4) its return deposes the healthy leader, and the
-        # election stalls every host's lease renewal long enough for the watchdogs of hosts
-        # that never lost anything to fence them.
-        "--pre-vote",
-        "--snapshot-count", "10000",
-        "--auto-compaction-retention", "1h",
-        "--logger", "zap",
-        "--log-outputs", "stderr",
-        "--log-level", "warn",
+        *ETCD_TUNING,
     ]
     if config.tls is not None:
         tls = config.tls

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from corral.cli.client import write_client_config
 from corral.host import config as host_config
 from corral.host.config import HostConfig
 from corral.lab.layout import LabLayout
@@ -116,6 +117,9 @@ def build(layout: LabLayout, say: Say) -> str:
                          "--host-config", str(plan_path(layout, w))],
              f"witness setup on {name}")
     token = str(json.loads(client_config_path(layout).read_text())["token"])
+    # Every host's API, so that the lab's commands outlive n1.
+    write_client_config(layout.api_url, token, client_config_path(layout), ca=layout.ca_file,
+                        others=layout.other_api_urls)
     fd = os.open(layout.token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")

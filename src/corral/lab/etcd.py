@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import httpx
 
+from corral.host.commands import ETCD_TUNING
 from corral.pki.files import TLSFiles
 
 ClusterState = Literal["new", "existing"]
@@ -65,19 +66,7 @@ class EtcdMember:
             "--initial-cluster", cluster,
             "--initial-cluster-token", token,
             "--initial-cluster-state", state,
-            # Small clusters on one machine: quick elections, a small snapshot interval.
-            "--heartbeat-interval", "100",
-            "--election-timeout", "1000",
-            # A member cut off by a partition keeps campaigning and raising its term; without
-            # pre-vote (off by default before etcd 3.5) its return deposes the healthy leader,
-            # and the election stalls every host's lease renewal long enough for the watchdogs
-            # of hosts that never lost anything to fence them.
-            "--pre-vote",
-            "--snapshot-count", "10000",
-            "--auto-compaction-retention", "1h",
-            "--logger", "zap",
-            "--log-outputs", "stderr",
-            "--log-level", "warn",
+            *ETCD_TUNING,
             *self._tls_flags(),
         ]
 

@@ -264,6 +264,13 @@ class LabLayout:
         return self.host_api_url(1) if self.cluster_mode else f"http://{HOST}:{self.api_port}"
 
     @property
+    def other_api_urls(self) -> list[str]:
+        """In cluster mode the other hosts' APIs, for the CLI to fall back on."""
+        if not self.cluster_mode:
+            return []
+        return [self.host_api_url(i) for i in range(2, self.nodes + 1)]
+
+    @property
     def ca_file(self) -> Path | None:
         """The cluster CA the API's certificate must chain to (cluster mode), else None."""
         return self.etc_dir(1) / "pki" / "ca.crt" if self.cluster_mode else None

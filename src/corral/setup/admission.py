@@ -38,8 +38,9 @@ from corral.cluster.store import Store, token_digest
 from corral.pki import ca as pki_ca
 from corral.pki import certs, pem, tokens
 from corral.pki.tokens import JoinToken, JoinTokenRecord
-from corral.setup import join_rules
+from corral.setup import join_rules, rejoin_rules
 from corral.setup.join_rules import JoinBundle, JoinRequest, Refusal
+from corral.setup.rejoin_rules import RejoinBundle
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,60 @@ class Admission:
                  new.id)
         self._in_background(self._promote(new, req.name, req.member_name))
         return bundle
+
+    async def readmit(self, cn: str | None) -> RejoinBundle:
+        """Take back a host the cluster was rebuilt without (`corral cluster rejoin`): `cn`
+        is the CN of the client certificate the TLS handshake verified. Its etcd member is
+        added again as a learner at its recorded peer URL, its etcd user again (an override
+        removed it), its record names the new member; promoted in the background."""
+        info = await cluster_info(self.store)
+        current = await members.list_members(self.admin)
+        hosts, _ = await read_hosts(self.store)
+        refuse(rejoin_rules.rejoin_refusal(cn, hosts, current))
+        assert cn is not None
+        host = rejoin_rules.host_of(cn, hosts)
+        assert host is not None
+        for stale in rejoin_rules.leftovers(host, current):
+            log.warning("rejoin of %s: removing etcd member %x that an earlier attempt added "
+                        "and never started", host.name, stale.id)
+            await members.remove(self.admin, stale.id)
+        try:
+            new, after = await members.add_learner(self.admin, host.peer_urls)
+        except members.MembershipError as e:
+            raise AdmissionError(Refusal("conflict", f"etcd refused the member: {e}")) from e
+        try:
+            pairs = initial_cluster(after, new.id, cn)
+            if host.role == "host":
+                await etcd_auth.add_host(self.admin, host.name)
+            else:
+                await etcd_auth.add_witness(self.admin, host.name)
+            await self.store.put(keys.cluster_host(host.name),
+                                 host.model_copy(update={"member_id": new.id}))
+        except Exception as e:
+            log.warning("rejoin of %s failed after its etcd member %x was added: %s; removing "
+                        "it again", host.name, new.id, e)
+            with contextlib.suppress(Exception):
+                await members.remove(self.admin, new.id)
+            raise AdmissionError(Refusal("unavailable", f"the rejoin failed after its etcd "
+                                         f"member was added, which was removed again: {e}")) \
+                from e
+        log.info("took back %s %s as etcd learner %x", host.role, host.name, new.id)
+        self._in_background(self._promote_rejoined(new, host.name))
+        return RejoinBundle(
+            cluster=info.name, epoch=info.epoch, name=host.name, role=host.role,
+            etcd_name=cn, member_id=f"{new.id:x}",
+            initial_cluster=join_rules.initial_cluster_text(pairs),
+            etcd_endpoints=join_rules.etcd_endpoints(after, host.client_urls[0]))
+
+    async def _promote_rejoined(self, member: Member, name: str) -> None:
+        """As `_promote`, but a member that never starts is only removed: the host stays
+        recorded, and may try again."""
+        try:
+            await members.promote(self.admin, member.id, within=self.promote_within,
+                                  every=PROMOTE_EVERY)
+            log.info("%s (etcd member %x) caught up and is a voter again", name, member.id)
+        except Exception as e:
+            log.warning("%s (etcd member %x) was not promoted: %s", name, member.id, e)
 
     async def _consume(self, token_key: str, token_rev: int, claim: ClusterHost) -> None:
         """Delete the token and claim the name, at once and only if neither changed since

@@ -33,7 +33,7 @@ MIN_TOKEN_TTL = 60
 MAX_TOKEN_TTL = 7 * 24 * 3600
 MAX_CSR_BYTES = 16_384
 
-RefusalKind = Literal["invalid", "token", "conflict", "not_found", "unavailable"]
+RefusalKind = Literal["invalid", "token", "forbidden", "conflict", "not_found", "unavailable"]
 
 
 @dataclass(frozen=True)
