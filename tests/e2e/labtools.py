@@ -78,12 +78,13 @@ def lab_env(root: Path, tiny_images: Path) -> dict[str, str]:
 
 
 @contextmanager
-def running_lab(tiny_images: Path, prefix: str, *up_args: str) -> Iterator[Lab]:
-    """A 3-host lab on spare ports, started as a user starts one; destroyed afterwards."""
+def running_lab(tiny_images: Path, prefix: str, *up_args: str, nodes: int = 3) -> Iterator[Lab]:
+    """A lab of `nodes` hosts on spare ports, started as a user starts one; destroyed
+    afterwards."""
     root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     base = spare_base_port()
     lab = Lab(root / "lab", lab_env(root, tiny_images))
-    up = lab.corral("lab", "up", "--nodes", "3", "--accel", "tcg", *up_args,
+    up = lab.corral("lab", "up", "--nodes", str(nodes), "--accel", "tcg", *up_args,
                     "--base-port", str(base), "--api-port", str(base + 390), timeout=240,
                     check=False)
     try:

@@ -42,7 +42,8 @@ def _layout_or_none(given: Path | None) -> LabLayout | None:
 
 def _plan(given: Path | None, nodes: int | None, api_port: int | None, base_port: int | None,
           accel: str | None, use_netns: bool | None = None, lease_ttl: int | None = None,
-          watchdog_timeout: float | None = None, cluster: bool | None = None) -> LabLayout:
+          watchdog_timeout: float | None = None, cluster: bool | None = None,
+          witness: bool | None = None) -> LabLayout:
     """The layout for `up`: the saved one, changed only where an option was given. A new lab
     lives in network namespaces when it can (root)."""
     root = control.lab_dir(given)
@@ -57,18 +58,19 @@ def _plan(given: Path | None, nodes: int | None, api_port: int | None, base_port
         layout = (saved or LabLayout(root, images_dir=control.DEFAULT_IMAGES_DIR)).with_options(
             nodes=nodes, api_port=api_port, base_port=base_port, accel=accel,
             images_dir=control.images_dir_from_env(), netns=use_netns, lease_ttl=lease_ttl,
-            watchdog_timeout=watchdog_timeout, cluster_mode=cluster,
+            watchdog_timeout=watchdog_timeout, cluster_mode=cluster, witness=witness,
         )
     except ValueError as e:
         fail(str(e))
     if saved and control.etcd_initialised(saved) and (
-        (layout.nodes, layout.base_port, layout.netns, layout.cluster_mode)
-        != (saved.nodes, saved.base_port, saved.netns, saved.cluster_mode)
+        (layout.nodes, layout.base_port, layout.netns, layout.cluster_mode, layout.witness)
+        != (saved.nodes, saved.base_port, saved.netns, saved.cluster_mode, saved.witness)
     ):
         # etcd keeps its membership (names and peer URLs) in its data.
         fail(f"the lab in {root} was made with {saved.nodes} nodes on base port "
              f"{saved.base_port}, {'in' if saved.netns else 'without'} network namespaces"
-             f"{', built by cluster create/join' if saved.cluster_mode else ''}; "
+             f"{', built by cluster create/join' if saved.cluster_mode else ''}"
+             f"{' with a witness' if saved.witness else ''}; "
              "`corral lab destroy` it first to change any of these")
     if layout.netns and not netns.available():
         fail(f"the lab in {root} lives in network namespaces, which need root")
@@ -109,10 +111,15 @@ def up(
         help="Build the hosts with `corral cluster create` and `join` (TLS, etcd auth, each "
              "host its own API), as real hosts are; --no-cluster: the lab wires its hosts "
              "itself, plain HTTP [default: yes, or the existing lab's].")] = None,
+    witness: Annotated[bool | None, typer.Option(
+        "--witness/--no-witness",
+        help="With --cluster: one more machine, `w`, set up with `corral witness setup` as "
+             "the cluster's quorum witness (an etcd voter, no VMs) [default: no, or the "
+             "existing lab's].")] = None,
 ) -> None:
     """Start the lab: etcd members, agents, the API, and on a fresh lab a few tiny VMs."""
     layout = _plan(dir, nodes, api_port, base_port, accel, use_netns, lease_ttl,
-                   watchdog_timeout, cluster)
+                   watchdog_timeout, cluster, witness)
     if (pid := control.supervisor_pid(layout)) is not None:
         fail(f"the lab in {layout.root} is already up (supervisor pid {pid}); "
              "see `corral lab status`, or `corral lab down` first")
@@ -138,7 +145,8 @@ def up(
             if layout.cluster_mode and not cluster_build.built(layout):
                 cluster_build.build(layout, say)
                 console.print(f"[green]✓[/] cluster built: create on n1, "
-                              f"{layout.nodes - 1} joins")
+                              f"{layout.nodes - 1} joins"
+                              + (", witness setup on w" if layout.witness else ""))
             token = layout.token_path.read_text().strip()
             api = LabApi(layout, token)
             api.wait_healthy(say)
@@ -218,7 +226,11 @@ def status(
     if layout.netns:
         typer.echo(f"network: {layout.subnet_prefix}.0/24 on bridge {layout.bridge}, hosts in "
                    f"namespaces {layout.netns_name(1)}..")
-    off = [n for i, n in enumerate(layout.node_names, 1) if layout.power_marker(i).exists()]
+    if (w := layout.witness_index) is not None:
+        where = f" in namespace {layout.netns_name(w)}" if layout.netns else ""
+        typer.echo(f"witness: {layout.machine_name(w)} at {layout.host_address(w)}{where} "
+                   "(an etcd voter, no VMs)")
+    off = [n for i, n in enumerate(layout.machine_names, 1) if layout.power_marker(i).exists()]
     if off:
         typer.echo(f"powered off: {', '.join(off)}")
     if cut := faults.partitioned(layout):
@@ -245,6 +257,7 @@ def destroy(
 # --- fault injection ---------------------------------------------------------------------
 
 NodeArg = Annotated[str, typer.Argument(help="The host, e.g. n2.")]
+MachineArg = Annotated[str, typer.Argument(help="The host, e.g. n2, or the witness, w.")]
 
 
 def _running_layout(given: Path | None) -> LabLayout:
@@ -262,6 +275,15 @@ def _node(layout: LabLayout, node: str) -> str:
     return node
 
 
+def _machine(layout: LabLayout, name: str) -> str:
+    """A host or the witness: power and network faults apply to either."""
+    try:
+        layout.machine_index(name)
+    except ValueError as e:
+        fail(str(e))
+    return name
+
+
 def _inject(dir: Path | None, fault: Callable[[LabLayout], T]) -> tuple[LabLayout, T]:
     """Run a fault on a running lab; a refusal becomes the command's one-line error."""
     layout = _running_layout(dir)
@@ -272,10 +294,10 @@ def _inject(dir: Path | None, fault: Callable[[LabLayout], T]) -> tuple[LabLayou
 
 
 @app.command("kill-node")
-def kill_node(node: NodeArg, dir: DirOpt = None) -> None:
-    """Power loss: SIGKILL the host's agent, watchdog, etcd member and VMs at once; it stays
-    down until `corral lab start-node`."""
-    _, killed = _inject(dir, lambda lay: faults.kill_node(lay, _node(lay, node)))
+def kill_node(node: MachineArg, dir: DirOpt = None) -> None:
+    """Power loss: SIGKILL the host's agent, watchdog, etcd member and VMs (the witness's etcd
+    member) at once; it stays down until `corral lab start-node`."""
+    _, killed = _inject(dir, lambda lay: faults.kill_node(lay, _machine(lay, node)))
     parts = [f"{n} ({p})" for n, p in killed.processes.items()]
     parts += [f"VM {v} ({p})" for v, p in killed.qemu.items()]
     typer.echo(f"{node} powered off; killed {', '.join(parts) or 'nothing (it was down)'}")
@@ -305,9 +327,9 @@ def shutdown_node(
 
 
 @app.command("start-node")
-def start_node(node: NodeArg, dir: DirOpt = None) -> None:
-    """Power a killed host on again: the supervisor starts its processes."""
-    _, running = _inject(dir, lambda lay: faults.start_node(lay, _node(lay, node)))
+def start_node(node: MachineArg, dir: DirOpt = None) -> None:
+    """Power a killed host (or witness) on again: the supervisor starts its processes."""
+    _, running = _inject(dir, lambda lay: faults.start_node(lay, _machine(lay, node)))
     typer.echo(f"{node} powered on: " + ", ".join(f"{n} ({p})" for n, p in running.items()))
 
 
@@ -336,17 +358,18 @@ def kill_etcd_leader(dir: DirOpt = None) -> None:
 
 
 @app.command()
-def partition(node: NodeArg, dir: DirOpt = None) -> None:
-    """Cut the host's network (needs a lab in network namespaces)."""
-    layout, _ = _inject(dir, lambda lay: faults.partition(lay, _node(lay, node)))
-    typer.echo(f"{node} is cut off ({layout.veth(layout.node_index(node))} down)")
+def partition(node: MachineArg, dir: DirOpt = None) -> None:
+    """Cut the host's (or the witness's) network (needs a lab in network namespaces)."""
+    layout, _ = _inject(dir, lambda lay: faults.partition(lay, _machine(lay, node)))
+    typer.echo(f"{node} is cut off ({layout.veth(layout.machine_index(node))} down)")
 
 
 @app.command()
 def heal(
-    node: Annotated[str | None, typer.Argument(help="The host [default: all].")] = None,
+    node: Annotated[str | None, typer.Argument(
+        help="The host or the witness [default: all].")] = None,
     dir: DirOpt = None,
 ) -> None:
-    """Restore the network of one partitioned host, or of all."""
-    _, healed = _inject(dir, lambda lay: faults.heal(lay, _node(lay, node) if node else None))
+    """Restore the network of one partitioned host (or the witness), or of all."""
+    _, healed = _inject(dir, lambda lay: faults.heal(lay, _machine(lay, node) if node else None))
     typer.echo(f"reconnected: {', '.join(healed)}" if healed else "no host was cut off")

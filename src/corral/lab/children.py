@@ -62,11 +62,12 @@ def read_wanted(run_dir: Path, host: str) -> ServiceControl | None:
 
 
 def wanted_children(layout: LabLayout, i: int, control: ServiceControl | None) -> list[ChildSpec]:
-    """The children host i is to run, in start order: the wanted services of its control file
-    (None: nothing), inside the host's network namespace in netns mode."""
+    """The children machine i (a host, or the witness) is to run, in start order: the wanted
+    services of its control file (None: nothing), inside its network namespace in netns
+    mode."""
     if control is None:
         return []
-    host = layout.node_names[i - 1]
+    host = layout.machine_name(i)
     out = []
     for service in control.wanted():
         name = child_name(host, service.name)

@@ -1,7 +1,9 @@
 """Building a lab the way an admin builds a cluster: `corral cluster create` on n1, then a
 `corral cluster token` and a `corral cluster join` for every other host, each command run as
 its own process inside that host's network namespace, with that host's own config and data
-directory. The lab supervisor (cluster mode) runs what each host's services ask for.
+directory. The lab supervisor (cluster mode) runs what each host's services ask for. A lab
+with a witness gets it last, once every host has joined: a `corral cluster token --witness` and
+`corral witness setup` inside the witness's own namespace (machine `w`, index N+1).
 
 Each host gets a prepared host description (`<lab>/nodes/nX/host.plan.json`, HostConfig as
 `HostConfig.for_lab` makes it): the lab's addresses, ports, watchdog and lease; create and
@@ -32,11 +34,16 @@ class BuildError(RuntimeError):
 
 
 def host_plan(layout: LabLayout, i: int) -> HostConfig:
+    """Machine i's prepared description: a host's, or the witness's (role witness: no
+    watchdog, no agent or API; their ports are only reserved)."""
+    witness = i == layout.witness_index
     return HostConfig.for_lab(
-        layout.root, f"n{i}", cluster=CLUSTER_NAME, address=layout.host_address(i),
+        layout.root, layout.machine_name(i), cluster=CLUSTER_NAME,
+        address=layout.host_address(i), role="witness" if witness else "host",
         etcd_client_port=layout.base_port + i, etcd_peer_port=layout.base_port + 100 + i,
         agent_port=layout.agent_port(i), api_port=layout.host_api_port(i),
-        images_dir=layout.images_dir, watchdog_timeout=layout.watchdog_timeout,
+        images_dir=layout.images_dir,
+        watchdog_timeout=0 if witness else layout.watchdog_timeout,
         lease_ttl=layout.lease_ttl, accel=layout.accel)  # type: ignore[arg-type]
 
 
@@ -50,7 +57,9 @@ def client_config_path(layout: LabLayout) -> Path:
 
 
 def built(layout: LabLayout) -> bool:
-    return layout.host_config_path(1).exists()
+    """Every machine set up (a lab whose build broke off is built again from scratch only by
+    `lab destroy`; a later `up` finishes what is missing)."""
+    return all(layout.host_config_path(i).exists() for i in range(1, layout.machines + 1))
 
 
 def _corral(layout: LabLayout, i: int | None, args: list[str]) -> list[str]:
@@ -77,15 +86,21 @@ def _run(layout: LabLayout, i: int | None, args: list[str], what: str) -> str:
 
 
 def build(layout: LabLayout, say: Say) -> str:
-    """Create the cluster on n1 and join every other host; returns the API token."""
-    for i in range(1, layout.nodes + 1):
+    """Create the cluster on n1, join every other host, then set up the witness (if any);
+    returns the API token. Machines set up already are left as they are."""
+    for i in range(1, layout.machines + 1):
         host_config.save(host_plan(layout, i), plan_path(layout, i))
-    say("n1: corral cluster create")
-    _run(layout, 1, ["cluster", "create", CLUSTER_NAME, "--host-config", str(plan_path(layout, 1)),
-                     "--shared-dir", str(layout.shared_dir),
-                     "--client-config", str(client_config_path(layout))], "cluster create on n1")
+    if not layout.host_config_path(1).exists():
+        say("n1: corral cluster create")
+        _run(layout, 1, ["cluster", "create", CLUSTER_NAME,
+                         "--host-config", str(plan_path(layout, 1)),
+                         "--shared-dir", str(layout.shared_dir),
+                         "--client-config", str(client_config_path(layout))],
+             "cluster create on n1")
     server = f"{layout.host_address(1)}:{layout.host_api_port(1)}"
     for i in range(2, layout.nodes + 1):
+        if layout.host_config_path(i).exists():
+            continue
         say(f"n{i}: corral cluster join {server}")
         token = _run(layout, None, ["cluster", "token", "--ttl", "600"],
                      "cluster token").strip().splitlines()[-1]
@@ -93,6 +108,14 @@ def build(layout: LabLayout, say: Say) -> str:
                          str(plan_path(layout, i)),
                          "--client-config", str(layout.node_dir(i) / "client.json")],
              f"cluster join on n{i}")
+    if (w := layout.witness_index) is not None and not layout.host_config_path(w).exists():
+        name = layout.machine_name(w)
+        say(f"{name}: corral witness setup {server}")
+        token = _run(layout, None, ["cluster", "token", "--witness", "--ttl", "600"],
+                     "cluster token --witness").strip().splitlines()[-1]
+        _run(layout, w, ["witness", "setup", server, "--token", token,
+                         "--host-config", str(plan_path(layout, w))],
+             f"witness setup on {name}")
     token = str(json.loads(client_config_path(layout).read_text())["token"])
     # Every host's API, so that the lab's commands outlive n1.
     write_client_config(layout.api_url, token, client_config_path(layout), ca=layout.ca_file,

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,20 @@ def start_supervisor(layout: LabLayout) -> subprocess.Popen[bytes]:
             stdout=logf,
             stderr=subprocess.STDOUT,
             cwd=layout.root,
-            env={**os.environ, procs.LAB_ENV: str(layout.root)},
+            env={**os.environ, **absolute_pythonpath(os.environ), procs.LAB_ENV: str(layout.root)},
             start_new_session=True,
         )
+
+
+def absolute_pythonpath(env: Mapping[str, str]) -> dict[str, str]:
+    """PYTHONPATH with its relative entries made absolute: the supervisor and its children
+    run in the lab dir, where `PYTHONPATH=src` would name nothing and they would import
+    another installed Corral than the one that started them."""
+    value = env.get("PYTHONPATH")
+    if not value:
+        return {}
+    return {"PYTHONPATH": os.pathsep.join(os.path.abspath(p) if p else p
+                                          for p in value.split(os.pathsep))}
 
 
 def log_tail(path: Path, lines: int = 15) -> str:

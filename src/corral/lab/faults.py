@@ -68,9 +68,9 @@ def host_children(layout: LabLayout, node: str) -> dict[str, int]:
 
 
 def kill_node(layout: LabLayout, node: str) -> Killed:
-    """Power loss: every process of the host dies by SIGKILL in one sweep, and the supervisor
-    keeps the host down (its power marker) until start_node."""
-    i = layout.node_index(node)
+    """Power loss: every process of the host (or the witness) dies by SIGKILL in one sweep,
+    and the supervisor keeps it down (its power marker) until start_node."""
+    i = layout.machine_index(node)
     _running_state(layout)
     # The marker first: the supervisor must never see these deaths as crashes to restart.
     layout.power_marker(i).write_text(f"{time.time():.3f}\n")
@@ -120,8 +120,9 @@ def shutdown_node(layout: LabLayout, node: str, kind: str, timeout: float) -> Sh
 
 
 def start_node(layout: LabLayout, node: str) -> dict[str, int]:
-    """Power on: the supervisor starts the host's processes again; returns them once up."""
-    i = layout.node_index(node)
+    """Power on: the supervisor starts the host's (or the witness's) processes again; returns
+    them once up."""
+    i = layout.machine_index(node)
     _running_state(layout)
     marker = layout.power_marker(i)
     if not marker.exists():
@@ -172,10 +173,11 @@ def leading_host(seen: dict[str, MemberStatus | None]) -> tuple[str, int] | None
 
 
 def _host_members(layout: LabLayout) -> dict[str, tuple[str, TLSFiles | None]]:
-    """Cluster mode: each host that has a host config (it created or joined the cluster) ->
-    its member's client URL and the TLS files to ask it with (its own)."""
+    """Cluster mode: each machine (host, witness) that has a host config (it created or
+    joined the cluster) -> its member's client URL and the TLS files to ask it with (its
+    own)."""
     out: dict[str, tuple[str, TLSFiles | None]] = {}
-    for i, name in enumerate(layout.node_names, start=1):
+    for i, name in enumerate(layout.machine_names, start=1):
         path = layout.host_config_path(i)
         if not path.exists():
             continue
@@ -235,18 +237,19 @@ def _need_netns(layout: LabLayout) -> None:
 
 
 def partition(layout: LabLayout, node: str) -> None:
-    """Cut the host off from every other host and from the API; its processes keep running."""
+    """Cut the host (or the witness) off from every other machine and from the API; its
+    processes keep running."""
     _need_netns(layout)
-    netns.set_link(layout, layout.node_index(node), connected=False)
+    netns.set_link(layout, layout.machine_index(node), connected=False)
 
 
 def heal(layout: LabLayout, node: str | None = None) -> list[str]:
-    """Reconnect one host, or every partitioned host; returns the hosts reconnected."""
+    """Reconnect one machine, or every partitioned one; returns those reconnected."""
     _need_netns(layout)
-    names = [node] if node else layout.node_names
+    names = [node] if node else layout.machine_names
     healed = []
     for name in names:
-        i = layout.node_index(name)
+        i = layout.machine_index(name)
         if not netns.is_connected(layout, i):
             netns.set_link(layout, i, connected=True)
             healed.append(name)
@@ -256,5 +259,5 @@ def heal(layout: LabLayout, node: str | None = None) -> list[str]:
 def partitioned(layout: LabLayout) -> list[str]:
     if not layout.netns:
         return []
-    return [n for i, n in enumerate(layout.node_names, start=1)
+    return [n for i, n in enumerate(layout.machine_names, start=1)
             if not netns.is_connected(layout, i)]

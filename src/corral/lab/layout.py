@@ -14,8 +14,14 @@
 
 <lab>/nodes/n<i>/watchdog.sock the host's lab watchdog, fed by its agent
 <lab>/nodes/n<i>/powered-off   present while `lab kill-node` keeps the host down
+<lab>/nodes/w/                 the witness (`--witness`, cluster mode): etc/, etcd/, run/ as a
+                               host has them, and its power marker
 
-Ports, for host i (1-based): etcd client base+i, etcd peer base+100+i, agent base+200+i,
+Hosts and machines: the hosts (n1..nN: agents, VMs, `node_names`) are the machines the
+network and the supervisor handle, and so is the witness when there is one: machine N+1,
+named `w`, with the address, ports and namespace of index N+1, running an etcd voter only.
+
+Ports, for machine i (1-based): etcd client base+i, etcd peer base+100+i, agent base+200+i,
 in cluster mode on loopback its own API base+300+i;
 the API listens on api_port.
 
@@ -46,6 +52,7 @@ DEFAULT_BASE_PORT = 23800
 DEFAULT_API_PORT = 8470
 DEFAULT_NODES = 3
 MAX_NODES = 99  # the port blocks are 100 wide
+WITNESS = "w"  # the witness machine's name: no host is named so
 ACCELS = ("auto", "tcg", "kvm")
 HOST = "127.0.0.1"
 NET_BLOCK = 128  # base ports per lab network: base_port // 128 is at most 509 < 512 /24s
@@ -70,17 +77,24 @@ class LabLayout:
     # Each host runs the services its control file wants (hosts built by `cluster create`
     # and `join`) instead of the supervisor's own plan.
     cluster_mode: bool = False
+    # One more machine, after the hosts: a quorum witness (`corral witness setup`).
+    witness: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.nodes <= MAX_NODES:
             raise ValueError(f"nodes must be 1..{MAX_NODES}, not {self.nodes}")
+        if self.witness and not self.cluster_mode:
+            raise ValueError("witness: a lab gets a witness only when it is built as a cluster "
+                             "(--cluster): the witness joins with `corral witness setup`")
+        if self.witness and self.nodes >= MAX_NODES:
+            raise ValueError(f"nodes must be 1..{MAX_NODES - 1} with a witness, not {self.nodes}")
         if not 1024 <= self.base_port <= 65535 - 400:
             raise ValueError(f"base port {self.base_port} leaves no room for the port blocks")
         if not 1 <= self.api_port <= 65535:
             raise ValueError(f"bad API port {self.api_port}")
         if self.base_port <= self.api_port <= self.base_port + 300 or (
                 self.cluster_mode and not self.netns
-                and self.base_port + 300 < self.api_port <= self.base_port + 300 + self.nodes):
+                and self.base_port + 300 < self.api_port <= self.base_port + 300 + self.machines):
             raise ValueError(f"API port {self.api_port} falls in the lab's port blocks")
         if self.accel not in ACCELS:
             raise ValueError(f"accel must be one of {', '.join(ACCELS)}")
@@ -96,15 +110,44 @@ class LabLayout:
     def node_names(self) -> list[str]:
         return [f"n{i}" for i in range(1, self.nodes + 1)]
 
+    # --- machines: the hosts, and the witness after them -------------------------------------
+
+    @property
+    def machines(self) -> int:
+        return self.nodes + (1 if self.witness else 0)
+
+    @property
+    def witness_index(self) -> int | None:
+        return self.nodes + 1 if self.witness else None
+
+    def machine_name(self, i: int) -> str:
+        return WITNESS if i == self.witness_index else f"n{i}"
+
+    @property
+    def machine_names(self) -> list[str]:
+        return [self.machine_name(i) for i in range(1, self.machines + 1)]
+
+    def machine_index(self, name: str) -> int:
+        """A host's index, or the witness's (after the hosts)."""
+        if name == WITNESS and self.witness_index is not None:
+            return self.witness_index
+        if name not in self.node_names:
+            raise ValueError(f"no host or witness {name!r} in this lab (hosts: n1..n{self.nodes}"
+                             + (f", witness: {WITNESS})" if self.witness else ")"))
+        return int(name[1:])
+
     def node_dir(self, i: int) -> Path:
-        return self.root / "nodes" / f"n{i}"
+        """Machine i's data dir: a host's, or the witness's."""
+        return self.root / "nodes" / self.machine_name(i)
 
     def run_dir(self, i: int) -> Path:
         return self.node_dir(i) / "run"
 
     def node_index(self, name: str) -> int:
         if name not in self.node_names:
-            raise ValueError(f"no host {name!r} in this lab (hosts: n1..n{self.nodes})")
+            what = " (the witness runs no agent and no VMs)" if name == WITNESS and self.witness \
+                else ""
+            raise ValueError(f"no host {name!r} in this lab (hosts: n1..n{self.nodes}){what}")
         return int(name[1:])
 
     def etc_dir(self, i: int) -> Path:
@@ -158,10 +201,10 @@ class LabLayout:
 
     def veth(self, i: int) -> str:
         """The root namespace's end of host i's link to the bridge."""
-        return f"crl{self.net_id}n{i}"
+        return f"crl{self.net_id}{self.machine_name(i)}"
 
     def netns_name(self, i: int) -> str:
-        return f"corral-{self.net_id}-n{i}"
+        return f"corral-{self.net_id}-{self.machine_name(i)}"
 
     def etcd_member(self, i: int) -> EtcdMember:
         return EtcdMember(
@@ -209,6 +252,8 @@ class LabLayout:
             out += [self.base_port + i, self.base_port + 100 + i, self.agent_port(i)]
             if self.cluster_mode:
                 out.append(self.host_api_port(i))
+        if (w := self.witness_index) is not None:
+            out += [self.base_port + w, self.base_port + 100 + w]  # etcd only
         return out
 
     # --- API -------------------------------------------------------------------------------
@@ -286,6 +331,7 @@ class LabLayout:
             lease_ttl=int(data.get("lease_ttl", DEFAULT_LEASE_TTL)),
             watchdog_timeout=float(data.get("watchdog_timeout", DEFAULT_WATCHDOG_TIMEOUT)),
             cluster_mode=bool(data.get("cluster_mode", False)),
+            witness=bool(data.get("witness", False)),
         )
 
     def save(self) -> None:

@@ -1,7 +1,8 @@
-"""Network namespaces for a lab's hosts (as root): one namespace per host, a veth pair from
-each to a bridge in the root namespace, addresses from the lab's /24 in 198.18.0.0/15.
+"""Network namespaces for a lab's machines (as root): one namespace per host and for the
+witness, a veth pair from each to a bridge in the root namespace, addresses from the lab's /24
+in 198.18.0.0/15.
 
-    root namespace                         corral-<id>-n<i>
+    root namespace                         corral-<id>-n<i>  (the witness: corral-<id>-w)
     bridge crl<id> 198.18.x.254/24 ──── crl<id>n<i> ═══ eth0 198.18.x.<i>/24, lo
 
 No default route inside the namespaces and no forwarding out of the bridge: traffic stays on
@@ -42,7 +43,7 @@ def plan_up(layout: LabLayout) -> list[Command]:
         ["ip", "link", "set", layout.bridge, "alias", str(layout.root)],
         ["ip", "link", "set", layout.bridge, "up"],
     ]
-    for i in range(1, layout.nodes + 1):
+    for i in range(1, layout.machines + 1):
         ns, veth = layout.netns_name(i), layout.veth(i)
         cmds += [
             ["ip", "netns", "add", ns],
@@ -59,7 +60,7 @@ def plan_down(layout: LabLayout) -> list[Command]:
     """Deleting the root end of a veth deletes the pair even if a process still holds the
     namespace; each step may fail on its own (already gone) without stopping the others."""
     cmds: list[Command] = []
-    for i in range(1, layout.nodes + 1):
+    for i in range(1, layout.machines + 1):
         cmds += [["ip", "link", "del", layout.veth(i)],
                  ["ip", "netns", "del", layout.netns_name(i)]]
     cmds.append(["ip", "link", "del", layout.bridge])
@@ -81,7 +82,7 @@ def exists(layout: LabLayout) -> bool:
     """Anything of this lab's network left over (bridge, a veth, a namespace)?"""
     return link_exists(layout.bridge) or any(
         link_exists(layout.veth(i)) or (NETNS_DIR / layout.netns_name(i)).exists()
-        for i in range(1, layout.nodes + 1)
+        for i in range(1, layout.machines + 1)
     )
 
 
@@ -116,7 +117,7 @@ def down(layout: LabLayout) -> None:
 
 
 def set_link(layout: LabLayout, i: int, connected: bool) -> None:
-    """Cut (or restore) host i's only link: to the other hosts, the API and everyone."""
+    """Cut (or restore) machine i's only link: to the other hosts, the API and everyone."""
     _run(["ip", "link", "set", layout.veth(i), "up" if connected else "down"], check=True)
 
 

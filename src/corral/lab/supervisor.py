@@ -217,13 +217,13 @@ class Supervisor:
         self.publish()
 
     def powered_off(self) -> set[str]:
-        """Hosts that `lab kill-node` switched off (a marker file each, so that the command
-        and this process agree without a channel of their own)."""
-        return {name for i, name in enumerate(self.layout.node_names, start=1)
+        """Machines (hosts, the witness) that `lab kill-node` switched off (a marker file each,
+        so that the command and this process agree without a channel of their own)."""
+        return {name for i, name in enumerate(self.layout.machine_names, start=1)
                 if self.layout.power_marker(i).exists()}
 
     def shutting_down(self) -> set[str]:
-        return {name for i, name in enumerate(self.layout.node_names, start=1)
+        return {name for i, name in enumerate(self.layout.machine_names, start=1)
                 if self.layout.shutdown_marker(i).exists()}
 
     def _hold_down(self, off: set[str]) -> None:
@@ -234,7 +234,8 @@ class Supervisor:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.proc.wait(1)
         for name in off:
-            qemu = list(host_qemu_pids(self.layout.run_dir(self.layout.node_index(name))).values())
+            run_dir = self.layout.run_dir(self.layout.machine_index(name))
+            qemu = list(host_qemu_pids(run_dir).values())
             if qemu:
                 log.warning("%s is powered off: killing its QEMU pids %s", name, qemu)
                 procs.signal_all(qemu, signal.SIGKILL)
@@ -249,7 +250,7 @@ class Supervisor:
             self._hold_down(off)
         down = off | self.shutting_down()
         if self.layout.cluster_mode and not self.stopping:
-            for i in range(1, self.layout.nodes + 1):
+            for i in range(1, self.layout.machines + 1):
                 changed |= self._follow_control(i, down)
         for child in self.children.values():
             proc = child.proc
@@ -285,13 +286,13 @@ class Supervisor:
     # --- cluster mode: the hosts' control files ------------------------------------------
 
     def _follow_control(self, i: int, down: set[str]) -> bool:
-        """Make host i's children what its control file wants, if the file changed since the
+        """Make machine i's children what its control file wants, if the file changed since the
         last look. True when children were stopped or added."""
         key = file_key(self.layout.control_file(i))
         if i in self._controls and self._controls[i] == key:
             return False
         self._controls[i] = key
-        host = self.layout.node_names[i - 1]
+        host = self.layout.machine_name(i)
         try:
             wanted = wanted_children(self.layout, i, read_wanted(self.layout.run_dir(i), host))
         except ServicesError as e:
@@ -317,8 +318,8 @@ class Supervisor:
         return bool(plan)
 
     def _report_services(self) -> None:
-        """Write each host's services-status.json when what runs there changed."""
-        for i, host in enumerate(self.layout.node_names, start=1):
+        """Write each machine's services-status.json when what runs there changed."""
+        for i, host in enumerate(self.layout.machine_names, start=1):
             running: dict[str, int] = {
                 c.spec.service: pid for c in self.children.values()
                 if c.spec.host == host and c.spec.service is not None
@@ -415,8 +416,8 @@ class Supervisor:
     def startup(self) -> bool:
         """Bring the lab up; False when a stop was asked for on the way."""
         self.layout.shared_dir.mkdir(parents=True, exist_ok=True)
-        # A fresh start is a power-on of every host.
-        for i in range(1, self.layout.nodes + 1):
+        # A fresh start is a power-on of every machine.
+        for i in range(1, self.layout.machines + 1):
             self.layout.power_marker(i).unlink(missing_ok=True)
         if self.layout.netns:
             self.stage = "network"
