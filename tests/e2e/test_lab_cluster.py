@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 
+from corral.lab import faults
+from corral.lab.layout import LabLayout
 from tests.e2e.labtools import Lab, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -120,13 +120,11 @@ def test_agent_killed_vm_keeps_running_and_is_adopted(lab: Lab) -> None:
 
 def etcd_leader(lab: Lab) -> str:
     """The lab host whose etcd member leads the cluster right now."""
-    layout = json.loads((lab.root / "lab.json").read_text())
-    for i in range(1, int(layout["nodes"]) + 1):
-        url = f"http://127.0.0.1:{int(layout['base_port']) + i}/v3/maintenance/status"
-        status = httpx.post(url, json={}, timeout=2).json()
-        if status["leader"] == status["header"]["member_id"]:
-            return f"n{i}"
-    raise AssertionError("no etcd leader")
+    layout = LabLayout.load(lab.root)
+    assert layout is not None
+    leader = faults.etcd_leader(layout)
+    assert leader is not None, "no etcd leader"
+    return leader[0]
 
 
 def test_cluster_works_with_the_etcd_leader_down(lab: Lab) -> None:

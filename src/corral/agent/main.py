@@ -120,7 +120,7 @@ async def run(settings: AgentSettings) -> None:
     driver = QemuDriver(settings.run_dir, settings.images_dir, accel)
     sock = bind(settings)
     host, port = sock.getsockname()[:2]
-    async with Store(settings.etcd, tls=settings.tls) as store:
+    async with Store(settings.etcd, tls=settings.tls, follow_members=True) as store:
         # A host the cluster was rebuilt without takes no lease from it: it waits here.
         await standing_watch.hold_while_dropped(settings.node, settings.etcd, settings.tls,
                                                 settings.run_dir)

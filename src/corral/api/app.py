@@ -74,7 +74,8 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            store = await stack.enter_async_context(Store(etcd_endpoints, tls=tls))
+            store = await stack.enter_async_context(
+                Store(etcd_endpoints, tls=tls, follow_members=True))
             # The agents' console endpoints: over TLS they take a client certificate of the
             # cluster CA, and are trusted by that CA alone.
             http = await stack.enter_async_context(httpx.AsyncClient(

@@ -161,13 +161,17 @@ class Api:
         return True
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """The request to the first host whose API can be reached. Only a connection that
-        never opened moves on: the request did not reach that host, so sending it to the
-        next one cannot do it twice."""
+        """The request to the first host whose API can be reached. A change moves on only
+        when its connection never opened: it did not reach that host, so sending it to the
+        next one cannot do it twice. A read moves on after any transport failure (a host
+        that died while it answered)."""
+        moves_on: tuple[type[Exception], ...] = (
+            (httpx.TransportError,) if method == "GET"
+            else (httpx.ConnectError, httpx.ConnectTimeout))
         while True:
             try:
                 return self.http.request(method, path, **kwargs)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+            except moves_on as e:
                 if tls := tls_failure(e):
                     fail(tls_reason(self.url, self.ca, tls))
                 tried = self.url

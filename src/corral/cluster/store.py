@@ -147,12 +147,20 @@ class WatchEvent:
 
 class Store:
     def __init__(self, endpoints: Sequence[str], timeout: float = 5.0,
-                 tls: TLSFiles | None = None) -> None:
+                 tls: TLSFiles | None = None, follow_members: bool = False) -> None:
         """`tls`: the CA to trust and the certificate to present; etcd then takes the
-        certificate's CN as the user (when its authentication is on)."""
-        host, port = _target(endpoints)
+        certificate's CN as the user (when its authentication is on). `follow_members`: on
+        connecting, add every member's client URL the cluster lists to the endpoints (a
+        host's config may predate members that joined after it)."""
         self.endpoints = list(endpoints)
         self.tls = tls
+        self.timeout = timeout
+        self.follow_members = follow_members
+        self.client: Any = _RetryingClient(self._client(self.endpoints))
+
+    def _client(self, endpoints: Sequence[str]) -> Any:
+        host, port = _target(endpoints)
+        timeout, tls = self.timeout, self.tls
         options: dict[str, Any] = {
             "grpc.lb_policy_name": "round_robin",
             "grpc.initial_reconnect_backoff_ms": 200,
@@ -166,16 +174,38 @@ class Store:
             "grpc.http2.max_pings_without_data": 0,
         }
         if tls is None:
-            client = aetcd.Client(host=host, port=port, timeout=timeout, options=options)
-        else:
-            options["grpc.ssl_target_name_override"] = ETCD_TLS_NAME
-            client = _TLSClient(tls.grpc_credentials(), host=host, port=port, timeout=timeout,
-                                options=options)
-        self.client: Any = _RetryingClient(client)
+            return aetcd.Client(host=host, port=port, timeout=timeout, options=options)
+        options["grpc.ssl_target_name_override"] = ETCD_TLS_NAME
+        return _TLSClient(tls.grpc_credentials(), host=host, port=port, timeout=timeout,
+                          options=options)
 
     async def __aenter__(self) -> Store:
         await self.client.connect()
+        if self.follow_members:
+            try:
+                await self._follow_members()
+            except Exception as e:  # the endpoints given still serve; say why, carry on
+                log.warning("cannot list the etcd members to dial them all: %s", e)
         return self
+
+    async def _follow_members(self) -> None:
+        """Dial every member the cluster lists, not only those the caller knew of: a host
+        whose own member dies must still reach the others. Before any use, so nothing is
+        cut off by the switch."""
+        reply = await self.client.clusterstub.MemberList(rpc.MemberListRequest(),
+                                                         timeout=self.timeout)
+        urls = [u for m in reply.members if not m.isLearner for u in m.clientURLs]
+        missing = [u for u in urls if u not in self.endpoints]
+        if not missing:
+            return
+        endpoints = [*self.endpoints, *missing]
+        fresh = _RetryingClient(self._client(endpoints))
+        await fresh.connect()
+        old, self.client, self.endpoints = self.client, fresh, endpoints
+        with contextlib.suppress(Exception):
+            await old.close()
+        log.info("etcd endpoints: %s (added the members %s)", ", ".join(endpoints),
+                 ", ".join(missing))
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()

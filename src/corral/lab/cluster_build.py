@@ -16,13 +16,17 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from corral.cli.client import write_client_config
 from corral.host import config as host_config
+from corral.host.commands import AGENT, API
 from corral.host.config import HostConfig
+from corral.host.services import RunningService, read_status
 from corral.lab.layout import LabLayout
+from corral.setup import local
 
 Say = Callable[[str], None]
 CLUSTER_NAME = "lab"
@@ -85,6 +89,23 @@ def _run(layout: LabLayout, i: int | None, args: list[str], what: str) -> str:
     return done.stdout
 
 
+RESTART_TIMEOUT = 30.0
+
+
+def _wait_restarted(run_dir: Path, before: dict[str, RunningService],
+                    names: tuple[str, ...]) -> None:
+    """Until the supervisor runs each of these services under a new pid."""
+    deadline = time.monotonic() + RESTART_TIMEOUT
+    while True:
+        now = read_status(run_dir).services
+        if all(n in now and (n not in before or now[n].pid != before[n].pid) for n in names):
+            return
+        if time.monotonic() > deadline:
+            raise BuildError(f"{run_dir}: {', '.join(names)} not restarted within "
+                             f"{RESTART_TIMEOUT:.0f}s")
+        time.sleep(0.2)
+
+
 def build(layout: LabLayout, say: Say) -> str:
     """Create the cluster on n1, join every other host, then set up the witness (if any);
     returns the API token. Machines set up already are left as they are."""
@@ -116,6 +137,16 @@ def build(layout: LabLayout, say: Say) -> str:
         _run(layout, w, ["witness", "setup", server, "--token", token,
                          "--host-config", str(plan_path(layout, w))],
              f"witness setup on {name}")
+    # The hosts that joined early learn of the later members: their agents and APIs are
+    # restarted with every member's endpoint (etcd itself keeps its own membership).
+    members = [host_config.load(layout.host_config_path(i)) for i in range(1, layout.machines + 1)]
+    endpoints = [m.client_url for m in members]
+    for config in members:
+        if config.role == "host" and sorted(config.etcd_endpoints) != sorted(endpoints):
+            say(f"{config.name}: agent and API restarted with every member's endpoint")
+            before = read_status(config.run_dir).services
+            local.adopt_endpoints(config, endpoints, local.services_for(config))
+            _wait_restarted(config.run_dir, before, (AGENT, API))
     token = str(json.loads(client_config_path(layout).read_text())["token"])
     # Every host's API, so that the lab's commands outlive n1.
     write_client_config(layout.api_url, token, client_config_path(layout), ca=layout.ca_file,

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from corral.cluster import members
+from corral.host import config as host_config
 from corral.host import services as host_services
 from corral.host.commands import ETCD, host_commands, services_of
 from corral.host.config import HostConfig
@@ -96,6 +97,19 @@ async def wait_voter(config: HostConfig, say: Say, timeout: float = PROMOTION_TI
             raise SetupError(f"{config.member_name} is still not a voter after "
                              f"{timeout:.0f}s: see `corral cluster status` on another host")
         await asyncio.sleep(POLL * 3)
+
+
+def adopt_endpoints(config: HostConfig, endpoints: list[str], services: Services
+                    ) -> HostConfig:
+    """The host's config and services with these etcd endpoints (every member's client URL):
+    its agent and API then dial every member, not only those that existed when it joined.
+    Services whose command line changes are restarted by their manager."""
+    if sorted(endpoints) == sorted(config.etcd_endpoints):
+        return config
+    config = HostConfig.model_validate(config.model_dump() | {"etcd_endpoints": endpoints})
+    host_config.save(config)
+    install(config, services)
+    return config
 
 
 API_START_TIMEOUT = 60.0
