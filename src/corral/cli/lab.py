@@ -113,9 +113,9 @@ def up(
              "itself, plain HTTP [default: yes, or the existing lab's].")] = None,
     witness: Annotated[bool | None, typer.Option(
         "--witness/--no-witness",
-        help="With --cluster: one more machine, `w`, set up with `corral witness setup` as "
-             "the cluster's quorum witness (an etcd voter, no VMs) [default: no, or the "
-             "existing lab's].")] = None,
+        help="In a cluster lab (the default): one more machine, `w`, set up with `corral "
+             "witness setup` as the cluster's quorum witness (an etcd voter, no VMs) "
+             "[default: no, or the existing lab's].")] = None,
 ) -> None:
     """Start the lab: etcd members, agents, the API, and on a fresh lab a few tiny VMs."""
     layout = _plan(dir, nodes, api_port, base_port, accel, use_netns, lease_ttl,
