@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from corral.cluster.records import what_is_wrong
 from corral.host import config as host_config
@@ -28,6 +29,7 @@ from corral.setup.join_rules import JoinBundle, JoinRequest, host_identity
 from corral.setup.local import Say, SetupError
 
 TIMEOUT = 30.0  # the admitting API adds an etcd member: etcd may take a few seconds
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -85,13 +87,18 @@ def ask_to_join(base: str, ca_pem: bytes, request: JoinRequest) -> JoinBundle:
                            verify=ctx, timeout=TIMEOUT)
     except httpx.HTTPError as e:
         raise SetupError(f"server: the join request to {base} failed: {e}") from e
+    return read_reply(reply, JoinBundle, "join")
+
+
+def read_reply(reply: httpx.Response, model: type[M], what: str) -> M:
+    """The cluster's answer to a join or rejoin, or SetupError with its refusal."""
     if reply.status_code != 200:
-        raise SetupError(f"the cluster refused the join: {_refusal(reply)}")
+        raise SetupError(f"the cluster refused the {what}: {_refusal(reply)}")
     try:
-        return JoinBundle.model_validate(reply.json())
+        return model.model_validate(reply.json())
     except (ValueError, ValidationError) as e:
         detail = what_is_wrong(e) if isinstance(e, ValidationError) else str(e)
-        raise SetupError(f"server: the join reply does not read: {detail}") from e
+        raise SetupError(f"server: the {what} reply does not read: {detail}") from e
 
 
 def write_bundle(config: HostConfig, bundle: JoinBundle, key_pem: bytes) -> None:

@@ -22,18 +22,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import ValidationError
 
 from corral.agent import standing_watch
 from corral.cluster import members
-from corral.cluster.records import what_is_wrong
 from corral.cluster.standing import Verdict, standing
 from corral.host import config as host_config
 from corral.host.commands import AGENT, API, ETCD, ServiceName, services_of
 from corral.host.config import HostConfig, url
 from corral.host.services import Services
 from corral.setup import local
-from corral.setup.join import TIMEOUT, server_url
+from corral.setup.join import TIMEOUT, read_reply, server_url
 from corral.setup.local import Say, SetupError
 from corral.setup.rejoin_rules import RejoinBundle
 
@@ -63,17 +61,7 @@ def ask_to_rejoin(base: str, config: HostConfig) -> RejoinBundle:
                            **tls.httpx_kwargs())
     except httpx.HTTPError as e:
         raise SetupError(f"server: the rejoin request to {base} failed: {e}") from e
-    if reply.status_code != 200:
-        try:
-            why = str(reply.json()["error"]["message"])
-        except (ValueError, KeyError, TypeError):
-            why = f"HTTP {reply.status_code}: {reply.text[:200]}"
-        raise SetupError(f"the cluster refused the rejoin: {why}")
-    try:
-        return RejoinBundle.model_validate(reply.json())
-    except (ValueError, ValidationError) as e:
-        detail = what_is_wrong(e) if isinstance(e, ValidationError) else str(e)
-        raise SetupError(f"server: the rejoin reply does not read: {detail}") from e
+    return read_reply(reply, RejoinBundle, "rejoin")
 
 
 def move_aside(config: HostConfig, now: float) -> Path | None:
