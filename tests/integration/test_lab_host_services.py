@@ -112,7 +112,7 @@ def make_lab(short_tmp: Path) -> Iterator[Callable[[bool], Lab]]:
 
     def make(in_netns: bool) -> Lab:
         base = spare_base_port()
-        layout = LabLayout(short_tmp / "lab", nodes=1, base_port=base, api_port=base + 301,
+        layout = LabLayout(short_tmp / "lab", nodes=1, base_port=base, api_port=base + 390,
                            netns=in_netns, cluster_mode=True)
         layout.save()
         layout.logs_dir.mkdir()
@@ -326,7 +326,7 @@ def test_cluster_create_builds_its_host_under_the_supervisor(short_tmp: Path) ->
     control file, the supervisor runs them (etcd with auth, the lab watchdog, the agent, the
     API over HTTPS), and the faults act on them."""
     base = spare_base_port()
-    layout = LabLayout(short_tmp / "lab", nodes=1, base_port=base, api_port=base + 301,
+    layout = LabLayout(short_tmp / "lab", nodes=1, base_port=base, api_port=base + 390,
                        cluster_mode=True)
     layout.save()
     layout.logs_dir.mkdir()
