@@ -23,6 +23,7 @@ from corral.cluster.models import (
 )
 from corral.cluster.store import Store
 from corral.lab.procs import pid_alive
+from corral.qemu.driver import QemuDriver
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +58,7 @@ async def test_registers_host_with_facts_and_lease(store: Store, agent: AgentPro
 
 
 async def test_vm_lifecycle_heartbeat_shutdown_and_adoption(
-    store: Store, agent: AgentProc, short_tmp: Path
+    store: Store, agent: AgentProc, short_tmp: Path, tiny_images: Path
 ) -> None:
     cfg = VMConfig(vmid=100, name="t100", memory_mb=96, cores=1,
                    disks=[Disk(volume="local:vm-100-disk-0.qcow2", size_mb=64)])
@@ -77,6 +78,21 @@ async def test_vm_lifecycle_heartbeat_shutdown_and_adoption(
     again = await run_task(store, "vm.start", 100)
     # A start of a VM that runs here is done already (a failure would make HA relocate it).
     assert again.state is TaskState.OK and again.result == {"pid": pid, "already_running": True}
+
+    # An incoming QEMU whose migration never came (its source died, HA recovered the VM
+    # here) is no running VM: a start replaces it with a guest that boots.
+    os.kill(pid, signal.SIGKILL)
+    await wait_for(lambda: asyncio.sleep(0, not pid_alive(pid)), 10, "the guest gone")
+    vm100 = await store.vm(100)
+    assert vm100 is not None
+    driver = QemuDriver(short_tmp / "n1" / "run", tiny_images, "tcg")
+    waiting = await driver.start(vm100.config, [short_tmp / "n1/storage/local/vm-100-disk-0.qcow2"],
+                                 incoming="defer")
+    fresh = await run_task(store, "vm.start", 100)
+    assert fresh.state is TaskState.OK and "already_running" not in fresh.result
+    assert fresh.result["pid"] != waiting and not pid_alive(waiting)
+    pid = fresh.result["pid"]
+    await wait_for(beating, 30, "the fresh guest's heartbeat")
 
     # The agent dies hard; the VM must not notice and the new agent must adopt it.
     agent.kill(signal.SIGKILL)

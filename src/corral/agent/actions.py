@@ -32,6 +32,12 @@ async def create(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[s
 
 async def start(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[str, Any]:
     running = ctx.driver.pid(vm.vmid)
+    if running is not None and await ctx.driver.status(vm.vmid) is VMStatus.STARTING:
+        # An incoming QEMU whose stream never came (its source died mid-migration and the
+        # VM was recovered here): it holds no guest, and no migration runs beside a start.
+        await report(0.1, f"stopping an incoming QEMU that never received the VM ({running})")
+        await ctx.driver.stop(vm.vmid)
+        running = None
     if running is not None:
         # Its QEMU runs here and the VM is placed here (accept_task): the start is done. A
         # failure would count against it (HA restarts, then relocates a VM that runs).
