@@ -6,22 +6,29 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from corral.api.deps import StoreDep
+from corral.api import paging
+from corral.api.deps import CursorQuery, LimitQuery, StoreDep
 from corral.api.errors import not_found
 from corral.api.schemas import NodeOut
 from corral.api.views import node_out, skipped_header
 from corral.cluster import keys, records
-from corral.cluster.models import StorageConfig, Task
+from corral.cluster.models import StorageConfig, Task, TaskState
 
 router = APIRouter()
+MAX_TASKS = 10_000
 
 
 @router.get("/nodes", response_model=list[NodeOut], tags=["nodes"])
-async def list_nodes(store: StoreDep, response: Response) -> list[NodeOut]:
+async def list_nodes(store: StoreDep, response: Response, limit: LimitQuery = None,
+                     cursor: CursorQuery = None) -> list[NodeOut]:
+    """Hosts by name; paged with `limit` and `cursor`."""
+    wanted = paging.page_request(limit, cursor, paging.NODES)
     vms, vm_problems = records.vms_from(await store.raw_prefix(keys.VMS))
     nodes, node_problems = records.nodes_from(await store.raw_prefix(keys.NODES))
     response.headers.update(skipped_header([*node_problems, *vm_problems]))
-    return [node_out(n, vms) for n in nodes]
+    page = paging.cut([node_out(n, vms) for n in nodes], paging.NODES, wanted)
+    response.headers.update(page.headers())
+    return page.items
 
 
 @router.get("/nodes/{node}", response_model=NodeOut, tags=["nodes"])
@@ -45,16 +52,18 @@ async def list_tasks(
     response: Response,
     vmid: int | None = None,
     node: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+    state: TaskState | None = None,
+    # Unlike the other lists, tasks were always cut (they pile up): the default stays.
+    limit: Annotated[int, Query(description="At most this many (1..10000).")] = 200,
+    cursor: CursorQuery = None,
 ) -> list[Task]:
+    """Tasks newest first; paged with `limit` and `cursor`."""
+    wanted = paging.page_request(limit, cursor, paging.TASKS, max_limit=MAX_TASKS)
     found, problems = records.tasks_from(await store.raw_prefix(keys.TASKS))
     response.headers.update(skipped_header(problems))
-    tasks = [
-        t
-        for t in reversed(found)
-        if (vmid is None or t.vmid == vmid) and (node is None or t.node == node)
-    ]
-    return tasks[:limit]
+    page = paging.cut(paging.tasks_matching(found, vmid, node, state), paging.TASKS, wanted)
+    response.headers.update(page.headers())
+    return page.items
 
 
 @router.get("/tasks/{task_id}", response_model=Task, tags=["tasks"])

@@ -8,9 +8,9 @@ import httpx
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import ValidationError
 
-from corral.api import queue
+from corral.api import paging, queue
 from corral.api.create import create_vm
-from corral.api.deps import HttpDep, StoreDep, TokenDep
+from corral.api.deps import CursorQuery, HttpDep, LimitQuery, StoreDep, TokenDep
 from corral.api.errors import ApiError, conflict, not_found
 from corral.api.schemas import (
     ConsoleChunk,
@@ -41,11 +41,18 @@ async def _vm(store: Store, vmid: int) -> VM:
 
 
 @router.get("/vms", response_model=list[VMOut])
-async def list_vms(store: StoreDep, response: Response) -> list[VMOut]:
+async def list_vms(store: StoreDep, response: Response, node: str | None = None,
+                   status: VMStatus | None = None, limit: LimitQuery = None,
+                   cursor: CursorQuery = None) -> list[VMOut]:
+    """VMs by vmid, on `node` and in `status` if given; paged with `limit` and `cursor`."""
+    wanted = paging.page_request(limit, cursor, paging.VMS)
     online = {n.name for n in await store.nodes() if n.alive}
     vms, problems = records.vms_from(await store.raw_prefix(keys.VMS))
     response.headers.update(skipped_header(problems))
-    return [vm_out(vm, vm.placement.node in online) for vm in vms]
+    outs = [vm_out(vm, vm.placement.node in online) for vm in vms]
+    page = paging.cut(paging.vms_matching(outs, node, status), paging.VMS, wanted)
+    response.headers.update(page.headers())
+    return page.items
 
 
 @router.get("/vms/{vmid}", response_model=VMDetail)
