@@ -24,6 +24,7 @@ from corral.api import (
 from corral.api.auth import TokenChecker
 from corral.api.deps import require_token
 from corral.api.schemas import Health
+from corral.api.shedding import DEFAULT_MAX_IN_FLIGHT, InFlight, LoadShedding
 from corral.cluster.store import Store, StoreError
 from corral.pki.files import TLSFiles
 from corral.setup.admission import Admission, ClusterPKI
@@ -65,11 +66,14 @@ async def _cluster_access(stack: AsyncExitStack, store: Store, endpoints: list[s
 
 
 def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
-               pki_dir: Path | None = None) -> FastAPI:
+               pki_dir: Path | None = None,
+               max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> FastAPI:
     """`tls`: the certificate the API presents to etcd (and asks members' status with) and to
     the agents it relays consoles from; `pki_dir`: the host's pki directory (ca.crt, ca.key,
     admin.crt|key), with which it admits and removes members. Without them, a lab's plain etcd
-    and agents, and no joins."""
+    and agents, and no joins. `max_in_flight`: requests served at once; more are refused with
+    503 and Retry-After (api/shedding.py)."""
+    in_flight = InFlight(max_in_flight)  # before anything else: a bad value starts nothing
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,6 +100,8 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
         redoc_url=None,
     )
     errors.install(app)
+    app.state.in_flight = in_flight
+    app.add_middleware(LoadShedding, in_flight=in_flight)
 
     @app.exception_handler(StoreError)
     async def _store_down(_: Request, exc: StoreError) -> JSONResponse:
