@@ -1,0 +1,70 @@
+"""`corral api serve --workers 2`: two processes share the port, each with its own app (its
+own etcd connection and count of requests in flight), and the API answers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import psutil
+import pytest
+
+from corral.cluster.store import Store
+from corral.lab.etcd import free_port
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "workers-token"
+
+
+async def _add_token(endpoint: str) -> None:
+    async with Store([endpoint]) as store:
+        await store.add_token(TOKEN)
+
+
+@pytest.fixture
+def served(etcd_endpoint: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    asyncio.run(_add_token(etcd_endpoint))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "corral.cli.main", "api", "serve", "--etcd", etcd_endpoint,
+         "--port", str(port), "--workers", "2", "--max-in-flight", "8"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        yield f"http://127.0.0.1:{port}/api/v1", proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def test_two_workers_start_and_answer(served: tuple[str, subprocess.Popen[bytes]]) -> None:
+    url, proc = served
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, "api serve --workers 2 exited"
+        assert time.monotonic() < deadline, "the workers did not answer within 30 s"
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    children = psutil.Process(proc.pid).children()
+    # Besides multiprocessing's resource tracker: the spawned workers.
+    workers = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+    assert len(workers) == 2, [c.cmdline() for c in children]
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=url, headers=auth, timeout=10) as client:
+        for _ in range(10):  # a few requests, spread over the workers by the kernel
+            r = client.get("/vms", params={"limit": 5})
+            assert r.status_code == 200 and r.json() == [], r.text
