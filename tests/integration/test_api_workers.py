@@ -1,21 +1,27 @@
 """`corral api serve --workers 2`: two processes share the port, each with its own app (its
-own etcd connection and count of requests in flight), and the API answers."""
+own etcd connection and count of requests in flight), and the API answers, over HTTPS with
+the host's pki dir too (every worker gets the TLS options)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+from tls_hosts import get, hosts, start, stop, trust, wait_until
 
 from corral.cluster.store import Store
+from corral.host.commands import api_command, etcd_command
 from corral.lab.etcd import free_port
 
 pytestmark = pytest.mark.integration
@@ -68,3 +74,22 @@ def test_two_workers_start_and_answer(served: tuple[str, subprocess.Popen[bytes]
         for _ in range(10):  # a few requests, spread over the workers by the kernel
             r = client.get("/vms", params={"limit": 5})
             assert r.status_code == 200 and r.json() == [], r.text
+
+
+def test_workers_serve_https_with_the_host_certificate() -> None:
+    root = Path(tempfile.mkdtemp(prefix="corral-workers-tls-"))
+    config = hosts(root, 1)[0]
+    assert config.tls is not None
+    procs = [start(etcd_command(config).argv, root / "etcd.log"),
+             start((*api_command(config).argv, "--workers", "2"), root / "api.log")]
+    try:
+        url = f"{config.api_url}/api/v1/health"
+        assert url.startswith("https://")
+        ours = trust(config.tls.ca_cert, config.tls.cert, config.tls.key)
+        for verify in (trust(config.tls.ca_cert), ours):  # a client certificate is optional
+            wait_until(lambda v=verify: (r := get(url, v)) is not None and r.status_code == 200)
+        assert len([c for c in psutil.Process(procs[1].pid).children()
+                    if "spawn_main" in " ".join(c.cmdline())]) == 2
+    finally:
+        stop(procs)
+        shutil.rmtree(root, ignore_errors=True)
