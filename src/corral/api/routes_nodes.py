@@ -21,7 +21,7 @@ MAX_TASKS = 10_000
 @router.get("/nodes", response_model=list[NodeOut], tags=["nodes"])
 async def list_nodes(store: StoreDep, response: Response, limit: LimitQuery = None,
                      cursor: CursorQuery = None) -> list[NodeOut]:
-    """Hosts by name; paged with `limit` and `cursor`."""
+    """Hosts by name; paged with `limit` and `cursor` like `GET /vms`."""
     wanted = paging.page_request(limit, cursor, paging.NODES)
     vms, vm_problems = records.vms_from(await store.raw_prefix(keys.VMS))
     nodes, node_problems = records.nodes_from(await store.raw_prefix(keys.NODES))
@@ -57,7 +57,7 @@ async def list_tasks(
     limit: Annotated[int, Query(description="At most this many (1..10000).")] = 200,
     cursor: CursorQuery = None,
 ) -> list[Task]:
-    """Tasks newest first; paged with `limit` and `cursor`."""
+    """Tasks newest first; paged with `limit` and `cursor` like `GET /vms`."""
     wanted = paging.page_request(limit, cursor, paging.TASKS, max_limit=MAX_TASKS)
     found, problems = records.tasks_from(await store.raw_prefix(keys.TASKS))
     response.headers.update(skipped_header(problems))

@@ -44,7 +44,9 @@ async def _vm(store: Store, vmid: int) -> VM:
 async def list_vms(store: StoreDep, response: Response, node: str | None = None,
                    status: VMStatus | None = None, limit: LimitQuery = None,
                    cursor: CursorQuery = None) -> list[VMOut]:
-    """VMs by vmid, on `node` and in `status` if given; paged with `limit` and `cursor`."""
+    """VMs by vmid, on `node` and in `status` if given. Without `limit`, all of them; with
+    it, a page, and the `Corral-Next-Cursor` header to pass as `cursor` for the next one
+    (docs/api.md)."""
     wanted = paging.page_request(limit, cursor, paging.VMS)
     online = {n.name for n in await store.nodes() if n.alive}
     vms, problems = records.vms_from(await store.raw_prefix(keys.VMS))
