@@ -20,6 +20,7 @@ import psutil
 import pytest
 from tls_hosts import get, hosts, start, stop, trust, wait_until
 
+from corral.cluster.models import Placement, RunState, VMConfig
 from corral.cluster.store import Store
 from corral.host.commands import api_command, etcd_command
 from corral.lab.etcd import free_port
@@ -29,14 +30,17 @@ pytestmark = pytest.mark.integration
 TOKEN = "workers-token"
 
 
-async def _add_token(endpoint: str) -> None:
+async def _seed(endpoint: str) -> None:
     async with Store([endpoint]) as store:
+        await store.client.delete_prefix(b"/corral/")
         await store.add_token(TOKEN)
+        cfg = VMConfig(vmid=101, name="vm101", memory_mb=64, cores=1)
+        assert await store.create_vm(cfg, Placement(node="n1", state=RunState.STOPPED))
 
 
 @pytest.fixture
 def served(etcd_endpoint: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    asyncio.run(_add_token(etcd_endpoint))
+    asyncio.run(_seed(etcd_endpoint))
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "corral.cli.main", "api", "serve", "--etcd", etcd_endpoint,
@@ -73,7 +77,8 @@ def test_two_workers_start_and_answer(served: tuple[str, subprocess.Popen[bytes]
     with httpx.Client(base_url=url, headers=auth, timeout=10) as client:
         for _ in range(10):  # a few requests, spread over the workers by the kernel
             r = client.get("/vms", params={"limit": 5})
-            assert r.status_code == 200 and r.json() == [], r.text
+            assert r.status_code == 200, r.text
+            assert [v["name"] for v in r.json()] == ["vm101"]
 
 
 def test_workers_serve_https_with_the_host_certificate() -> None:
