@@ -3,6 +3,7 @@ reads the items (`store.read_snapshot`), this builds the snapshot from them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from corral.cluster import records
@@ -61,6 +62,11 @@ class ClusterSnapshot:
         return bool(n and n.request and n.request.maintenance)
 
 
+def sorted_problems(problems: Iterable[Problem]) -> tuple[Problem, ...]:
+    """In one order whoever decoded them: a snapshot kept by watches equals a fresh read."""
+    return tuple(sorted(problems, key=lambda p: (p.key, p.what)))
+
+
 def snapshot_from(items: list[tuple[str, bytes, int]], revision: int, now: float
                   ) -> ClusterSnapshot:
     nodes, node_problems = records.nodes_from(items)
@@ -74,7 +80,8 @@ def snapshot_from(items: list[tuple[str, bytes, int]], revision: int, now: float
         tasks=tasks,
         storages=storages,
         revision=revision,
-        problems=(*node_problems, *vm_problems, *task_problems, *storage_problems),
+        problems=sorted_problems([*node_problems, *vm_problems, *task_problems,
+                                  *storage_problems]),
     )
 
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -40,6 +40,7 @@ StoreError = aetcd.exceptions.ClientError
 # conditional write below checks, when its condition fails, whether the value is already ours.
 RETRYABLE = (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError)
 RETRY_FOR_SECONDS = 8.0
+LIST_PAGE = 2000  # keys per message of a listing (a VM is a few keys of under 1 KiB)
 
 
 class _RetryingClient:
@@ -54,18 +55,34 @@ class _RetryingClient:
             return attr
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            delay, waited = 0.1, 0.0
-            while True:
-                try:
-                    return await attr(*args, **kwargs)
-                except RETRYABLE:
-                    if waited >= RETRY_FOR_SECONDS:
-                        raise
-                    await asyncio.sleep(delay)
-                    waited += delay
-                    delay = min(delay * 2, 1.0)
+            return await _retrying(lambda: attr(*args, **kwargs))
 
         return call
+
+    async def kv_range(self, request: Any) -> Any:
+        """A raw Range (aetcd has no paged or at-revision read), with aetcd's error types."""
+        async def once() -> Any:
+            await self._client.connect()
+            try:
+                return await self._client.kvstub.Range(request, timeout=self._client._timeout,
+                                                       metadata=self._client.metadata)
+            except grpc.aio.AioRpcError as e:
+                aetcd.exceptions._handle_exception(e)
+
+        return await _retrying(once)
+
+
+async def _retrying(call: Callable[[], Awaitable[Any]]) -> Any:
+    delay, waited = 0.1, 0.0
+    while True:
+        try:
+            return await call()
+        except RETRYABLE:
+            if waited >= RETRY_FOR_SECONDS:
+                raise
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 1.0)
 
 
 # gRPC dials a list of addresses, so there is no one host name to check a member's certificate
@@ -172,6 +189,8 @@ class Store:
             "grpc.keepalive_timeout_ms": 1000,
             "grpc.keepalive_permit_without_calls": 1,
             "grpc.http2.max_pings_without_data": 0,
+            # A watch catching up sends many revisions in one message.
+            "grpc.max_receive_message_length": 64 * 1024 * 1024,
         }
         if tls is None:
             return aetcd.Client(host=host, port=port, timeout=timeout, options=options)
@@ -235,10 +254,33 @@ class Store:
 
     async def snapshot(self, prefix: str) -> tuple[list[tuple[str, bytes, int]], int]:
         """Keys under prefix with their mod revisions, and the store revision they were read
-        at: a watch from revision + 1 then misses nothing."""
-        result = await self.client.get_prefix(prefix.encode())
-        items = [(kv.key.decode(), kv.value, int(kv.mod_revision)) for kv in result]
-        return items, int(result.header.revision)
+        at: a watch from revision + 1 then misses nothing. Read in pages, all at the first
+        page's revision, so a large cluster is one consistent listing without one huge
+        message."""
+        key = prefix.encode()
+        end = aetcd.utils.prefix_range_end(key)
+        items: list[tuple[str, bytes, int]] = []
+        revision = 0
+        while True:
+            reply = await self._range(key, end, revision)
+            revision = revision or int(reply.header.revision)
+            items += [(kv.key.decode(), kv.value, int(kv.mod_revision)) for kv in reply.kvs]
+            if not reply.more:
+                return items, revision
+            key = reply.kvs[-1].key + b"\0"
+
+    async def _range(self, key: bytes, end: bytes, revision: int) -> Any:
+        request = rpc.RangeRequest(key=key, range_end=end, limit=LIST_PAGE, revision=revision)
+        return await self.client.kv_range(request)
+
+    async def current_revision(self) -> int:
+        """etcd's revision now (a linearizable read of one small key)."""
+        reply = await self.client.get_prefix(keys.MANAGER.encode(), keys_only=True)
+        return int(reply.header.revision)
+
+    def watch_channel(self) -> tuple[Any, Any]:
+        """The gRPC channel and call metadata a raw watch stream uses (`watch_stream`)."""
+        return self.client.channel, self.client.metadata
 
     async def watch_prefix(self, prefix: str, start_revision: int | None = None
                            ) -> AsyncIterator[WatchEvent]:
