@@ -25,6 +25,7 @@ from corral.api.auth import TokenChecker
 from corral.api.deps import require_token
 from corral.api.schemas import Health
 from corral.cluster.store import Store, StoreError
+from corral.cluster.view import ClusterView
 from corral.pki.files import TLSFiles
 from corral.setup.admission import Admission, ClusterPKI
 
@@ -81,6 +82,8 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
             http = await stack.enter_async_context(httpx.AsyncClient(
                 timeout=AGENT_TIMEOUT, **(tls.httpx_kwargs() if tls else {})))
             app.state.store = store
+            # Reads come from this view, kept current by a watch; writes go to etcd.
+            app.state.view = await stack.enter_async_context(ClusterView(store))
             app.state.tokens = TokenChecker(store)
             app.state.http = http
             app.state.cluster = await _cluster_access(stack, store, etcd_endpoints, tls,

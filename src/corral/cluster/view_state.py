@@ -97,6 +97,10 @@ class ViewState:
             )
         return replace(self._cached, now=now)
 
+    def ha_items(self) -> list[Item]:
+        """The HA records (settings, rules, fence confirmations, HA state), in key order."""
+        return sorted((k, v, rev) for k, (v, rev) in self.raw.items() if k.startswith(HA_KEYS))
+
     def items(self, prefix: str = "") -> list[Item]:
         """The raw records under prefix, in key order (as an etcd listing gives them)."""
         return [(k, v, rev) for k, (v, rev) in sorted(self.raw.items()) if k.startswith(prefix)]
