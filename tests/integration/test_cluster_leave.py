@@ -51,6 +51,14 @@ class FlakyServices(ProcessServices):
 class Three:
     hosts: list[HostConfig]
     services: list[FlakyServices]
+    api_token: str
+
+    def api(self) -> httpx.AsyncClient:
+        h1 = self.hosts[0]
+        assert h1.tls is not None
+        return httpx.AsyncClient(base_url=h1.api_url + "/api/v1", verify=trust(h1.tls.ca_cert),
+                                 timeout=30.0,
+                                 headers={"Authorization": f"Bearer {self.api_token}"})
 
     def admin(self, i: int) -> Store:
         h = self.hosts[i]
@@ -75,7 +83,7 @@ async def three(short_tmp: Path) -> AsyncIterator[Three]:
                 assert reply.status_code == 201, reply.text
                 await join_cluster(f"127.0.0.1:{h1.api_port}", reply.json()["token"], host,
                                    svc, say)
-        yield Three(hosts, services)
+        yield Three(hosts, services, created.api_token)
     finally:
         for svc in reversed(services):
             svc.close()
@@ -134,13 +142,23 @@ async def test_a_host_leaves_a_three_host_cluster(three: Three) -> None:
         await leave(h2, s2, found, say)
     assert await state_of(three, 1) == before
 
-    async with three.admin(0) as admin:
-        vm = await admin.vm(101)
-        assert vm is not None and await admin.delete_vm(vm)
+    # Maintenance empties it, as the refusal said; the VM would come back when it ends.
+    async with three.api() as api:
+        reply = await api.post("/nodes/h2/maintenance", json={"enable": True})
+        assert reply.status_code == 200, reply.text
+
+    async def moved_off() -> Placement | None:
+        async with three.admin(0) as admin:
+            vm = await admin.vm(101)
+        return vm.placement if vm is not None and vm.placement.node != "h2" else None
+
+    moved = await until(moved_off, "VM 101 moved off h2 by maintenance")
+    assert moved.origin == "h2"
 
     # Its etcd does not stop: the cluster forgot it already, the error says what is left.
     found = await survey(h2)
     assert isinstance(found.decision, Plan) and found.decision.member is not None
+    assert found.decision.returning == (101,)
     member_id = found.decision.member.id
     s2.fail_stop = {ETCD}
     with pytest.raises(LeaveError) as failed:
@@ -166,6 +184,11 @@ async def test_a_host_leaves_a_three_host_cluster(three: Three) -> None:
     assert not any(after.files.values()), after.files  # etcd data, certificates, config
     assert not any(after.active.values()), after.active
     assert not (h2.etc_dir / "pki").exists()
+
+    # VM 101 stays where maintenance moved it: nothing would bring it back to h2.
+    async with three.admin(0) as admin:
+        vm = await admin.vm(101)
+    assert vm is not None and vm.placement.node == moved.node and vm.placement.origin is None
 
     # The two left are voters with the quorum, and answer.
     async with three.admin(0) as admin:

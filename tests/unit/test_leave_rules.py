@@ -19,6 +19,7 @@ from corral.setup.leave_rules import (
     Plan,
     leave_plan,
     own_member,
+    returning_to,
     summary,
     vms_here,
 )
@@ -39,7 +40,7 @@ HOSTS = {f"n{i}": ClusterHost(name=f"n{i}", address=f"10.0.0.{i}", member_id=i)
 N2_HERE = Here(cluster="prod", name="n2", role="host", member_name="n2",
                peer_url="https://10.0.0.2:2380", etcd_data=True, pki_files=True,
                credentials=True, leaving=None)
-THREE = ClusterView("prod", [N1, N2, N3], up(1, 2, 3), HOSTS, [], True)
+THREE = ClusterView("prod", [N1, N2, N3], up(1, 2, 3), HOSTS, [], True, returning=[106])
 
 
 def refusal(decision: Plan | Refusal) -> str:
@@ -66,8 +67,16 @@ def test_a_member_of_three_leaves_with_every_step_in_order() -> None:
     assert p.steps.index("remove_member") < p.steps.index("stop_etcd") < p.steps.index(
         "wipe_etcd_data") < p.steps.index("wipe_pki") < p.steps.index("wipe_config")
     assert p.steps[0] == "stop_workers"
+    # VMs maintenance moved off it lose their way back while its maintenance request still
+    # keeps the manager from sending them there.
+    assert p.steps.index("clear_origins") < p.steps.index("delete_node_keys")
+    assert p.returning == (106,)
     text = summary(N2_HERE, p)
     assert "leave cluster prod?" in text and "VMs placed on this host: none" in text
+    assert "1 VM(s) maintenance moved off it stay where they are" in text
+    without = plan(leave_plan(N2_HERE, replace(THREE, returning=[])))
+    assert "clear_origins" not in without.steps and "maintenance" not in summary(N2_HERE,
+                                                                                without)
 
 
 @pytest.mark.parametrize(("members", "statuses", "says"), [
@@ -102,6 +111,13 @@ def test_a_refusal_names_ten_vms_and_counts_the_rest() -> None:
 
 def test_no_vm_on_the_host_and_vms_elsewhere_do_not_refuse() -> None:
     assert vms_here("n2", [vm(102, "db", "n1")], {103: ("n1", "n3")}, []) == []
+
+
+def test_the_vms_maintenance_would_bring_back_are_those_whose_origin_is_the_host() -> None:
+    away = vm(101, "web", "n1")
+    away = VM(away.config, Placement(node="n1", origin="n2"), 1, None)
+    other = VM(vm(102, "db", "n3").config, Placement(node="n3", origin="n1"), 1, None)
+    assert returning_to("n2", [away, other, vm(103, "mail", "n1")]) == [101]
 
 
 def test_a_host_config_of_another_cluster_is_refused() -> None:

@@ -36,7 +36,15 @@ from corral.migration.record import MigrationRecord
 from corral.setup import local
 from corral.setup.admission import AdmissionError, read_hosts
 from corral.setup.join_rules import Refusal
-from corral.setup.leave_rules import ClusterView, Here, Plan, Step, leave_plan, vms_here
+from corral.setup.leave_rules import (
+    ClusterView,
+    Here,
+    Plan,
+    Step,
+    leave_plan,
+    returning_to,
+    vms_here,
+)
 from corral.setup.local import Say, SetupError
 from corral.setup.member_removal import remove_member
 
@@ -162,7 +170,8 @@ async def read_view(config: HostConfig, marker: LeaveMarker | None) -> ClusterVi
     unreadable = records.unreadable_vms(problems) | bad_migrations
     return ClusterView(info.name if info else None, current,
                        [s for s in statuses if s is not None], hosts,
-                       vms_here(config.name, vms, migrations, unreadable), bool(node_keys))
+                       vms_here(config.name, vms, migrations, unreadable), bool(node_keys),
+                       returning_to(config.name, vms))
 
 
 async def survey(config: HostConfig) -> Survey:
@@ -180,6 +189,8 @@ def by_hand(step: Step, config: HostConfig) -> str:
     return {
         "stop_workers": f"`systemctl disable --now {units}`",
         "remove_member": f"`corral cluster remove-node {config.name}` on another host",
+        "clear_origins": f"run leave again: it clears `origin: {config.name}` from the "
+                         "placement of each VM maintenance moved off this host",
         "delete_node_keys": f"as etcd root: `etcdctl del --prefix /corral/nodes/{config.name}/`",
         "stop_etcd": "`systemctl disable --now corral-etcd`",
         "wipe_etcd_data": f"`rm -rf {config.etcd_data_dir}`",
@@ -263,6 +274,8 @@ async def leave(config: HostConfig, services: Services, found: Survey, say: Say)
     await run.step("stop_workers", stop_workers)
     if "remove_member" in run.left:
         await _remove(config, services, workers, marker, run)
+    if "clear_origins" in run.left:
+        await run.step("clear_origins", lambda: _clear_origins(config, marker, run))
     if "delete_node_keys" in run.left:
         await run.step("delete_node_keys", lambda: _delete_node_keys(config, marker, run))
 
@@ -347,3 +360,20 @@ async def _delete_node_keys(config: HostConfig, marker: LeaveMarker, run: _Run) 
     async with _others(config, marker) as store:
         await store.client.delete_prefix(f"{keys.NODES}{config.name}/".encode())
     run.did(f"deleted its node keys {keys.NODES}{config.name}/")
+
+
+async def _clear_origins(config: HostConfig, marker: LeaveMarker, run: _Run) -> None:
+    """VMs maintenance moved off the host stay where they are: nothing would bring them back
+    to a host that left, and HA leaves a VM with an origin alone."""
+    cleared = []
+    async with _others(config, marker) as store:
+        for vm in await store.vms():
+            p = vm.placement
+            if p.origin != config.name or p.node == config.name:
+                continue
+            new = p.model_copy(update={"origin": None, "generation": p.generation + 1})
+            if not await store.set_placement(vm.vmid, new, vm.placement_rev):
+                raise SetupError(f"VM {vm.vmid}: its placement changed meanwhile")
+            cleared.append(str(vm.vmid))
+    run.did(f"VMs {', '.join(cleared) or '-'} stay where maintenance moved them (their "
+            f"return to {config.name} is forgotten)")

@@ -25,12 +25,12 @@ from corral.cluster.models import VM, ClusterHost, HostRole
 from corral.setup.join_rules import Refusal
 from corral.setup.removal_rules import removal_refusal
 
-Step = Literal["stop_workers", "remove_member", "delete_node_keys", "stop_etcd",
-               "wipe_etcd_data", "wipe_pki", "wipe_config"]
+Step = Literal["stop_workers", "remove_member", "clear_origins", "delete_node_keys",
+               "stop_etcd", "wipe_etcd_data", "wipe_pki", "wipe_config"]
 # In the order they run; the cluster's steps come before anything that makes the host unable
 # to talk to it.
-STEPS: tuple[Step, ...] = ("stop_workers", "remove_member", "delete_node_keys", "stop_etcd",
-                           "wipe_etcd_data", "wipe_pki", "wipe_config")
+STEPS: tuple[Step, ...] = ("stop_workers", "remove_member", "clear_origins", "delete_node_keys",
+                           "stop_etcd", "wipe_etcd_data", "wipe_pki", "wipe_config")
 SHOWN_VMS = 10  # a refusal names this many VMs, and counts the rest
 
 
@@ -60,6 +60,9 @@ class ClusterView:
     hosts: Mapping[str, ClusterHost]
     vms_here: Sequence[str]  # what `vms_here` says
     node_keys: bool  # anything is left under /corral/nodes/<name>/
+    # VMs maintenance moved off the host and would bring back (their origin is the host):
+    # once it has left, nothing would, and HA leaves a VM with an origin alone.
+    returning: Sequence[int] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class Plan:
     member: Member | None  # the etcd member to remove; None: the cluster has none of it
     record: bool  # the host's ClusterHost record is still there (its user goes with it)
     steps: tuple[Step, ...]
+    returning: tuple[int, ...] = ()  # VMs whose origin (maintenance's way back) is cleared
 
     @property
     def resuming(self) -> bool:
@@ -84,6 +88,11 @@ def own_member(here: Here, members: Sequence[Member], record: ClusterHost | None
             return found
     return next((m for m in members
                  if m.name == here.member_name or here.peer_url in m.peer_urls), None)
+
+
+def returning_to(name: str, vms: Iterable[VM]) -> list[int]:
+    """The VMs maintenance moved off the host, to bring back once it ends."""
+    return [vm.vmid for vm in vms if vm.placement.origin == name and vm.placement.node != name]
 
 
 def vms_here(name: str, vms: Iterable[VM], migrations: Mapping[int, tuple[str, str]],
@@ -152,6 +161,9 @@ def leave_plan(here: Here, view: ClusterView) -> Plan | Refusal:
     wanted: dict[Step, bool] = {
         "stop_workers": here.role == "host",
         "remove_member": member is not None or record is not None,
+        # Before the node keys: while the host's maintenance request is there, the manager
+        # does not try to bring the VMs back to it.
+        "clear_origins": bool(view.returning),
         "delete_node_keys": view.node_keys,
         "stop_etcd": True,
         "wipe_etcd_data": here.etcd_data,
@@ -159,7 +171,7 @@ def leave_plan(here: Here, view: ClusterView) -> Plan | Refusal:
         "wipe_config": True,
     }
     return Plan(member=member, record=record is not None,
-                steps=tuple(s for s in STEPS if wanted[s]))
+                steps=tuple(s for s in STEPS if wanted[s]), returning=tuple(view.returning))
 
 
 def summary(here: Here, plan: Plan) -> str:
@@ -169,6 +181,8 @@ def summary(here: Here, plan: Plan) -> str:
                 "on this host (stop its services, delete its etcd data, certificates and "
                 "host config)?")
     member = member_label(plan.member) if plan.member else "none"
+    returning = (f"; {len(plan.returning)} VM(s) maintenance moved off it stay where they are"
+                 if plan.returning else "")
     return (f"leave cluster {here.cluster}? {here.name} (etcd member {member}) is removed from "
             "it, its services are stopped and disabled, its etcd data, certificates and host "
-            "config deleted; VMs placed on this host: none")
+            f"config deleted; VMs placed on this host: none{returning}")
