@@ -40,6 +40,16 @@ StoreError = aetcd.exceptions.ClientError
 # conditional write below checks, when its condition fails, whether the value is already ours.
 RETRYABLE = (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError)
 RETRY_FOR_SECONDS = 8.0
+# A request etcd took in while a change of its users or roles was being applied (removing a
+# host's user does that) is refused when applied, unapplied, with this: etcd's own client
+# sends it again, and so does this one.
+AUTH_OLD_REVISION = "revision of auth store is old"
+
+
+def _retryable(error: Exception) -> bool:
+    return isinstance(error, RETRYABLE) or (
+        isinstance(error, aetcd.exceptions.InvalidArgumentError)
+        and AUTH_OLD_REVISION in str(error))
 
 
 class _RetryingClient:
@@ -58,8 +68,8 @@ class _RetryingClient:
             while True:
                 try:
                     return await attr(*args, **kwargs)
-                except RETRYABLE:
-                    if waited >= RETRY_FOR_SECONDS:
+                except StoreError as e:
+                    if not _retryable(e) or waited >= RETRY_FOR_SECONDS:
                         raise
                     await asyncio.sleep(delay)
                     waited += delay
