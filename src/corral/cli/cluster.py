@@ -1,8 +1,9 @@
 """`corral cluster ...` and `corral witness ...`: building a cluster of real hosts.
 
 create, join and witness setup run on the host they set up (as root: they write /etc/corral
-and systemd units); token and remove-node go through the API; status reads etcd directly when
-run on a cluster host, so a host that lost its quorum can still say so.
+and systemd units), leave on the host it takes out; token and remove-node go through the
+API; status reads etcd directly when run on a cluster host, so a host that lost its quorum
+can still say so.
 """
 
 from __future__ import annotations
