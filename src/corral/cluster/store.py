@@ -41,6 +41,16 @@ StoreError = aetcd.exceptions.ClientError
 RETRYABLE = (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError)
 RETRY_FOR_SECONDS = 8.0
 LIST_PAGE = 2000  # keys per message of a listing (a VM is a few keys of under 1 KiB)
+# A request etcd took in while a change of its users or roles was being applied (removing a
+# host's user does that) is refused when applied, unapplied, with this: etcd's own client
+# sends it again, and so does this one.
+AUTH_OLD_REVISION = "revision of auth store is old"
+
+
+def _retryable(error: Exception) -> bool:
+    return isinstance(error, RETRYABLE) or (
+        isinstance(error, aetcd.exceptions.InvalidArgumentError)
+        and AUTH_OLD_REVISION in str(error))
 
 
 class _RetryingClient:
@@ -77,8 +87,8 @@ async def _retrying(call: Callable[[], Awaitable[Any]]) -> Any:
     while True:
         try:
             return await call()
-        except RETRYABLE:
-            if waited >= RETRY_FOR_SECONDS:
+        except StoreError as e:
+            if not _retryable(e) or waited >= RETRY_FOR_SECONDS:
                 raise
             await asyncio.sleep(delay)
             waited += delay
