@@ -40,6 +40,8 @@ StoreError = aetcd.exceptions.ClientError
 # conditional write below checks, when its condition fails, whether the value is already ours.
 RETRYABLE = (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError)
 RETRY_FOR_SECONDS = 8.0
+MEMBERS_EVERY_SECONDS = 30.0
+OLD_CLIENT_GRACE_SECONDS = 30.0
 LIST_PAGE = 2000  # keys per message of a listing (a VM is a few keys of under 1 KiB)
 # A request etcd took in while a change of its users or roles was being applied (removing a
 # host's user does that) is refused when applied, unapplied, with this: etcd's own client
@@ -68,6 +70,10 @@ class _RetryingClient:
             return await _retrying(lambda: attr(*args, **kwargs))
 
         return call
+
+    @property
+    def unwrapped(self) -> Any:
+        return self._client
 
     async def kv_range(self, request: Any) -> Any:
         """A raw Range (aetcd has no paged or at-revision read), with aetcd's error types."""
@@ -184,6 +190,7 @@ class Store:
         self.timeout = timeout
         self.follow_members = follow_members
         self.client: Any = _RetryingClient(self._client(self.endpoints))
+        self._background: set[asyncio.Task[None]] = set()
 
     def _client(self, endpoints: Sequence[str]) -> Any:
         host, port = _target(endpoints)
@@ -215,12 +222,23 @@ class Store:
                 await self._follow_members()
             except Exception as e:  # the endpoints given still serve; say why, carry on
                 log.warning("cannot list the etcd members to dial them all: %s", e)
+            self._background.add(asyncio.create_task(self._keep_following_members(),
+                                                     name="etcd-members"))
         return self
+
+    async def _keep_following_members(self) -> None:
+        """Members that join while this process runs are dialled too, so a host that joined
+        early still reaches the cluster when its own member goes down."""
+        while True:
+            await asyncio.sleep(MEMBERS_EVERY_SECONDS)
+            try:
+                await self._follow_members()
+            except Exception as e:
+                log.debug("cannot list the etcd members: %s", e)
 
     async def _follow_members(self) -> None:
         """Dial every member the cluster lists, not only those the caller knew of: a host
-        whose own member dies must still reach the others. Before any use, so nothing is
-        cut off by the switch."""
+        whose own member dies must still reach the others."""
         reply = await self.client.clusterstub.MemberList(rpc.MemberListRequest(),
                                                          timeout=self.timeout)
         urls = [u for m in reply.members if not m.isLearner for u in m.clientURLs]
@@ -231,15 +249,27 @@ class Store:
         fresh = _RetryingClient(self._client(endpoints))
         await fresh.connect()
         old, self.client, self.endpoints = self.client, fresh, endpoints
-        with contextlib.suppress(Exception):
-            await old.close()
+        # Calls and watches still on the old client finish there, or fail and are made again
+        # on this one; it is closed once they had time to.
+        self._background.add(asyncio.create_task(self._close_later(old)))
         log.info("etcd endpoints: %s (added the members %s)", ", ".join(endpoints),
                  ", ".join(missing))
+
+    async def _close_later(self, old: _RetryingClient) -> None:
+        try:
+            await asyncio.sleep(OLD_CLIENT_GRACE_SECONDS)
+        finally:
+            with contextlib.suppress(Exception):
+                await old.close()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
         with contextlib.suppress(Exception):
             await self.client.close()
 
@@ -322,8 +352,13 @@ class Store:
 
     async def refresh_lease(self, lease: Any) -> int:
         """Refresh and return the remaining TTL; 0 or less means the lease is gone."""
-        reply = await lease.refresh()
+        # Through the client in use now (the lease may predate a switch to more members),
+        # and once: the caller times its own renewals.
+        reply = await self.client.unwrapped.refresh_lease(lease.id)
         return int(reply[0].TTL) if isinstance(reply, list) else int(reply.TTL)
+
+    async def revoke_lease(self, lease: Any) -> None:
+        await self.client.unwrapped.revoke_lease(lease.id)
 
     async def lease_remaining(self, key: str) -> int | None:
         """Seconds left on the lease `key` is bound to; None when the key is absent or bound
