@@ -106,14 +106,15 @@ async def test_actions_apply_as_fenced_transactions(store: Store) -> None:
     assert not await m.apply(SetPlacement(101, moved, vm.placement_rev))  # stale revision
 
 
-async def test_the_elected_manager_runs_a_maintenance_request(store: Store) -> None:
+async def test_the_elected_manager_runs_a_maintenance_request(
+        store: Store, cluster_view: ClusterView) -> None:
     for name in ("n1", "n2"):
         await store.put(keys.node(name, "info"), NodeInfo(name=name, cpus=2, memory_mb=4096))
         await store.client.put(keys.node(name, "alive").encode(), b"1")
     await store.create_vm(VMConfig(vmid=101, name="a", memory_mb=64, cores=1),
                           Placement(node="n1", state=RunState.RUNNING))
     host = await Host(store, "n2").up()
-    service = asyncio.create_task(loop.serve(store, "n2", lambda: host.lease))
+    service = asyncio.create_task(loop.serve(store, cluster_view, "n2", lambda: host.lease))
     try:
         await store.put(keys.node("n1", "request"), NodeRequest(maintenance=True))
         for _ in range(50):

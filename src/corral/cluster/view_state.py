@@ -8,7 +8,7 @@ it was fed, `snapshot()` equals `snapshot_from` over the same records (tests hol
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -96,6 +96,11 @@ class ViewState:
                 problems=sorted_problems(p for ps in self._problems.values() for p in ps),
             )
         return replace(self._cached, now=now)
+
+    def vm_records(self) -> Mapping[int, Mapping[str, tuple[bytes, int]]]:
+        """Every VM's raw records by field, whether they make a VM or not (half-written,
+        unreadable): read-only, and only until the next change."""
+        return self._vm_fields
 
     def ha_items(self) -> list[Item]:
         """The HA records (settings, rules, fence confirmations, HA state), in key order."""

@@ -147,12 +147,12 @@ def _describe(action: HAAction) -> str:
     return f"{verb} task {task.id} {task.kind} ({task.state.value})"
 
 
-async def serve(store: Store, name: str, lease: Callable[[], Any]) -> None:
+async def serve(store: Store, view: ClusterView, name: str, lease: Callable[[], Any]) -> None:
     """Campaign forever; decide while leading. Runs inside every agent."""
     election = Election(store, name, lease)
     while True:
         token = await election.win()
-        manager = asyncio.create_task(_manage(store, token), name="manager-loop")
+        manager = asyncio.create_task(Manager(store, view, token).run(), name="manager-loop")
         lost = asyncio.create_task(election.lost(token), name="manager-lost")
         try:
             await asyncio.wait({manager, lost}, return_when=asyncio.FIRST_COMPLETED)
@@ -162,9 +162,3 @@ async def serve(store: Store, name: str, lease: Callable[[], Any]) -> None:
             await asyncio.gather(manager, lost, return_exceptions=True)
         log.info("%s stopped managing (term %s)", name, token)
 
-
-async def _manage(store: Store, token: int) -> None:
-    """One term: a view of the cluster of its own (listed as the term starts, so nothing a
-    former leader saw is taken on trust), and decisions on its changes."""
-    async with ClusterView(store) as view:
-        await Manager(store, view, token).run()
