@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from corral.cluster import records
 from corral.cluster.models import VM, Node, StorageConfig, StorageType, Task, TaskState
@@ -36,11 +37,28 @@ class ClusterSnapshot:
         return [vm for vm in self.vms.values() if vm.placement.node == node]
 
     def unfinished(self) -> list[Task]:
-        return [t for t in self.tasks if not t.state.finished]
+        return self._unfinished
+
+    def unfinished_on(self, vmid: int) -> list[Task]:
+        """The unfinished tasks on vmid, oldest first."""
+        return self._unfinished_by_vm.get(vmid, [])
 
     def active_task(self, vmid: int) -> Task | None:
         """The unfinished VM-level task on vmid, if any (bulk parents don't count)."""
-        return next((t for t in self.unfinished() if t.vmid == vmid), None)
+        return next(iter(self.unfinished_on(vmid)), None)
+
+    # Decisions ask these once per VM: built once per snapshot, not scanned per VM.
+    @cached_property
+    def _unfinished(self) -> list[Task]:
+        return [t for t in self.tasks if not t.state.finished]
+
+    @cached_property
+    def _unfinished_by_vm(self) -> dict[int, list[Task]]:
+        by_vm: dict[int, list[Task]] = {}
+        for t in self._unfinished:
+            if t.vmid is not None:
+                by_vm.setdefault(t.vmid, []).append(t)
+        return by_vm
 
     def task(self, task_id: str) -> Task | None:
         return next((t for t in self.tasks if t.id == task_id), None)
