@@ -39,6 +39,7 @@ from corral.manager import loop as manager
 from corral.migration.recovery import recover_interrupted
 from corral.qemu.accel import probe_accel
 from corral.qemu.driver import QemuDriver
+from corral.qemu.tls import credentials_dir
 
 log = logging.getLogger("corral.agent")
 
@@ -132,7 +133,9 @@ async def run(settings: AgentSettings) -> None:
         fence_time, interval = await arm_watchdog(settings, watchdog)
         liveness = Liveness(store, settings.node, settings.lease_ttl, interval,
                             watchdog.feed if watchdog else None)
-        ctx = HostContext(settings.node, settings.data_dir, store, driver, liveness)
+        ctx = HostContext(settings.node, settings.data_dir, store, driver, liveness,
+                          qemu_tls=(credentials_dir(settings.run_dir, settings.tls)
+                                    if settings.tls else None))
         info = sampler.static_info(
             settings.node, host, url(settings.scheme, host, port), accel, {"corral": __version__},
             lease_ttl=settings.lease_ttl, watchdog_timeout=fence_time, renew_interval=interval,
