@@ -40,6 +40,7 @@ CORE = [
     "corral.setup.join_rules",
     "corral.setup.removal_rules",
     "corral.setup.status_view",
+    "corral.metrics.cluster",
     "corral.sim",
 ]
 
