@@ -28,6 +28,7 @@ from corral.cluster import keys, records
 from corral.cluster.models import VM, Node, Placement, StorageConfig, Task, VMConfig, VMRuntime
 from corral.cluster.records import dump, load_or_raise
 from corral.cluster.snapshot import ClusterSnapshot, snapshot_from
+from corral.metrics.instruments import timed_etcd_call
 from corral.pki.files import TLSFiles
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class _RetryingClient:
                     waited += delay
                     delay = min(delay * 2, 1.0)
 
-        return call
+        return timed_etcd_call(name, call)
 
 
 # gRPC dials a list of addresses, so there is no one host name to check a member's certificate
