@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from corral.cluster.models import (
@@ -167,11 +168,13 @@ def test_task_counts_and_run_times_of_finished_tasks() -> None:
              task("d", "vm.start", TaskState.RUNNING, 101, started=5.0),
              task("e", "vm.create", TaskState.QUEUED, 103),
              task("f", "vm.create", TaskState.ERROR, 104, ended=9.0)]  # never started
-    found = samples(cluster(tasks))
+    found = samples(replace(cluster(tasks), now=3670.0))
     assert of(found, "corral_tasks") == {
         lab(kind="vm.start", state="ok"): 2, lab(kind="vm.start", state="error"): 1,
         lab(kind="vm.start", state="running"): 1, lab(kind="vm.create", state="queued"): 1,
         lab(kind="vm.create", state="error"): 1}
+    # At t=3670 the last hour goes back to 70 s: the task that ended then is the only one.
+    assert of(found, "corral_tasks_finished_last_hour") == {lab(kind="vm.start", state="ok"): 1}
     ok = lab(kind="vm.start", state="ok")
     bucket = of(found, "corral_task_duration_seconds_bucket")
     assert bucket[ok | {("le", "2.5")}] == 1  # the 2 s start

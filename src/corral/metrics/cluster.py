@@ -18,6 +18,7 @@ from corral.metrics import names
 from corral.metrics.names import Spec
 
 MB = 1024 * 1024
+HOUR = 3600.0
 MIGRATE_KIND = "vm.migrate"
 # `corral ha status` shows these besides the manager's own statuses: an HA VM the manager has
 # not looked at yet, and one whose record does not decode.
@@ -38,7 +39,7 @@ class Migration:
 
 
 def cluster_metrics(snap: ClusterSnapshot, ha: HAInputs) -> list[Metric]:
-    return [*_hosts(snap, ha), *_vms(snap, ha), *_tasks(snap.tasks),
+    return [*_hosts(snap, ha), *_vms(snap, ha), *_tasks(snap.tasks, snap.now),
             *_migrations(snap), _single(names.UNREADABLE_RECORDS,
                                         len(snap.problems) + len(ha.problems)),
             _single(names.SNAPSHOT_REVISION, snap.revision)]
@@ -137,11 +138,18 @@ def run_time(task: Task) -> float | None:
     return max(0.0, task.ended_at - task.started_at)
 
 
-def _tasks(tasks: list[Task]) -> list[Metric]:
+def _tasks(tasks: list[Task], now: float) -> list[Metric]:
     counts = Counter((t.kind, t.state.value) for t in tasks)
     by_state = _gauge(names.TASKS)
     for (kind, state), n in sorted(counts.items()):
         by_state.add_metric([kind, state], n)
+    # Finished tasks are pruned after a day, so a count of them falls as well as rises and
+    # rate() over it would be wrong; the tasks that ended in the last hour are a rate as such.
+    recent = Counter((t.kind, t.state.value) for t in tasks if t.state.finished
+                     and t.ended_at is not None and 0 <= now - t.ended_at <= HOUR)
+    last_hour = _gauge(names.TASKS_LAST_HOUR)
+    for (kind, state), n in sorted(recent.items()):
+        last_hour.add_metric([kind, state], n)
     durations: dict[tuple[str, str], list[float]] = {}
     for t in tasks:
         if (d := run_time(t)) is not None:
@@ -150,7 +158,7 @@ def _tasks(tasks: list[Task]) -> list[Metric]:
                                            labels=names.TASK_DURATION.labels)
     for labels, values in sorted(durations.items()):
         _add_histogram(histogram, labels, values, names.TASK_BUCKETS)
-    return [by_state, histogram]
+    return [by_state, last_hour, histogram]
 
 
 def buckets(values: Sequence[float], bounds: Sequence[float]) -> list[tuple[str, float]]:

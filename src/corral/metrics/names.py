@@ -93,6 +93,10 @@ HA_HOSTS = Spec("corral_ha_hosts", "gauge", ("status",), "Hosts by HA status.")
 TASKS = Spec("corral_tasks", "gauge", ("kind", "state"),
              "Tasks kept in etcd by kind and state (finished ones are pruned after a day, "
              "or beyond the latest 500).")
+TASKS_LAST_HOUR = Spec(
+    "corral_tasks_finished_last_hour", "gauge", ("kind", "state"),
+    "Tasks that ended in the hour before the snapshot, by kind and final state: the task "
+    "rate, from the records kept in etcd.")
 TASK_DURATION = Spec(
     "corral_task_duration_seconds", "gaugehistogram", ("kind", "state"),
     "Run time (start to end) of the finished tasks kept in etcd, by kind and final state. "
@@ -129,7 +133,8 @@ CLUSTER = (HOST_UP, HOST_MAINTENANCE, HOST_CPUS, HOST_CPU_USAGE, HOST_MEMORY_USE
            HOST_MEMORY_TOTAL, HOST_LOAD1, HOST_VMS_RUNNING, HOST_SAMPLED_AT, HOST_HA_STATUS,
            VM_INFO, VM_STATUS, VM_REQUESTED_RUNNING, VM_MEMORY, VM_CORES, VM_DISK,
            VM_HA_STATUS, VM_HA_RESTARTS, VM_HA_RELOCATES, VM_LAST_MIGRATION_BYTES,
-           VM_LAST_MIGRATION_DOWNTIME, VMS, HA_VMS, HA_HOSTS, TASKS, TASK_DURATION,
+           VM_LAST_MIGRATION_DOWNTIME, VMS, HA_VMS, HA_HOSTS, TASKS, TASKS_LAST_HOUR,
+           TASK_DURATION,
            MIGRATION_BYTES, MIGRATION_DOWNTIME, UNREADABLE_RECORDS, SNAPSHOT_REVISION)
 PROCESS = (API_REQUEST, ETCD_REQUEST, MANAGER_DECIDE, MANAGER_PASS)
 ALL = CLUSTER + PROCESS
