@@ -85,7 +85,8 @@ async def test_api_metrics_show_the_vm_and_the_requests(api: httpx.AsyncClient) 
     assert value(after, "corral_vm_memory_bytes", ids) == 256 * 1024 * 1024
     assert value(after, "corral_vm_cores", ids) == 2
     assert value(after, "corral_vm_status", {"status": "unknown", **ids}) == 1
-    assert value(after, "corral_vm_status", {"status": "running", **ids}) == 0
+    assert value(after, "corral_vm_status", {"status": "running", **ids}) is None
+    assert value(after, "corral_vms", {"status": "unknown"}) == 1
     assert value(after, "corral_host_up", {"host": "n1"}) == 1
     assert value(after, "corral_host_cpus", {"host": "n1"}) == 4
     assert value(after, "corral_tasks", {"kind": "vm.create", "state": "queued"}) == 1

@@ -32,7 +32,7 @@ def test_the_docs_list_every_metric_and_no_other() -> None:
         r"^\| `(corral_[a-z0-9_]+)` \| ([a-z ()]+) \|", text, re.MULTILINE)}
     assert sorted(rows) == sorted(s.name for s in names.ALL)
     for spec in names.ALL:
-        documented = rows[spec.name].replace(" (state set)", "")
+        documented = rows[spec.name].replace(" (current state)", "")
         assert documented == spec.type.replace("gaugehistogram", "gauge histogram"), spec.name
     assert {base(n) for n in NAME.findall(text)} <= {s.name for s in names.ALL}
 

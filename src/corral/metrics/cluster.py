@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
@@ -13,7 +13,7 @@ from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from corral.cluster.models import VM, RunState, Task, TaskState, VMStatus
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.ha.models import HAInputs, NodeStatusHA, VMStatusHA
-from corral.ha.status import ha_status
+from corral.ha.status import HAReport, ha_status
 from corral.metrics import names
 from corral.metrics.names import Spec
 
@@ -39,7 +39,8 @@ class Migration:
 
 
 def cluster_metrics(snap: ClusterSnapshot, ha: HAInputs) -> list[Metric]:
-    return [*_hosts(snap, ha), *_vms(snap, ha), *_tasks(snap.tasks, snap.now),
+    report = ha_status(snap, ha)
+    return [*_hosts(snap, report), *_vms(snap, report), *_tasks(snap.tasks, snap.now),
             *_migrations(snap), _single(names.UNREADABLE_RECORDS,
                                         len(snap.problems) + len(ha.problems)),
             _single(names.SNAPSHOT_REVISION, snap.revision)]
@@ -53,15 +54,14 @@ def _single(spec: Spec, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(spec.name, spec.help, value=value)
 
 
-def _state_set(family: GaugeMetricFamily, labels: Sequence[str], states: Iterable[str],
-               current: str) -> None:
-    """One series per possible state, 1 for the current one: a query for a state finds 0
-    rather than nothing, and a change of state ends no series."""
-    for state in states:
-        family.add_metric([*labels, state], 1.0 if state == current else 0.0)
+def _current(family: GaugeMetricFamily, labels: Sequence[str], state: str) -> None:
+    """The current state only, as 1. A full state set (a 0 for every other state) would
+    multiply the series of each VM by up to 13, most of the output of a large cluster; the
+    counts by state (`corral_vms`, `corral_ha_vms`, `corral_ha_hosts`) have every state."""
+    family.add_metric([*labels, state], 1.0)
 
 
-def _hosts(snap: ClusterSnapshot, ha: HAInputs) -> list[Metric]:
+def _hosts(snap: ClusterSnapshot, report: HAReport) -> list[Metric]:
     up, maint, cpus = _gauge(names.HOST_UP), _gauge(names.HOST_MAINTENANCE), \
         _gauge(names.HOST_CPUS)
     cpu, used, total = (_gauge(names.HOST_CPU_USAGE), _gauge(names.HOST_MEMORY_USED),
@@ -82,8 +82,8 @@ def _hosts(snap: ClusterSnapshot, ha: HAInputs) -> list[Metric]:
             running.add_metric([name], u.vms_running)
             sampled.add_metric([name], u.sampled_at)
     counts = Counter[str]()
-    for row in ha_status(snap, ha).nodes:
-        _state_set(ha_state, [row.node], HOST_HA_STATUSES, row.status)
+    for row in report.nodes:
+        _current(ha_state, [row.node], row.status)
         counts[row.status] += 1
     for status in HOST_HA_STATUSES:
         ha_counts.add_metric([status], counts[status])
@@ -94,7 +94,7 @@ def vm_status(vm: VM) -> str:
     return vm.runtime.status.value if vm.runtime is not None else VMStatus.UNKNOWN.value
 
 
-def _vms(snap: ClusterSnapshot, ha: HAInputs) -> list[Metric]:
+def _vms(snap: ClusterSnapshot, report: HAReport) -> list[Metric]:
     info, status, requested = (_gauge(names.VM_INFO), _gauge(names.VM_STATUS),
                                _gauge(names.VM_REQUESTED_RUNNING))
     memory, cores, disk = _gauge(names.VM_MEMORY), _gauge(names.VM_CORES), \
@@ -103,7 +103,7 @@ def _vms(snap: ClusterSnapshot, ha: HAInputs) -> list[Metric]:
     for vmid, vm in sorted(snap.vms.items()):
         ids = [str(vmid), vm.config.name]
         info.add_metric([*ids, vm.placement.node], 1.0)
-        _state_set(status, ids, VM_STATUSES, vm_status(vm))
+        _current(status, ids, vm_status(vm))
         counts[vm_status(vm)] += 1
         requested.add_metric(ids, float(vm.placement.state is not RunState.STOPPED))
         memory.add_metric(ids, vm.config.memory_mb * MB)
@@ -112,16 +112,16 @@ def _vms(snap: ClusterSnapshot, ha: HAInputs) -> list[Metric]:
     by_status = _gauge(names.VMS)
     for s in VM_STATUSES:
         by_status.add_metric([s], counts[s])
-    return [info, status, requested, memory, cores, disk, by_status, *_ha_vms(snap, ha)]
+    return [info, status, requested, memory, cores, disk, by_status, *_ha_vms(report)]
 
 
-def _ha_vms(snap: ClusterSnapshot, ha: HAInputs) -> list[Metric]:
+def _ha_vms(report: HAReport) -> list[Metric]:
     state, restarts, relocates = (_gauge(names.VM_HA_STATUS), _gauge(names.VM_HA_RESTARTS),
                                   _gauge(names.VM_HA_RELOCATES))
     counts = Counter[str]()
-    for row in ha_status(snap, ha).vms:
+    for row in report.vms:
         ids = [str(row.vmid), row.name or ""]
-        _state_set(state, ids, VM_HA_STATUSES, row.status)
+        _current(state, ids, row.status)
         restarts.add_metric(ids, row.restarts)
         relocates.add_metric(ids, row.relocates)
         counts[row.status] += 1

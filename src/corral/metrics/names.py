@@ -51,8 +51,8 @@ HOST_VMS_RUNNING = Spec("corral_host_vms_running", "gauge", ("host",),
 HOST_SAMPLED_AT = Spec("corral_host_usage_sampled_timestamp_seconds", "gauge", ("host",),
                        "When the host's latest usage sample was taken (Unix time).")
 HOST_HA_STATUS = Spec("corral_host_ha_status", "gauge", ("host", "status"),
-                      "The host's HA status as `corral ha status` shows it: one series per "
-                      "status, 1 for the current one.")
+                      "The host's HA status as `corral ha status` shows it: 1, labelled with "
+                      "the current status.")
 
 # --- VMs (from the cluster snapshot) -------------------------------------------------------
 
@@ -60,7 +60,7 @@ VM_INFO = Spec("corral_vm_info", "gauge", ("vmid", "name", "host"),
                "Always 1: the VM exists, with the host that owns it.")
 VM_STATUS = Spec("corral_vm_status", "gauge", ("vmid", "name", "status"),
                  "The VM's status as its host's agent observed it (unknown before any "
-                 "report): one series per status, 1 for the current one.")
+                 "report): 1, labelled with the current status.")
 VM_REQUESTED_RUNNING = Spec("corral_vm_requested_running", "gauge", ("vmid", "name"),
                             "1 when the operator asked for the VM to run (or be paused), "
                             "0 when asked for it to be stopped.")
@@ -71,8 +71,8 @@ VM_CORES = Spec("corral_vm_cores", "gauge", ("vmid", "name"),
 VM_DISK = Spec("corral_vm_disk_bytes", "gauge", ("vmid", "name"),
                "Size of all the VM's disks together, by its configuration.")
 VM_HA_STATUS = Spec("corral_vm_ha_status", "gauge", ("vmid", "name", "status"),
-                    "An HA-managed VM's HA status as `corral ha status` shows it: one series "
-                    "per status, 1 for the current one.")
+                    "An HA-managed VM's HA status as `corral ha status` shows it: 1, "
+                    "labelled with the current status.")
 VM_HA_RESTARTS = Spec("corral_vm_ha_restarts", "gauge", ("vmid", "name"),
                       "Restarts HA made of the VM in its current round of recovery.")
 VM_HA_RELOCATES = Spec("corral_vm_ha_relocates", "gauge", ("vmid", "name"),
@@ -87,9 +87,12 @@ VM_LAST_MIGRATION_DOWNTIME = Spec(
 
 # --- cluster-wide counts (from the cluster snapshot) ---------------------------------------
 
-VMS = Spec("corral_vms", "gauge", ("status",), "VMs by observed status.")
-HA_VMS = Spec("corral_ha_vms", "gauge", ("status",), "HA-managed VMs by HA status.")
-HA_HOSTS = Spec("corral_ha_hosts", "gauge", ("status",), "Hosts by HA status.")
+VMS = Spec("corral_vms", "gauge", ("status",),
+           "VMs by observed status (every status, 0 included).")
+HA_VMS = Spec("corral_ha_vms", "gauge", ("status",),
+              "HA-managed VMs by HA status (every status, 0 included).")
+HA_HOSTS = Spec("corral_ha_hosts", "gauge", ("status",),
+                "Hosts by HA status (every status, 0 included).")
 TASKS = Spec("corral_tasks", "gauge", ("kind", "state"),
              "Tasks kept in etcd by kind and state (finished ones are pruned after a day, "
              "or beyond the latest 500).")
