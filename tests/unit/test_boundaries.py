@@ -41,6 +41,7 @@ CORE = [
     "corral.setup.removal_rules",
     "corral.setup.leave_rules",
     "corral.setup.status_view",
+    "corral.metrics.cluster",
     "corral.sim",
 ]
 

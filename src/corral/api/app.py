@@ -17,6 +17,7 @@ from corral.api import (
     routes_cluster,
     routes_ha,
     routes_maintenance,
+    routes_metrics,
     routes_migrate,
     routes_nodes,
     routes_vms,
@@ -26,6 +27,8 @@ from corral.api.deps import require_token
 from corral.api.schemas import Health
 from corral.cluster.store import Store, StoreError
 from corral.cluster.view import ClusterView
+from corral.metrics import source
+from corral.metrics.asgi import RequestMetrics
 from corral.pki.files import TLSFiles
 from corral.setup.admission import Admission, ClusterPKI
 
@@ -86,6 +89,7 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
             app.state.view = await stack.enter_async_context(ClusterView(store))
             app.state.tokens = TokenChecker(store)
             app.state.http = http
+            app.state.snapshot_source = source.from_view(app.state.view)  # what /metrics shows
             app.state.cluster = await _cluster_access(stack, store, etcd_endpoints, tls,
                                                       pki_dir)
             yield
@@ -99,6 +103,7 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
         redoc_url=None,
     )
     errors.install(app)
+    app.add_middleware(RequestMetrics)
 
     @app.exception_handler(StoreError)
     async def _store_down(_: Request, exc: StoreError) -> JSONResponse:
@@ -121,4 +126,5 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
     app.include_router(routes_migrate.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_maintenance.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_bulk.router, prefix=PREFIX, dependencies=guarded)
+    app.include_router(routes_metrics.router, prefix=PREFIX, dependencies=guarded)
     return app

@@ -28,6 +28,7 @@ from corral.cluster import keys, records
 from corral.cluster.models import VM, Node, Placement, StorageConfig, Task, VMConfig, VMRuntime
 from corral.cluster.records import dump, load_or_raise
 from corral.cluster.snapshot import ClusterSnapshot, snapshot_from
+from corral.metrics.instruments import timed_etcd_call
 from corral.pki.files import TLSFiles
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class _RetryingClient:
         async def call(*args: Any, **kwargs: Any) -> Any:
             return await _retrying(lambda: attr(*args, **kwargs))
 
-        return call
+        return timed_etcd_call(name, call)
 
     @property
     def unwrapped(self) -> Any:
@@ -85,7 +86,7 @@ class _RetryingClient:
             except grpc.aio.AioRpcError as e:
                 aetcd.exceptions._handle_exception(e)
 
-        return await _retrying(once)
+        return await timed_etcd_call("kv_range", _retrying)(once)
 
 
 async def _retrying(call: Callable[[], Awaitable[Any]]) -> Any:

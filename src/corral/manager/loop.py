@@ -25,6 +25,7 @@ from corral.ha.nodes import next_fence
 from corral.ha.store import read_all_from
 from corral.manager.decide import decide_with_ha
 from corral.manager.election import Election
+from corral.metrics.instruments import MANAGER_DECIDE, MANAGER_PASS
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +84,16 @@ class Manager:
         return bool(ok)
 
     async def tick(self) -> list[HAAction]:
+        with MANAGER_PASS.time():
+            return await self._tick()
+
+    async def _tick(self) -> list[HAAction]:
         snap, ha = await read_all_from(self.view, time.time())
         # Waits run on this process's monotonic clock within this term (see ha/nodes.py).
         ha = replace(ha, term=self.token, mono=time.monotonic())
         self._report({*snap.problems, *ha.problems})
-        actions, state = decide_with_ha(snap, ha, self.timing)
+        with MANAGER_DECIDE.time():
+            actions, state = decide_with_ha(snap, ha, self.timing)
         self.next_fence = next_fence(state)
         for action in actions:
             if not await self.apply(action):
