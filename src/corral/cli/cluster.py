@@ -7,7 +7,6 @@ run on a cluster host, so a host that lost its quorum can still say so.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 from pathlib import Path
@@ -85,6 +84,8 @@ def _host_config(cluster: str, role: Literal["host", "witness"], name: str | Non
 
 
 def _run(coro: Any) -> Any:
+    import asyncio
+
     from corral.host.services import ServicesError
     from corral.pki.pem import PEMError
     from corral.setup.local import SetupError
