@@ -1,20 +1,26 @@
-"""How long the `corral` command takes to start: wall time of whole processes, next to a bare
-Python and a bare `import typer` measured in the same run, and the modules that cost most.
+"""How long the `corral` command takes to start: wall and CPU time of whole processes, next to
+a bare Python and a bare `import typer` measured in the same run, and the slowest imports.
 
-    .venv/bin/python bench/cli_start.py [--runs 10] [--port PORT]
+    .venv/bin/python bench/cli_start.py [--runs 10] [--port PORT] [--top 10]
 
-`corral vm list` runs twice per round. Against 127.0.0.1 on a port nothing listens on
-(refused): the connection is refused at once and the command fails, so its time is the start
-plus one refused connect. Against a loopback listener that closes each connection it accepts
-(until its request): the time from the process's spawn to its connection, i.e. the start
-before the HTTP request (imports, parsing, config, HTTP client). The code measured is this
-tree's src/ (it goes first on PYTHONPATH). Prints figures, asserts nothing.
+`corral vm list` is configured as a cluster's CLI is (https, the cluster CA pinned) and runs
+  - refused: against 127.0.0.1 on a port nothing listens on; the connection is refused at
+    once and the command fails, so its time is the start plus one refused connect;
+  - until its request: against a loopback listener that notes when the connection arrives
+    and closes it; the figure is the time from the spawn to that connection, i.e. the start
+    before the HTTP request (imports, parsing, config, HTTP client). Once more with a plain
+    http URL, where httpx loads the system's CA bundle instead of the one pinned CA.
+The code measured is this tree's src/ (it goes first on PYTHONPATH). The runs are
+interleaved, so a busy moment of the machine costs every command alike; CPU time (user +
+system of the process) is steadier than wall time on a busy machine. Prints figures, asserts
+nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -22,18 +28,15 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from corral.pki.ca import make_ca
+from corral.pki.pem import write_cert
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # What the `corral` console script does, with its name in the usage lines.
 CORRAL = "import sys; from corral.cli.main import app; sys.exit(app(prog_name='corral'))"
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (free a moment ago)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Listener:
@@ -58,47 +61,75 @@ class Listener:
         self.sock.close()
 
 
-def environment(port: int, config_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("CORRAL_CA", "PYTHONPROFILEIMPORTTIME")}
+@dataclass
+class Case:
+    label: str
+    argv: list[str]
+    url: str | None = None  # the API's URL for `vm list`
+    listener: Listener | None = None  # time until the connection arrives there
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    def run(self, env: dict[str, str]) -> None:
+        if self.url:
+            env = env | {"CORRAL_URL": self.url}
+            if self.url.startswith("http://"):
+                env.pop("CORRAL_CA")
+        seen = len(self.listener.arrivals) if self.listener else 0
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run(self.argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=60, check=False)
+        end = time.perf_counter()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if self.listener:
+            if len(self.listener.arrivals) == seen:
+                raise SystemExit(f"{self.label}: the command never connected")
+            end = self.listener.arrivals[seen]
+        self.wall.append(end - t0)
+        self.cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (free a moment ago)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def environment(workdir: Path) -> dict[str, str]:
+    """This tree's code, a token and a pinned CA, and no saved client config."""
+    ca_file = workdir / "ca.crt"
+    write_cert(ca_file, make_ca("bench").cert)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPROFILEIMPORTTIME"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH")) if p)
-    env["CORRAL_URL"] = f"http://127.0.0.1:{port}"
     env["CORRAL_TOKEN"] = "bench"
-    env["CORRAL_CONFIG"] = str(config_dir / "absent.json")  # no saved config is read
+    env["CORRAL_CA"] = str(ca_file)
+    env["CORRAL_CONFIG"] = str(workdir / "absent.json")
     return env
 
 
-def commands(python: str) -> dict[str, list[str]]:
-    return {
-        "python -c pass": [python, "-c", "pass"],
-        "import typer": [python, "-c", "import typer"],
-        "import corral.cli.main": [python, "-c", "import corral.cli.main"],
-        "corral --help": [python, "-c", CORRAL, "--help"],
-        "corral vm --help": [python, "-c", CORRAL, "vm", "--help"],
-        "corral vm list (refused)": [python, "-c", CORRAL, "vm", "list"],
-    }
+def cases(python: str, port: int, listener: Listener) -> list[Case]:
+    corral = [python, "-c", CORRAL]
+    listing = [*corral, "vm", "list"]
+    return [
+        Case("python -c pass", [python, "-c", "pass"]),
+        Case("import typer", [python, "-c", "import typer"]),
+        Case("import corral.cli.main", [python, "-c", "import corral.cli.main"]),
+        Case("corral --help", [*corral, "--help"]),
+        Case("corral vm --help", [*corral, "vm", "--help"]),
+        Case("corral vm list (refused)", listing, url=f"https://127.0.0.1:{port}"),
+        Case("corral vm list (until its request)", listing,
+             url=f"https://127.0.0.1:{listener.port}", listener=listener),
+        Case("  the same, plain http", listing, url=f"http://127.0.0.1:{listener.port}",
+             listener=listener),
+    ]
 
 
-def wall(argv: list[str], env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   timeout=60, check=False)
-    return time.perf_counter() - t0
-
-
-def until_request(argv: list[str], env: dict[str, str], listener: Listener) -> float:
-    """Seconds from the spawn of `vm list` to its connection to the listener."""
-    seen = len(listener.arrivals)
-    t0 = time.perf_counter()
-    subprocess.run(argv, env=env | {"CORRAL_URL": f"http://127.0.0.1:{listener.port}"},
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
-    if len(listener.arrivals) == seen:
-        raise SystemExit("`corral vm list` never connected to the listener")
-    return listener.arrivals[seen] - t0
-
-
-def top_imports(argv: list[str], env: dict[str, str], count: int) -> list[tuple[int, int, str]]:
+def top_imports(case: Case, env: dict[str, str], count: int) -> list[tuple[int, int, str]]:
     """(cumulative us, self us, module) of the `count` slowest imports, from -X importtime."""
-    done = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], env=env, capture_output=True,
+    done = subprocess.run([case.argv[0], "-X", "importtime", *case.argv[1:]],
+                          env=env | {"CORRAL_URL": case.url or ""}, capture_output=True,
                           text=True, timeout=60, check=False)
     found = []
     for line in done.stderr.splitlines():
@@ -109,6 +140,10 @@ def top_imports(argv: list[str], env: dict[str, str], count: int) -> list[tuple[
     return sorted(found, reverse=True)[:count]
 
 
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:6.0f}ms"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
@@ -117,31 +152,28 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=10, help="slowest imports to list")
     args = parser.parse_args()
     port = args.port or closed_port()
-    runs = commands(sys.executable)
     listener = Listener()
-    listing = runs["corral vm list (refused)"]
+    runs = cases(sys.executable, port, listener)
     with tempfile.TemporaryDirectory() as tmp:
-        env = environment(port, Path(tmp))
-        for argv in runs.values():  # warm the page cache and the .pyc files
-            wall(argv, env)
-        times: dict[str, list[float]] = {label: [] for label in runs}
-        times["corral vm list (until its request)"] = []
-        for _ in range(args.runs):  # interleaved: a busy moment costs every command alike
-            for label, argv in runs.items():
-                times[label].append(wall(argv, env))
-            times["corral vm list (until its request)"].append(
-                until_request(listing, env, listener))
+        env = environment(Path(tmp))
+        for case in runs:  # warm the page cache and the .pyc files; not counted
+            case.run(env)
+            case.wall.clear()
+            case.cpu.clear()
+        for _ in range(args.runs):
+            for case in runs:
+                case.run(env)
         listener.close()
-        base = statistics.median(times["python -c pass"])
-        print(f"{args.runs} runs each, {sys.executable}, `vm list` against 127.0.0.1:{port}")
-        print(f"{'':36} {'median':>8} {'max':>8} {'median - python':>16}")
-        for label, seen in times.items():
-            mid = statistics.median(seen)
-            print(f"{label:36} {mid * 1000:6.0f}ms {max(seen) * 1000:6.0f}ms "
-                  f"{(mid - base) * 1000:14.0f}ms")
-        print("\nslowest imports of `corral vm list` (-X importtime, one run):")
-        print(f"{'cumulative':>10} {'self':>8}  module")
-        for cumulative, own, name in top_imports(listing, env, args.top):
+        base = statistics.median(runs[0].wall)
+        print(f"{args.runs} runs each, {sys.executable}")
+        print(f"{'':36} {'wall: median':>12} {'max':>8} {'- python':>9}   {'CPU: median':>11}")
+        for case in runs:
+            mid = statistics.median(case.wall)
+            print(f"{case.label:36} {ms(mid):>12} {ms(max(case.wall))} {ms(mid - base):>9}   "
+                  f"{ms(statistics.median(case.cpu)):>11}")
+        print(f"\nslowest imports of `corral vm list` (-X importtime, one run):\n"
+              f"{'cumulative':>10} {'self':>8}  module")
+        for cumulative, own, name in top_imports(runs[5], env, args.top):
             print(f"{cumulative / 1000:8.1f}ms {own / 1000:6.1f}ms  {name}")
 
 
