@@ -8,7 +8,6 @@ can still say so.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import sys
@@ -87,6 +86,8 @@ def _host_config(cluster: str, role: Literal["host", "witness"], name: str | Non
 
 
 def _run(coro: Any) -> Any:
+    import asyncio
+
     from corral.host.services import ServicesError
     from corral.pki.pem import PEMError
     from corral.setup.local import SetupError
