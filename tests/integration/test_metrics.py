@@ -17,6 +17,7 @@ from corral.api.app import create_app
 from corral.cluster import keys
 from corral.cluster.models import NodeInfo, StorageConfig, StorageType
 from corral.cluster.store import Store
+from corral.cluster.view import ClusterView
 from corral.manager.election import Election
 from corral.manager.loop import Manager
 from corral.qemu.driver import QemuDriver
@@ -115,7 +116,8 @@ async def test_api_metrics_need_the_token(api: httpx.AsyncClient) -> None:
     assert r.status_code == 401 and "corral_" not in r.text
 
 
-async def test_agent_metrics_show_its_manager_and_etcd(store: Store, tmp_path: Path) -> None:
+async def test_agent_metrics_show_its_manager_and_etcd(store: Store, cluster_view: ClusterView,
+                                                       tmp_path: Path) -> None:
     await store.add_token(TOKEN)
     lease = await store.grant_lease(5)
     token = await Election(store, "n1", lambda: lease).win()
@@ -124,7 +126,7 @@ async def test_agent_metrics_show_its_manager_and_etcd(store: Store, tmp_path: P
                                  base_url="http://agent", headers=AUTH) as client:
         assert (await client.get("/metrics", headers={"Authorization": ""})).status_code == 401
         before = await scrape(client, "/metrics")
-        await Manager(store, token).tick()
+        await Manager(store, cluster_view, token).tick()
         after = await scrape(client, "/metrics")
     for name in ("corral_manager_decide_duration_seconds",
                  "corral_manager_pass_duration_seconds"):
