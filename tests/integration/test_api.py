@@ -23,7 +23,7 @@ from corral.cluster.models import (
     VMRuntime,
     VMStatus,
 )
-from corral.cluster.store import Store
+from corral.cluster.store import Store, token_digest
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +82,17 @@ async def test_auth_required_but_health_and_openapi_public(api: httpx.AsyncClien
     assert (await api.get("/health", headers={"Authorization": ""})).json() == {"ok": True}
     r = await api.get("/openapi.json", headers={"Authorization": ""})
     assert r.status_code == 200 and "/api/v1/vms" in r.json()["paths"]
+
+
+async def test_a_new_token_works_at_once_and_a_revoked_one_stops(
+        api: httpx.AsyncClient, app: FastAPI, store: Store) -> None:
+    await store.add_token("fresh-token")  # the view may not have it yet: etcd is asked
+    r = await api.get("/vms", headers={"Authorization": "Bearer fresh-token"})
+    assert r.status_code == 200
+    await store.client.delete(keys.token(token_digest("fresh-token")).encode())
+    await app.state.view.current(0.0)  # the delete has reached the API's view
+    r = await api.get("/vms", headers={"Authorization": "Bearer fresh-token"})
+    assert r.status_code == 401 and err(r)["message"] == "invalid token"
 
 
 async def test_nodes_and_storage(api: httpx.AsyncClient, store: Store) -> None:

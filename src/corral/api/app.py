@@ -87,7 +87,7 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
             app.state.store = store
             # Reads come from this view, kept current by a watch; writes go to etcd.
             app.state.view = await stack.enter_async_context(ClusterView(store))
-            app.state.tokens = TokenChecker(store)
+            app.state.tokens = TokenChecker(store, app.state.view)
             app.state.http = http
             app.state.snapshot_source = source.from_view(app.state.view)  # what /metrics shows
             app.state.cluster = await _cluster_access(stack, store, etcd_endpoints, tls,
