@@ -25,13 +25,9 @@ import httpx
 
 from corral.fencing.labdog import host_qemu_pids
 from corral.ha.models import HATiming
+from corral.lab.defaults import DEFAULT_LEASE_TTL, DEFAULT_WATCHDOG_TIMEOUT
 from corral.lab.faults import etcd_leader
-from corral.lab.layout import (
-    DEFAULT_LEASE_TTL,
-    DEFAULT_WATCHDOG_TIMEOUT,
-    LabLayout,
-    spare_base_port,
-)
+from corral.lab.layout import LabLayout, spare_base_port
 
 POLL = 0.1
 HEARTBEAT = "corral-heartbeat 1"

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import psutil
 
-from corral.lab.layout import DEFAULT_LEASE_TTL, DEFAULT_WATCHDOG_TIMEOUT, spare_base_port
+from corral.lab.defaults import DEFAULT_LEASE_TTL, DEFAULT_WATCHDOG_TIMEOUT
+from corral.lab.layout import spare_base_port
 
 WATCHED = ("w-etcd", "n1-etcd", "n1-agent", "n1-api")
 MIB = 1024 * 1024

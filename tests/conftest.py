@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from corral.cluster.store import Store
+from corral.cluster.view import ClusterView
 from corral.lab.etcd import EtcdMember, free_port, wait_healthy
 
 
@@ -39,6 +40,13 @@ async def store(etcd_endpoint: str) -> AsyncIterator[Store]:
     async with Store([etcd_endpoint]) as s:
         await s.client.delete_prefix(b"/corral/")
         yield s
+
+
+@pytest.fixture
+async def cluster_view(store: Store) -> AsyncIterator[ClusterView]:
+    """A watch-fed view of the test's store (what the API and the manager read from)."""
+    async with ClusterView(store) as view:
+        yield view
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ def test_migrate_running_vm_keeps_its_heartbeat(lab: Lab) -> None:
     reply = json.loads(moved.stdout)
     assert reply["state"] == "ok", reply
     assert reply["result"]["mode"] == "live" and reply["result"]["target"] == "n2"
+    assert reply["result"]["tls"] is True  # a cluster lab's hosts hold the cluster's certificates
     shown = lab.json("vm", "show", vmid)
     assert shown["node"] == "n2"
 

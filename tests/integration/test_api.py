@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from corral.api import paging
 from corral.api.app import create_app
@@ -25,7 +26,7 @@ from corral.cluster.models import (
     VMRuntime,
     VMStatus,
 )
-from corral.cluster.store import Store
+from corral.cluster.store import Store, token_digest
 
 pytestmark = pytest.mark.integration
 
@@ -84,6 +85,17 @@ async def test_auth_required_but_health_and_openapi_public(api: httpx.AsyncClien
     assert (await api.get("/health", headers={"Authorization": ""})).json() == {"ok": True}
     r = await api.get("/openapi.json", headers={"Authorization": ""})
     assert r.status_code == 200 and "/api/v1/vms" in r.json()["paths"]
+
+
+async def test_a_new_token_works_at_once_and_a_revoked_one_stops(
+        api: httpx.AsyncClient, app: FastAPI, store: Store) -> None:
+    await store.add_token("fresh-token")  # the view may not have it yet: etcd is asked
+    r = await api.get("/vms", headers={"Authorization": "Bearer fresh-token"})
+    assert r.status_code == 200
+    await store.client.delete(keys.token(token_digest("fresh-token")).encode())
+    await app.state.view.current(0.0)  # the delete has reached the API's view
+    r = await api.get("/vms", headers={"Authorization": "Bearer fresh-token"})
+    assert r.status_code == 401 and err(r)["message"] == "invalid token"
 
 
 async def test_nodes_and_storage(api: httpx.AsyncClient, store: Store) -> None:
@@ -365,6 +377,7 @@ async def test_beyond_the_bound_in_flight_a_request_is_refused_at_once(
     async with (app.router.lifespan_context(app),
                 httpx.AsyncClient(transport=transport, base_url="http://api/api/v1",
                                   headers=AUTH) as api):
+        shed_before = REGISTRY.get_sample_value("corral_api_requests_shed_total") or 0.0
         held = asyncio.create_task(api.get("/test/hold"))
         await asyncio.wait_for(entered.wait(), 10)
         refused = await api.get("/vms")
@@ -373,6 +386,7 @@ async def test_beyond_the_bound_in_flight_a_request_is_refused_at_once(
         health = await api.get("/health")  # still says the process lives
         assert health.status_code == 200 and health.json() == {"ok": True}
         assert app.state.in_flight.refused == 1
+        assert REGISTRY.get_sample_value("corral_api_requests_shed_total") == shed_before + 1
         release.set()
         assert (await asyncio.wait_for(held, 10)).json() == {"held": True}
         assert (await api.get("/vms")).status_code == 200  # the place is free again

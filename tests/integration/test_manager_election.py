@@ -20,6 +20,7 @@ from corral.cluster.models import (
     VMConfig,
 )
 from corral.cluster.store import Store
+from corral.cluster.view import ClusterView
 from corral.ha import store as ha_store
 from corral.ha.actions import ClearFenceConfirmation
 from corral.ha.models import FenceConfirmation
@@ -77,7 +78,7 @@ async def test_revoked_lease_hands_over_to_the_other_contender(store: Store) -> 
 async def test_a_deposed_leader_cannot_write(store: Store) -> None:
     a, b = await Host(store, "n1").up(), await Host(store, "n2").up()
     token_a = await a.election().win()
-    old = Manager(store, token_a)
+    old = Manager(store, ClusterView(store), token_a)  # applies only: no view needed
     await a.lease.revoke()
     await b.election().win()
     task = Task(id="t-1", kind="vm.start", node="n1", vmid=101)
@@ -88,7 +89,7 @@ async def test_a_deposed_leader_cannot_write(store: Store) -> None:
 
 async def test_actions_apply_as_fenced_transactions(store: Store) -> None:
     a = await Host(store, "n1").up()
-    m = Manager(store, await a.election().win())
+    m = Manager(store, ClusterView(store), await a.election().win())
     task = Task(id="t-2", kind="node.bulk", node="n1")
     assert await m.apply(QueueTask(task))
     changed = task.model_copy(update={"progress": 0.5})
@@ -105,14 +106,15 @@ async def test_actions_apply_as_fenced_transactions(store: Store) -> None:
     assert not await m.apply(SetPlacement(101, moved, vm.placement_rev))  # stale revision
 
 
-async def test_the_elected_manager_runs_a_maintenance_request(store: Store) -> None:
+async def test_the_elected_manager_runs_a_maintenance_request(
+        store: Store, cluster_view: ClusterView) -> None:
     for name in ("n1", "n2"):
         await store.put(keys.node(name, "info"), NodeInfo(name=name, cpus=2, memory_mb=4096))
         await store.client.put(keys.node(name, "alive").encode(), b"1")
     await store.create_vm(VMConfig(vmid=101, name="a", memory_mb=64, cores=1),
                           Placement(node="n1", state=RunState.RUNNING))
     host = await Host(store, "n2").up()
-    service = asyncio.create_task(loop.serve(store, "n2", lambda: host.lease))
+    service = asyncio.create_task(loop.serve(store, cluster_view, "n2", lambda: host.lease))
     try:
         await store.put(keys.node("n1", "request"), NodeRequest(maintenance=True))
         for _ in range(50):
@@ -127,9 +129,10 @@ async def test_the_elected_manager_runs_a_maintenance_request(store: Store) -> N
         await asyncio.gather(service, return_exceptions=True)
 
 
-async def test_the_manager_forgets_old_finished_tasks(store: Store) -> None:
+async def test_the_manager_forgets_old_finished_tasks(store: Store,
+                                                     cluster_view: ClusterView) -> None:
     a = await Host(store, "n1").up()
-    m = Manager(store, await a.election().win())
+    m = Manager(store, cluster_view, await a.election().win())
     day_old = Task(id="old", kind="vm.start", node="n1", vmid=100, state=TaskState.OK,
                    created_at=1.0, ended_at=2.0)
     fresh = day_old.model_copy(update={"id": "new", "ended_at": time.time()})
@@ -140,8 +143,8 @@ async def test_the_manager_forgets_old_finished_tasks(store: Store) -> None:
     assert await store.task("new") == fresh
 
 
-async def test_the_manager_clears_the_confirmation_of_a_host_that_rejoined(store: Store
-                                                                             ) -> None:
+async def test_the_manager_clears_the_confirmation_of_a_host_that_rejoined(
+        store: Store, cluster_view: ClusterView) -> None:
     """A confirmation counts for one loss: once the host holds a lease again (its agent
     registered again) the manager deletes it, so the host's next loss waits for its
     watchdog again. Not while the host is without a lease."""
@@ -150,7 +153,7 @@ async def test_the_manager_clears_the_confirmation_of_a_host_that_rejoined(store
                                                           started_at=0))
     a = await Host(store, "n1").up()
     await store.client.put(keys.node("n1", "alive").encode(), b"1", lease=a.lease)
-    m = Manager(store, await a.election().win())
+    m = Manager(store, cluster_view, await a.election().win())
     conf = FenceConfirmation(node="n2", at=10.0, by="ipmi")
     assert await ha_store.confirm_fenced(store, conf)  # n2 has no lease
     assert not await m.apply(ClearFenceConfirmation("n2"))  # still without a lease: kept

@@ -32,6 +32,7 @@ from corral.cluster.models import (
     VMStatus,
 )
 from corral.cluster.store import Store
+from corral.cluster.view import ClusterView
 from corral.ha import store as ha_store
 from corral.ha.models import FenceConfirmation, HASettings
 from corral.lab.procs import pid_alive
@@ -79,7 +80,7 @@ async def bad_records(store: Store) -> None:
 
 
 async def test_the_manager_recovers_the_other_vms_and_leaves_the_unreadable_one(
-        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+        store: Store, cluster_view: ClusterView, caplog: pytest.LogCaptureFixture) -> None:
     for name in ("n1", "n2"):
         await store.put(keys.node(name, "info"), NodeInfo(
             name=name, cpus=4, memory_mb=4096, watchdog_timeout=5, started_at=1.0))
@@ -92,7 +93,7 @@ async def test_the_manager_recovers_the_other_vms_and_leaves_the_unreadable_one(
     # n2 is powered off (a fence agent says so): its HA VMs are recovered on n1 at once.
     await ha_store.confirm_fenced(store, FenceConfirmation(node="n2", at=time.time()))
     token = await Election(store, "n1", lambda: lease).win()
-    manager = Manager(store, token)
+    manager = Manager(store, cluster_view, token)
 
     with caplog.at_level(logging.WARNING, logger="corral.manager.loop"):
         await manager.tick()

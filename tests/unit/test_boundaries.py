@@ -39,7 +39,9 @@ CORE = [
     "corral.pki.tokens",
     "corral.setup.join_rules",
     "corral.setup.removal_rules",
+    "corral.setup.leave_rules",
     "corral.setup.status_view",
+    "corral.metrics.cluster",
     "corral.sim",
 ]
 

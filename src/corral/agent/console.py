@@ -1,4 +1,5 @@
-"""The agent's own small HTTP endpoint: the serial console of its VMs, for the API to relay."""
+"""The agent's own small HTTP endpoint: the serial console of its VMs, for the API to relay,
+and this process's Prometheus metrics (etcd latency, manager passes while it leads)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import time
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from corral.cluster.store import Store
+from corral.metrics.exposition import CONTENT_TYPE, render
 from corral.qemu.driver import QemuDriver
 
 TOKEN_CACHE_SECONDS = 10.0
@@ -30,10 +32,13 @@ def console_app(store: Store, driver: QemuDriver) -> Starlette:
             return True
         return False
 
+    def refused() -> JSONResponse:
+        return JSONResponse({"error": {"code": "unauthorized",
+                                       "message": "a valid token is needed"}}, 401)
+
     async def console(request: Request) -> JSONResponse:
         if not await authorised(request):
-            return JSONResponse({"error": {"code": "unauthorized",
-                                           "message": "a valid token is needed"}}, 401)
+            return refused()
         try:
             vmid = int(request.path_params["vmid"])
             offset = int(request.query_params.get("offset", "0"))
@@ -43,4 +48,11 @@ def console_app(store: Store, driver: QemuDriver) -> Starlette:
         data, next_offset = driver.read_console(vmid, max(offset, 0))
         return JSONResponse({"data": data.decode(errors="replace"), "offset": next_offset})
 
-    return Starlette(routes=[Route("/vms/{vmid}/console", console)])
+    async def metrics(request: Request) -> Response:
+        if not await authorised(request):
+            return refused()
+        # The cluster's state is the API's to show; an agent shows its own process.
+        return Response(render(), media_type=CONTENT_TYPE)
+
+    return Starlette(routes=[Route("/vms/{vmid}/console", console),
+                             Route("/metrics", metrics)])

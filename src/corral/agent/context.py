@@ -46,6 +46,9 @@ class HostContext:
     store: Store
     driver: QemuDriver
     lease: LeaseView | None = None  # None: no lease, so this host may run no guest
+    # QEMU's TLS credentials (`qemu.tls`): migrations to and from this host are encrypted
+    # and authenticated. None: a host without the cluster's certificates (a plain lab).
+    qemu_tls: Path | None = None
 
 
 Handler = Callable[[HostContext, Task, VM, Report], Awaitable[dict[str, Any]]]

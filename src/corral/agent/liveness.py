@@ -97,4 +97,4 @@ class Liveness:
     async def release(self) -> None:
         if self.lease is not None:
             with contextlib.suppress(Exception):
-                await self.lease.revoke()
+                await self.store.revoke_lease(self.lease)

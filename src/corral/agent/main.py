@@ -32,12 +32,14 @@ from corral.agent.tasks import TaskRunner
 from corral.cluster.models import VMStatus
 from corral.cluster.records import UnreadableRecord
 from corral.cluster.store import Store
+from corral.cluster.view import ClusterView
 from corral.fencing.client import WatchdogClient
 from corral.host.config import url
 from corral.manager import loop as manager
 from corral.migration.recovery import recover_interrupted
 from corral.qemu.accel import probe_accel
 from corral.qemu.driver import QemuDriver
+from corral.qemu.tls import credentials_dir
 
 log = logging.getLogger("corral.agent")
 
@@ -131,7 +133,9 @@ async def run(settings: AgentSettings) -> None:
         fence_time, interval = await arm_watchdog(settings, watchdog)
         liveness = Liveness(store, settings.node, settings.lease_ttl, interval,
                             watchdog.feed if watchdog else None)
-        ctx = HostContext(settings.node, settings.data_dir, store, driver, liveness)
+        ctx = HostContext(settings.node, settings.data_dir, store, driver, liveness,
+                          qemu_tls=(credentials_dir(settings.run_dir, settings.tls)
+                                    if settings.tls else None))
         info = sampler.static_info(
             settings.node, host, url(settings.scheme, host, port), accel, {"corral": __version__},
             lease_ttl=settings.lease_ttl, watchdog_timeout=fence_time, renew_interval=interval,
@@ -141,7 +145,11 @@ async def run(settings: AgentSettings) -> None:
                  host, port)
         await after_return(ctx)
         runner = TaskRunner(ctx)
-        monitor = Monitor(ctx, runner.busy)
+        # The cluster as a watch keeps it: the monitor judges this host's QEMUs against it and
+        # the manager decides on it when this agent leads.
+        view = ClusterView(store)
+        await view.start()
+        monitor = Monitor(ctx, runner.busy, view)
 
         async def start_vm(vmid: int) -> None:
             vm = await store.vm(vmid)
@@ -201,8 +209,8 @@ async def run(settings: AgentSettings) -> None:
             asyncio.create_task(usage_loop(), name="usage"),
             asyncio.create_task(server.serve(sockets=[sock]), name="console"),
             # Every agent campaigns; the elected one runs the manager's decisions.
-            asyncio.create_task(manager.serve(store, settings.node, lambda: liveness.lease),
-                                name="manager"),
+            asyncio.create_task(manager.serve(store, view, settings.node,
+                                              lambda: liveness.lease), name="manager"),
             asyncio.create_task(standing_watch.watch(settings.node, settings.etcd, settings.tls,
                                                      settings.run_dir, liveness.known_alive),
                                 name="membership"),
@@ -224,6 +232,7 @@ async def run(settings: AgentSettings) -> None:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
         await runner.stop()
+        await view.close()
         # VMs keep running: QEMU processes outlive the agent and are adopted on its return.
         # While any runs, the host must stay fenceable: the lease is left to expire and the
         # watchdog stays armed, so a restart in time finds them running, and an agent that

@@ -7,11 +7,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 
 from corral.agent.context import HostContext, TaskFailed, placed_of, set_state
 from corral.agent.reconciler import Do, Placed, plan_observation, plan_orphans
-from corral.cluster import keys, records
+from corral.cluster import records
 from corral.cluster.models import VM, RunState, VMRuntime, VMStatus
+from corral.cluster.snapshot import ClusterSnapshot
+from corral.cluster.view import ClusterView
 from corral.migration.record import MigrationRecord
 
 log = logging.getLogger(__name__)
@@ -21,18 +24,14 @@ log = logging.getLogger(__name__)
 STATUS_TIMEOUT = 3.0
 
 
-def vm_ids(items: list[tuple[str, bytes, int]]) -> set[int]:
-    ids = (keys.split(key, keys.VMS)[0] for key, _, _ in items)
-    return {int(i) for i in ids if i.isdigit()}
-
-
 def unresponsive(pid: int) -> str:
     return f"QEMU (pid {pid}) does not answer QMP: state unknown, the process still exists"
 
 
 class Monitor:
-    def __init__(self, ctx: HostContext, busy: set[int]) -> None:
+    def __init__(self, ctx: HostContext, busy: set[int], view: ClusterView) -> None:
         self.ctx = ctx
+        self.view = view
         self.busy = busy
         self.seen: dict[int, VMStatus] = {}
         self.running_count = 0
@@ -82,39 +81,39 @@ class Monitor:
             except Exception as e:
                 log.error("VM %s: could not stop the orphan QEMU: %s", vmid, e)
 
-    def undecided(self, items: list[tuple[str, bytes, int]], vms: list[VM],
-                  problems: list[records.Problem]) -> set[int]:
+    def undecided(self, records_of: Mapping[int, Mapping[str, object]], snap: ClusterSnapshot
+                  ) -> set[int]:
         """VMs with keys in etcd that did not decode into a VM (half-written, or a record
         this version cannot read): their placement is unknown, so their QEMU is not judged."""
-        return (vm_ids(items) - {v.vmid for v in vms}) | records.unreadable_vms(problems)
+        return (set(records_of) - set(snap.vms)) | snap.unreadable_vms
 
-    def receiving(self, items: list[tuple[str, bytes, int]]) -> set[int]:
+    def receiving(self, records_of: Mapping[int, Mapping[str, tuple[bytes, int]]]) -> set[int]:
         """VMs whose migration record names this host as the target of an unfinished
         migration (an unreadable record counts too: better keep a QEMU than kill a guest)."""
         found: set[int] = set()
-        for key, value, _ in items:
-            vmid, field = keys.split(key, keys.VMS)
-            if field != "migration" or not vmid.isdigit():
+        for vmid, fields in records_of.items():
+            if (raw := fields.get("migration")) is None:
                 continue
             try:
-                rec = records.load(MigrationRecord, value)
+                rec = records.load(MigrationRecord, raw[0])
             except Exception as e:
                 log.warning("VM %s: unreadable migration record: %s", vmid, e)
-                found.add(int(vmid))
+                found.add(vmid)
                 continue
             if rec.target == self.ctx.node and not rec.phase.final:
-                found.add(int(vmid))
+                found.add(vmid)
         return found
 
     async def pass_once(self) -> None:
-        # Processes first, then a fresh read: a QEMU a task starts after this listing is not
-        # judged on a placement read before it.
+        # Processes first, then a read at etcd's current revision: a QEMU a task starts after
+        # this listing is not judged on a placement read before it.
         running = self.ctx.driver.running()
-        items, revision = await self.ctx.store.snapshot(keys.VMS)
-        all_vms, problems = records.vms_from(items)
-        spared = self.receiving(items) | self.undecided(items, all_vms, problems)
-        await self.stop_orphans(all_vms, spared, running, revision)
-        vms = [v for v in all_vms if v.placement.node == self.ctx.node]
+        snap = await self.view.current(time.time())
+        records_of = self.view.state.vm_records()
+        all_vms = list(snap.vms.values())
+        spared = self.receiving(records_of) | self.undecided(records_of, snap)
+        await self.stop_orphans(all_vms, spared, running, snap.revision)
+        vms = snap.vms_on(self.ctx.node)
         self.running_count = sum(1 for v in vms if v.vmid in running)
         watched = [v for v in vms if v.vmid not in self.busy]
         statuses = await asyncio.gather(*(self.status(v, running) for v in watched))

@@ -17,6 +17,7 @@ from corral.api import (
     routes_cluster,
     routes_ha,
     routes_maintenance,
+    routes_metrics,
     routes_migrate,
     routes_nodes,
     routes_vms,
@@ -26,6 +27,9 @@ from corral.api.deps import require_token
 from corral.api.schemas import Health
 from corral.api.shedding import DEFAULT_MAX_IN_FLIGHT, InFlight, LoadShedding
 from corral.cluster.store import Store, StoreError
+from corral.cluster.view import ClusterView
+from corral.metrics import source
+from corral.metrics.asgi import RequestMetrics
 from corral.pki.files import TLSFiles
 from corral.setup.admission import Admission, ClusterPKI
 
@@ -85,8 +89,11 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
             http = await stack.enter_async_context(httpx.AsyncClient(
                 timeout=AGENT_TIMEOUT, **(tls.httpx_kwargs() if tls else {})))
             app.state.store = store
-            app.state.tokens = TokenChecker(store)
+            # Reads come from this view, kept current by a watch; writes go to etcd.
+            app.state.view = await stack.enter_async_context(ClusterView(store))
+            app.state.tokens = TokenChecker(store, app.state.view)
             app.state.http = http
+            app.state.snapshot_source = source.from_view(app.state.view)  # what /metrics shows
             app.state.cluster = await _cluster_access(stack, store, etcd_endpoints, tls,
                                                       pki_dir)
             yield
@@ -100,6 +107,9 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
         redoc_url=None,
     )
     errors.install(app)
+    app.add_middleware(RequestMetrics)
+    # Outermost: a request refused costs no more than its refusal (counted in
+    # corral_api_requests_shed_total, not timed as a route).
     app.state.in_flight = in_flight
     app.add_middleware(LoadShedding, in_flight=in_flight)
 
@@ -124,4 +134,5 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
     app.include_router(routes_migrate.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_maintenance.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_bulk.router, prefix=PREFIX, dependencies=guarded)
+    app.include_router(routes_metrics.router, prefix=PREFIX, dependencies=guarded)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, cast
 
 import httpx
@@ -9,13 +10,24 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from corral.api.auth import TokenChecker
+from corral.cluster.snapshot import ClusterSnapshot
 from corral.cluster.store import Store
+from corral.cluster.view import ClusterView
 
 _bearer = HTTPBearer(auto_error=False)  # auto_error would answer 403 in FastAPI's own shape
 
 
 def get_store(request: Request) -> Store:
     return cast(Store, request.app.state.store)
+
+
+def get_view(request: Request) -> ClusterView:
+    return cast(ClusterView, request.app.state.view)
+
+
+async def current_snapshot(request: Request) -> ClusterSnapshot:
+    """The cluster from the API's view, including every write finished before this request."""
+    return await get_view(request).current(time.time())
 
 
 def get_http(request: Request) -> httpx.AsyncClient:
@@ -32,6 +44,8 @@ async def require_token(
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
+ViewDep = Annotated[ClusterView, Depends(get_view)]
+SnapDep = Annotated[ClusterSnapshot, Depends(current_snapshot)]
 HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
 TokenDep = Annotated[str, Depends(require_token)]
 

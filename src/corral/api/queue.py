@@ -7,6 +7,7 @@ from typing import Any
 
 from corral.api.errors import conflict
 from corral.cluster.models import Task
+from corral.cluster.snapshot import ClusterSnapshot
 from corral.cluster.store import Store
 
 
@@ -14,15 +15,8 @@ def new_task_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-async def unfinished_task(store: Store, vmid: int) -> Task | None:
-    for task in await store.tasks():
-        if task.vmid == vmid and not task.state.finished:
-            return task
-    return None
-
-
-async def ensure_idle(store: Store, vmid: int) -> None:
-    task = await unfinished_task(store, vmid)
+def ensure_idle(snap: ClusterSnapshot, vmid: int) -> None:
+    task = snap.active_task(vmid)
     if task is not None:
         raise conflict(f"VM {vmid} has a task in progress: {task.id} {task.kind}")
 

@@ -7,11 +7,11 @@ import uuid
 from fastapi import APIRouter
 from pydantic import ConfigDict
 
-from corral.api.deps import StoreDep
+from corral.api.deps import SnapDep, StoreDep
 from corral.api.errors import conflict, invalid, not_found
 from corral.api.schemas import TaskAccepted
 from corral.cluster.models import Task
-from corral.cluster.store import Store, read_snapshot
+from corral.cluster.snapshot import ClusterSnapshot
 from corral.manager.bulk import KIND, BulkParams
 from corral.scheduler.capacity import unusable
 
@@ -24,7 +24,7 @@ class BulkRequest(BulkParams):
     model_config = ConfigDict(extra="forbid")
 
 
-async def _check_target(store: Store, node: str, body: BulkParams) -> None:
+def _check_target(snap: ClusterSnapshot, node: str, body: BulkParams) -> None:
     if body.action != "migrate":
         if body.target is not None:
             raise invalid(f"target applies only to migrate, not {body.action}", "target")
@@ -33,7 +33,6 @@ async def _check_target(store: Store, node: str, body: BulkParams) -> None:
         raise invalid("migrate needs a target host", "target")
     if body.target == node:
         raise invalid(f"target must be another host than {node}", "target")
-    snap = await read_snapshot(store, 0.0)
     if body.target not in snap.nodes:
         raise invalid(f"node {body.target} does not exist", "target")
     if (why := unusable(snap, body.target)) is not None:
@@ -41,15 +40,16 @@ async def _check_target(store: Store, node: str, body: BulkParams) -> None:
 
 
 @router.post("/nodes/{node}/bulk", response_model=TaskAccepted, status_code=202)
-async def post_bulk(node: str, body: BulkRequest, store: StoreDep) -> TaskAccepted:
-    found = await store.node(node)
+async def post_bulk(node: str, body: BulkRequest, store: StoreDep,
+                    snap: SnapDep) -> TaskAccepted:
+    found = snap.nodes.get(node)
     if found is None or found.info is None:
         raise not_found("node", node)
     if not found.alive:
         raise conflict(f"node {node} is offline")
-    await _check_target(store, node, body)
+    _check_target(snap, node, body)
     if body.vms is not None:
-        here = {vm.vmid for vm in await store.vms() if vm.placement.node == node}
+        here = {vm.vmid for vm in snap.vms_on(node)}
         if missing := sorted(set(body.vms) - here):
             raise invalid(f"VM(s) {', '.join(map(str, missing))} not on {node}", "vms")
     # Letters and digits only: child tasks are named f"{parent}-{vmid}".

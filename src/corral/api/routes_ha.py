@@ -7,7 +7,7 @@ import time
 from fastapi import APIRouter, Response
 from pydantic import ConfigDict, Field
 
-from corral.api.deps import StoreDep
+from corral.api.deps import StoreDep, ViewDep
 from corral.api.errors import conflict, invalid, not_found
 from corral.api.views import skipped_header
 from corral.cluster import keys
@@ -65,8 +65,8 @@ async def _settings(store: Store, vmid: int) -> HASettings:
 
 
 @router.get("/status", response_model=HAReport)
-async def status(store: StoreDep) -> HAReport:
-    snap, inputs = await ha_store.read_all(store, time.time())
+async def status(view: ViewDep) -> HAReport:
+    snap, inputs = await ha_store.read_all_from(view, time.time())
     return ha_status(snap, inputs)
 
 
@@ -120,15 +120,16 @@ async def list_rules(store: StoreDep, response: Response) -> list[HARule]:
 
 
 @router.post("/rules", response_model=HARule, status_code=201)
-async def add_rule(body: HARuleIn, store: StoreDep) -> HARule:
+async def add_rule(body: HARuleIn, store: StoreDep, view: ViewDep) -> HARule:
     rule = HARule.model_validate(body.model_dump())
     if await ha_store.get_rule(store, rule.name) is not None:
         raise conflict(f"HA rule {body.name} exists", "name")
-    vms = {vm.vmid for vm in await store.vms()}
+    snap = await view.current(time.time())
+    vms = set(snap.vms)
     missing = [v for v in body.vms if v not in vms]
     if missing:
         raise invalid(f"VM {missing[0]} does not exist", "vms")
-    nodes = {n.name for n in await store.nodes()}
+    nodes = set(snap.nodes)
     unknown = [n for n in body.nodes if n not in nodes]
     if unknown:
         raise invalid(f"node {unknown[0]} does not exist", "nodes")

@@ -7,11 +7,11 @@ import time
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from corral.api.deps import StoreDep
+from corral.api.deps import StoreDep, ViewDep
 from corral.api.errors import conflict, invalid, not_found
 from corral.cluster import keys
 from corral.cluster.models import NodeRequest
-from corral.ha.store import read_all
+from corral.ha.store import read_all_from
 from corral.manager.maintenance import MaintenanceStatus, maintenance_status
 
 router = APIRouter(tags=["maintenance"])
@@ -28,7 +28,7 @@ class MaintenanceChange(BaseModel):
 
 @router.post("/nodes/{node}/maintenance", response_model=MaintenanceStatus)
 async def set_maintenance(node: str, body: MaintenanceChange,
-                          store: StoreDep) -> MaintenanceStatus:
+                          store: StoreDep, view: ViewDep) -> MaintenanceStatus:
     if body.enable and body.no_return:
         raise invalid("no_return applies only when disabling maintenance", "no_return")
     found = await store.node(node)
@@ -47,20 +47,20 @@ async def set_maintenance(node: str, body: MaintenanceChange,
         maintenance=body.enable, no_return=body.no_return, parallel=body.parallel,
         requested_at=current.requested_at if same and current else time.time())
     await store.put(keys.node(node, "request"), request)
-    snap, ha = await read_all(store, time.time())
+    snap, ha = await read_all_from(view, time.time())
     return maintenance_status(snap, node, ha.rules)
 
 
 @router.get("/nodes/{node}/maintenance", response_model=MaintenanceStatus)
-async def get_maintenance(node: str, store: StoreDep) -> MaintenanceStatus:
-    snap, ha = await read_all(store, time.time())
+async def get_maintenance(node: str, view: ViewDep) -> MaintenanceStatus:
+    snap, ha = await read_all_from(view, time.time())
     if node not in snap.nodes:
         raise not_found("node", node)
     return maintenance_status(snap, node, ha.rules)
 
 
 @router.get("/maintenance", response_model=list[MaintenanceStatus])
-async def list_maintenance(store: StoreDep) -> list[MaintenanceStatus]:
+async def list_maintenance(view: ViewDep) -> list[MaintenanceStatus]:
     # With the HA rules, as the manager reads them: the status says what it will do.
-    snap, ha = await read_all(store, time.time())
+    snap, ha = await read_all_from(view, time.time())
     return [maintenance_status(snap, name, ha.rules) for name in sorted(snap.nodes)]

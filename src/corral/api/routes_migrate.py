@@ -10,13 +10,13 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from corral.api import queue
-from corral.api.deps import StoreDep
+from corral.api.deps import StoreDep, ViewDep
 from corral.api.errors import conflict, not_found
 from corral.api.schemas import TaskAccepted
 from corral.cluster import records
 from corral.cluster.records import UnreadableRecord
 from corral.ha.placement import rule_breach
-from corral.ha.store import read_all
+from corral.ha.store import read_all_from
 from corral.migration import record
 from corral.migration.params import MigrateParams, parse_bwlimit
 from corral.migration.record import MigrationRecord
@@ -41,8 +41,9 @@ class MigrateRequest(BaseModel):
 
 
 @router.post("/vms/{vmid}/migrate", response_model=TaskAccepted, status_code=202)
-async def migrate(vmid: int, body: MigrateRequest, store: StoreDep) -> TaskAccepted:
-    snap, ha = await read_all(store, time.time())
+async def migrate(vmid: int, body: MigrateRequest, store: StoreDep,
+                  view: ViewDep) -> TaskAccepted:
+    snap, ha = await read_all_from(view, time.time())
     vm = snap.vms.get(vmid)
     if vm is None and vmid in snap.unreadable_vms:
         raise UnreadableRecord([p for p in snap.problems if records.vmid_of(p.key) == vmid])

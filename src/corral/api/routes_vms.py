@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from corral.api import paging, queue
 from corral.api.create import create_vm
-from corral.api.deps import CursorQuery, HttpDep, LimitQuery, StoreDep, TokenDep
+from corral.api.deps import CursorQuery, HttpDep, LimitQuery, SnapDep, StoreDep, TokenDep
 from corral.api.errors import ApiError, conflict, not_found
 from corral.api.schemas import (
     ConsoleChunk,
@@ -22,7 +22,7 @@ from corral.api.schemas import (
     VMOut,
 )
 from corral.api.views import skipped_header, vm_detail, vm_out, vm_status
-from corral.cluster import keys, records
+from corral.cluster import keys
 from corral.cluster.models import VM, Placement, RunState, VMStatus
 from corral.cluster.store import Store
 from corral.ha.store import follow_vm_action
@@ -41,17 +41,17 @@ async def _vm(store: Store, vmid: int) -> VM:
 
 
 @router.get("/vms", response_model=list[VMOut])
-async def list_vms(store: StoreDep, response: Response, node: str | None = None,
+async def list_vms(snap: SnapDep, response: Response, node: str | None = None,
                    status: VMStatus | None = None, limit: LimitQuery = None,
                    cursor: CursorQuery = None) -> list[VMOut]:
     """VMs by vmid, on `node` and in `status` if given. Without `limit`, all of them; with
     it, a page, and the `Corral-Next-Cursor` header to pass as `cursor` for the next one
     (docs/api.md)."""
     wanted = paging.page_request(limit, cursor, paging.VMS)
-    online = {n.name for n in await store.nodes() if n.alive}
-    vms, problems = records.vms_from(await store.raw_prefix(keys.VMS))
-    response.headers.update(skipped_header(problems))
-    outs = [vm_out(vm, vm.placement.node in online) for vm in vms]
+    online = {n.name for n in snap.nodes.values() if n.alive}
+    response.headers.update(skipped_header(p for p in snap.problems
+                                           if p.key.startswith(keys.VMS)))
+    outs = [vm_out(vm, vm.placement.node in online) for vm in snap.vms.values()]
     page = paging.cut(paging.vms_matching(outs, node, status), paging.VMS, wanted)
     response.headers.update(page.headers())
     return page.items
@@ -94,13 +94,14 @@ async def vm_action(
     vmid: int,
     action: Action,
     store: StoreDep,
+    snap: SnapDep,
     params: Annotated[ShutdownParams | None, Body()] = None,
 ) -> TaskAccepted:
     vm = await _vm(store, vmid)
     reason = _refusal(vm, action)
     if reason:
         raise conflict(reason)
-    await queue.ensure_idle(store, vmid)
+    queue.ensure_idle(snap, vmid)
     await queue.ensure_online(store, vm.placement.node)
     task_params = {"timeout": (params or ShutdownParams()).timeout} if action == "shutdown" else {}
     task = await queue.queue(store, f"vm.{action}", vm.placement.node, vmid, task_params)
@@ -109,12 +110,13 @@ async def vm_action(
 
 
 @router.delete("/vms/{vmid}", response_model=TaskAccepted, status_code=202)
-async def delete_vm(vmid: int, store: StoreDep, force: bool = False) -> TaskAccepted:
+async def delete_vm(vmid: int, store: StoreDep, snap: SnapDep,
+                    force: bool = False) -> TaskAccepted:
     vm = await _vm(store, vmid)
     status = vm_status(vm)
     if status in ACTIVE and not force:
         raise conflict(f"VM {vmid} is {status.value}: stop it first or delete with force")
-    await queue.ensure_idle(store, vmid)
+    queue.ensure_idle(snap, vmid)
     await queue.ensure_online(store, vm.placement.node)
     task = await queue.queue(store, "vm.delete", vm.placement.node, vmid, {"force": force})
     return TaskAccepted(task=task.id)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from corral.api.errors import error_body
+from corral.metrics.instruments import API_SHED
 
 # Measured on a 2-core machine (docs/operations.md, "Load shedding"): with 800 GETs/s offered,
 # one process bounded at 64 served 635/s (median 36 ms) and refused the rest in 45 ms; at 16 it
@@ -31,8 +32,8 @@ EXEMPT_PATHS = frozenset({"/api/v1/health"})
 
 @dataclass
 class InFlight:
-    """The count of requests being served and of those refused since the process started
-    (exported as a metric)."""
+    """The count of requests being served and of those refused by this app (the process's
+    total is the metric corral_api_requests_shed_total)."""
 
     limit: int
     current: int = 0
@@ -66,6 +67,7 @@ class LoadShedding:
             await self.app(scope, receive, send)
             return
         if not self.in_flight.admit():
+            API_SHED.inc()
             await self._refuse(send)
             return
         try:

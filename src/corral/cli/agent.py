@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from pathlib import Path
 
 import typer
@@ -38,6 +36,9 @@ def run_agent(
     if not host or not port.isdigit():
         raise typer.BadParameter("must be host:port", param_hint="--listen")
     # Imported here: every other command starts faster without the agent's dependencies.
+    import asyncio
+    import logging
+
     from corral.agent.main import run
     from corral.agent.settings import AgentSettings
     from corral.pki.files import TLSFiles, missing_in_pki_dir

@@ -10,15 +10,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import httpx
 import typer
+
+# httpx (with the imports of its own CLI) is imported where a request is made: help, and the
+# commands that do not call the API, start without it.
+if TYPE_CHECKING:
+    import httpx
 
 API_PREFIX = "/api/v1"
 # Long requests may take their time; a host that does not even take the connection within a
 # few seconds is cut off, and the next host's API is tried.
-TIMEOUT = httpx.Timeout(30.0, connect=3.0)
+TIMEOUT_SECONDS = 30.0
+CONNECT_TIMEOUT_SECONDS = 3.0
 # Keys of the records a list answer left out because they do not decode (api/views.py).
 SKIPPED_HEADER = "Corral-Skipped-Records"
 # Where a list answer says the cursor of its next page (api/paging.py).
@@ -166,6 +171,8 @@ def error_reason(reply: httpx.Response) -> str:
 
 class Api:
     def __init__(self, config: ClientConfig) -> None:
+        import httpx
+
         self.urls = [u.rstrip("/").removesuffix(API_PREFIX) for u in (config.url,
                                                                        *config.others)]
         self.url = self.urls[0]
@@ -173,7 +180,7 @@ class Api:
         self.http = httpx.Client(
             base_url=self.url + API_PREFIX,
             headers={"Authorization": f"Bearer {config.token}"},
-            timeout=TIMEOUT,
+            timeout=httpx.Timeout(TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
             verify=pinned(config.ca),
         )
 
@@ -183,7 +190,7 @@ class Api:
         if at >= len(self.urls):
             return False
         self.url = self.urls[at]
-        self.http.base_url = httpx.URL(self.url + API_PREFIX)
+        self.http.base_url = self.url + API_PREFIX
         return True
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -191,6 +198,8 @@ class Api:
         when its connection never opened: it did not reach that host, so sending it to the
         next one cannot do it twice. A read moves on after any transport failure (a host
         that died while it answered)."""
+        import httpx
+
         moves_on: tuple[type[Exception], ...] = (
             (httpx.TransportError,) if method == "GET"
             else (httpx.ConnectError, httpx.ConnectTimeout))
@@ -210,6 +219,8 @@ class Api:
 
     def reply(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """The API's successful answer; anything else ends the command with its reason."""
+        import httpx
+
         try:
             reply = self._send(method, path, **kwargs)
             for _ in range(OVERLOAD_RETRIES):

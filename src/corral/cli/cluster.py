@@ -1,15 +1,16 @@
 """`corral cluster ...` and `corral witness ...`: building a cluster of real hosts.
 
 create, join and witness setup run on the host they set up (as root: they write /etc/corral
-and systemd units); token and remove-node go through the API; status reads etcd directly when
-run on a cluster host, so a host that lost its quorum can still say so.
+and systemd units), leave on the host it takes out; token and remove-node go through the
+API; status reads etcd directly when run on a cluster host, so a host that lost its quorum
+can still say so.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -85,6 +86,8 @@ def _host_config(cluster: str, role: Literal["host", "witness"], name: str | Non
 
 
 def _run(coro: Any) -> Any:
+    import asyncio
+
     from corral.host.services import ServicesError
     from corral.pki.pem import PEMError
     from corral.setup.local import SetupError
@@ -262,6 +265,40 @@ def remove_node(
     out = connect().delete(f"/cluster/members/{name}")
     typer.echo(f"removed {out['name']}: etcd member {out['member'] or '-'}, "
                f"user {out['user'] or '-'}")
+
+
+@app.command()
+def leave(
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask (scripts).")] = False,
+    host_config: HostConfigOpt = None,
+) -> None:
+    """Take THIS host out of its cluster: its etcd member, user, record and node keys go,
+    its services stop, its etcd data, certificates and host config are deleted. Refused
+    while VMs are on it or when it would cost the quorum; run again to finish a leave that
+    stopped half-way."""
+    from corral.setup.join_rules import Refusal
+    from corral.setup.leave import leave as leave_cluster
+    from corral.setup.leave import survey
+    from corral.setup.leave_rules import summary
+
+    config = _local_config(host_config)
+    if config is None:
+        fail("refused: this machine is no cluster member: no host config (/etc/corral/"
+             "host.json, $CORRAL_HOST_CONFIG or --host-config)", 2)
+    if config.tls is None:
+        fail("refused: this host's config has no TLS files: it was not set up by `corral "
+             "cluster create` or `join`", 2)
+    if not yes and not sys.stdin.isatty():
+        fail("refused: no terminal to confirm on; run it again with --yes", 2)
+    found = _run(survey(config))
+    if isinstance(found.decision, Refusal):
+        fail(f"refused: {found.decision.message}")
+    if not yes and not typer.confirm(summary(found.here, found.decision), default=False):
+        fail("not confirmed: nothing was changed")
+    _run(leave_cluster(config, _run_services(config), found, _say))
+    typer.echo(f"{config.name} left cluster {config.cluster}. Kept: its data dir "
+               f"{config.data_dir} (images, local storage, logs) and its disabled unit files. "
+               "To join again: `corral cluster join <address> --token <new token>`")
 
 
 from corral.cli.cluster_recovery import commands as _recovery  # noqa: E402

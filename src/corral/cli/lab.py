@@ -6,21 +6,19 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.markup import escape
 
 from corral.cli.client import fail
 from corral.cli.output import err, print_json, table
-from corral.lab import cluster_build, control, faults, netns
-from corral.lab.bringup import LabApi, LabError, wait_supervisor
-from corral.lab.layout import (
-    DEFAULT_LEASE_TTL,
-    DEFAULT_NODES,
-    DEFAULT_WATCHDOG_TIMEOUT,
-    LabLayout,
-)
+from corral.lab.defaults import DEFAULT_LEASE_TTL, DEFAULT_NODES, DEFAULT_WATCHDOG_TIMEOUT
+
+# The lab's modules (etcd, host configs, the cluster's setup) are imported by the commands
+# that use them: every other command of the CLI starts without them.
+if TYPE_CHECKING:
+    from corral.lab.layout import LabLayout
 
 T = TypeVar("T")
 
@@ -33,6 +31,9 @@ DirOpt = Annotated[
 
 
 def _layout_or_none(given: Path | None) -> LabLayout | None:
+    from corral.lab import control
+    from corral.lab.layout import LabLayout
+
     root = control.lab_dir(given)
     try:
         return LabLayout.load(root)
@@ -46,6 +47,9 @@ def _plan(given: Path | None, nodes: int | None, api_port: int | None, base_port
           witness: bool | None = None) -> LabLayout:
     """The layout for `up`: the saved one, changed only where an option was given. A new lab
     lives in network namespaces when it can (root)."""
+    from corral.lab import control, netns
+    from corral.lab.layout import LabLayout
+
     root = control.lab_dir(given)
     saved = _layout_or_none(given)
     if use_netns and not netns.available():
@@ -118,6 +122,9 @@ def up(
              "[default: no, or the existing lab's].")] = None,
 ) -> None:
     """Start the lab: etcd members, agents, the API, and on a fresh lab a few tiny VMs."""
+    from corral.lab import cluster_build, control, netns
+    from corral.lab.bringup import LabApi, LabError, wait_supervisor
+
     layout = _plan(dir, nodes, api_port, base_port, accel, use_netns, lease_ttl,
                    watchdog_timeout, cluster, witness)
     if (pid := control.supervisor_pid(layout)) is not None:
@@ -181,6 +188,8 @@ def _write_client_config(url: str, token: str, ca: Path | None,
 @app.command()
 def down(dir: DirOpt = None) -> None:
     """Stop the lab: API, agents, every VM of its hosts, etcd. Data stays."""
+    from corral.lab import control
+
     layout = _layout_or_none(dir)
     if layout is None:
         typer.echo(f"no lab in {control.lab_dir(dir)}: nothing to stop")
@@ -203,6 +212,8 @@ def status(
     json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Each lab process with its pid, liveness and restarts; the API URL."""
+    from corral.lab import control, faults
+
     layout = _layout_or_none(dir)
     if layout is None:
         if json:
@@ -243,6 +254,8 @@ def destroy(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
     """Stop the lab and delete its directory: etcd data, VMs' disks, logs."""
+    from corral.lab import control
+
     layout = _layout_or_none(dir)
     if layout is None:
         # Only a directory holding a lab.json is ever deleted.
@@ -261,6 +274,8 @@ MachineArg = Annotated[str, typer.Argument(help="The host, e.g. n2, or the witne
 
 
 def _running_layout(given: Path | None) -> LabLayout:
+    from corral.lab import control
+
     layout = _layout_or_none(given)
     if layout is None:
         fail(f"no lab in {control.lab_dir(given)} (`corral lab up` makes one)")
@@ -286,6 +301,8 @@ def _machine(layout: LabLayout, name: str) -> str:
 
 def _inject(dir: Path | None, fault: Callable[[LabLayout], T]) -> tuple[LabLayout, T]:
     """Run a fault on a running lab; a refusal becomes the command's one-line error."""
+    from corral.lab import faults
+
     layout = _running_layout(dir)
     try:
         return layout, fault(layout)
@@ -297,6 +314,8 @@ def _inject(dir: Path | None, fault: Callable[[LabLayout], T]) -> tuple[LabLayou
 def kill_node(node: MachineArg, dir: DirOpt = None) -> None:
     """Power loss: SIGKILL the host's agent, watchdog, etcd member and VMs (the witness's etcd
     member) at once; it stays down until `corral lab start-node`."""
+    from corral.lab import faults
+
     _, killed = _inject(dir, lambda lay: faults.kill_node(lay, _machine(lay, node)))
     parts = [f"{n} ({p})" for n, p in killed.processes.items()]
     parts += [f"VM {v} ({p})" for v, p in killed.qemu.items()]
@@ -314,6 +333,8 @@ def shutdown_node(
 ) -> None:
     """A clean shutdown of the host: its agent carries out the cluster's shutdown policy
     (`corral ha config`), then the host powers off (a reboot powers it on again)."""
+    from corral.lab import faults
+
     kind = "reboot" if reboot else "poweroff"
     layout, done = _inject(dir, lambda lay: faults.shutdown_node(lay, _node(lay, node), kind,
                                                                   timeout))
@@ -329,6 +350,8 @@ def shutdown_node(
 @app.command("start-node")
 def start_node(node: MachineArg, dir: DirOpt = None) -> None:
     """Power a killed host (or witness) on again: the supervisor starts its processes."""
+    from corral.lab import faults
+
     _, running = _inject(dir, lambda lay: faults.start_node(lay, _machine(lay, node)))
     typer.echo(f"{node} powered on: " + ", ".join(f"{n} ({p})" for n, p in running.items()))
 
@@ -336,6 +359,8 @@ def start_node(node: MachineArg, dir: DirOpt = None) -> None:
 @app.command("freeze-agent")
 def freeze_agent(node: NodeArg, dir: DirOpt = None) -> None:
     """SIGSTOP the host's agent: its watchdog fences the host's VMs after its timeout."""
+    from corral.lab import faults
+
     layout, pid = _inject(dir, lambda lay: faults.freeze_agent(lay, _node(lay, node)))
     dog = (f"its watchdog fences in {layout.watchdog_timeout:g}s" if layout.watchdog_timeout
            else "this lab runs without watchdogs")
@@ -345,6 +370,8 @@ def freeze_agent(node: NodeArg, dir: DirOpt = None) -> None:
 @app.command("thaw-agent")
 def thaw_agent(node: NodeArg, dir: DirOpt = None) -> None:
     """SIGCONT the host's agent."""
+    from corral.lab import faults
+
     _, pid = _inject(dir, lambda lay: faults.thaw_agent(lay, _node(lay, node)))
     typer.echo(f"thawed the agent of {node} (pid {pid})")
 
@@ -353,6 +380,8 @@ def thaw_agent(node: NodeArg, dir: DirOpt = None) -> None:
 def kill_etcd_leader(dir: DirOpt = None) -> None:
     """SIGKILL the leading etcd member: the others elect a new leader, the supervisor
     restarts the killed one."""
+    from corral.lab import faults
+
     _, (node, pid) = _inject(dir, faults.kill_etcd_leader)
     typer.echo(f"killed the etcd leader, {node}-etcd (pid {pid})")
 
@@ -360,6 +389,8 @@ def kill_etcd_leader(dir: DirOpt = None) -> None:
 @app.command()
 def partition(node: MachineArg, dir: DirOpt = None) -> None:
     """Cut the host's (or the witness's) network (needs a lab in network namespaces)."""
+    from corral.lab import faults
+
     layout, _ = _inject(dir, lambda lay: faults.partition(lay, _machine(lay, node)))
     typer.echo(f"{node} is cut off ({layout.veth(layout.machine_index(node))} down)")
 
@@ -371,5 +402,7 @@ def heal(
     dir: DirOpt = None,
 ) -> None:
     """Restore the network of one partitioned host (or the witness), or of all."""
+    from corral.lab import faults
+
     _, healed = _inject(dir, lambda lay: faults.heal(lay, _machine(lay, node) if node else None))
     typer.echo(f"reconnected: {', '.join(healed)}" if healed else "no host was cut off")

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from corral.fencing.device import DeviceError, FakeWatchdog, LinuxWatchdog, WatchdogDevice
-from corral.fencing.mux import MuxError, WatchdogMux
-from corral.fencing.protocol import bind
+if TYPE_CHECKING:
+    from corral.fencing.device import WatchdogDevice
 
 DEFAULT_SOCKET = Path("/run/corral/watchdog.sock")
 DEFAULT_STATE_DIR = Path("/run/corral/watchdog-mux")  # tmpfs: the host's reset clears it
-log = logging.getLogger("corral.fencing.mux")
 
 
 def watchdog_mux(
@@ -40,6 +37,13 @@ def watchdog_mux(
     last feed; the mux tells each client that figure when it arms. With clients armed, a
     stop is refused: the mux runs until they disarm.
     """
+    # Imported here: the mux is a host daemon; every other command starts without it.
+    import logging
+
+    from corral.fencing.device import DeviceError, FakeWatchdog, LinuxWatchdog
+    from corral.fencing.mux import MuxError, WatchdogMux
+    from corral.fencing.protocol import bind
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if interval >= client_timeout:
         raise typer.BadParameter(f"must be below --client-timeout ({client_timeout})",
@@ -56,7 +60,7 @@ def watchdog_mux(
     try:
         mux.run()
     except (MuxError, OSError) as e:
-        log.error("watchdog-mux stopped: %s", e)
+        logging.getLogger("corral.fencing.mux").error("watchdog-mux stopped: %s", e)
         raise typer.Exit(1) from None
     finally:
         sock.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -72,7 +72,7 @@ async def add_learner(store: Store, peer_urls: Sequence[str], within: float = 10
     the cluster is unhealthy: it adds no member, not even a learner, until every voter has
     been connected for 5 s, so for a moment after another member joined (and for good while
     a voter is down)."""
-    reply = await _until(store.client.clusterstub.MemberAdd,
+    reply = await _until(lambda: store.client.clusterstub.MemberAdd,
                          rpc.MemberAddRequest(peerURLs=list(peer_urls), isLearner=True),
                          f"add learner {', '.join(peer_urls)}", _UNHEALTHY, within, every)
     return _member(reply.member), [_member(m) for m in reply.members]
@@ -82,7 +82,7 @@ async def promote(store: Store, member_id: int, within: float = 60.0,
                   every: float = 0.5) -> list[Member]:
     """Make a learner a voter, asking again while etcd says it has not caught up, for at most
     `within` seconds. Returns the membership after the change."""
-    reply = await _until(store.client.clusterstub.MemberPromote,
+    reply = await _until(lambda: store.client.clusterstub.MemberPromote,
                          rpc.MemberPromoteRequest(ID=member_id),
                          f"promote member {member_id:x}", _NOT_READY, within, every)
     return [_member(m) for m in reply.members]
@@ -93,19 +93,20 @@ async def remove(store: Store, member_id: int, within: float = 10.0,
     """Remove a member, asking again for at most `within` seconds while etcd says the
     cluster is too unhealthy for it (it then keeps refusing while the removal would cost the
     quorum). Returns the membership after the change."""
-    reply = await _until(store.client.clusterstub.MemberRemove,
+    reply = await _until(lambda: store.client.clusterstub.MemberRemove,
                          rpc.MemberRemoveRequest(ID=member_id),
                          f"remove member {member_id:x}", _UNHEALTHY, within, every)
     return [_member(m) for m in reply.members]
 
 
-async def _until(stub_method: Any, request: Any, what: str, transient: Sequence[str],
-                 within: float, every: float) -> Any:
-    """The call, asked again while etcd's refusal is one of `transient`, up to `within` s."""
+async def _until(stub_method: Callable[[], Any], request: Any, what: str,
+                 transient: Sequence[str], within: float, every: float) -> Any:
+    """The call, asked again while etcd's refusal is one of `transient`, up to `within` s.
+    The method is looked up for each try: the store may have moved to a new channel."""
     deadline = time.monotonic() + within
     while True:
         try:
-            return await _call(stub_method, request, what)
+            return await _call(stub_method(), request, what)
         except MembershipError as e:
             if not any(s in str(e) for s in transient) or time.monotonic() >= deadline:
                 raise

@@ -3,7 +3,9 @@ reads the items (`store.read_snapshot`), this builds the snapshot from them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from corral.cluster import records
 from corral.cluster.models import VM, Node, StorageConfig, StorageType, Task, TaskState
@@ -35,11 +37,28 @@ class ClusterSnapshot:
         return [vm for vm in self.vms.values() if vm.placement.node == node]
 
     def unfinished(self) -> list[Task]:
-        return [t for t in self.tasks if not t.state.finished]
+        return self._unfinished
+
+    def unfinished_on(self, vmid: int) -> list[Task]:
+        """The unfinished tasks on vmid, oldest first."""
+        return self._unfinished_by_vm.get(vmid, [])
 
     def active_task(self, vmid: int) -> Task | None:
         """The unfinished VM-level task on vmid, if any (bulk parents don't count)."""
-        return next((t for t in self.unfinished() if t.vmid == vmid), None)
+        return next(iter(self.unfinished_on(vmid)), None)
+
+    # Decisions ask these once per VM: built once per snapshot, not scanned per VM.
+    @cached_property
+    def _unfinished(self) -> list[Task]:
+        return [t for t in self.tasks if not t.state.finished]
+
+    @cached_property
+    def _unfinished_by_vm(self) -> dict[int, list[Task]]:
+        by_vm: dict[int, list[Task]] = {}
+        for t in self._unfinished:
+            if t.vmid is not None:
+                by_vm.setdefault(t.vmid, []).append(t)
+        return by_vm
 
     def task(self, task_id: str) -> Task | None:
         return next((t for t in self.tasks if t.id == task_id), None)
@@ -61,6 +80,11 @@ class ClusterSnapshot:
         return bool(n and n.request and n.request.maintenance)
 
 
+def sorted_problems(problems: Iterable[Problem]) -> tuple[Problem, ...]:
+    """In one order whoever decoded them: a snapshot kept by watches equals a fresh read."""
+    return tuple(sorted(problems, key=lambda p: (p.key, p.what)))
+
+
 def snapshot_from(items: list[tuple[str, bytes, int]], revision: int, now: float
                   ) -> ClusterSnapshot:
     nodes, node_problems = records.nodes_from(items)
@@ -74,7 +98,8 @@ def snapshot_from(items: list[tuple[str, bytes, int]], revision: int, now: float
         tasks=tasks,
         storages=storages,
         revision=revision,
-        problems=(*node_problems, *vm_problems, *task_problems, *storage_problems),
+        problems=sorted_problems([*node_problems, *vm_problems, *task_problems,
+                                  *storage_problems]),
     )
 
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,18 +28,33 @@ from corral.cluster import keys, records
 from corral.cluster.models import VM, Node, Placement, StorageConfig, Task, VMConfig, VMRuntime
 from corral.cluster.records import dump, load_or_raise
 from corral.cluster.snapshot import ClusterSnapshot, snapshot_from
+from corral.metrics.instruments import timed_etcd_call
 from corral.pki.files import TLSFiles
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 StoreError = aetcd.exceptions.ClientError
+StoreUnavailable = aetcd.exceptions.ConnectionTimeoutError
 # Unavailable ("leader changed", "no leader", a member down) or a timeout (a member frozen or
 # cut off, until keepalive drops it): sent again for a few seconds; a new leader is usually
 # elected within one or two. A timed-out write may have been applied all the same, so every
 # conditional write below checks, when its condition fails, whether the value is already ours.
 RETRYABLE = (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError)
 RETRY_FOR_SECONDS = 8.0
+MEMBERS_EVERY_SECONDS = 30.0
+OLD_CLIENT_GRACE_SECONDS = 30.0
+LIST_PAGE = 2000  # keys per message of a listing (a VM is a few keys of under 1 KiB)
+# A request etcd took in while a change of its users or roles was being applied (removing a
+# host's user does that) is refused when applied, unapplied, with this: etcd's own client
+# sends it again, and so does this one.
+AUTH_OLD_REVISION = "revision of auth store is old"
+
+
+def _retryable(error: Exception) -> bool:
+    return isinstance(error, RETRYABLE) or (
+        isinstance(error, aetcd.exceptions.InvalidArgumentError)
+        and AUTH_OLD_REVISION in str(error))
 
 
 class _RetryingClient:
@@ -54,18 +69,38 @@ class _RetryingClient:
             return attr
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            delay, waited = 0.1, 0.0
-            while True:
-                try:
-                    return await attr(*args, **kwargs)
-                except RETRYABLE:
-                    if waited >= RETRY_FOR_SECONDS:
-                        raise
-                    await asyncio.sleep(delay)
-                    waited += delay
-                    delay = min(delay * 2, 1.0)
+            return await _retrying(lambda: attr(*args, **kwargs))
 
-        return call
+        return timed_etcd_call(name, call)
+
+    @property
+    def unwrapped(self) -> Any:
+        return self._client
+
+    async def kv_range(self, request: Any) -> Any:
+        """A raw Range (aetcd has no paged or at-revision read), with aetcd's error types."""
+        async def once() -> Any:
+            await self._client.connect()
+            try:
+                return await self._client.kvstub.Range(request, timeout=self._client._timeout,
+                                                       metadata=self._client.metadata)
+            except grpc.aio.AioRpcError as e:
+                aetcd.exceptions._handle_exception(e)
+
+        return await timed_etcd_call("kv_range", _retrying)(once)
+
+
+async def _retrying(call: Callable[[], Awaitable[Any]]) -> Any:
+    delay, waited = 0.1, 0.0
+    while True:
+        try:
+            return await call()
+        except StoreError as e:
+            if not _retryable(e) or waited >= RETRY_FOR_SECONDS:
+                raise
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 1.0)
 
 
 # gRPC dials a list of addresses, so there is no one host name to check a member's certificate
@@ -157,6 +192,7 @@ class Store:
         self.timeout = timeout
         self.follow_members = follow_members
         self.client: Any = _RetryingClient(self._client(self.endpoints))
+        self._background: set[asyncio.Task[None]] = set()
 
     def _client(self, endpoints: Sequence[str]) -> Any:
         host, port = _target(endpoints)
@@ -172,6 +208,8 @@ class Store:
             "grpc.keepalive_timeout_ms": 1000,
             "grpc.keepalive_permit_without_calls": 1,
             "grpc.http2.max_pings_without_data": 0,
+            # A watch catching up sends many revisions in one message.
+            "grpc.max_receive_message_length": 64 * 1024 * 1024,
         }
         if tls is None:
             return aetcd.Client(host=host, port=port, timeout=timeout, options=options)
@@ -186,12 +224,23 @@ class Store:
                 await self._follow_members()
             except Exception as e:  # the endpoints given still serve; say why, carry on
                 log.warning("cannot list the etcd members to dial them all: %s", e)
+            self._background.add(asyncio.create_task(self._keep_following_members(),
+                                                     name="etcd-members"))
         return self
+
+    async def _keep_following_members(self) -> None:
+        """Members that join while this process runs are dialled too, so a host that joined
+        early still reaches the cluster when its own member goes down."""
+        while True:
+            await asyncio.sleep(MEMBERS_EVERY_SECONDS)
+            try:
+                await self._follow_members()
+            except Exception as e:
+                log.debug("cannot list the etcd members: %s", e)
 
     async def _follow_members(self) -> None:
         """Dial every member the cluster lists, not only those the caller knew of: a host
-        whose own member dies must still reach the others. Before any use, so nothing is
-        cut off by the switch."""
+        whose own member dies must still reach the others."""
         reply = await self.client.clusterstub.MemberList(rpc.MemberListRequest(),
                                                          timeout=self.timeout)
         urls = [u for m in reply.members if not m.isLearner for u in m.clientURLs]
@@ -202,15 +251,27 @@ class Store:
         fresh = _RetryingClient(self._client(endpoints))
         await fresh.connect()
         old, self.client, self.endpoints = self.client, fresh, endpoints
-        with contextlib.suppress(Exception):
-            await old.close()
+        # Calls and watches still on the old client finish there, or fail and are made again
+        # on this one; it is closed once they had time to.
+        self._background.add(asyncio.create_task(self._close_later(old)))
         log.info("etcd endpoints: %s (added the members %s)", ", ".join(endpoints),
                  ", ".join(missing))
+
+    async def _close_later(self, old: _RetryingClient) -> None:
+        try:
+            await asyncio.sleep(OLD_CLIENT_GRACE_SECONDS)
+        finally:
+            with contextlib.suppress(Exception):
+                await old.close()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
         with contextlib.suppress(Exception):
             await self.client.close()
 
@@ -235,10 +296,33 @@ class Store:
 
     async def snapshot(self, prefix: str) -> tuple[list[tuple[str, bytes, int]], int]:
         """Keys under prefix with their mod revisions, and the store revision they were read
-        at: a watch from revision + 1 then misses nothing."""
-        result = await self.client.get_prefix(prefix.encode())
-        items = [(kv.key.decode(), kv.value, int(kv.mod_revision)) for kv in result]
-        return items, int(result.header.revision)
+        at: a watch from revision + 1 then misses nothing. Read in pages, all at the first
+        page's revision, so a large cluster is one consistent listing without one huge
+        message."""
+        key = prefix.encode()
+        end = aetcd.utils.prefix_range_end(key)
+        items: list[tuple[str, bytes, int]] = []
+        revision = 0
+        while True:
+            reply = await self._range(key, end, revision)
+            revision = revision or int(reply.header.revision)
+            items += [(kv.key.decode(), kv.value, int(kv.mod_revision)) for kv in reply.kvs]
+            if not reply.more:
+                return items, revision
+            key = reply.kvs[-1].key + b"\0"
+
+    async def _range(self, key: bytes, end: bytes, revision: int) -> Any:
+        request = rpc.RangeRequest(key=key, range_end=end, limit=LIST_PAGE, revision=revision)
+        return await self.client.kv_range(request)
+
+    async def current_revision(self) -> int:
+        """etcd's revision now (a linearizable read of one small key)."""
+        reply = await self.client.get_prefix(keys.MANAGER.encode(), keys_only=True)
+        return int(reply.header.revision)
+
+    def watch_channel(self) -> tuple[Any, Any]:
+        """The gRPC channel and call metadata a raw watch stream uses (`watch_stream`)."""
+        return self.client.channel, self.client.metadata
 
     async def watch_prefix(self, prefix: str, start_revision: int | None = None
                            ) -> AsyncIterator[WatchEvent]:
@@ -270,8 +354,13 @@ class Store:
 
     async def refresh_lease(self, lease: Any) -> int:
         """Refresh and return the remaining TTL; 0 or less means the lease is gone."""
-        reply = await lease.refresh()
+        # Through the client in use now (the lease may predate a switch to more members),
+        # and once: the caller times its own renewals.
+        reply = await self.client.unwrapped.refresh_lease(lease.id)
         return int(reply[0].TTL) if isinstance(reply, list) else int(reply.TTL)
+
+    async def revoke_lease(self, lease: Any) -> None:
+        await self.client.unwrapped.revoke_lease(lease.id)
 
     async def lease_remaining(self, key: str) -> int | None:
         """Seconds left on the lease `key` is bound to; None when the key is absent or bound

@@ -125,7 +125,7 @@ def _active(c: Ctx, vm: VM) -> Task | None:
     def online(node: str) -> bool:
         ns = c.nodes.get(node)
         return ns is not None and ns.status is NodeStatusHA.ONLINE
-    return next((t for t in c.snap.unfinished() if t.vmid == vm.vmid and online(t.node)), None)
+    return next((t for t in c.snap.unfinished_on(vm.vmid) if online(t.node)), None)
 
 
 def _move(c: Ctx, vm: VM, target: str, state: RunState, reason: str) -> SetPlacement:

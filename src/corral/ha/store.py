@@ -7,6 +7,7 @@ HA inputs are read separately from the cluster snapshot;
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,6 +24,8 @@ from corral.cluster.records import (
 )
 from corral.cluster.snapshot import ClusterSnapshot, snapshot_from
 from corral.cluster.store import Store
+from corral.cluster.view import ClusterView
+from corral.cluster.view_state import ViewState
 from corral.ha.models import (
     FenceConfirmation,
     HAConfig,
@@ -110,6 +113,26 @@ async def read_inputs(store: Store) -> HAInputs:
 async def read_all(store: Store, now: float) -> tuple[ClusterSnapshot, HAInputs]:
     items, revision = await store.snapshot(keys.PREFIX)
     return snapshot_from(items, revision, now), ha_inputs_from(items)
+
+
+async def read_all_from(view: ClusterView, now: float) -> tuple[ClusterSnapshot, HAInputs]:
+    """`read_all` from a watch-fed view: consistent as a read of etcd, and HA records are
+    decoded again only when one of them changed."""
+    snap = await view.current(now)
+    return snap, inputs_of(view.state)
+
+
+_decoded: weakref.WeakKeyDictionary[ViewState, tuple[int, HAInputs]] = (
+    weakref.WeakKeyDictionary())
+
+
+def inputs_of(state: ViewState) -> HAInputs:
+    """The HA inputs of what state holds now."""
+    cached = _decoded.get(state)
+    if cached is None or cached[0] != state.ha_revision:
+        cached = (state.ha_revision, ha_inputs_from(state.ha_items()))
+        _decoded[state] = cached
+    return cached[1]
 
 
 async def get_settings(store: Store, vmid: int) -> HASettings | None:

@@ -45,20 +45,22 @@ from typing import Any
 
 from corral.host.config import CONFIG_NAME
 from corral.host.services import CONTROL_NAME, STATUS_NAME
+from corral.lab.defaults import (
+    DEFAULT_API_PORT,
+    DEFAULT_BASE_PORT,
+    DEFAULT_LEASE_TTL,
+    DEFAULT_NODES,
+    DEFAULT_WATCHDOG_TIMEOUT,
+)
 from corral.lab.etcd import EtcdMember
 from corral.pki.files import TLSFiles
 
-DEFAULT_BASE_PORT = 23800
-DEFAULT_API_PORT = 8470
-DEFAULT_NODES = 3
 MAX_NODES = 99  # the port blocks are 100 wide
 WITNESS = "w"  # the witness machine's name: no host is named so
 ACCELS = ("auto", "tcg", "kvm")
 HOST = "127.0.0.1"
 NET_BLOCK = 128  # base ports per lab network: base_port // 128 is at most 509 < 512 /24s
 BRIDGE_ADDRESS = 254
-DEFAULT_LEASE_TTL = 9
-DEFAULT_WATCHDOG_TIMEOUT = 6.0
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,14 @@ from corral.cluster import keys
 from corral.cluster.actions import DeleteTask, QueueTask, SetPlacement, UpdateTask
 from corral.cluster.records import Problem, dump
 from corral.cluster.store import Store
+from corral.cluster.view import ClusterView
 from corral.ha.actions import ClearFenceConfirmation, HAAction, SaveHAState
 from corral.ha.models import HATiming
 from corral.ha.nodes import next_fence
-from corral.ha.store import read_all
+from corral.ha.store import read_all_from
 from corral.manager.decide import decide_with_ha
 from corral.manager.election import Election
+from corral.metrics.instruments import MANAGER_DECIDE, MANAGER_PASS
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,10 @@ class NotLeader(Exception):
 
 
 class Manager:
-    def __init__(self, store: Store, token: int, timing: HATiming | None = None) -> None:
+    def __init__(self, store: Store, view: ClusterView, token: int,
+                 timing: HATiming | None = None) -> None:
         self.store = store
+        self.view = view
         self.token = token
         self.timing = timing or HATiming()
         self.changed = asyncio.Event()
@@ -80,11 +84,16 @@ class Manager:
         return bool(ok)
 
     async def tick(self) -> list[HAAction]:
-        snap, ha = await read_all(self.store, time.time())
+        with MANAGER_PASS.time():
+            return await self._tick()
+
+    async def _tick(self) -> list[HAAction]:
+        snap, ha = await read_all_from(self.view, time.time())
         # Waits run on this process's monotonic clock within this term (see ha/nodes.py).
         ha = replace(ha, term=self.token, mono=time.monotonic())
         self._report({*snap.problems, *ha.problems})
-        actions, state = decide_with_ha(snap, ha, self.timing)
+        with MANAGER_DECIDE.time():
+            actions, state = decide_with_ha(snap, ha, self.timing)
         self.next_fence = next_fence(state)
         for action in actions:
             if not await self.apply(action):
@@ -103,15 +112,14 @@ class Manager:
             log.info("record readable again (or gone): %s", p.key)
         self.problems = frozenset(problems)
 
-    async def _watch(self) -> None:
-        async for ev in self.store.watch_prefix(keys.PREFIX):
-            # Usage samples arrive from every host every few seconds and decide nothing yet;
-            # the regular tick sees them. Anything else may call for a decision now.
-            if not ev.key.endswith("/usage"):
-                self.changed.set()
+    def _heard(self, changed: list[str] | None) -> None:
+        # Usage samples arrive from every host every few seconds and decide nothing yet;
+        # the regular tick sees them. Anything else may call for a decision now.
+        if changed is None or not all(k.endswith("/usage") for k in changed):
+            self.changed.set()
 
     async def run(self) -> None:
-        watcher = asyncio.create_task(self._watch())
+        unlisten = self.view.listen(self._heard)
         try:
             while True:
                 self.changed.clear()
@@ -128,9 +136,7 @@ class Manager:
                     await asyncio.wait_for(self.changed.wait(), wait)
                 await asyncio.sleep(MIN_GAP_SECONDS)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            unlisten()
 
 
 def _describe(action: HAAction) -> str:
@@ -147,12 +153,12 @@ def _describe(action: HAAction) -> str:
     return f"{verb} task {task.id} {task.kind} ({task.state.value})"
 
 
-async def serve(store: Store, name: str, lease: Callable[[], Any]) -> None:
+async def serve(store: Store, view: ClusterView, name: str, lease: Callable[[], Any]) -> None:
     """Campaign forever; decide while leading. Runs inside every agent."""
     election = Election(store, name, lease)
     while True:
         token = await election.win()
-        manager = asyncio.create_task(Manager(store, token).run(), name="manager-loop")
+        manager = asyncio.create_task(Manager(store, view, token).run(), name="manager-loop")
         lost = asyncio.create_task(election.lost(token), name="manager-lost")
         try:
             await asyncio.wait({manager, lost}, return_when=asyncio.FIRST_COMPLETED)
@@ -161,3 +167,4 @@ async def serve(store: Store, name: str, lease: Callable[[], Any]) -> None:
                 job.cancel()
             await asyncio.gather(manager, lost, return_exceptions=True)
         log.info("%s stopped managing (term %s)", name, token)
+

@@ -13,7 +13,9 @@ from typing import Any
 from corral.agent.context import TaskFailed
 from corral.migration import progress, qmp, record
 from corral.migration.record import MigrationRecord, Stats
+from corral.migration.secure import sender_credentials
 from corral.migration.session import Migration
+from corral.qemu import tls
 
 POLL = 0.02  # query-migrate interval: completion is noticed within it (it adds to downtime)
 REPORT_EVERY = 1.0  # seconds between progress writes to etcd
@@ -38,6 +40,9 @@ class Stall:
 
 async def transfer(m: Migration, ready: MigrationRecord, watch: record.Watch) -> dict[str, Any]:
     driver, vmid = m.ctx.driver, m.vmid
+    creds_dir = sender_credentials(m.ctx.qemu_tls, ready)
+    secure = (qmp.Tls(await tls.ensure_creds(driver, vmid, "client", creds_dir), ready.target)
+              if creds_dir is not None else None)
     stall = Stall(m.params.stall_timeout)
     last_report = last_check = 0.0
     stats = published = Stats()
@@ -59,7 +64,7 @@ async def transfer(m: Migration, ready: MigrationRecord, watch: record.Watch) ->
                             progress.describe(stats))
 
     if ready.local_disks:
-        await qmp.start_mirrors(driver, vmid, ready.nbd, m.params.bwlimit_mbps)
+        await qmp.start_mirrors(driver, vmid, ready.nbd, m.params.bwlimit_mbps, secure)
         await m.report(0.05, f"mirroring {len(ready.nbd)} local disk(s) to {ready.target}")
         while True:
             jobs = await qmp.block_jobs(driver, vmid)
@@ -71,7 +76,7 @@ async def transfer(m: Migration, ready: MigrationRecord, watch: record.Watch) ->
             await asyncio.sleep(POLL * 4)
     if ready.migrate_uri is None:
         raise TaskFailed("the target published no migration address")
-    await qmp.start_ram(driver, vmid, ready.migrate_uri, m.params.bwlimit_mbps)
+    await qmp.start_ram(driver, vmid, ready.migrate_uri, m.params.bwlimit_mbps, secure)
     m.ram_started = True
     await m.report(0.5, f"sending RAM to {ready.migrate_uri}")
     while True:
@@ -99,4 +104,5 @@ async def transfer(m: Migration, ready: MigrationRecord, watch: record.Watch) ->
         "downtime_ms": int(reply.get("downtime", 0)),
         "qemu_total_ms": int(reply.get("total-time", 0)),
         "completed_at": completed_at,
+        "tls": secure is not None,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from corral.migration.record import NbdEndpoint
@@ -21,6 +22,15 @@ EXPORT = "mig-export"  # target: the block export of one disk
 MIB = 1024 * 1024
 # QEMU's default bandwidth cap (32 MiB/s on older versions) would throttle every migration.
 UNLIMITED_BPS = 100 * 1024 * MIB
+
+
+@dataclass(frozen=True)
+class Tls:
+    """How the source reaches the target over TLS: its credentials object, and the name the
+    target's certificate must carry (the target host's name)."""
+
+    creds: str
+    hostname: str
 
 
 def nbd_node(disk: int) -> str:
@@ -45,10 +55,12 @@ async def hold_after_incoming(driver: QemuDriver, vmid: int) -> None:
 
 
 async def export_disks(driver: QemuDriver, vmid: int, disks: list[int], host: str,
-                       port: int) -> list[NbdEndpoint]:
-    await driver.qmp(vmid, "nbd-server-start", {
-        "addr": {"type": "inet", "data": {"host": host, "port": str(port)}},
-    })
+                       port: int, tls_creds: str | None) -> list[NbdEndpoint]:
+    server: dict[str, Any] = {"addr": {"type": "inet", "data": {"host": host,
+                                                                 "port": str(port)}}}
+    if tls_creds:
+        server["tls-creds"] = tls_creds
+    await driver.qmp(vmid, "nbd-server-start", server)
     out = []
     for i in disks:
         name = disk_node_name(i)
@@ -82,17 +94,20 @@ async def unexport_disks(driver: QemuDriver, vmid: int, timeout: float = 10.0) -
 
 
 async def start_mirrors(driver: QemuDriver, vmid: int, endpoints: list[NbdEndpoint],
-                        bwlimit_mbps: int | None) -> None:
+                        bwlimit_mbps: int | None, tls: Tls | None) -> None:
     """Mirror each local disk into the target's export of it.
 
     write-blocking: once a job is ready, every guest write completes only after it reached
     the target too, so the copy cannot fall behind a busy guest during the RAM transfer.
     """
     for ep in endpoints:
-        await driver.qmp(vmid, "blockdev-add", {
+        node: dict[str, Any] = {
             "driver": "nbd", "node-name": nbd_node(ep.disk), "export": ep.export,
             "server": {"type": "inet", "host": ep.host, "port": str(ep.port)},
-        })
+        }
+        if tls:
+            node |= {"tls-creds": tls.creds, "tls-hostname": tls.hostname}
+        await driver.qmp(vmid, "blockdev-add", node)
         args: dict[str, Any] = {
             "job-id": mirror_job(ep.disk), "device": disk_node_name(ep.disk),
             "target": nbd_node(ep.disk), "sync": "full", "copy-mode": "write-blocking",
@@ -143,9 +158,13 @@ async def finish_mirrors(driver: QemuDriver, vmid: int, force: bool,
                 await driver.qmp(vmid, "blockdev-del", {"node-name": name})
 
 
-async def start_ram(driver: QemuDriver, vmid: int, uri: str, bwlimit_mbps: int | None) -> None:
+async def start_ram(driver: QemuDriver, vmid: int, uri: str, bwlimit_mbps: int | None,
+                    tls: Tls | None) -> None:
     bps = bwlimit_mbps * MIB if bwlimit_mbps else UNLIMITED_BPS
-    await driver.qmp(vmid, "migrate-set-parameters", {"max-bandwidth": bps})
+    parameters: dict[str, Any] = {"max-bandwidth": bps}
+    if tls:
+        parameters |= {"tls-creds": tls.creds, "tls-hostname": tls.hostname}
+    await driver.qmp(vmid, "migrate-set-parameters", parameters)
     await driver.qmp(vmid, "migrate", {"uri": uri})
 
 

@@ -77,6 +77,7 @@ class MigrationRecord(Record):
     resume: bool = True  # live: whether the target runs the guest (False: it was paused)
     migrate_uri: str | None = None  # live: where the target's QEMU listens
     nbd: list[NbdEndpoint] = Field(default_factory=list)
+    tls: bool = False  # the target takes RAM and disks over TLS only
     stats: Stats = Field(default_factory=Stats)
     error: str | None = None
     updated_at: float = Field(default_factory=time.time)

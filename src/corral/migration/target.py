@@ -25,7 +25,7 @@ from corral.migration import qmp, record
 from corral.migration.net import free_port
 from corral.migration.params import ReceiveParams
 from corral.migration.record import MigrationRecord, NbdEndpoint, Phase
-from corral.qemu import process
+from corral.qemu import process, tls
 from corral.storage.volumes import create_volume, volume_format
 
 log = logging.getLogger(__name__)
@@ -67,13 +67,17 @@ class Receiver:
             self.ctx, self.vmid, Purpose.RECEIVE, receive_task=self.task.id))
         self.qemu_started = True
         await qmp.hold_after_incoming(driver, self.vmid)
+        creds = None
+        if self.ctx.qemu_tls is not None:  # only a peer with a certificate of the cluster CA
+            creds = await tls.ensure_creds(driver, self.vmid, "server", self.ctx.qemu_tls)
+            await driver.qmp(self.vmid, "migrate-set-parameters", {"tls-creds": creds})
         nbd: list[NbdEndpoint] = []
         if self.rec.local_disks:
             nbd = await qmp.export_disks(driver, self.vmid, self.rec.local_disks, host,
-                                         free_port(host))
+                                         free_port(host), creds)
         uri = f"tcp:{host}:{free_port(host)}"
         await driver.qmp(self.vmid, "migrate-incoming", {"uri": uri})
-        return {"migrate_uri": uri, "nbd": nbd}
+        return {"migrate_uri": uri, "nbd": nbd, "tls": creds is not None}
 
     async def prepare_cold(self, paths: list[Path], host: str) -> dict[str, Any]:
         nbd = []
@@ -83,9 +87,11 @@ class Receiver:
             pidfile.unlink(missing_ok=True)
             self.ctx.driver.run_dir.mkdir(parents=True, exist_ok=True)
             export = f"disk{i}"
+            creds = ([f"--object={tls.creds_option('server', self.ctx.qemu_tls)}",
+                      f"--tls-creds={tls.CREDS_ID['server']}"] if self.ctx.qemu_tls else [])
             # --fork returns once the server listens; --persistent outlives a reconnect.
             proc = await asyncio.create_subprocess_exec(
-                "qemu-nbd", "--fork", "--persistent", f"--pid-file={pidfile}",
+                "qemu-nbd", "--fork", "--persistent", f"--pid-file={pidfile}", *creds,
                 f"--format={volume_format(paths[i])}", f"--export-name={export}",
                 f"--bind={host}", f"--port={port}", str(paths[i]),
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
@@ -95,7 +101,7 @@ class Receiver:
                 raise TaskFailed(f"qemu-nbd for disk {i} failed: {err.decode().strip()}")
             self.nbd_pids.append(pid)
             nbd.append(NbdEndpoint(disk=i, host=host, port=port, export=export))
-        return {"nbd": nbd}
+        return {"nbd": nbd, "tls": self.ctx.qemu_tls is not None}
 
     async def wait_verdict(self, timeout: float) -> MigrationRecord:
         """Block until the source completes the migration; raise on anything else."""

@@ -1,0 +1,56 @@
+"""One scrape's output: this process's instruments, plus the cluster's metrics when there is
+a cluster view to show.
+
+prometheus_client collects synchronously, but the cluster view is read asynchronously (from
+etcd, or later from a watch-fed copy in memory). So the caller awaits the view first, and each
+scrape renders a registry of its own whose collector returns that view: the process-wide
+registry is never handed a collector that would block on I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from corral.cluster.snapshot import ClusterSnapshot
+from corral.ha.models import HAInputs
+from corral.metrics.cluster import cluster_metrics
+
+ClusterState = tuple[ClusterSnapshot, HAInputs]
+# How the API gets the cluster view for a scrape: swap it to change where the view comes from.
+SnapshotSource = Callable[[], Awaitable[ClusterState]]
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ClusterCollector(Collector):
+    """The cluster's metrics from whatever view `provide` returns at collection time."""
+
+    def __init__(self, provide: Callable[[], ClusterState]) -> None:
+        self.provide = provide
+
+    def collect(self) -> Iterator[Metric]:
+        snap, ha = self.provide()
+        yield from cluster_metrics(snap, ha)
+
+
+class _Delegate(Collector):
+    """Another registry's metrics, collected when this one is."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.registry.collect()
+
+
+def render(view: ClusterState | None = None, process: CollectorRegistry = REGISTRY) -> bytes:
+    """Prometheus text format: the process registry's metrics, and the cluster's from view."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Delegate(process))
+    if view is not None:
+        registry.register(ClusterCollector(lambda: view))
+    return generate_latest(registry)

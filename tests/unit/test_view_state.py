@@ -1,0 +1,135 @@
+"""The in-memory view's decoding: after any sequence of listings and changes, its snapshot is
+exactly what a fresh decode of the same records gives (`snapshot_from`)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from corral.cluster import keys
+from corral.cluster import view as view_module
+from corral.cluster.models import (
+    NodeInfo,
+    NodeUsage,
+    Placement,
+    RunState,
+    StorageConfig,
+    StorageType,
+    Task,
+    VMConfig,
+    VMRuntime,
+    VMStatus,
+)
+from corral.cluster.records import Item, dump
+from corral.cluster.snapshot import snapshot_from
+from corral.cluster.store import StoreError
+from corral.cluster.view_state import Change, ViewState
+
+NOW = 1000.0
+
+
+def candidate_records(rng: random.Random) -> list[tuple[str, bytes]]:
+    """Keys and values a cluster holds, good and bad, a few per kind so changes collide."""
+    vmid = rng.choice([100, 101, 102, 103])
+    node = rng.choice(["n1", "n2", "n3"])
+    bad = b'{"broken'
+    return [
+        (keys.vm(vmid, "config"), dump(VMConfig(vmid=vmid, name=f"vm{vmid}",
+                                                memory_mb=rng.choice([64, 128]), cores=1))),
+        (keys.vm(vmid, "config"), dump(VMConfig(vmid=vmid + 1, name="other", memory_mb=64,
+                                                cores=1))),  # under another VM's key
+        (keys.vm(vmid, "placement"), dump(Placement(node=node, state=RunState.RUNNING))),
+        (keys.vm(vmid, "runtime"), dump(VMRuntime(node=node, status=VMStatus.RUNNING,
+                                                  pid=rng.randint(2, 9999), updated_at=1.0))),
+        (keys.vm(vmid, rng.choice(["config", "placement", "runtime"])), bad),
+        (f"{keys.VMS}x{vmid}/config", b"{}"),  # a key that does not parse
+        (keys.node(node, "info"), dump(NodeInfo(name=node, cpus=2, memory_mb=2048))),
+        (keys.node(node, "alive"), b"1"),
+        (keys.node(node, "usage"), dump(NodeUsage(cpu=rng.random(), memory_used_mb=1,
+                                                      memory_total_mb=2, sampled_at=1.0))),
+        (keys.node(node, rng.choice(["info", "usage", "request"])), bad),
+        (f"{keys.NODES}{node}", b"1"),  # no field
+        (keys.task(f"t{vmid}"), dump(Task(id=f"t{vmid}", kind="vm.start", node=node,
+                                          vmid=vmid, created_at=rng.choice([1.0, 2.0])))),
+        (keys.task(f"t{vmid}"), bad),
+        (keys.storage("local"), dump(StorageConfig(id="local", type=StorageType.DIR,
+                                                   path=f"/var/{vmid}"))),
+        (keys.storage("other"), dump(StorageConfig(id="local", type=StorageType.DIR,
+                                                   path="/srv"))),  # same id, other key
+        (keys.HA_STATE, b"{}"),
+    ]
+
+
+def fresh(held: dict[str, tuple[bytes, int]], revision: int) -> object:
+    items: list[Item] = [(k, v, rev) for k, (v, rev) in sorted(held.items())]
+    return snapshot_from(items, revision, NOW)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_any_sequence_of_changes_equals_a_fresh_decode(seed: int) -> None:
+    rng = random.Random(seed)
+    held: dict[str, tuple[bytes, int]] = {}
+    state = ViewState()
+    revision = 1
+    for step in range(120):
+        revision += 1
+        batch: list[Change] = []
+        for _ in range(rng.randint(1, 3)):  # a transaction writes a few keys at once
+            key, value = rng.choice(candidate_records(rng))
+            if key in held and rng.random() < 0.3:
+                held.pop(key)
+                batch.append(Change(key, None, revision))
+            else:
+                held[key] = (value, revision)
+                batch.append(Change(key, value, revision))
+        state.apply(batch)
+        state.advance(revision)
+        if step % 40 == 39:  # now and then the watch is lost and the view lists again
+            state.reset([(k, v, rev) for k, (v, rev) in sorted(held.items())], revision)
+        assert state.snapshot(NOW) == fresh(held, revision), f"step {step}"
+    assert state.items() == [(k, v, rev) for k, (v, rev) in sorted(held.items())]
+
+
+def test_changes_already_seen_are_skipped() -> None:
+    state = ViewState()
+    key = keys.node("n1", "alive")
+    state.reset([(key, b"1", 5)], 7)
+    # A watch resumed from an older revision replays a delete the listing already shows
+    # undone: it must not take the key away again.
+    assert state.apply([Change(key, None, 6)]) == []
+    assert state.snapshot(NOW).nodes["n1"].alive
+
+
+def test_ha_revision_moves_only_with_ha_records() -> None:
+    state = ViewState()
+    state.reset([], 3)
+    state.apply([Change(keys.node("n1", "alive"), b"1", 4)])
+    assert state.ha_revision == 3
+    state.apply([Change(keys.HA_STATE, b"{}", 5)])
+    assert state.ha_revision == 5
+
+
+def test_snapshot_is_kept_until_the_revision_moves() -> None:
+    state = ViewState()
+    state.reset([(keys.node("n1", "alive"), b"1", 2)], 2)
+    first = state.snapshot(NOW)
+    assert state.snapshot(NOW + 1).nodes is first.nodes  # no decode, no copy
+    state.apply([Change(keys.node("n2", "alive"), b"1", 3)])
+    state.advance(3)
+    assert set(state.snapshot(NOW).nodes) == {"n1", "n2"}
+
+
+async def test_a_read_with_etcd_out_of_reach_fails_soon(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No answer rather than a stale one, and soon enough for the client to try another
+    host: a store whose revision never comes (no quorum in reach) fails the read."""
+    class Unreachable:
+        async def current_revision(self) -> int:
+            await asyncio.sleep(3600)
+            return 0
+
+    monkeypatch.setattr(view_module, "READ_SECONDS", 0.05)
+    view = view_module.ClusterView(Unreachable())  # type: ignore[arg-type]
+    with pytest.raises(StoreError):
+        await view.current(NOW)
