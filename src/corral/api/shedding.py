@@ -18,10 +18,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from corral.api.errors import error_body
 from corral.metrics.instruments import API_SHED
 
-# Measured on a 2-core machine (docs/operations.md, "Load shedding"): with 800 GETs/s offered,
-# one process bounded at 64 served 635/s (median 36 ms) and refused the rest in 45 ms; at 16 it
-# served fewer, at 256 its event loop lagged seconds and the refusals came late; unbounded, it
-# served 11/s and 99 % timed out.
+# Measured on a 2-core machine (docs/api.md, "Figures"): with 1600 GETs/s offered, one process
+# bounded at 64 served 1015/s (median 54 ms) and refused the rest in 47 ms; unbounded, it served
+# 20/s and 94 % timed out. A bound of 16 served fewer; at 256 the event loop lagged seconds.
 DEFAULT_MAX_IN_FLIGHT = 64
 RETRY_AFTER_SECONDS = 1
 # The health check answers even when the process is full: it says the process lives and its
