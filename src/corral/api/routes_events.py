@@ -203,7 +203,7 @@ class EventStream(StreamingResponse):
             self.hub.unsubscribe(self.client)
 
 
-@router.get("/events", response_class=StreamingResponse,
+@router.get("/events", response_class=StreamingResponse, response_model=None,
             responses={200: {"content": {"text/event-stream": {}}}})
 async def events(
     request: Request,
