@@ -128,10 +128,10 @@ def test_a_host_that_goes_offline_turns_its_vms_unknown_and_changes_ha() -> None
     events = w.flush((keys.node("n1", "alive"), None))
     assert [(d["vmid"], d["vm"]["status"]) for d in of_kind(events, "vm")] == [(101, "unknown")]
     assert [(d["name"], d["node"]["online"]) for d in of_kind(events, "node")] == [("n1", False)]
-    (ha,) = of_kind(events, "ha")
-    assert {n["node"]: n["status"] for n in ha["ha"]["nodes"]} == {"n1": "unknown",
-                                                                   "n2": "online"}
-    assert [u["vmid"] for u in ha["ha"]["unprotected"]] == [101]
+    (ha,) = of_kind(events, "ha")  # the row that changed, not the whole report
+    assert [(n["node"], n["status"]) for n in ha["nodes"]] == [("n1", "unknown")]
+    assert [u["vmid"] for u in ha["unprotected"]] == [101]
+    assert "vms" not in ha and "skipped" not in ha
 
 
 def test_tasks_carry_their_record_or_deleted() -> None:
@@ -146,11 +146,39 @@ def test_tasks_carry_their_record_or_deleted() -> None:
 def test_ha_is_sent_only_when_the_report_changed() -> None:
     w = World()
     w.flush(*w.node("n1"), *vm_writes(101, "n1", VMStatus.RUNNING))
-    events = w.flush((keys.ha(101), dump(HASettings(vmid=101))))
+    w.flush(*vm_writes(102, "n1", VMStatus.RUNNING))
+    events = w.flush((keys.ha(101), dump(HASettings(vmid=101))),
+                     (keys.ha(102), dump(HASettings(vmid=102))))
     (ha,) = of_kind(events, "ha")
-    assert [v["vmid"] for v in ha["ha"]["vms"]] == [101]
+    assert [(v["vmid"], v["status"]) for v in ha["vms"]] == [(101, "started"), (102, "started")]
     # The cluster-wide HA config is no part of the report: nothing to send.
     assert w.flush((keys.HA_CONFIG, dump(HAConfig()))) == []
+    # One HA VM stops: its row alone; one leaves HA: its id.
+    events = w.flush((keys.vm(101, "runtime"), dump(VMRuntime(
+        node="n1", status=VMStatus.STOPPED, updated_at=2.0))), (keys.ha(102), None))
+    (ha,) = of_kind(events, "ha")
+    assert [v["vmid"] for v in ha["vms"]] == [101] and ha["vms_removed"] == [102]
+
+
+def test_ha_rows_merged_into_the_old_report_give_the_new_one() -> None:
+    w = World()
+    w.flush(*w.node("n1"), *w.node("n2"), *vm_writes(101, "n1", VMStatus.RUNNING),
+            *vm_writes(102, "n2", VMStatus.RUNNING), (keys.ha(101), dump(HASettings(vmid=101))))
+    old = w.memory.ha.model_dump(mode="json")
+    events = w.flush((keys.node("n2", "alive"), None), (keys.node("n1", "info"), None),
+                     (keys.ha(101), None), (keys.ha(102), dump(HASettings(vmid=102))))
+    (ha,) = of_kind(events, "ha")
+    merged = dict(old)
+    for part, ident in (("vms", "vmid"), ("nodes", "node")):
+        rows = {r[ident]: r for r in old[part]}
+        rows.update({r[ident]: r for r in ha.get(part, [])})
+        for gone in ha.get(f"{part}_removed", []):
+            del rows[gone]
+        merged[part] = [rows[k] for k in sorted(rows)]
+    for part in ("unprotected", "skipped"):
+        merged[part] = ha.get(part, old[part])
+    assert merged == w.memory.ha.model_dump(mode="json")
+    assert merged != old
 
 
 def test_keys_of_no_event_make_none() -> None:

@@ -167,10 +167,31 @@ def events_for(t: Touched, snap: ClusterSnapshot, ha_inputs: HAInputs,
             } if node else {"name": name, "deleted": True}))
     if t.ha:
         report = ha_status(snap, ha_inputs)
-        if report != memory.ha:
+        if (change := ha_change(memory.ha, report)) is not None:
             memory.ha = report
-            out.append(Event("ha", rev, {"ha": report.model_dump(mode="json")}))
+            out.append(Event("ha", rev, change))
     return out
+
+
+def ha_change(old: HAReport, new: HAReport) -> dict[str, Any] | None:
+    """What changed in the HA report, as `GET /ha/status` rows: VM and host rows that are new
+    or differ, the ids of rows gone; `unprotected` and `skipped` whole when they differ
+    (short lists). None when nothing did. A bulk action on HA VMs sends its VMs' rows, not
+    the report of every HA VM each flush."""
+    change: dict[str, Any] = {}
+    for part, ident in (("vms", "vmid"), ("nodes", "node")):
+        before = {getattr(r, ident): r for r in getattr(old, part)}
+        after = {getattr(r, ident): r for r in getattr(new, part)}
+        rows = [r.model_dump(mode="json") for k, r in after.items() if before.get(k) != r]
+        gone = sorted(k for k in before if k not in after)
+        if rows:
+            change[part] = rows
+        if gone:
+            change[f"{part}_removed"] = gone
+    for part in ("unprotected", "skipped"):
+        if getattr(old, part) != getattr(new, part):
+            change[part] = [r.model_dump(mode="json") for r in getattr(new, part)]
+    return change or None
 
 
 class Backlog:
