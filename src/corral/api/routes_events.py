@@ -64,9 +64,10 @@ class Client:
 
     async def next(self, timeout: float) -> list[str]:
         """What was queued, or [] after timeout of quiet."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout)
-        self._ready.clear()
+        if not self.backlog:
+            self._ready.clear()  # nothing runs between this and the wait: no push is missed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), timeout)
         return self.backlog.take()
 
 
