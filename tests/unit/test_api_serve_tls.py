@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from corral.api.peer import PeerCertProtocol
+from corral.api.serve import SHUTDOWN_GRACE_SECONDS
 from corral.cli.main import app
 
 runner = CliRunner()
@@ -36,6 +37,7 @@ def test_https_with_a_certificate_and_its_key(tmp_path: Path,
     result = serve("--tls-cert", str(cert), "--tls-key", str(key), "--port", "9443")
     assert result.exit_code == 0, result.output
     assert served == [{"host": "127.0.0.1", "port": 9443, "log_level": "info",
+                       "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS,
                        "ssl_certfile": cert, "ssl_keyfile": key}]
 
 

@@ -11,6 +11,10 @@ from corral.api.app import create_app
 from corral.api.peer import PeerCertProtocol
 from corral.pki.files import TLSFiles
 
+# Open event streams never end by themselves: on shutdown they get this long, then are cut
+# (an EventSource reconnects, to this API once it is back or to another).
+SHUTDOWN_GRACE_SECONDS = 5
+
 
 def uvicorn_tls(tls_cert: Path | None = None, tls_key: Path | None = None,
                 pki_dir: Path | None = None) -> dict[str, Any]:
@@ -38,4 +42,4 @@ def serve(etcd_endpoints: list[str], host: str = "127.0.0.1", port: int = 8470,
     options = uvicorn_tls(tls_cert, tls_key, pki_dir)
     tls = TLSFiles.in_dir(pki_dir, "host") if pki_dir is not None else None
     uvicorn.run(create_app(etcd_endpoints, tls=tls, pki_dir=pki_dir), host=host, port=port,
-                log_level="info", **options)
+                log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS, **options)
