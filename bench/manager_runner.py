@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from corral.cluster.store import Store
+from corral.cluster.view import ClusterView
 from corral.manager import loop
 
 log = logging.getLogger("manager-runner")
@@ -77,10 +78,11 @@ async def keep_alive(store: Store, lease: Any, ttl: int) -> None:
 
 
 async def run(endpoints: list[str], name: str, ttl: int) -> None:
-    async with Store(endpoints) as store:
+    # The agent's view, as an agent holds it (its monitor shares it with the manager).
+    async with Store(endpoints) as store, ClusterView(store) as view:
         lease = await store.grant_lease(ttl)
         jobs = [asyncio.create_task(keep_alive(store, lease, ttl)),
-                asyncio.create_task(loop.serve(store, name, lambda: lease))]
+                asyncio.create_task(loop.serve(store, view, name, lambda: lease))]
         stop = asyncio.Event()
         aloop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -91,7 +93,7 @@ async def run(endpoints: list[str], name: str, ttl: int) -> None:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await lease.revoke()
+            await store.revoke_lease(lease)
 
 
 def main() -> None:

@@ -20,8 +20,7 @@ router = APIRouter()
 async def list_nodes(snap: SnapDep, response: Response) -> list[NodeOut]:
     response.headers.update(skipped_header(
         p for p in snap.problems if p.key.startswith((keys.NODES, keys.VMS))))
-    vms = list(snap.vms.values())
-    return [node_out(n, vms) for n in snap.nodes.values()]
+    return [node_out(n, snap.vms_on(n.name)) for n in snap.nodes.values()]
 
 
 @router.get("/nodes/{node}", response_model=NodeOut, tags=["nodes"])
