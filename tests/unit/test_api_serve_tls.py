@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from corral.api import serve as api_serve
 from corral.api.peer import PeerCertProtocol
+from corral.api.serve import SHUTDOWN_GRACE_SECONDS
 from corral.api.shedding import DEFAULT_MAX_IN_FLIGHT
 from corral.cli.main import app
 
@@ -39,7 +40,8 @@ def test_https_with_a_certificate_and_its_key(tmp_path: Path,
     result = serve("--tls-cert", str(cert), "--tls-key", str(key), "--port", "9443")
     assert result.exit_code == 0, result.output
     assert [{k: v for k, v in kw.items() if k != "app"} for kw in served] == [
-        {"host": "127.0.0.1", "port": 9443, "log_level": "info", "ssl_certfile": cert,
+        {"host": "127.0.0.1", "port": 9443, "log_level": "info",
+         "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS, "ssl_certfile": cert,
          "ssl_keyfile": key}]
 
 

@@ -15,6 +15,7 @@ from corral.api import (
     errors,
     routes_bulk,
     routes_cluster,
+    routes_events,
     routes_ha,
     routes_maintenance,
     routes_metrics,
@@ -94,6 +95,7 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
             app.state.tokens = TokenChecker(store, app.state.view)
             app.state.http = http
             app.state.snapshot_source = source.from_view(app.state.view)  # what /metrics shows
+            app.state.events = routes_events.EventHub(app.state.view)  # GET /events
             app.state.cluster = await _cluster_access(stack, store, etcd_endpoints, tls,
                                                       pki_dir)
             yield
@@ -135,4 +137,6 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
     app.include_router(routes_maintenance.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_bulk.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_metrics.router, prefix=PREFIX, dependencies=guarded)
+    app.include_router(routes_events.router, prefix=PREFIX)  # a token or a stream ticket
+    app.include_router(routes_events.guarded, prefix=PREFIX, dependencies=guarded)
     return app

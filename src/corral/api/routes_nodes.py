@@ -25,8 +25,8 @@ async def list_nodes(snap: SnapDep, response: Response, limit: LimitQuery = None
     wanted = paging.page_request(limit, cursor, paging.NODES)
     response.headers.update(skipped_header(
         p for p in snap.problems if p.key.startswith((keys.NODES, keys.VMS))))
-    vms = list(snap.vms.values())
-    page = paging.cut([node_out(n, vms) for n in snap.nodes.values()], paging.NODES, wanted)
+    page = paging.cut([node_out(n, snap.vms_on(n.name)) for n in snap.nodes.values()],
+                      paging.NODES, wanted)
     response.headers.update(page.headers())
     return page.items
 

@@ -16,6 +16,10 @@ from corral.api.peer import PeerCertProtocol
 from corral.api.shedding import DEFAULT_MAX_IN_FLIGHT
 from corral.pki.files import TLSFiles
 
+# Open event streams never end by themselves: on shutdown they get this long, then are cut
+# (an EventSource reconnects, to this API once it is back or to another).
+SHUTDOWN_GRACE_SECONDS = 5
+
 # Where `serve` leaves the app's settings for its worker processes: uvicorn starts each worker
 # from an import string (FACTORY), not from an app object, so they cannot be passed as
 # arguments. Each worker builds its own app, with its own etcd connection and view.
@@ -81,10 +85,11 @@ def serve(etcd_endpoints: list[str], host: str = "127.0.0.1", port: int = 8470,
     members (`create_app`). `workers` > 1: that many processes share the port, each with its
     own app and its own `max_in_flight`."""
     options = uvicorn_tls(tls_cert, tls_key, pki_dir)  # every worker serves with them
+    options |= {"host": host, "port": port, "log_level": "info",
+                "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS}
     settings = AppSettings(etcd_endpoints, pki_dir, max_in_flight)
     if workers == 1:
-        uvicorn.run(settings.app(), host=host, port=port, log_level="info", **options)
+        uvicorn.run(settings.app(), **options)
         return
     os.environ[SETTINGS_ENV] = settings.to_json()
-    uvicorn.run(FACTORY, factory=True, workers=workers, host=host, port=port,
-                log_level="info", **options)
+    uvicorn.run(FACTORY, factory=True, workers=workers, **options)
