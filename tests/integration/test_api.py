@@ -98,6 +98,23 @@ async def test_a_new_token_works_at_once_and_a_revoked_one_stops(
     assert r.status_code == 401 and err(r)["message"] == "invalid token"
 
 
+async def test_the_kept_vm_list_follows_every_change_it_shows(
+        api: httpx.AsyncClient, app: FastAPI, store: Store) -> None:
+    await add_vm(store, 101, VMStatus.RUNNING)
+    assert [v["status"] for v in (await api.get("/vms")).json()] == ["running"]
+    kept = app.state.answers.vm_list_json()
+    # A usage sample changes nothing a VM list shows: the encoded list is not built again.
+    await store.client.put(keys.node("n1", "usage").encode(), b"{}")
+    assert (await api.get("/vms")).status_code == 200
+    assert app.state.answers.vm_list_json() is kept
+    await add_vm(store, 102, VMStatus.STOPPED)  # a new VM, read right after its write
+    assert [v["vmid"] for v in (await api.get("/vms")).json()] == [101, 102]
+    await store.client.delete(keys.node("n1", "alive").encode())  # its host goes away
+    assert [v["status"] for v in (await api.get("/vms")).json()] == ["unknown", "stopped"]
+    r = await api.get("/vms", params={"status": "unknown"})  # the pages read the same
+    assert [v["vmid"] for v in r.json()] == [101]
+
+
 async def test_nodes_and_storage(api: httpx.AsyncClient, store: Store) -> None:
     await add_vm(store, 101, VMStatus.RUNNING)
     await add_vm(store, 102)

@@ -23,6 +23,7 @@ from corral.api import (
     routes_nodes,
     routes_vms,
 )
+from corral.api.answers import Answers
 from corral.api.auth import TokenChecker
 from corral.api.deps import require_token
 from corral.api.schemas import Health
@@ -92,6 +93,7 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
             app.state.store = store
             # Reads come from this view, kept current by a watch; writes go to etcd.
             app.state.view = await stack.enter_async_context(ClusterView(store))
+            app.state.answers = Answers(app.state.view)
             app.state.tokens = TokenChecker(store, app.state.view)
             app.state.http = http
             app.state.snapshot_source = source.from_view(app.state.view)  # what /metrics shows

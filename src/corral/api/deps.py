@@ -9,6 +9,7 @@ import httpx
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from corral.api.answers import Answers
 from corral.api.auth import TokenChecker
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.cluster.store import Store
@@ -30,6 +31,10 @@ async def current_snapshot(request: Request) -> ClusterSnapshot:
     return await get_view(request).current(time.time())
 
 
+def get_answers(request: Request) -> Answers:
+    return cast(Answers, request.app.state.answers)
+
+
 def get_http(request: Request) -> httpx.AsyncClient:
     return cast(httpx.AsyncClient, request.app.state.http)
 
@@ -45,6 +50,7 @@ async def require_token(
 
 StoreDep = Annotated[Store, Depends(get_store)]
 ViewDep = Annotated[ClusterView, Depends(get_view)]
+AnswersDep = Annotated[Answers, Depends(get_answers)]
 SnapDep = Annotated[ClusterSnapshot, Depends(current_snapshot)]
 HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
 TokenDep = Annotated[str, Depends(require_token)]

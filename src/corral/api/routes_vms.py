@@ -10,7 +10,15 @@ from pydantic import ValidationError
 
 from corral.api import paging, queue
 from corral.api.create import create_vm
-from corral.api.deps import CursorQuery, HttpDep, LimitQuery, SnapDep, StoreDep, TokenDep
+from corral.api.deps import (
+    AnswersDep,
+    CursorQuery,
+    HttpDep,
+    LimitQuery,
+    SnapDep,
+    StoreDep,
+    TokenDep,
+)
 from corral.api.errors import ApiError, conflict, not_found
 from corral.api.schemas import (
     ConsoleChunk,
@@ -21,7 +29,7 @@ from corral.api.schemas import (
     VMDetail,
     VMOut,
 )
-from corral.api.views import skipped_header, vm_detail, vm_out, vm_status
+from corral.api.views import skipped_header, vm_detail, vm_status
 from corral.cluster import keys
 from corral.cluster.models import VM, Placement, RunState, VMStatus
 from corral.cluster.store import Store
@@ -41,18 +49,22 @@ async def _vm(store: Store, vmid: int) -> VM:
 
 
 @router.get("/vms", response_model=list[VMOut])
-async def list_vms(snap: SnapDep, response: Response, node: str | None = None,
-                   status: VMStatus | None = None, limit: LimitQuery = None,
-                   cursor: CursorQuery = None) -> list[VMOut]:
+async def list_vms(snap: SnapDep, answers: AnswersDep, response: Response,
+                   node: str | None = None, status: VMStatus | None = None,
+                   limit: LimitQuery = None, cursor: CursorQuery = None
+                   ) -> list[VMOut] | Response:
     """VMs by vmid, on `node` and in `status` if given. Without `limit`, all of them; with
     it, a page, and the `Corral-Next-Cursor` header to pass as `cursor` for the next one
     (docs/api.md)."""
     wanted = paging.page_request(limit, cursor, paging.VMS)
-    online = {n.name for n in snap.nodes.values() if n.alive}
-    response.headers.update(skipped_header(p for p in snap.problems
-                                           if p.key.startswith(keys.VMS)))
-    outs = [vm_out(vm, vm.placement.node in online) for vm in snap.vms.values()]
-    page = paging.cut(paging.vms_matching(outs, node, status), paging.VMS, wanted)
+    skipped = skipped_header(p for p in snap.problems if p.key.startswith(keys.VMS))
+    if node is None and status is None and limit is None and cursor is None:
+        # The whole list, as most clients ask: encoded once per change of the VMs.
+        return Response(answers.vm_list_json(), media_type="application/json",
+                        headers=skipped)
+    response.headers.update(skipped)
+    page = paging.cut(paging.vms_matching(answers.vm_outs(), node, status), paging.VMS,
+                      wanted)
     response.headers.update(page.headers())
     return page.items
 

@@ -23,6 +23,17 @@ R = TypeVar("R", Task, StorageConfig)
 HA_KEYS = (keys.HA, keys.HA_STATE, keys.HA_CONFIG)
 
 
+def area_of(key: str) -> str:
+    """What a key's change can affect, coarsely: answers built from one area stay valid
+    while only others change (a host's usage sample, every few seconds, leaves VMs alone)."""
+    if key.startswith(keys.NODES):
+        return "usage" if key.endswith("/usage") else "nodes"
+    for prefix, area in ((keys.VMS, "vms"), (keys.TASKS, "tasks"), (keys.STORAGE, "storage")):
+        if key.startswith(prefix):
+            return area
+    return "ha" if key.startswith(HA_KEYS) else "other"
+
+
 @dataclass(frozen=True)
 class Change:
     key: str
@@ -35,6 +46,8 @@ class ViewState:
         self.prefix = prefix
         self.revision = 0
         self.ha_revision = 0  # the last revision that touched an HA record
+        self.listed_at = 0  # the revision of the last listing
+        self._area_revision: dict[str, int] = {}  # the last change in each area since then
         self.raw: dict[str, tuple[bytes, int]] = {}
         self._vm_fields: dict[int, dict[str, tuple[bytes, int]]] = {}
         self._vms: dict[int, VM] = {}
@@ -55,6 +68,7 @@ class ViewState:
             self._set(key, value, rev)
         self.revision = revision
         self.ha_revision = revision
+        self.listed_at = revision
 
     def apply(self, changes: Iterable[Change]) -> list[str]:
         """One watch response's changes, all of one or more whole revisions; returns the keys
@@ -70,6 +84,7 @@ class ViewState:
                 self._set(c.key, c.value, c.revision)
             if c.key.startswith(HA_KEYS):
                 self.ha_revision = c.revision
+            self._area_revision[area_of(c.key)] = c.revision
             changed.append(c.key)
         if changed:
             self._cached = None
@@ -96,6 +111,11 @@ class ViewState:
                 problems=sorted_problems(p for ps in self._problems.values() for p in ps),
             )
         return replace(self._cached, now=now)
+
+    def area_revisions(self, areas: tuple[str, ...]) -> tuple[int, ...]:
+        """For each area, the revision of its last change (or of the last listing): equal
+        tuples mean the same records in those areas."""
+        return tuple(self._area_revision.get(a, self.listed_at) for a in areas)
 
     def vm_records(self) -> Mapping[int, Mapping[str, tuple[bytes, int]]]:
         """Every VM's raw records by field, whether they make a VM or not (half-written,
