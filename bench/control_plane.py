@@ -45,6 +45,8 @@ from corral.cluster.models import Placement, RunState, VMConfig, VMRuntime, VMSt
 from corral.cluster.store import Store
 from corral.lab.etcd import EtcdMember, free_port, wait_healthy
 
+LOAD_CONNECTIONS = 256
+
 BENCH = Path(__file__).resolve().parent
 TABLE_SIZES = (0, 300, 1000, 5000)  # VM counts of the sequential-read table
 SEQUENTIAL = 20  # requests per route in the table (their median is printed)
@@ -411,7 +413,9 @@ def run_load(cluster: Cluster, rate: float, duration: float, write_base: int
                      "--rate", str(rate), "--duration", str(duration),
                      "--vmids", f"{min(ids)}-{max(ids)}" if ids else "100-100",
                      "--nodes", ",".join(cluster.node_names),
-                     "--write-vmid-base", str(write_base))
+                     "--write-vmid-base", str(write_base),
+                     # More than the API lets in at once, so that its refusals show.
+                     "--connections", str(LOAD_CONNECTIONS))
     # The generator is a process of its own: its CPU is not the API's.
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120,
                          check=True)

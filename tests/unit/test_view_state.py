@@ -133,3 +133,33 @@ async def test_a_read_with_etcd_out_of_reach_fails_soon(monkeypatch: pytest.Monk
     view = view_module.ClusterView(Unreachable())  # type: ignore[arg-type]
     with pytest.raises(StoreError):
         await view.current(NOW)
+
+
+async def test_readers_share_revision_requests_but_never_one_sent_before_they_came() -> None:
+    class Etcd:
+        def __init__(self) -> None:
+            self.revision = 1
+            self.asked: list[int] = []  # the revision each request saw when it was sent
+            self.answer = asyncio.Event()
+
+        async def current_revision(self) -> int:
+            seen = self.revision
+            self.asked.append(seen)
+            await self.answer.wait()
+            return seen
+
+    etcd = Etcd()
+    view = view_module.ClusterView(etcd)  # type: ignore[arg-type]
+    view.state.advance(99)  # the watch is ahead: each read waits only for its request
+    first = asyncio.create_task(view.current(NOW))
+    for _ in range(10):  # until the first request is on its way
+        await asyncio.sleep(0)
+    assert etcd.asked == [1]
+    etcd.revision = 2  # a write finishes while the first request is on its way
+    later = [asyncio.create_task(view.current(NOW)) for _ in range(20)]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert etcd.asked == [1]  # the later readers wait: that request was sent before them
+    etcd.answer.set()
+    await asyncio.gather(first, *later)
+    assert etcd.asked == [1, 2]  # twenty readers, one request after the write

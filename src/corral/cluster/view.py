@@ -45,6 +45,8 @@ class ClusterView:
         self._moved = asyncio.Event()
         self._follower: asyncio.Task[None] | None = None
         self._relisting = asyncio.Lock()
+        self._pending: asyncio.Task[int] | None = None  # a revision request not yet sent
+        self._asking: asyncio.Task[int] | None = None  # the one on its way
 
     async def __aenter__(self) -> ClusterView:
         await self.start()
@@ -81,11 +83,27 @@ class ClusterView:
         StoreError when etcd does not tell its revision within READ_SECONDS (no quorum in
         reach): no answer rather than a stale one, and soon enough to try another host."""
         try:
-            revision = await asyncio.wait_for(self.store.current_revision(), READ_SECONDS)
+            revision = await asyncio.wait_for(asyncio.shield(self._revision_now()),
+                                              READ_SECONDS)
         except TimeoutError:
             raise StoreUnavailable(f"etcd did not answer within {READ_SECONDS:.0f}s") from None
         await self.catch_up(revision)
         return self.state.snapshot(now)
+
+    def _revision_now(self) -> asyncio.Task[int]:
+        """etcd's revision, asked after this call: readers that come while one request is
+        on its way share the next one (sent once that returns), so a burst of reads costs
+        etcd two requests, not one each, and each still sees every write finished before
+        it came."""
+        if self._pending is None:
+            self._pending = asyncio.create_task(self._ask_revision(self._asking))
+        return self._pending
+
+    async def _ask_revision(self, before: asyncio.Task[int] | None) -> int:
+        if before is not None:
+            await asyncio.wait([before])
+        self._asking, self._pending = self._pending, None  # later readers wait for the next
+        return await self.store.current_revision()
 
     async def catch_up(self, revision: int) -> None:
         """Return once the view has applied revision; list anew if the watch cannot get there
