@@ -21,6 +21,7 @@ from corral.api import (
     routes_migrate,
     routes_nodes,
     routes_vms,
+    webui,
 )
 from corral.api.auth import TokenChecker
 from corral.api.deps import require_token
@@ -127,4 +128,5 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
     app.include_router(routes_maintenance.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_bulk.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_metrics.router, prefix=PREFIX, dependencies=guarded)
+    webui.mount(app)  # `/` and `/assets/...` only: nothing under PREFIX
     return app
