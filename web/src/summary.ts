@@ -27,11 +27,10 @@ export interface VMCounts {
   paused: number;
   stopped: number;
   other: number; // starting, shutting down, or unknown (host offline, no report yet)
-  haError: number; // HA gave up on it (counted in its run status too)
 }
 
-export function countVMs(vms: VM[], ha: HAReport | null): VMCounts {
-  const c: VMCounts = { running: 0, paused: 0, stopped: 0, other: 0, haError: 0 };
+export function countVMs(vms: VM[]): VMCounts {
+  const c: VMCounts = { running: 0, paused: 0, stopped: 0, other: 0 };
   for (const vm of vms) {
     if (vm.status === "running" || vm.status === "paused" || vm.status === "stopped") {
       c[vm.status] += 1;
@@ -39,8 +38,12 @@ export function countVMs(vms: VM[], ha: HAReport | null): VMCounts {
       c.other += 1;
     }
   }
-  c.haError = ha ? ha.vms.filter((r) => r.status === "error").length : 0;
   return c;
+}
+
+/** HA VMs the manager gave up on (their run state is counted with the VMs too). */
+export function haErrors(ha: HAReport): number {
+  return ha.vms.filter((r) => r.status === "error").length;
 }
 
 /** A VM that holds its memory and cores on its host: its QEMU process exists. */

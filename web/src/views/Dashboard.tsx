@@ -5,6 +5,7 @@ import {
   countVMs,
   cpuCapacity,
   formatMB,
+  haErrors,
   hostState,
   memoryCapacity,
   nodeMemoryMB,
@@ -73,7 +74,7 @@ function HostsCard({ nodes }: { nodes: Node[] }) {
 }
 
 function VMsCard({ state }: { state: State }) {
-  const c = countVMs(state.vms ?? [], state.ha);
+  const c = countVMs(state.vms ?? []);
   return (
     <section class="card" data-testid="card-vms">
       <h3>VMs</h3>
@@ -81,8 +82,6 @@ function VMsCard({ state }: { state: State }) {
         <Figure id="vms-running" label="running" value={c.running} tone="ok" />
         <Figure id="vms-paused" label="paused" value={c.paused} tone={c.paused ? "warn" : ""} />
         <Figure id="vms-stopped" label="stopped" value={c.stopped} />
-        <Figure id="vms-ha-error" label="HA error" value={c.haError}
-                tone={c.haError ? "bad" : ""} />
       </div>
       {c.other > 0 && (
         <p class="muted small" data-testid="vms-other" data-value={c.other}>
@@ -104,6 +103,7 @@ function HACard({ state }: { state: State }) {
     );
   }
   const started = ha.vms.filter((r) => r.status === "started").length;
+  const failed = haErrors(ha);
   const notOnline = ha.nodes.filter((n) => n.status !== "online");
   return (
     <section class="card" data-testid="card-ha">
@@ -111,6 +111,7 @@ function HACard({ state }: { state: State }) {
       <div class="figures">
         <Figure id="ha-vms" label="HA VMs" value={ha.vms.length} />
         <Figure id="ha-started" label="started" value={started} tone="ok" />
+        <Figure id="vms-ha-error" label="HA error" value={failed} tone={failed ? "bad" : ""} />
       </div>
       <p class="muted small">
         {notOnline.length === 0
@@ -126,37 +127,44 @@ function HostsTable({ nodes }: { nodes: Node[] }) {
   return (
     <section class="card wide">
       <h3>Hosts</h3>
-      <table class="table" data-testid="hosts-table">
-        <thead>
-          <tr>
-            <th>Host</th><th>State</th><th>CPU</th><th>Memory</th><th>Load</th>
-            <th>VMs</th><th>Accel</th>
-          </tr>
-        </thead>
-        <tbody>
-          {sorted.map((n) => {
-            const u = n.usage;
-            const total = nodeMemoryMB(n);
-            return (
-              <tr key={n.name} data-testid="host-row" data-name={n.name}>
-                <td><a href={href({ page: "node", name: n.name })}>{n.name}</a></td>
-                <td><StateIcon state={hostState(n)} /> {hostState(n)}</td>
-                <td class="usage">
-                  <MiniBar value={u ? u.cpu : null} label="CPU" />
-                  {u ? `${Math.round(u.cpu * 100)}% of ${n.cpus ?? "?"}` : "—"}
-                </td>
-                <td class="usage">
-                  <MiniBar value={u && total ? u.memory_used_mb / total : null} label="memory" />
-                  {u ? `${formatMB(u.memory_used_mb)} / ${formatMB(total)}` : "—"}
-                </td>
-                <td>{u ? u.load1.toFixed(2) : "—"}</td>
-                <td>{n.vms_running} / {n.vms}</td>
-                <td>{n.accel ?? "—"}</td>
-              </tr>
-            );
-          })}
-        </tbody>
-      </table>
+      <div class="table-wrap">
+        <table class="table" data-testid="hosts-table">
+          <thead>
+            <tr>
+              <th>Host</th><th>State</th><th>CPU</th><th>Memory</th><th>Load</th>
+              <th>VMs</th><th class="wide-only">Accel</th>
+            </tr>
+          </thead>
+          <tbody>
+            {sorted.map((n) => {
+              const u = n.usage;
+              const total = nodeMemoryMB(n);
+              return (
+                <tr key={n.name} data-testid="host-row" data-name={n.name}>
+                  <td><a href={href({ page: "node", name: n.name })}>{n.name}</a></td>
+                  <td><StateIcon state={hostState(n)} /> {hostState(n)}</td>
+                  <td>
+                    <span class="usage">
+                      <MiniBar value={u ? u.cpu : null} label="CPU" />
+                      {u ? `${Math.round(u.cpu * 100)}% of ${n.cpus ?? "?"}` : "—"}
+                    </span>
+                  </td>
+                  <td>
+                    <span class="usage">
+                      <MiniBar value={u && total ? u.memory_used_mb / total : null}
+                               label="memory" />
+                      {u ? `${formatMB(u.memory_used_mb)} / ${formatMB(total)}` : "—"}
+                    </span>
+                  </td>
+                  <td>{u ? u.load1.toFixed(2) : "—"}</td>
+                  <td>{n.vms_running} / {n.vms}</td>
+                  <td class="wide-only">{n.accel ?? "—"}</td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
     </section>
   );
 }
@@ -172,26 +180,31 @@ function RecentTasks({ tasks }: { tasks: Task[] }) {
     <section class="card wide">
       <h3>Recent tasks</h3>
       {tasks.length === 0 ? <p class="muted">No tasks yet.</p> : (
-        <table class="table" data-testid="tasks-table">
-          <thead>
-            <tr><th>Created</th><th>Task</th><th>Target</th><th>Host</th><th>State</th></tr>
-          </thead>
-          <tbody>
-            {tasks.map((t) => (
-              <tr key={t.id} data-testid="task-row" data-id={t.id}>
-                <td>{new Date(t.created_at * 1000).toLocaleTimeString()}</td>
-                <td>{t.kind}</td>
-                <td>{taskTarget(t)}</td>
-                <td>{t.node}</td>
-                <td title={t.error ?? ""}>
-                  <StateIcon state={t.state} /> {t.state}
-                  {t.state === "running" ? ` ${percent(t.progress, 1)}%` : ""}
-                  {t.error ? <span class="error-text"> — {t.error}</span> : null}
-                </td>
+        <div class="table-wrap">
+          <table class="table" data-testid="tasks-table">
+            <thead>
+              <tr>
+                <th>Created</th><th>Task</th><th>Target</th><th class="wide-only">Host</th>
+                <th>State</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {tasks.map((t) => (
+                <tr key={t.id} data-testid="task-row" data-id={t.id}>
+                  <td>{new Date(t.created_at * 1000).toLocaleTimeString()}</td>
+                  <td>{t.kind}</td>
+                  <td>{taskTarget(t)}</td>
+                  <td class="wide-only">{t.node}</td>
+                  <td class="task-state" title={t.error ?? ""}>
+                    <StateIcon state={t.state} /> {t.state}
+                    {t.state === "running" ? ` ${percent(t.progress, 1)}%` : ""}
+                    {t.error ? <span class="error-text"> — {t.error}</span> : null}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
       )}
     </section>
   );
@@ -215,7 +228,7 @@ export function Dashboard() {
       </div>
       {loaded && (
         <div class="cards gauges" data-testid="gauges">
-          <Gauge id="cpu" title="CPU (cores)" cap={cpuCapacity(nodes, vms)}
+          <Gauge id="cpu" title="CPU (cores)" cap={cpuCapacity(nodes, vms)} unit=" cores"
                  format={(v) => (Number.isInteger(v) ? String(v) : v.toFixed(1))} />
           <Gauge id="memory" title="Memory" cap={memoryCapacity(nodes, vms)} format={formatMB} />
         </div>

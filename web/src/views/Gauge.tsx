@@ -5,6 +5,7 @@ interface Props {
   title: string;
   cap: Capacity;
   format: (v: number) => string;
+  unit?: string; // after the spare figure, which stands alone
 }
 
 function Bar({ value, scale, physical, kind }: {
@@ -23,7 +24,7 @@ function Bar({ value, scale, physical, kind }: {
 
 /** Used and allocated against what the hosts have, on one scale: past the mark is
  *  overcommit. */
-export function Gauge({ id, title, cap, format }: Props) {
+export function Gauge({ id, title, cap, format, unit = "" }: Props) {
   const scale = Math.max(cap.physical, cap.allocated, cap.used);
   const ratio = cap.physical > 0 ? cap.allocated / cap.physical : 0;
   const spare = cap.spareIfLargestFails;
@@ -51,8 +52,8 @@ export function Gauge({ id, title, cap, format }: Props) {
         {cap.largestHost === null
           ? "No host takes VMs"
           : spare >= 0
-            ? `If ${cap.largestHost} fails: ${format(spare)} spare`
-            : `If ${cap.largestHost} fails: short by ${format(-spare)}`}
+            ? `If ${cap.largestHost} fails: ${format(spare)}${unit} spare`
+            : `If ${cap.largestHost} fails: short by ${format(-spare)}${unit}`}
       </p>
     </section>
   );

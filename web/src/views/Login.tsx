@@ -34,8 +34,9 @@ export function Login({ refusal, onLogin }: Props) {
       <form class="card login-card" onSubmit={submit}>
         <h1>Corral</h1>
         <p class="muted">
-          Sign in with an API token (<code>corral cluster token</code> makes one; a lab's is in
-          <code> ~/.config/corral/client.json</code>).
+          Sign in with an API token: <code>token</code> in
+          <code> ~/.config/corral/client.json</code> (written by <code>corral cluster create</code>
+          and <code>join</code>; a lab's is also in <code>/var/lib/corral/lab/token</code>).
         </p>
         <label for="token">API token</label>
         <input
