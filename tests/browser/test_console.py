@@ -3,6 +3,7 @@ answers, the tree's filter, the themes, live updates, and a token refused mid-se
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -217,3 +218,29 @@ def test_a_token_revoked_mid_session_ends_it_with_the_reason(page: Page,
     expect(page.get_by_test_id("login-error")).to_contain_text("invalid token",
                                                                timeout=15_000)
     assert page.evaluate("sessionStorage.getItem('corral.token')") is None
+
+
+def test_api_errors_are_shown_with_their_reason(page: Page, console: Console) -> None:
+    """The API's error body reaches the operator. The failures are made in the browser's
+    network layer (the real API has no switch to fail these reads on demand)."""
+    def fail(code: str, message: str, status: int) -> Any:
+        body = json.dumps({"error": {"code": code, "message": message, "field": None}})
+        return lambda route: route.fulfill(status=status, body=body,
+                                           content_type="application/json")
+
+    page.route("**/api/v1/ha/status",
+               fail("store_unavailable", "the cluster store is unavailable: timeout", 503))
+    page.route("**/api/v1/cluster/status",
+               fail("no_quorum", "etcd has no quorum: 1 of 3 voters answer", 503))
+    log_in(page, console)
+    banner = page.get_by_test_id("api-error")
+    expect(banner).to_have_count(1)
+    expect(banner).to_contain_text("GET /api/v1/ha/status")
+    expect(banner).to_contain_text("store_unavailable: the cluster store is unavailable: timeout")
+    expect(page.get_by_test_id("cluster-unavailable")).to_contain_text(
+        "etcd has no quorum: 1 of 3 voters answer")
+    # The rest of the dashboard still works.
+    want = expected_figures(api_state(console))
+    expect(page.get_by_test_id("hosts-online")).to_have_text(str(want["hosts-online"]))
+    page.unroute("**/api/v1/ha/status")
+    expect(banner).to_have_count(0)  # the next round that answers clears it
