@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
+from corral.api import paging
 from corral.api.app import create_app
 from corral.cluster import keys
 from corral.cluster.models import (
@@ -23,7 +26,7 @@ from corral.cluster.models import (
     VMRuntime,
     VMStatus,
 )
-from corral.cluster.store import Store
+from corral.cluster.store import Store, token_digest
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +85,17 @@ async def test_auth_required_but_health_and_openapi_public(api: httpx.AsyncClien
     assert (await api.get("/health", headers={"Authorization": ""})).json() == {"ok": True}
     r = await api.get("/openapi.json", headers={"Authorization": ""})
     assert r.status_code == 200 and "/api/v1/vms" in r.json()["paths"]
+
+
+async def test_a_new_token_works_at_once_and_a_revoked_one_stops(
+        api: httpx.AsyncClient, app: FastAPI, store: Store) -> None:
+    await store.add_token("fresh-token")  # the view may not have it yet: etcd is asked
+    r = await api.get("/vms", headers={"Authorization": "Bearer fresh-token"})
+    assert r.status_code == 200
+    await store.client.delete(keys.token(token_digest("fresh-token")).encode())
+    await app.state.view.current(0.0)  # the delete has reached the API's view
+    r = await api.get("/vms", headers={"Authorization": "Bearer fresh-token"})
+    assert r.status_code == 401 and err(r)["message"] == "invalid token"
 
 
 async def test_nodes_and_storage(api: httpx.AsyncClient, store: Store) -> None:
@@ -263,3 +277,117 @@ async def test_a_vm_on_an_offline_host_is_not_shown_as_running(
     assert detail["status"] == "unknown"
     await store.client.put(keys.node("n2", "alive").encode(), b"1")
     assert (await api.get("/vms/104")).json()["status"] == "running"
+
+
+async def pages(api: httpx.AsyncClient, path: str, **params: Any) -> list[list[Any]]:
+    """Every page of a list, following the next-page cursor header."""
+    out: list[list[Any]] = []
+    while True:
+        r = await api.get(path, params=params)
+        assert r.status_code == 200, r.text
+        out.append(r.json())
+        cursor = r.headers.get(paging.NEXT_CURSOR_HEADER)
+        if cursor is None:
+            return out
+        params["cursor"] = cursor
+        assert len(out) < 20, "the cursor does not move on"
+
+
+async def test_vms_are_paged_with_a_cursor_and_filtered(
+        api: httpx.AsyncClient, store: Store) -> None:
+    await store.client.put(keys.node("n2", "alive").encode(), b"1")
+    for vmid, node, status in [(105, "n1", VMStatus.RUNNING), (101, "n1", None),
+                               (103, "n2", VMStatus.RUNNING), (102, "n2", None),
+                               (104, "n1", VMStatus.RUNNING)]:
+        await add_vm(store, vmid, status, node)
+    whole = await api.get("/vms")
+    assert [v["vmid"] for v in whole.json()] == [101, 102, 103, 104, 105]
+    assert paging.NEXT_CURSOR_HEADER not in whole.headers  # no limit: all, as before paging
+    got = [[v["vmid"] for v in page] for page in await pages(api, "/vms", limit=2)]
+    assert got == [[101, 102], [103, 104], [105]]
+    got = [[v["vmid"] for v in p] for p in await pages(api, "/vms", limit=2, node="n1")]
+    assert got == [[101, 104], [105]]
+    running = (await api.get("/vms", params={"status": "running", "node": "n2"})).json()
+    assert [v["vmid"] for v in running] == [103]
+    assert (await api.get("/vms", params={"node": "n9"})).json() == []
+
+
+async def test_a_vm_created_between_pages_is_not_served_twice(
+        api: httpx.AsyncClient, store: Store) -> None:
+    for vmid in (101, 103, 105):
+        await add_vm(store, vmid)
+    first = await api.get("/vms", params={"limit": 2})
+    assert [v["vmid"] for v in first.json()] == [101, 103]
+    await add_vm(store, 102)  # before the cursor: the next pages do not shift
+    await add_vm(store, 104)
+    rest = await pages(api, "/vms", limit=2,
+                       cursor=first.headers[paging.NEXT_CURSOR_HEADER])
+    assert [[v["vmid"] for v in page] for page in rest] == [[104, 105]]
+
+
+async def test_nodes_and_tasks_are_paged(api: httpx.AsyncClient, store: Store) -> None:
+    assert [[n["name"] for n in p] for p in await pages(api, "/nodes", limit=1)] == [
+        ["n1"], ["n2"]]
+    for i, state in enumerate([TaskState.OK, TaskState.ERROR, TaskState.OK]):
+        await store.put_task(Task(id=f"t{i}", kind="vm.start", node="n1", created_at=i,
+                                  state=state))
+    assert [[t["id"] for t in p] for p in await pages(api, "/tasks", limit=2)] == [
+        ["t2", "t1"], ["t0"]]
+    assert [t["id"] for t in (await api.get("/tasks?state=ok")).json()] == ["t2", "t0"]
+
+
+BAD_LIST_PARAMS: list[tuple[str, dict[str, Any], str]] = [
+    ("/vms", {"limit": 0}, "limit"),
+    ("/vms", {"limit": 100_000}, "limit"),
+    ("/vms", {"limit": "two"}, "limit"),
+    ("/vms", {"cursor": "garbage"}, "cursor"),
+    ("/vms", {"cursor": paging.encode_cursor("nodes", ("n1",))}, "cursor"),
+    ("/vms", {"status": "sleeping"}, "status"),
+    ("/nodes", {"limit": 0}, "limit"),
+    ("/nodes", {"cursor": paging.encode_cursor("vms", (101,))}, "cursor"),
+    ("/tasks", {"limit": 10_001}, "limit"),
+    ("/tasks", {"state": "done"}, "state"),
+]
+
+
+@pytest.mark.parametrize(("path", "params", "field"), BAD_LIST_PARAMS)
+async def test_bad_list_parameters_are_refused_naming_the_field(
+        api: httpx.AsyncClient, store: Store, path: str, params: dict[str, Any],
+        field: str) -> None:
+    await add_vm(store, 101)
+    before = await store.raw_prefix("/corral/")
+    r = await api.get(path, params=params)
+    assert r.status_code == 422 and err(r)["field"] == field, r.text
+    assert await store.raw_prefix("/corral/") == before
+
+
+async def test_beyond_the_bound_in_flight_a_request_is_refused_at_once(
+        store: Store, etcd_endpoint: str) -> None:
+    await seed(store)
+    app = create_app([etcd_endpoint], max_in_flight=1)
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    @app.get("/api/v1/test/hold")  # a request that stays in flight until released
+    async def hold() -> dict[str, bool]:
+        entered.set()
+        await release.wait()
+        return {"held": True}
+
+    transport = httpx.ASGITransport(app=app)
+    async with (app.router.lifespan_context(app),
+                httpx.AsyncClient(transport=transport, base_url="http://api/api/v1",
+                                  headers=AUTH) as api):
+        shed_before = REGISTRY.get_sample_value("corral_api_requests_shed_total") or 0.0
+        held = asyncio.create_task(api.get("/test/hold"))
+        await asyncio.wait_for(entered.wait(), 10)
+        refused = await api.get("/vms")
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert err(refused)["code"] == "overloaded"
+        health = await api.get("/health")  # still says the process lives
+        assert health.status_code == 200 and health.json() == {"ok": True}
+        assert app.state.in_flight.refused == 1
+        assert REGISTRY.get_sample_value("corral_api_requests_shed_total") == shed_before + 1
+        release.set()
+        assert (await asyncio.wait_for(held, 10)).json() == {"held": True}
+        assert (await api.get("/vms")).status_code == 200  # the place is free again
+        assert app.state.in_flight.current == 0

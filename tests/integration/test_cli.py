@@ -17,7 +17,16 @@ from corral.api.app import create_app
 from corral.cli.client import write_client_config
 from corral.cli.main import app
 from corral.cluster import keys
-from corral.cluster.models import NodeInfo, StorageConfig, StorageType
+from corral.cluster.models import (
+    NodeInfo,
+    Placement,
+    RunState,
+    StorageConfig,
+    StorageType,
+    VMConfig,
+    VMRuntime,
+    VMStatus,
+)
 from corral.cluster.store import Store
 from corral.lab.etcd import free_port
 
@@ -176,3 +185,38 @@ def test_a_host_whose_api_is_down_is_passed_over(api_url: str, etcd_endpoint: st
     config = write_client_config(dead, TOKEN, tmp_path / "client.json", others=[dead2])
     result = runner.invoke(app, ["node", "list"], env={"CORRAL_CONFIG": str(config)})
     assert result.exit_code == 1 and f"{dead}, {dead2}" in result.stderr
+
+
+async def _put_vms(endpoint: str, vms: list[tuple[int, str, VMStatus]]) -> None:
+    async with Store([endpoint]) as store:
+        await store.client.put(keys.node("n2", "alive").encode(), b"1")
+        await store.put(keys.node("n2", "info"), NodeInfo(name="n2", cpus=2, memory_mb=2048))
+        for vmid, node, status in vms:
+            cfg = VMConfig(vmid=vmid, name=f"vm{vmid}", memory_mb=64, cores=1)
+            assert await store.create_vm(cfg, Placement(node=node, state=RunState.STOPPED))
+            await store.put_runtime(vmid, VMRuntime(node=node, status=status))
+
+
+def test_vm_list_reads_every_page_and_filters(run: CliRunnerCall, etcd_endpoint: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("corral.cli.client.PAGE_SIZE", 2)  # five VMs: three pages
+    asyncio.run(_put_vms(etcd_endpoint, [
+        (104, "n1", VMStatus.RUNNING), (101, "n1", VMStatus.STOPPED),
+        (105, "n2", VMStatus.RUNNING), (102, "n2", VMStatus.STOPPED),
+        (103, "n1", VMStatus.RUNNING)]))
+
+    def listed(*args: str) -> list[int]:
+        result = run("vm", "list", "--json", *args)
+        assert result.exit_code == 0, result.output
+        return [v["vmid"] for v in json.loads(result.stdout)]
+
+    assert listed() == [101, 102, 103, 104, 105]
+    assert listed("--node", "n1") == [101, 103, 104]
+    assert listed("--status", "running") == [103, 104, 105]
+    assert listed("--node", "n2", "--status", "running") == [105]
+    assert listed("--limit", "3") == [101, 102, 103]
+    table = run("vm", "list", "--node", "n2")
+    assert table.exit_code == 0 and "vm105" in table.stdout and "vm104" not in table.stdout
+    bad = run("vm", "list", "--status", "sleeping")
+    assert bad.exit_code == 1 and bad.stderr.startswith("error: status"), bad.output
+    assert run("vm", "list", "--limit", "0").exit_code == 2

@@ -1,8 +1,9 @@
-"""`corral api serve --tls-cert --tls-key --pki-dir`: the options reach uvicorn, the
-certificate and its key both or neither."""
+"""`corral api serve --tls-cert --tls-key --pki-dir --workers --max-in-flight`: the options
+reach uvicorn (every worker's), the certificate and its key both or neither."""
 
 from __future__ import annotations
 
+import json
 import ssl
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from corral.api import serve as api_serve
 from corral.api.peer import PeerCertProtocol
+from corral.api.serve import SHUTDOWN_GRACE_SECONDS
+from corral.api.shedding import DEFAULT_MAX_IN_FLIGHT
 from corral.cli.main import app
 
 runner = CliRunner()
@@ -20,7 +24,7 @@ runner = CliRunner()
 def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr("corral.api.serve.uvicorn.run",
-                        lambda app, **kw: calls.append(kw))
+                        lambda app, **kw: calls.append(kw | {"app": app}))
     return calls
 
 
@@ -35,8 +39,10 @@ def test_https_with_a_certificate_and_its_key(tmp_path: Path,
     key.write_text("k")
     result = serve("--tls-cert", str(cert), "--tls-key", str(key), "--port", "9443")
     assert result.exit_code == 0, result.output
-    assert served == [{"host": "127.0.0.1", "port": 9443, "log_level": "info",
-                       "ssl_certfile": cert, "ssl_keyfile": key}]
+    assert [{k: v for k, v in kw.items() if k != "app"} for kw in served] == [
+        {"host": "127.0.0.1", "port": 9443, "log_level": "info",
+         "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS, "ssl_certfile": cert,
+         "ssl_keyfile": key}]
 
 
 def test_plain_http_without_them(served: list[dict[str, Any]]) -> None:
@@ -93,4 +99,43 @@ def test_a_pki_dir_without_the_host_files_is_refused(
     result = serve("--pki-dir", str(tmp_path))
     assert result.exit_code == 2
     assert "--pki-dir" in result.output and "host.crt" in result.output
+    assert served == []
+
+
+def test_workers_start_from_the_factory_with_the_tls_options_and_the_settings(
+        tmp_path: Path, served: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(api_serve.SETTINGS_ENV, "")  # serve's setting is undone after
+    result = serve("--pki-dir", str(pki(tmp_path)), "--workers", "2", "--max-in-flight", "7")
+    assert result.exit_code == 0, result.output
+    options = served[0]
+    assert (options["app"], options["factory"], options["workers"]) == (
+        api_serve.FACTORY, True, 2)
+    assert options["http"] is PeerCertProtocol
+    assert options["ssl_certfile"] == str(tmp_path / "host.crt")
+    assert options["ssl_cert_reqs"] == ssl.CERT_OPTIONAL
+    settings = json.loads(api_serve.os.environ[api_serve.SETTINGS_ENV])
+    assert settings == {"etcd_endpoints": ["http://127.0.0.1:1"],
+                        "pki_dir": str(tmp_path.resolve()), "max_in_flight": 7}
+
+
+def test_a_worker_builds_its_app_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = api_serve.AppSettings(["http://127.0.0.1:1"], None, 3)
+    monkeypatch.setenv(api_serve.SETTINGS_ENV, settings.to_json())
+    assert api_serve.AppSettings.from_json(settings.to_json()) == settings
+    assert api_serve.app_from_env().state.in_flight.limit == 3
+    monkeypatch.delenv(api_serve.SETTINGS_ENV)
+    with pytest.raises(RuntimeError, match=api_serve.SETTINGS_ENV):
+        api_serve.app_from_env()
+
+
+def test_one_process_by_default_with_the_default_bound(served: list[dict[str, Any]]) -> None:
+    assert serve().exit_code == 0
+    assert "workers" not in served[0]
+    assert served[0]["app"].state.in_flight.limit == DEFAULT_MAX_IN_FLIGHT
+
+
+@pytest.mark.parametrize("option", ["--workers", "--max-in-flight"])
+def test_fewer_than_one_is_refused(option: str, served: list[dict[str, Any]]) -> None:
+    result = serve(option, "0")
+    assert result.exit_code == 2 and option in result.output
     assert served == []

@@ -16,6 +16,7 @@ from corral.cli.client import (
     ClientConfig,
     error_reason,
     load_client_config,
+    shed,
     tls_failure,
     tls_reason,
     write_client_config,
@@ -107,3 +108,49 @@ def test_the_tls_error_behind_a_connection_error() -> None:
     assert "not trusted" in pinned_ca and "pinned CA /ca.crt" in pinned_ca
     assert "unable to get local issuer certificate" in pinned_ca
     assert "pin the cluster's CA" in tls_reason("https://h:1", None, verify)
+
+
+def overloaded(retry_after: str = "1") -> httpx.Response:
+    return httpx.Response(503, headers={"Retry-After": retry_after}, json={
+        "error": {"code": "overloaded", "message": "full", "field": None}})
+
+
+def test_a_request_an_overloaded_api_refused_is_sent_again_after_its_retry_after(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    replies = [overloaded("2"), overloaded("bogus"), httpx.Response(200, json={"ok": 1})]
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.method)
+        return replies.pop(0)
+
+    waits: list[float] = []
+    monkeypatch.setattr("corral.cli.client.time.sleep", waits.append)
+    api = Api(ClientConfig(url="http://h:1", token="t"))
+    api.http = httpx.Client(transport=httpx.MockTransport(answer), base_url="http://h:1")
+    assert api.post("/vms", {"name": "a"}) == {"ok": 1}  # refused unserved: safe to resend
+    assert (sent, waits) == (["POST"] * 3, [2.0, 1.0])
+
+
+def test_only_an_overload_refusal_is_retried() -> None:
+    down = httpx.Response(503, json={"error": {"code": "store_unavailable", "message": "x",
+                                               "field": None}})
+    assert shed(down) is None
+    assert shed(httpx.Response(503, text="not json")) is None
+    assert shed(overloaded("600")) == 5.0  # capped: a CLI does not hang on a header
+    assert shed(httpx.Response(200, json=[])) is None
+
+
+def test_an_api_that_stays_overloaded_ends_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("corral.cli.client.time.sleep", lambda _: None)
+    sent: list[int] = []
+
+    def answer(_: httpx.Request) -> httpx.Response:
+        sent.append(1)
+        return overloaded()
+
+    api = Api(ClientConfig(url="http://h:1", token="t"))
+    api.http = httpx.Client(transport=httpx.MockTransport(answer), base_url="http://h:1")
+    with pytest.raises(typer.Exit):
+        api.get("/vms")
+    assert len(sent) == 6  # the first try and five more

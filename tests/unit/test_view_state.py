@@ -3,11 +3,13 @@ exactly what a fresh decode of the same records gives (`snapshot_from`)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
 
 from corral.cluster import keys
+from corral.cluster import view as view_module
 from corral.cluster.models import (
     NodeInfo,
     NodeUsage,
@@ -22,6 +24,7 @@ from corral.cluster.models import (
 )
 from corral.cluster.records import Item, dump
 from corral.cluster.snapshot import snapshot_from
+from corral.cluster.store import StoreError
 from corral.cluster.view_state import Change, ViewState
 
 NOW = 1000.0
@@ -116,3 +119,17 @@ def test_snapshot_is_kept_until_the_revision_moves() -> None:
     state.apply([Change(keys.node("n2", "alive"), b"1", 3)])
     state.advance(3)
     assert set(state.snapshot(NOW).nodes) == {"n1", "n2"}
+
+
+async def test_a_read_with_etcd_out_of_reach_fails_soon(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No answer rather than a stale one, and soon enough for the client to try another
+    host: a store whose revision never comes (no quorum in reach) fails the read."""
+    class Unreachable:
+        async def current_revision(self) -> int:
+            await asyncio.sleep(3600)
+            return 0
+
+    monkeypatch.setattr(view_module, "READ_SECONDS", 0.05)
+    view = view_module.ClusterView(Unreachable())  # type: ignore[arg-type]
+    with pytest.raises(StoreError):
+        await view.current(NOW)

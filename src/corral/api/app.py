@@ -15,6 +15,7 @@ from corral.api import (
     errors,
     routes_bulk,
     routes_cluster,
+    routes_events,
     routes_ha,
     routes_maintenance,
     routes_metrics,
@@ -26,6 +27,7 @@ from corral.api import (
 from corral.api.auth import TokenChecker
 from corral.api.deps import require_token
 from corral.api.schemas import Health
+from corral.api.shedding import DEFAULT_MAX_IN_FLIGHT, InFlight, LoadShedding
 from corral.cluster.store import Store, StoreError
 from corral.cluster.view import ClusterView
 from corral.metrics import source
@@ -70,11 +72,14 @@ async def _cluster_access(stack: AsyncExitStack, store: Store, endpoints: list[s
 
 
 def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
-               pki_dir: Path | None = None) -> FastAPI:
+               pki_dir: Path | None = None,
+               max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> FastAPI:
     """`tls`: the certificate the API presents to etcd (and asks members' status with) and to
     the agents it relays consoles from; `pki_dir`: the host's pki directory (ca.crt, ca.key,
     admin.crt|key), with which it admits and removes members. Without them, a lab's plain etcd
-    and agents, and no joins."""
+    and agents, and no joins. `max_in_flight`: requests served at once; more are refused with
+    503 and Retry-After (api/shedding.py)."""
+    in_flight = InFlight(max_in_flight)  # before anything else: a bad value starts nothing
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,9 +93,10 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
             app.state.store = store
             # Reads come from this view, kept current by a watch; writes go to etcd.
             app.state.view = await stack.enter_async_context(ClusterView(store))
-            app.state.tokens = TokenChecker(store)
+            app.state.tokens = TokenChecker(store, app.state.view)
             app.state.http = http
             app.state.snapshot_source = source.from_view(app.state.view)  # what /metrics shows
+            app.state.events = routes_events.EventHub(app.state.view)  # GET /events
             app.state.cluster = await _cluster_access(stack, store, etcd_endpoints, tls,
                                                       pki_dir)
             yield
@@ -105,6 +111,10 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
     )
     errors.install(app)
     app.add_middleware(RequestMetrics)
+    # Outermost: a request refused costs no more than its refusal (counted in
+    # corral_api_requests_shed_total, not timed as a route).
+    app.state.in_flight = in_flight
+    app.add_middleware(LoadShedding, in_flight=in_flight)
 
     @app.exception_handler(StoreError)
     async def _store_down(_: Request, exc: StoreError) -> JSONResponse:
@@ -128,5 +138,7 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
     app.include_router(routes_maintenance.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_bulk.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_metrics.router, prefix=PREFIX, dependencies=guarded)
+    app.include_router(routes_events.router, prefix=PREFIX)  # a token or a stream ticket
+    app.include_router(routes_events.guarded, prefix=PREFIX, dependencies=guarded)
     webui.mount(app)  # `/` and `/assets/...` only: nothing under PREFIX
     return app

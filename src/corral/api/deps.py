@@ -6,7 +6,7 @@ import time
 from typing import Annotated, cast
 
 import httpx
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from corral.api.auth import TokenChecker
@@ -48,3 +48,10 @@ ViewDep = Annotated[ClusterView, Depends(get_view)]
 SnapDep = Annotated[ClusterSnapshot, Depends(current_snapshot)]
 HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
 TokenDep = Annotated[str, Depends(require_token)]
+
+# Paging of list answers (api/paging.py checks the values, so a bad one is named the same way
+# on every list).
+LimitQuery = Annotated[int | None, Query(
+    description="At most this many records (1..1000); without it, all of them.")]
+CursorQuery = Annotated[str | None, Query(
+    description="Where the page starts: the Corral-Next-Cursor header of the previous page.")]

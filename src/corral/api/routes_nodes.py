@@ -6,22 +6,29 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from corral.api.deps import SnapDep, StoreDep
+from corral.api import paging
+from corral.api.deps import CursorQuery, LimitQuery, SnapDep, StoreDep
 from corral.api.errors import not_found
 from corral.api.schemas import NodeOut
 from corral.api.views import node_out, skipped_header
 from corral.cluster import keys
-from corral.cluster.models import StorageConfig, Task
+from corral.cluster.models import StorageConfig, Task, TaskState
 
 router = APIRouter()
+MAX_TASKS = 10_000
 
 
 @router.get("/nodes", response_model=list[NodeOut], tags=["nodes"])
-async def list_nodes(snap: SnapDep, response: Response) -> list[NodeOut]:
+async def list_nodes(snap: SnapDep, response: Response, limit: LimitQuery = None,
+                     cursor: CursorQuery = None) -> list[NodeOut]:
+    """Hosts by name; paged with `limit` and `cursor` like `GET /vms`."""
+    wanted = paging.page_request(limit, cursor, paging.NODES)
     response.headers.update(skipped_header(
         p for p in snap.problems if p.key.startswith((keys.NODES, keys.VMS))))
-    vms = list(snap.vms.values())
-    return [node_out(n, vms) for n in snap.nodes.values()]
+    page = paging.cut([node_out(n, snap.vms_on(n.name)) for n in snap.nodes.values()],
+                      paging.NODES, wanted)
+    response.headers.update(page.headers())
+    return page.items
 
 
 @router.get("/nodes/{node}", response_model=NodeOut, tags=["nodes"])
@@ -45,16 +52,19 @@ async def list_tasks(
     response: Response,
     vmid: int | None = None,
     node: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+    state: TaskState | None = None,
+    # Unlike the other lists, tasks were always cut (they pile up): the default stays.
+    limit: Annotated[int, Query(description="At most this many (1..10000).")] = 200,
+    cursor: CursorQuery = None,
 ) -> list[Task]:
+    """Tasks newest first; paged with `limit` and `cursor` like `GET /vms`."""
+    wanted = paging.page_request(limit, cursor, paging.TASKS, max_limit=MAX_TASKS)
     response.headers.update(skipped_header(
         p for p in snap.problems if p.key.startswith(keys.TASKS)))
-    tasks = [
-        t
-        for t in reversed(snap.tasks)
-        if (vmid is None or t.vmid == vmid) and (node is None or t.node == node)
-    ]
-    return tasks[:limit]
+    page = paging.cut(paging.tasks_matching(snap.tasks, vmid, node, state), paging.TASKS,
+                      wanted)
+    response.headers.update(page.headers())
+    return page.items
 
 
 @router.get("/tasks/{task_id}", response_model=Task, tags=["tasks"])

@@ -8,9 +8,9 @@ import httpx
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import ValidationError
 
-from corral.api import queue
+from corral.api import paging, queue
 from corral.api.create import create_vm
-from corral.api.deps import HttpDep, SnapDep, StoreDep, TokenDep
+from corral.api.deps import CursorQuery, HttpDep, LimitQuery, SnapDep, StoreDep, TokenDep
 from corral.api.errors import ApiError, conflict, not_found
 from corral.api.schemas import (
     ConsoleChunk,
@@ -41,11 +41,20 @@ async def _vm(store: Store, vmid: int) -> VM:
 
 
 @router.get("/vms", response_model=list[VMOut])
-async def list_vms(snap: SnapDep, response: Response) -> list[VMOut]:
+async def list_vms(snap: SnapDep, response: Response, node: str | None = None,
+                   status: VMStatus | None = None, limit: LimitQuery = None,
+                   cursor: CursorQuery = None) -> list[VMOut]:
+    """VMs by vmid, on `node` and in `status` if given. Without `limit`, all of them; with
+    it, a page, and the `Corral-Next-Cursor` header to pass as `cursor` for the next one
+    (docs/api.md)."""
+    wanted = paging.page_request(limit, cursor, paging.VMS)
     online = {n.name for n in snap.nodes.values() if n.alive}
     response.headers.update(skipped_header(p for p in snap.problems
                                            if p.key.startswith(keys.VMS)))
-    return [vm_out(vm, vm.placement.node in online) for vm in snap.vms.values()]
+    outs = [vm_out(vm, vm.placement.node in online) for vm in snap.vms.values()]
+    page = paging.cut(paging.vms_matching(outs, node, status), paging.VMS, wanted)
+    response.headers.update(page.headers())
+    return page.items
 
 
 @router.get("/vms/{vmid}", response_model=VMDetail)

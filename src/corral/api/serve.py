@@ -2,14 +2,61 @@
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from corral.api.app import create_app
 from corral.api.peer import PeerCertProtocol
+from corral.api.shedding import DEFAULT_MAX_IN_FLIGHT
 from corral.pki.files import TLSFiles
+
+# Open event streams never end by themselves: on shutdown they get this long, then are cut
+# (an EventSource reconnects, to this API once it is back or to another).
+SHUTDOWN_GRACE_SECONDS = 5
+
+# Where `serve` leaves the app's settings for its worker processes: uvicorn starts each worker
+# from an import string (FACTORY), not from an app object, so they cannot be passed as
+# arguments. Each worker builds its own app, with its own etcd connection and view.
+SETTINGS_ENV = "CORRAL_API_SETTINGS"
+FACTORY = "corral.api.serve:app_from_env"
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    etcd_endpoints: list[str]
+    pki_dir: Path | None = None
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+
+    def to_json(self) -> str:
+        return json.dumps({"etcd_endpoints": self.etcd_endpoints,
+                           "pki_dir": str(self.pki_dir) if self.pki_dir else None,
+                           "max_in_flight": self.max_in_flight})
+
+    @classmethod
+    def from_json(cls, text: str) -> AppSettings:
+        raw = json.loads(text)
+        pki_dir = raw["pki_dir"]
+        return cls([str(e) for e in raw["etcd_endpoints"]], Path(pki_dir) if pki_dir else None,
+                   int(raw["max_in_flight"]))
+
+    def app(self) -> FastAPI:
+        tls = TLSFiles.in_dir(self.pki_dir, "host") if self.pki_dir is not None else None
+        return create_app(self.etcd_endpoints, tls=tls, pki_dir=self.pki_dir,
+                          max_in_flight=self.max_in_flight)
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process, from the settings `serve` left in its environment."""
+    settings = os.environ.get(SETTINGS_ENV)
+    if not settings:
+        raise RuntimeError(f"{SETTINGS_ENV} is not set: start workers with `corral api serve`")
+    return AppSettings.from_json(settings).app()
 
 
 def uvicorn_tls(tls_cert: Path | None = None, tls_key: Path | None = None,
@@ -31,11 +78,18 @@ def uvicorn_tls(tls_cert: Path | None = None, tls_key: Path | None = None,
 
 def serve(etcd_endpoints: list[str], host: str = "127.0.0.1", port: int = 8470,
           tls_cert: Path | None = None, tls_key: Path | None = None,
-          pki_dir: Path | None = None) -> None:
+          pki_dir: Path | None = None, workers: int = 1,
+          max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
     """Serve the API; HTTPS when given a certificate and its key (both or neither), or the
     host's pki dir, with which it also speaks TLS to etcd and to the agents and admits
-    members (`create_app`)."""
-    options = uvicorn_tls(tls_cert, tls_key, pki_dir)
-    tls = TLSFiles.in_dir(pki_dir, "host") if pki_dir is not None else None
-    uvicorn.run(create_app(etcd_endpoints, tls=tls, pki_dir=pki_dir), host=host, port=port,
-                log_level="info", **options)
+    members (`create_app`). `workers` > 1: that many processes share the port, each with its
+    own app and its own `max_in_flight`."""
+    options = uvicorn_tls(tls_cert, tls_key, pki_dir)  # every worker serves with them
+    options |= {"host": host, "port": port, "log_level": "info",
+                "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS}
+    settings = AppSettings(etcd_endpoints, pki_dir, max_in_flight)
+    if workers == 1:
+        uvicorn.run(settings.app(), **options)
+        return
+    os.environ[SETTINGS_ENV] = settings.to_json()
+    uvicorn.run(FACTORY, factory=True, workers=workers, **options)

@@ -24,6 +24,12 @@ def serve(
              "certificate of --pki-dir.")] = None,
     tls_key: Annotated[Path | None, typer.Option(
         help="The certificate's private key (PEM).")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Worker processes sharing the port, each with its own view of the "
+                    "cluster (more than the host's cores does not help).")] = 1,
+    max_in_flight: Annotated[int, typer.Option(
+        min=1, help="Requests one process serves at once; beyond it, 503 with Retry-After "
+                    "at once instead of a queue. Per worker.")] = 64,
 ) -> None:
     """Serve the API (stateless: run one per host, or several)."""
     from corral.api.serve import serve as run  # keeps FastAPI out of every other command
@@ -44,4 +50,4 @@ def serve(
             raise typer.BadParameter(f"{', '.join(map(str, missing))} missing",
                                      param_hint="--pki-dir")
         pki_dir = pki_dir.resolve()
-    run(endpoints, host, port, tls_cert, tls_key, pki_dir)
+    run(endpoints, host, port, tls_cert, tls_key, pki_dir, workers, max_in_flight)

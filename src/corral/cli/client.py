@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,14 @@ TIMEOUT_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 3.0
 # Keys of the records a list answer left out because they do not decode (api/views.py).
 SKIPPED_HEADER = "Corral-Skipped-Records"
+# Where a list answer says the cursor of its next page (api/paging.py).
+NEXT_CURSOR_HEADER = "Corral-Next-Cursor"
+# A list is read in pages of this size: each answer stays small for the API to build.
+PAGE_SIZE = 500
+# An API process that is full answers 503 "overloaded" with Retry-After before doing anything,
+# so the request is sent again, a few times, whatever it was.
+OVERLOAD_RETRIES = 5
+MAX_RETRY_AFTER = 5.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,23 @@ def tls_reason(url: str, ca: Path | None, error: ssl.SSLError) -> str:
     return f"TLS with the Corral API at {url} failed: {error.reason or error}"
 
 
+def shed(reply: httpx.Response) -> float | None:
+    """Seconds to wait before sending again, if the API refused the request unserved because
+    it was full; None otherwise (a 503 of a store that is down did run the request)."""
+    if reply.status_code != 503:
+        return None
+    try:
+        if reply.json()["error"]["code"] != "overloaded":
+            return None
+    except (ValueError, KeyError, TypeError):
+        return None
+    try:
+        wait = float(reply.headers.get("retry-after", "1"))
+    except ValueError:
+        wait = 1.0
+    return min(max(wait, 0.0), MAX_RETRY_AFTER)
+
+
 def error_reason(reply: httpx.Response) -> str:
     """The API's error message (its field is already named in it), or the HTTP status."""
     try:
@@ -191,11 +217,17 @@ class Api:
                 typer.echo(f"warning: cannot reach the Corral API at {tried}; trying "
                            f"{self.url}", err=True)
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def reply(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The API's successful answer; anything else ends the command with its reason."""
         import httpx
 
         try:
             reply = self._send(method, path, **kwargs)
+            for _ in range(OVERLOAD_RETRIES):
+                if (wait := shed(reply)) is None:
+                    break
+                time.sleep(wait)
+                reply = self._send(method, path, **kwargs)
         except httpx.HTTPError as e:
             fail(f"request to the Corral API at {self.url} failed: {e}")
         if reply.status_code >= 400:
@@ -203,11 +235,27 @@ class Api:
         if skipped := reply.headers.get(SKIPPED_HEADER):
             typer.echo(f"warning: records that do not decode were left out: {skipped} "
                        "(`corral ha status` says why)", err=True)
-        return reply.json()
+        return reply
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.reply(method, path, **kwargs).json()
 
     def get(self, path: str, **params: Any) -> Any:
         clean = {k: v for k, v in params.items() if v is not None}
         return self.request("GET", path, params=clean)
+
+    def get_list(self, path: str, limit: int | None = None, **params: Any) -> list[Any]:
+        """A list: its first `limit` records, or all of them, page after page."""
+        clean = {k: v for k, v in params.items() if v is not None}
+        clean["limit"] = limit or PAGE_SIZE
+        out: list[Any] = []
+        while True:
+            reply = self.reply("GET", path, params=clean)
+            out += reply.json()
+            cursor = reply.headers.get(NEXT_CURSOR_HEADER)
+            if limit is not None or cursor is None:
+                return out
+            clean["cursor"] = cursor
 
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, json=body)

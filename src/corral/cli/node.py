@@ -29,7 +29,7 @@ def _mem_used(n: dict[str, Any]) -> str:
 @app.command("list")
 def list_nodes(as_json: JsonOpt = False) -> None:
     """List hosts."""
-    nodes: list[dict[str, Any]] = connect().get("/nodes")
+    nodes: list[dict[str, Any]] = connect().get_list("/nodes")
     if as_json:
         print_json(nodes)
         return

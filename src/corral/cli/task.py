@@ -20,11 +20,14 @@ TaskArg = Annotated[str, typer.Argument(help="Task id.")]
 def list_tasks(
     vmid: Annotated[int | None, typer.Option(help="Only tasks of this VM.")] = None,
     node: Annotated[str | None, typer.Option(help="Only tasks of this host.")] = None,
+    state: Annotated[str | None, typer.Option(
+        help="Only tasks in this state (queued, running, ok, error).")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """List tasks, newest first."""
-    tasks: list[dict[str, Any]] = connect().get("/tasks", vmid=vmid, node=node, limit=limit)
+    tasks: list[dict[str, Any]] = connect().get("/tasks", vmid=vmid, node=node, state=state,
+                                                limit=limit)
     if as_json:
         print_json(tasks)
         return

@@ -40,9 +40,17 @@ def _disks(disks: list[dict[str, Any]]) -> str:
 
 
 @app.command("list")
-def list_vms(as_json: JsonOpt = False) -> None:
-    """List VMs."""
-    vms: list[dict[str, Any]] = connect().get("/vms")
+def list_vms(
+    node: Annotated[str | None, typer.Option(help="Only VMs on this host.")] = None,
+    status: Annotated[str | None, typer.Option(
+        help="Only VMs in this status (stopped, starting, running, paused, shutting-down, "
+             "unknown).")] = None,
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="At most this many, by vmid (default: all).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List VMs by vmid."""
+    vms: list[dict[str, Any]] = connect().get_list("/vms", limit, node=node, status=status)
     if as_json:
         print_json(vms)
         return

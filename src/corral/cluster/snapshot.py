@@ -34,7 +34,7 @@ class ClusterSnapshot:
         return records.unreadable_requests(self.problems)
 
     def vms_on(self, node: str) -> list[VM]:
-        return [vm for vm in self.vms.values() if vm.placement.node == node]
+        return self._vms_by_node.get(node, [])
 
     def unfinished(self) -> list[Task]:
         return self._unfinished
@@ -47,7 +47,14 @@ class ClusterSnapshot:
         """The unfinished VM-level task on vmid, if any (bulk parents don't count)."""
         return next(iter(self.unfinished_on(vmid)), None)
 
-    # Decisions ask these once per VM: built once per snapshot, not scanned per VM.
+    # Decisions and lists ask these once per VM or host: built once per snapshot.
+    @cached_property
+    def _vms_by_node(self) -> dict[str, list[VM]]:
+        by_node: dict[str, list[VM]] = {}
+        for vm in self.vms.values():
+            by_node.setdefault(vm.placement.node, []).append(vm)
+        return by_node
+
     @cached_property
     def _unfinished(self) -> list[Task]:
         return [t for t in self.tasks if not t.state.finished]

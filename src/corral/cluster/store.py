@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 StoreError = aetcd.exceptions.ClientError
+StoreUnavailable = aetcd.exceptions.ConnectionTimeoutError
 # Unavailable ("leader changed", "no leader", a member down) or a timeout (a member frozen or
 # cut off, until keepalive drops it): sent again for a few seconds; a new leader is usually
 # elected within one or two. A timed-out write may have been applied all the same, so every

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from corral.cluster import keys
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.cluster.store import Store
+from corral.cluster.store import Store, StoreUnavailable
 from corral.cluster.view_state import ViewState
 from corral.cluster.watch_stream import WatchCompacted, watch_batches
 
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # How long a consistent read waits for the watch to deliver a revision etcd already has. On
 # one machine it takes milliseconds; past this the stream is taken for stuck and replaced.
 CATCH_UP_SECONDS = 2.0
+# A leader election takes a second or two; longer than this, the store is out of reach.
+READ_SECONDS = 4.0
 RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0)
 
 Listener = Callable[[list[str] | None], None]  # changed keys; None: listed anew (anything)
@@ -75,8 +77,14 @@ class ClusterView:
         return self.state.snapshot(now)
 
     async def current(self, now: float) -> ClusterSnapshot:
-        """A snapshot that includes every write etcd had finished when this was called."""
-        await self.catch_up(await self.store.current_revision())
+        """A snapshot that includes every write etcd had finished when this was called.
+        StoreError when etcd does not tell its revision within READ_SECONDS (no quorum in
+        reach): no answer rather than a stale one, and soon enough to try another host."""
+        try:
+            revision = await asyncio.wait_for(self.store.current_revision(), READ_SECONDS)
+        except TimeoutError:
+            raise StoreUnavailable(f"etcd did not answer within {READ_SECONDS:.0f}s") from None
+        await self.catch_up(revision)
         return self.state.snapshot(now)
 
     async def catch_up(self, revision: int) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
-from prometheus_client import Histogram, disable_created_metrics
+from prometheus_client import Counter, Histogram, disable_created_metrics
 
 from corral.metrics import names
 
@@ -18,6 +18,7 @@ T = TypeVar("T")
 
 API_REQUEST = Histogram(names.API_REQUEST.name, names.API_REQUEST.help,
                         names.API_REQUEST.labels, buckets=names.REQUEST_BUCKETS)
+API_SHED = Counter(names.API_SHED.name, names.API_SHED.help)
 ETCD_REQUEST = Histogram(names.ETCD_REQUEST.name, names.ETCD_REQUEST.help,
                          names.ETCD_REQUEST.labels, buckets=names.ETCD_BUCKETS)
 MANAGER_DECIDE = Histogram(names.MANAGER_DECIDE.name, names.MANAGER_DECIDE.help,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-MetricType = Literal["gauge", "histogram", "gaugehistogram"]
+MetricType = Literal["gauge", "counter", "histogram", "gaugehistogram"]
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,9 @@ API_REQUEST = Spec("corral_api_request_duration_seconds", "histogram",
 ETCD_REQUEST = Spec("corral_etcd_request_duration_seconds", "histogram", ("operation",),
                     "Time an etcd call took as its caller saw it (retries included), by "
                     "client operation (get, put, transaction...).")
+API_SHED = Spec("corral_api_requests_shed_total", "counter", (),
+                "Requests the API refused at once with 503 because as many as it serves at "
+                "once (--max-in-flight) were in flight.")
 MANAGER_DECIDE = Spec("corral_manager_decide_duration_seconds", "histogram", (),
                       "Time the manager's pure decision step took, per pass, while this "
                       "host leads.")
@@ -139,5 +142,5 @@ CLUSTER = (HOST_UP, HOST_MAINTENANCE, HOST_CPUS, HOST_CPU_USAGE, HOST_MEMORY_USE
            VM_LAST_MIGRATION_DOWNTIME, VMS, HA_VMS, HA_HOSTS, TASKS, TASKS_LAST_HOUR,
            TASK_DURATION,
            MIGRATION_BYTES, MIGRATION_DOWNTIME, UNREADABLE_RECORDS, SNAPSHOT_REVISION)
-PROCESS = (API_REQUEST, ETCD_REQUEST, MANAGER_DECIDE, MANAGER_PASS)
+PROCESS = (API_REQUEST, API_SHED, ETCD_REQUEST, MANAGER_DECIDE, MANAGER_PASS)
 ALL = CLUSTER + PROCESS

@@ -1,0 +1,43 @@
+"""Short-lived, single-use tickets that open an events stream.
+
+A browser's EventSource cannot send an Authorization header, and an API token in a URL ends
+up in access logs, proxies' logs and the browser's history. So the console trades its token
+(in a header, `POST /api/v1/events/ticket`) for a ticket that it puts in the stream's URL:
+logged or not, a ticket opens one stream within seconds of being issued, then never again.
+Tickets live in the API process that issued them (a console talks to one API). Pure: the
+caller passes the time.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+TICKET_SECONDS = 30.0
+MAX_TICKETS = 1024  # outstanding at once; issuing more forgets the oldest
+
+
+class StreamTickets:
+    def __init__(self, ttl: float = TICKET_SECONDS, limit: int = MAX_TICKETS) -> None:
+        self.ttl = ttl
+        self.limit = limit
+        self._expires: dict[str, float] = {}  # in issue order
+
+    def issue(self, now: float) -> str:
+        self._forget_expired(now)
+        while len(self._expires) >= self.limit:
+            del self._expires[next(iter(self._expires))]
+        ticket = secrets.token_urlsafe(24)
+        self._expires[ticket] = now + self.ttl
+        return ticket
+
+    def redeem(self, ticket: str, now: float) -> bool:
+        """True once for a ticket issued less than ttl ago; it is spent either way."""
+        expires = self._expires.pop(ticket, None)
+        return expires is not None and now < expires
+
+    def __len__(self) -> int:
+        return len(self._expires)
+
+    def _forget_expired(self, now: float) -> None:
+        for ticket in [t for t, exp in self._expires.items() if exp <= now]:
+            del self._expires[ticket]

@@ -1,0 +1,68 @@
+"""The count of requests in flight: a place is taken while one is free, refusals are counted,
+a bound below one is refused; the middleware refuses beyond it at once, and health checks
+and event streams take no place."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from starlette.types import Message, Receive, Scope, Send
+
+from corral.api.shedding import InFlight, LoadShedding
+
+
+def test_admits_up_to_the_limit_and_counts_refusals() -> None:
+    gate = InFlight(2)
+    assert gate.admit() and gate.admit()
+    assert not gate.admit() and not gate.admit()
+    assert (gate.current, gate.refused) == (2, 2)
+    gate.release()
+    assert gate.admit() and (gate.current, gate.refused) == (2, 2)
+
+
+def test_a_limit_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        InFlight(0)
+
+
+async def test_an_open_event_stream_takes_no_place_and_the_next_request_is_served() -> None:
+    release = asyncio.Event()
+    entered: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        entered.append(scope["path"])
+        if scope["path"] in ("/api/v1/events", "/hold"):
+            await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    gate = InFlight(1)
+    shedding = LoadShedding(app, gate)
+
+    async def call(path: str) -> list[Message]:
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b""}
+
+        await shedding({"type": "http", "path": path, "method": "GET"}, receive, send)
+        return sent
+
+    stream = asyncio.create_task(call("/api/v1/events"))
+    held = asyncio.create_task(call("/hold"))
+    for _ in range(100):  # a few turns of the loop let both start
+        await asyncio.sleep(0)
+    assert sorted(entered) == ["/api/v1/events", "/hold"], "the stream took the only place"
+    assert gate.current == 1  # the held request only
+    refused = await call("/api/v1/vms")
+    assert refused[0]["status"] == 503
+    assert (b"retry-after", b"1") in refused[0]["headers"]
+    assert (await call("/api/v1/health"))[0]["status"] == 200
+    release.set()
+    await asyncio.gather(stream, held)
+    assert (await call("/api/v1/vms"))[0]["status"] == 200
+    assert (gate.current, gate.refused) == (0, 1)
