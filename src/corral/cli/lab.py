@@ -173,7 +173,8 @@ def up(
     config = _write_client_config(layout.api_url, token, layout.ca_file,
                                   layout.other_api_urls)
     typer.echo(f"lab up in {layout.root}\n  API:   {layout.api_url}\n  token: {token}"
-                + (f"\n  client config: {config}" if config else ""))
+               f"\n  console: {layout.api_url}/ (sign in with the token)"
+               + (f"\n  client config: {config}" if config else ""))
 
 
 def _write_client_config(url: str, token: str, ca: Path | None,
