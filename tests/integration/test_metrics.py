@@ -11,11 +11,12 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from qemu_fixtures import qemu_run_dir, tiny_images
 
 from corral.agent.console import console_app
 from corral.api.app import create_app
 from corral.cluster import keys
-from corral.cluster.models import NodeInfo, StorageConfig, StorageType
+from corral.cluster.models import NodeInfo, StorageConfig, StorageType, VMConfig
 from corral.cluster.store import Store
 from corral.cluster.view import ClusterView
 from corral.manager.election import Election
@@ -23,6 +24,7 @@ from corral.manager.loop import Manager
 from corral.qemu.driver import QemuDriver
 
 pytestmark = pytest.mark.integration
+__all__ = ["qemu_run_dir", "tiny_images"]  # fixtures used by name
 
 TOKEN = "metrics-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -121,7 +123,7 @@ async def test_agent_metrics_show_its_manager_and_etcd(store: Store, cluster_vie
     await store.add_token(TOKEN)
     lease = await store.grant_lease(5)
     token = await Election(store, "n1", lambda: lease).win()
-    agent = console_app(store, QemuDriver(tmp_path, tmp_path, "tcg"))
+    agent = console_app(store, QemuDriver(tmp_path, tmp_path, "tcg"), "n1")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=agent),
                                  base_url="http://agent", headers=AUTH) as client:
         assert (await client.get("/metrics", headers={"Authorization": ""})).status_code == 401
@@ -136,3 +138,20 @@ async def test_agent_metrics_show_its_manager_and_etcd(store: Store, cluster_vie
     assert count(after, etcd, read) > count(before, etcd, read)
     assert value(after, "process_cpu_seconds_total") is not None  # the process's own
     assert not [s for s in after if s.name.startswith("corral_vm_")]  # the API's to show
+
+
+async def test_agent_metrics_show_what_each_vm_uses(store: Store, qemu_run_dir: Path,
+                                                   tiny_images: Path) -> None:
+    await store.add_token(TOKEN)
+    driver = QemuDriver(qemu_run_dir, tiny_images, "tcg")
+    await driver.start(VMConfig(vmid=131, name="used", memory_mb=64, cores=1), [])
+    agent = console_app(store, driver, "n1")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=agent),
+                                 base_url="http://agent", headers=AUTH) as client:
+        seen = await scrape(client, "/metrics")
+    labels = {"host": "n1", "vmid": "131"}
+    cpu = value(seen, "corral_vm_cpu_seconds_total", labels)
+    rss = value(seen, "corral_vm_memory_resident_bytes", labels)
+    assert cpu is not None and cpu > 0  # booting the guest took CPU
+    assert rss is not None and rss > 16 * 1024 * 1024  # QEMU holds the guest's memory
+    assert value(seen, "corral_vm_cpu_seconds_total", {"host": "n1", "vmid": "132"}) is None

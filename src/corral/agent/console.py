@@ -1,5 +1,6 @@
 """The agent's own small HTTP endpoint: the serial console of its VMs, for the API to relay,
-and this process's Prometheus metrics (etcd latency, manager passes while it leads)."""
+and this process's Prometheus metrics (etcd latency, manager passes while it leads, what its
+VMs' QEMU processes use)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from corral.cluster.store import Store
+from corral.metrics import vm_usage
 from corral.metrics.exposition import CONTENT_TYPE, render
 from corral.qemu.driver import QemuDriver
 
 TOKEN_CACHE_SECONDS = 10.0
 
 
-def console_app(store: Store, driver: QemuDriver) -> Starlette:
+def console_app(store: Store, driver: QemuDriver, node: str) -> Starlette:
     valid_until: dict[str, float] = {}
 
     async def authorised(request: Request) -> bool:
@@ -51,8 +53,10 @@ def console_app(store: Store, driver: QemuDriver) -> Starlette:
     async def metrics(request: Request) -> Response:
         if not await authorised(request):
             return refused()
-        # The cluster's state is the API's to show; an agent shows its own process.
-        return Response(render(), media_type=CONTENT_TYPE)
+        # The cluster's state is the API's to show; an agent shows its own process and what
+        # each of its VMs' QEMU uses.
+        usage = vm_usage.vm_usage_metrics(node, vm_usage.sample(driver.running()))
+        return Response(render(extra=usage), media_type=CONTENT_TYPE)
 
     return Starlette(routes=[Route("/vms/{vmid}/console", console),
                              Route("/metrics", metrics)])

@@ -168,7 +168,8 @@ async def run(settings: AgentSettings) -> None:
         # Renewing from now on: the start-up reconcile proves ownership under this lease.
         lease_job = asyncio.create_task(liveness.keep_alive(), name="lease")
         await reconcile_at_start(ctx, start_vm)
-        server = uvicorn.Server(console_config(settings, console_app(store, driver)))
+        server = uvicorn.Server(console_config(settings,
+                                               console_app(store, driver, settings.node)))
 
         async def usage_loop() -> None:
             while True:

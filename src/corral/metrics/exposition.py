@@ -9,7 +9,7 @@ registry is never handed a collector that would block on I/O.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
@@ -47,10 +47,21 @@ class _Delegate(Collector):
         yield from self.registry.collect()
 
 
-def render(view: ClusterState | None = None, process: CollectorRegistry = REGISTRY) -> bytes:
-    """Prometheus text format: the process registry's metrics, and the cluster's from view."""
+class _Fixed(Collector):
+    def __init__(self, metrics: Iterable[Metric]) -> None:
+        self.metrics = list(metrics)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.metrics
+
+
+def render(view: ClusterState | None = None, process: CollectorRegistry = REGISTRY,
+           extra: Iterable[Metric] = ()) -> bytes:
+    """Prometheus text format: the process registry's metrics, the cluster's from view, and
+    extra ones made for this scrape."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Delegate(process))
     if view is not None:
         registry.register(ClusterCollector(lambda: view))
+    registry.register(_Fixed(extra))
     return generate_latest(registry)

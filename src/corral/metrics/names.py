@@ -135,6 +135,20 @@ MANAGER_PASS = Spec("corral_manager_pass_duration_seconds", "histogram", (),
                     "Time a whole manager pass took (read etcd, decide, apply), while this "
                     "host leads.")
 
+# --- VMs' processes (each agent's /metrics, sampled at the scrape) --------------------------
+
+VM_CPU_SECONDS = Spec("corral_vm_cpu_seconds_total", "counter", ("host", "vmid"),
+                      "CPU time the VM's QEMU process has used (guest and emulation), "
+                      "user and system.")
+VM_RSS = Spec("corral_vm_memory_resident_bytes", "gauge", ("host", "vmid"),
+              "Resident memory of the VM's QEMU process: what the guest has touched, plus "
+              "QEMU's own.")
+VM_DISK_READ = Spec("corral_vm_disk_read_bytes_total", "counter", ("host", "vmid"),
+                    "Bytes the VM's QEMU process read from storage (the guest's disk reads "
+                    "that missed the host's page cache).")
+VM_DISK_WRITTEN = Spec("corral_vm_disk_written_bytes_total", "counter", ("host", "vmid"),
+                       "Bytes the VM's QEMU process wrote to storage.")
+
 CLUSTER = (HOST_UP, HOST_MAINTENANCE, HOST_CPUS, HOST_CPU_USAGE, HOST_MEMORY_USED,
            HOST_MEMORY_TOTAL, HOST_LOAD1, HOST_VMS_RUNNING, HOST_SAMPLED_AT, HOST_HA_STATUS,
            VM_INFO, VM_STATUS, VM_REQUESTED_RUNNING, VM_MEMORY, VM_CORES, VM_DISK,
@@ -143,4 +157,5 @@ CLUSTER = (HOST_UP, HOST_MAINTENANCE, HOST_CPUS, HOST_CPU_USAGE, HOST_MEMORY_USE
            TASK_DURATION,
            MIGRATION_BYTES, MIGRATION_DOWNTIME, UNREADABLE_RECORDS, SNAPSHOT_REVISION)
 PROCESS = (API_REQUEST, API_SHED, ETCD_REQUEST, MANAGER_DECIDE, MANAGER_PASS)
-ALL = CLUSTER + PROCESS
+VM_PROCESSES = (VM_CPU_SECONDS, VM_RSS, VM_DISK_READ, VM_DISK_WRITTEN)
+ALL = CLUSTER + PROCESS + VM_PROCESSES
