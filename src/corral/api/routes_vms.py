@@ -30,7 +30,7 @@ from corral.api.schemas import (
     VMOut,
 )
 from corral.api.views import skipped_header, vm_detail, vm_status
-from corral.cluster import keys
+from corral.cluster import keys, records
 from corral.cluster.models import VM, Placement, RunState, VMStatus
 from corral.cluster.store import Store
 from corral.ha.store import follow_vm_action
@@ -49,30 +49,34 @@ async def _vm(store: Store, vmid: int) -> VM:
 
 
 @router.get("/vms", response_model=list[VMOut])
-async def list_vms(snap: SnapDep, answers: AnswersDep, response: Response,
-                   node: str | None = None, status: VMStatus | None = None,
-                   limit: LimitQuery = None, cursor: CursorQuery = None
-                   ) -> list[VMOut] | Response:
+async def list_vms(snap: SnapDep, answers: AnswersDep, node: str | None = None,
+                   status: VMStatus | None = None, limit: LimitQuery = None,
+                   cursor: CursorQuery = None) -> Response:
     """VMs by vmid, on `node` and in `status` if given. Without `limit`, all of them; with
     it, a page, and the `Corral-Next-Cursor` header to pass as `cursor` for the next one
     (docs/api.md)."""
     wanted = paging.page_request(limit, cursor, paging.VMS)
     skipped = skipped_header(p for p in snap.problems if p.key.startswith(keys.VMS))
+    # Answered encoded (the route's response model documents the body): each VM's answer is
+    # built and encoded once per change of it, not once per request.
     if node is None and status is None and limit is None and cursor is None:
-        # The whole list, as most clients ask: encoded once per change of the VMs.
         return Response(answers.vm_list_json(), media_type="application/json",
                         headers=skipped)
-    response.headers.update(skipped)
     page = paging.cut(paging.vms_matching(answers.vm_outs(), node, status), paging.VMS,
                       wanted)
-    response.headers.update(page.headers())
-    return page.items
+    return Response(answers.vm_json(page.items), media_type="application/json",
+                    headers=skipped | page.headers())
 
 
 @router.get("/vms/{vmid}", response_model=VMDetail)
-async def get_vm(vmid: int, store: StoreDep) -> VMDetail:
-    vm = await _vm(store, vmid)
-    node = await store.node(vm.placement.node)
+async def get_vm(vmid: int, snap: SnapDep) -> VMDetail:
+    vm = snap.vms.get(vmid)
+    if vm is None and vmid in snap.unreadable_vms:  # it exists: never answer "not found"
+        raise records.UnreadableRecord([p for p in snap.problems
+                                        if records.vmid_of(p.key) == vmid])
+    if vm is None:
+        raise not_found("VM", vmid)
+    node = snap.nodes.get(vm.placement.node)
     return vm_detail(vm, node is not None and node.alive)
 
 

@@ -77,6 +77,18 @@ class ClusterSnapshot:
             if (s := self.storages.get(d.storage)) is None or s.type is StorageType.DIR
         ]
 
+    def indexed(self) -> ClusterSnapshot:
+        """This snapshot with its indexes built, for one kept and read many times (`at`)."""
+        _ = self._vms_by_node, self._unfinished_by_vm
+        return self
+
+    def at(self, now: float) -> ClusterSnapshot:
+        """The same records seen at another time, with the indexes built so far (they do
+        not depend on the time)."""
+        moved = replace(self, now=now)
+        moved.__dict__.update({k: v for k, v in self.__dict__.items() if k.startswith("_")})
+        return moved
+
     def with_tasks(self, tasks: list[Task]) -> ClusterSnapshot:
         """This snapshot as if tasks were queued: later choices in the same decision see
         them (their memory on a target, where a migrating VM goes, a VM being busy)."""

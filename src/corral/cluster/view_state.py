@@ -9,7 +9,7 @@ it was fed, `snapshot()` equals `snapshot_from` over the same records (tests hol
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypeVar
 
 from corral.cluster import keys, records
@@ -109,8 +109,8 @@ class ViewState:
                 storages={s.id: s for _, s in sorted(self._storages.items())},
                 revision=self.revision,
                 problems=sorted_problems(p for ps in self._problems.values() for p in ps),
-            )
-        return replace(self._cached, now=now)
+            ).indexed()
+        return self._cached.at(now)
 
     def area_revisions(self, areas: tuple[str, ...]) -> tuple[int, ...]:
         """For each area, the revision of its last change (or of the last listing): equal
