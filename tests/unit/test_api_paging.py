@@ -145,3 +145,15 @@ def test_a_cursor_round_trips_and_a_task_limit_may_have_its_own_bound() -> None:
     assert "=" not in cursor
     assert paging.page_request(None, cursor, paging.TASKS).after == (1.5, "abc")
     assert paging.page_request(5000, None, paging.TASKS, max_limit=10_000).limit == 5000
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_sorted_list_is_cut_as_any_list_is(seed: int) -> None:
+    rng = random.Random(seed)
+    items = [vm(v) for v in sorted(rng.sample(range(100, 400), 60))]
+    for _ in range(50):
+        after = rng.choice([None, rng.randint(90, 410)])
+        limit = rng.choice([None, 1, 7, 60, 100])
+        wanted = paging.PageRequest(limit, (after,) if after is not None else None)
+        assert (paging.cut_sorted(items, paging.VMS, wanted)
+                == paging.cut(reversed(items), paging.VMS, wanted))

@@ -10,6 +10,7 @@ forward, so what is found here is at least that fresh.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ from typing import Any, TypeVar
 
 from corral.api.schemas import VMOut
 from corral.api.views import vm_out
-from corral.cluster.models import VM
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.cluster.view import ClusterView
 
@@ -29,8 +29,11 @@ class Answers:
     def __init__(self, view: ClusterView) -> None:
         self.view = view
         self._kept: dict[str, tuple[tuple[int, ...], Any]] = {}
+        # Each VM's answer, by vmid, the vmids in order, and what they were built from.
         self._entries: dict[int, VMEntry] = {}
-        self._encoded: dict[int, bytes] = {}
+        self._order: list[int] = []
+        self._online: frozenset[str] = frozenset()
+        self._built_at = 0  # the revision of the snapshot they were last brought up to
 
     def _get(self, name: str, areas: tuple[str, ...],
              build: Callable[[ClusterSnapshot], T]) -> T:
@@ -48,8 +51,8 @@ class Answers:
 
     def vm_json(self, outs: list[VMOut]) -> bytes:
         """outs (as vm_outs gave them, or a part) encoded as a JSON list."""
-        encoded = self._encoded
-        return b"[" + b",".join(encoded[o.vmid] for o in outs) + b"]"
+        entries = self._entries
+        return b"[" + b",".join(entries[o.vmid].json for o in outs) + b"]"
 
     def vm_list_json(self) -> bytes:
         """The whole list, encoded."""
@@ -60,26 +63,32 @@ class Answers:
         return self._get("vm_entries", VM_AREAS, self._build_vm_entries)
 
     def _build_vm_entries(self, snap: ClusterSnapshot) -> list[VMEntry]:
-        """A VM's answer is built again only when its records changed (the view keeps a VM's
-        decoded record until then) or its host came or went: a change of one VM among
-        5,000 costs one answer, not 5,000."""
-        online = {n.name for n in snap.nodes.values() if n.alive}
-        kept, entries = self._entries, []
-        for vmid, vm in snap.vms.items():
-            up = vm.placement.node in online
-            entry = kept.get(vmid)
-            if entry is None or entry.vm is not vm or entry.online != up:
-                out = vm_out(vm, up)
-                entry = VMEntry(vm, up, out, out.model_dump_json().encode())
-            entries.append(entry)
-        self._entries = {e.out.vmid: e for e in entries}
-        self._encoded = {vmid: e.json for vmid, e in self._entries.items()}
-        return entries
+        """A VM's answer is built again only when its records changed or its host came or
+        went: a change of one VM among 5,000 costs one answer, not 5,000. When the view
+        cannot say what changed (it listed anew, or too much changed), all are rebuilt."""
+        online = frozenset(n.name for n in snap.nodes.values() if n.alive)
+        changed = (self.view.state.vms_changed_since(self._built_at)
+                   if self._built_at else None)
+        if changed is None:
+            self._entries, self._order = {}, []
+            changed = set(snap.vms)
+        for host in online ^ self._online:  # came or went: its VMs read differently
+            changed.update(vm.vmid for vm in snap.vms_on(host))
+        for vmid in changed:
+            vm = snap.vms.get(vmid)
+            if vm is None:
+                if self._entries.pop(vmid, None) is not None:
+                    del self._order[bisect.bisect_left(self._order, vmid)]
+                continue
+            if vmid not in self._entries:
+                bisect.insort(self._order, vmid)
+            out = vm_out(vm, vm.placement.node in online)
+            self._entries[vmid] = VMEntry(out, out.model_dump_json().encode())
+        self._online, self._built_at = online, snap.revision
+        return [self._entries[v] for v in self._order]
 
 
 @dataclass(frozen=True)
 class VMEntry:
-    vm: VM  # the decoded record it was built from
-    online: bool
     out: VMOut
     json: bytes

@@ -62,8 +62,10 @@ async def list_vms(snap: SnapDep, answers: AnswersDep, node: str | None = None,
     if node is None and status is None and limit is None and cursor is None:
         return Response(answers.vm_list_json(), media_type="application/json",
                         headers=skipped)
-    page = paging.cut(paging.vms_matching(answers.vm_outs(), node, status), paging.VMS,
-                      wanted)
+    outs = answers.vm_outs()  # by vmid, the list's order
+    if node is not None or status is not None:
+        outs = paging.vms_matching(outs, node, status)
+    page = paging.cut_sorted(outs, paging.VMS, wanted)
     return Response(answers.vm_json(page.items), media_type="application/json",
                     headers=skipped | page.headers())
 

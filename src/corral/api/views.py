@@ -63,9 +63,9 @@ def vm_detail(vm: VM, host_online: bool = True) -> VMDetail:
     )
 
 
-def node_out(node: Node, vms: list[VM]) -> NodeOut:
+def node_out(node: Node, here: list[VM]) -> NodeOut:
+    """here: the VMs placed on node (`ClusterSnapshot.vms_on`)."""
     info = node.info
-    here = [vm for vm in vms if vm.placement.node == node.name]
     return NodeOut(
         name=node.name,
         online=node.alive,

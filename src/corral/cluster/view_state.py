@@ -8,6 +8,7 @@ it was fed, `snapshot()` equals `snapshot_from` over the same records (tests hol
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -18,6 +19,7 @@ from corral.cluster.records import Item, Problem, decode
 from corral.cluster.snapshot import ClusterSnapshot, sorted_problems
 
 R = TypeVar("R", Task, StorageConfig)
+VM_LOG = 20_000  # VM changes remembered (a few minutes of a busy cluster's)
 
 # Records whose change HA decisions read (see `ha.store.ha_inputs_from`).
 HA_KEYS = (keys.HA, keys.HA_STATE, keys.HA_CONFIG)
@@ -47,6 +49,10 @@ class ViewState:
         self.revision = 0
         self.ha_revision = 0  # the last revision that touched an HA record
         self.listed_at = 0  # the revision of the last listing
+        # (revision, vmid) of the latest VM changes, for answers kept per VM (api.answers);
+        # below _vm_log_floor some were dropped.
+        self._vm_log: deque[tuple[int, int]] = deque(maxlen=VM_LOG)
+        self._vm_log_floor = 0
         self._area_revision: dict[str, int] = {}  # the last change in each area since then
         self.raw: dict[str, tuple[bytes, int]] = {}
         self._vm_fields: dict[int, dict[str, tuple[bytes, int]]] = {}
@@ -69,6 +75,7 @@ class ViewState:
         self.revision = revision
         self.ha_revision = revision
         self.listed_at = revision
+        self._vm_log_floor = revision
 
     def apply(self, changes: Iterable[Change]) -> list[str]:
         """One watch response's changes, all of one or more whole revisions; returns the keys
@@ -85,6 +92,10 @@ class ViewState:
             if c.key.startswith(HA_KEYS):
                 self.ha_revision = c.revision
             self._area_revision[area_of(c.key)] = c.revision
+            if c.key.startswith(keys.VMS) and (vmid := records.vmid_of(c.key)) is not None:
+                if len(self._vm_log) == VM_LOG:
+                    self._vm_log_floor = self._vm_log[0][0]
+                self._vm_log.append((c.revision, vmid))
             changed.append(c.key)
         if changed:
             self._cached = None
@@ -116,6 +127,18 @@ class ViewState:
         """For each area, the revision of its last change (or of the last listing): equal
         tuples mean the same records in those areas."""
         return tuple(self._area_revision.get(a, self.listed_at) for a in areas)
+
+    def vms_changed_since(self, revision: int) -> set[int] | None:
+        """The VMs whose records changed after revision; None when that is not known (the
+        state was listed anew since, or the log no longer reaches back that far)."""
+        if revision < self._vm_log_floor:
+            return None
+        out: set[int] = set()
+        for rev, vmid in reversed(self._vm_log):
+            if rev <= revision:
+                break
+            out.add(vmid)
+        return out
 
     def vm_records(self) -> Mapping[int, Mapping[str, tuple[bytes, int]]]:
         """Every VM's raw records by field, whether they make a VM or not (half-written,

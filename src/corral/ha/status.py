@@ -98,14 +98,16 @@ def ha_status(snap: ClusterSnapshot, inputs: HAInputs) -> HAReport:
     # Once its host is fenced (watchdog deadline passed, or power-off confirmed) nothing of
     # it runs any more: the VM is stopped, not merely unknown.
     fenced = {n.node for n in nodes if n.status == NodeStatusHA.FENCED.value}
+    unreadable = inputs.unreadable_settings
     unprotected = [
         UnprotectedRow(vmid=vm.vmid, node=vm.placement.node, status=(
             VMStatus.STOPPED.value
             if vm.placement.state.value == "stopped" or vm.placement.node in fenced
             else VMStatus.UNKNOWN.value))
-        for vm in sorted(snap.vms.values(), key=lambda v: v.vmid)
-        if vm.vmid not in inputs.settings and vm.vmid not in inputs.unreadable_settings
-        and vm.placement.node in offline
+        # Only the VMs of hosts that are not online: not every VM of the cluster.
+        for vm in sorted((vm for node in offline for vm in snap.vms_on(node)),
+                         key=lambda v: v.vmid)
+        if vm.vmid not in inputs.settings and vm.vmid not in unreadable
     ]
     return HAReport(vms=rows, nodes=nodes, unprotected=unprotected,
                     skipped=skipped_records([*snap.problems, *inputs.problems]))
