@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 PEER_CN = "corral_peer_cn"
 
@@ -30,8 +30,9 @@ def subject_cn(peercert: Mapping[str, Any] | None) -> str | None:
     return names[0] if len(names) == 1 and isinstance(names[0], str) and names[0] else None
 
 
-class PeerCertProtocol(H11Protocol):
-    """uvicorn's h11 protocol, that also records the client certificate's CN."""
+class PeerCertProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (its fast one), that also records the client
+    certificate's CN."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
