@@ -6,7 +6,6 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from corral.cli.client import Api, connect, fail
 from corral.cli.options import JsonOpt, NoWaitOpt
@@ -34,6 +33,9 @@ def _figures(rec: dict[str, Any] | None) -> str:
 
 def follow(api: Api, vmid: int, task_id: str) -> dict[str, Any]:
     """Poll the task and the migration record until the task ends; return the task."""
+    # Here, not at the top: every `corral vm` command loads this module.
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
