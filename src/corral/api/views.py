@@ -37,6 +37,12 @@ def vm_out(vm: VM, host_online: bool = True) -> VMOut:
     if not host_online and status is not VMStatus.STOPPED:
         # The last report came from a host that is gone: nobody knows what runs now.
         status, message = VMStatus.UNKNOWN, f"host {vm.placement.node} is offline"
+    elif rt is not None and rt.node != vm.placement.node and status is not VMStatus.STOPPED:
+        # The VM was placed elsewhere since (a recovery, a migration): the report is of a
+        # QEMU on the old host, not of one on the new.
+        status, message = (VMStatus.UNKNOWN,
+                           f"no report from {vm.placement.node} yet (the last came from "
+                           f"{rt.node})")
     return VMOut(
         vmid=c.vmid,
         name=c.name,
