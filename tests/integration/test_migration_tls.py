@@ -8,10 +8,11 @@ import asyncio
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from qemu_fixtures import qemu_run_dir, tiny_images
+from qemu_fixtures import kill_all_qemu, qemu_run_dir, tiny_images
 from tls_certs import make_ca, make_host_cert
 
 from corral.agent.context import TaskFailed
@@ -32,6 +33,15 @@ def host_files(root: Path, ca: tuple[object, object], name: str) -> TLSFiles:
     files = TLSFiles(root / "ca.crt", root / f"{name}.crt", root / f"{name}.key")
     make_host_cert(ca, name, files.cert, files.key)  # type: ignore[arg-type]
     return files
+
+
+@pytest.fixture
+def run_dir(qemu_run_dir: Path) -> Iterator[Path]:
+    """The run directory of this test's two hosts, src/ and dst/ in qemu_run_dir: their
+    QEMUs are killed after the test (qemu_run_dir's own clean-up looks only at its top)."""
+    yield qemu_run_dir
+    for host in ("src", "dst"):
+        kill_all_qemu(qemu_run_dir / host)
 
 
 @pytest.fixture
@@ -84,12 +94,12 @@ async def outcome(source: QemuDriver, target: QemuDriver) -> tuple[str, str | No
 
 
 async def test_ram_goes_over_tls_between_hosts_of_one_ca(
-        qemu_run_dir: Path, tiny_images: Path, pki: dict[str, TLSFiles]) -> None:
-    source, target = await pair(qemu_run_dir, tiny_images)
+        run_dir: Path, tiny_images: Path, pki: dict[str, TLSFiles]) -> None:
+    source, target = await pair(run_dir, tiny_images)
     await qmp.hold_after_incoming(target, VMID)
-    uri = await listen(target, qemu_run_dir, pki["n2"])
+    uri = await listen(target, run_dir, pki["n2"])
     creds = await tls.ensure_creds(source, VMID, "client",
-                                   tls.credentials_dir(qemu_run_dir / "src", pki["n1"]))
+                                   tls.credentials_dir(run_dir / "src", pki["n1"]))
     await qmp.start_ram(source, VMID, uri, None, qmp.Tls(creds, "n2"))
     assert await outcome(source, target) == ("completed", "paused")
     params = await source.qmp(VMID, "query-migrate-parameters")
@@ -98,15 +108,15 @@ async def test_ram_goes_over_tls_between_hosts_of_one_ca(
 
 @pytest.mark.parametrize("sender", ["plain", "rogue", "wrong-name"])
 async def test_nothing_gets_through_without_the_clusters_tls(
-        qemu_run_dir: Path, tiny_images: Path, pki: dict[str, TLSFiles], sender: str) -> None:
-    source, target = await pair(qemu_run_dir, tiny_images)
+        run_dir: Path, tiny_images: Path, pki: dict[str, TLSFiles], sender: str) -> None:
+    source, target = await pair(run_dir, tiny_images)
     await qmp.hold_after_incoming(target, VMID)
-    uri = await listen(target, qemu_run_dir, pki["n2"])
+    uri = await listen(target, run_dir, pki["n2"])
     secure = None
     if sender != "plain":
         files = pki["rogue"] if sender == "rogue" else pki["n1"]
         creds = await tls.ensure_creds(source, VMID, "client",
-                                       tls.credentials_dir(qemu_run_dir / "src", files))
+                                       tls.credentials_dir(run_dir / "src", files))
         # "wrong-name": the target's certificate does not name the host the source expects.
         secure = qmp.Tls(creds, "n3" if sender == "wrong-name" else "n2")
     await qmp.start_ram(source, VMID, uri, None, secure)
@@ -116,15 +126,15 @@ async def test_nothing_gets_through_without_the_clusters_tls(
 
 
 async def test_disk_exports_take_tls_clients_only(
-        qemu_run_dir: Path, tiny_images: Path, pki: dict[str, TLSFiles]) -> None:
-    target = QemuDriver(qemu_run_dir / "dst", tiny_images, "tcg")
-    disk = qemu_run_dir / "disk.qcow2"
+        run_dir: Path, tiny_images: Path, pki: dict[str, TLSFiles]) -> None:
+    target = QemuDriver(run_dir / "dst", tiny_images, "tcg")
+    disk = run_dir / "disk.qcow2"
     await asyncio.to_thread(subprocess.run, ["qemu-img", "create", "-q", "-f", "qcow2",
                                              str(disk), "16M"], check=True)
     config = VMConfig(vmid=VMID, name="tls", memory_mb=64, cores=1,
                       disks=[Disk(volume="shared:disk.qcow2", size_mb=16)])
     await target.start(config, [disk], incoming="defer")
-    creds_dir = tls.credentials_dir(qemu_run_dir / "dst", pki["n2"])
+    creds_dir = tls.credentials_dir(run_dir / "dst", pki["n2"])
     creds = await tls.ensure_creds(target, VMID, "server", creds_dir)
     port = free_port("127.0.0.1")
     [ep] = await qmp.export_disks(target, VMID, [0], "127.0.0.1", port, creds)
@@ -133,7 +143,7 @@ async def test_disk_exports_take_tls_clients_only(
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, err = await plain.communicate()
     assert plain.returncode != 0, "a client without TLS read the export"
-    client_dir = tls.credentials_dir(qemu_run_dir / "src", pki["n1"])
+    client_dir = tls.credentials_dir(run_dir / "src", pki["n1"])
     secure = await asyncio.create_subprocess_exec(
         "qemu-img", "info", f"--object={tls.creds_option('client', client_dir)}",
         "--image-opts", f"driver=nbd,host=127.0.0.1,port={port},export={ep.export},"
@@ -144,16 +154,16 @@ async def test_disk_exports_take_tls_clients_only(
     assert b"virtual size: 16 MiB" in out
 
 
-async def test_a_cold_copy_goes_over_tls(qemu_run_dir: Path, pki: dict[str, TLSFiles]) -> None:
-    source, dest = qemu_run_dir / "src.qcow2", qemu_run_dir / "dst.raw"
+async def test_a_cold_copy_goes_over_tls(run_dir: Path, pki: dict[str, TLSFiles]) -> None:
+    source, dest = run_dir / "src.qcow2", run_dir / "dst.raw"
     for path, fmt in ((source, "qcow2"), (dest, "raw")):
         await asyncio.to_thread(subprocess.run, ["qemu-img", "create", "-q", "-f", fmt,
                                                  str(path), "4M"], check=True)
     await asyncio.to_thread(subprocess.run, ["qemu-io", "-f", "qcow2", "-c",
                                              "write -P 0xcd 0 64k", str(source)], check=True)
-    server_dir = tls.credentials_dir(qemu_run_dir / "dst", pki["n2"])
+    server_dir = tls.credentials_dir(run_dir / "dst", pki["n2"])
     port = free_port("127.0.0.1")
-    pidfile = qemu_run_dir / "nbd.pid"
+    pidfile = run_dir / "nbd.pid"
     # As the target of a cold move serves a fresh volume (target.prepare_cold).
     await asyncio.to_thread(subprocess.run, [
         "qemu-nbd", "--fork", "--persistent", f"--pid-file={pidfile}",
@@ -165,7 +175,7 @@ async def test_a_cold_copy_goes_over_tls(qemu_run_dir: Path, pki: dict[str, TLSF
         with pytest.raises(TaskFailed):  # in plaintext the server takes nothing
             await cold.copy_volume(str(source), "qcow2", ep, "n2", None)
         await cold.copy_volume(str(source), "qcow2", ep, "n2", tls.credentials_dir(
-            qemu_run_dir / "src", pki["n1"]))
+            run_dir / "src", pki["n1"]))
     finally:
         os.kill(int(pidfile.read_text()), signal.SIGTERM)
     copied = await asyncio.to_thread(subprocess.run, [
