@@ -124,6 +124,27 @@ async def test_a_stuck_watch_is_replaced_by_a_listing(store: Store) -> None:
         assert view.listings == 2
 
 
+
+async def test_closing_the_view_cancels_a_revision_request_still_out(store: Store) -> None:
+    ended: list[str] = []
+
+    async def etcd_that_does_not_answer() -> int:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            ended.append("request")
+        return 0
+
+    view = ClusterView(store)
+    await view.start()
+    store.current_revision = etcd_that_does_not_answer  # type: ignore[method-assign]
+    reader = asyncio.create_task(view.current(NOW))
+    await asyncio.sleep(0.05)
+    await view.close()
+    assert ended == ["request"]
+    with contextlib.suppress(asyncio.CancelledError):
+        await reader
+
 # --- a three-member etcd whose leader goes away ----------------------------------------------
 
 

@@ -61,6 +61,12 @@ class ClusterView:
 
     async def close(self) -> None:
         await self._stop_following()
+        # Revision requests still out would otherwise outlive the view (and its store).
+        asking = [t for t in (self._pending, self._asking) if t is not None and not t.done()]
+        self._pending = self._asking = None
+        for task in asking:
+            task.cancel()
+        await asyncio.gather(*asking, return_exceptions=True)
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Call listener after each change applied; returns how to stop."""
