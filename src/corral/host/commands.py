@@ -65,6 +65,18 @@ ETCD_TUNING: tuple[str, ...] = (
 )
 
 
+def etcd_tls_flags(ca: Path, cert: Path, key: Path) -> list[str]:
+    """Mutual TLS for an etcd member: clients and peers alike must show a certificate of the
+    cluster's CA (with auth on, etcd takes a client certificate's CN as its user). One
+    certificate serves both sides and is the member's client certificate towards its peers."""
+    return [
+        "--cert-file", str(cert), "--key-file", str(key),
+        "--client-cert-auth", "--trusted-ca-file", str(ca),
+        "--peer-cert-file", str(cert), "--peer-key-file", str(key),
+        "--peer-client-cert-auth", "--peer-trusted-ca-file", str(ca),
+    ]
+
+
 def etcd_command(config: HostConfig, force_new_cluster: bool = False,
                  machine: str = "") -> ServiceCommand:
     """The etcd member of the host. An existing data dir carries the membership: the
@@ -88,19 +100,7 @@ def etcd_command(config: HostConfig, force_new_cluster: bool = False,
         *ETCD_TUNING,
     ]
     if config.tls is not None:
-        tls = config.tls
-        # Clients and peers alike must show a certificate of the cluster's CA; with auth on,
-        # etcd takes a client certificate's CN as its user.
-        argv += [
-            "--cert-file", str(tls.cert),
-            "--key-file", str(tls.key),
-            "--client-cert-auth",
-            "--trusted-ca-file", str(tls.ca_cert),
-            "--peer-cert-file", str(tls.cert),
-            "--peer-key-file", str(tls.key),
-            "--peer-client-cert-auth",
-            "--peer-trusted-ca-file", str(tls.ca_cert),
-        ]
+        argv += etcd_tls_flags(config.tls.ca_cert, config.tls.cert, config.tls.key)
     if force_new_cluster:
         argv.append("--force-new-cluster")
     env = {}

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import httpx
 
-from corral.host.commands import ETCD_TUNING
+from corral.host.commands import ETCD_TUNING, etcd_tls_flags
 from corral.pki.files import TLSFiles
 
 ClusterState = Literal["new", "existing"]
@@ -67,19 +67,7 @@ class EtcdMember:
             "--initial-cluster-token", token,
             "--initial-cluster-state", state,
             *ETCD_TUNING,
-            *self._tls_flags(),
-        ]
-
-    def _tls_flags(self) -> list[str]:
-        if self.tls is None:
-            return []
-        ca, cert, key = str(self.tls.ca), str(self.tls.cert), str(self.tls.key)
-        # One certificate for both sides: it serves clients and peers, and is this member's
-        # client certificate towards its peers.
-        return [
-            "--client-cert-auth", "--trusted-ca-file", ca, "--cert-file", cert, "--key-file", key,
-            "--peer-client-cert-auth", "--peer-trusted-ca-file", ca,
-            "--peer-cert-file", cert, "--peer-key-file", key,
+            *(etcd_tls_flags(self.tls.ca, self.tls.cert, self.tls.key) if self.tls else []),
         ]
 
 
