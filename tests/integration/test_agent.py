@@ -22,7 +22,7 @@ from corral.cluster.models import (
     VMStatus,
 )
 from corral.cluster.store import Store
-from corral.lab.procs import pid_alive
+from corral.host.processes import pid_alive
 from corral.qemu.driver import QemuDriver
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from agents import Cluster, cluster_fixture, wait_for
 
 from corral.cluster.models import Placement, RunState, TaskState, VMConfig, VMStatus
 from corral.cluster.store import Store
-from corral.lab.procs import pid_alive
+from corral.host.processes import pid_alive
 
 pytestmark = pytest.mark.integration
 __all__ = ["cluster_fixture"]

@@ -19,7 +19,7 @@ from qemu_fixtures import qemu_run_dir, tiny_images
 from corral.cluster.models import NodeInfo, VMConfig
 from corral.cluster.store import Store
 from corral.fencing.client import WatchdogClient
-from corral.lab.procs import pid_alive
+from corral.host.processes import pid_alive
 from corral.qemu.driver import QemuDriver
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from corral.cluster.models import Placement, RunState, ShutdownPolicy, VMConfig,
 from corral.cluster.store import Store
 from corral.ha import store as ha_store
 from corral.ha.models import HAConfig, HASettings
-from corral.lab.procs import pid_alive
+from corral.host.processes import pid_alive
 
 pytestmark = pytest.mark.integration
 

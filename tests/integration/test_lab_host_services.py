@@ -26,6 +26,7 @@ from tls_certs import make_ca, make_host_cert
 from corral.host import config as host_config
 from corral.host.commands import AGENT, ETCD, WATCHDOG, ServiceCommand, host_commands
 from corral.host.config import HostConfig
+from corral.host.processes import pid_alive
 from corral.host.services import SupervisedServices, read_status
 from corral.lab import faults, netns, procs
 from corral.lab.etcd import healthy
@@ -70,7 +71,7 @@ class Lab:
     def running(self) -> dict[str, int]:
         """What the status file says runs, checked against /proc."""
         found = read_status(self.config.run_dir).services
-        return {name: s.pid for name, s in found.items() if procs.pid_alive(s.pid)}
+        return {name: s.pid for name, s in found.items() if pid_alive(s.pid)}
 
     def etcd_healthy(self) -> bool:
         return healthy(self.config.client_url, timeout=1.0, tls=self.tls)
@@ -191,7 +192,7 @@ def test_a_host_runs_restarts_and_stops_what_its_control_file_wants(
     # No longer wanted: stopped, the rest untouched.
     lab.services.stop([ETCD])
     wait_for("etcd stopped", lambda: ETCD not in lab.running(), 15)
-    assert not procs.pid_alive(etcd)
+    assert not pid_alive(etcd)
     assert lab.running() == {WATCHDOG: running[WATCHDOG]}
     wait_for("etcd gone from the children", lambda: "n1-etcd" not in lab.state()["children"], 2)
     assert not lab.services.is_active(ETCD)
@@ -204,7 +205,7 @@ def test_a_host_runs_restarts_and_stops_what_its_control_file_wants(
     watchdog = running[WATCHDOG]
     lab.proc.send_signal(signal.SIGTERM)
     assert lab.proc.wait(30) == 0
-    assert not procs.pid_alive(watchdog)
+    assert not pid_alive(watchdog)
     assert read_status(lab.config.run_dir).services == {}
     assert procs.lab_processes(lab.layout) == []
 
@@ -214,7 +215,7 @@ def power_cycle(lab: Lab) -> None:
     before = wait_for("both services up", lambda: (r := lab.running()) and len(r) == 2 and r)
     killed = faults.kill_node(lab.layout, "n1")
     assert killed.processes == {"n1-etcd": before[ETCD], "n1-watchdog": before[WATCHDOG]}
-    assert not any(procs.pid_alive(p) for p in before.values())
+    assert not any(pid_alive(p) for p in before.values())
     wait_for("status emptied", lambda: read_status(lab.config.run_dir).services == {}, 5)
     time.sleep(1.5)  # longer than the first restart's backoff: nothing comes back
     assert lab.running() == {}
@@ -293,14 +294,14 @@ def test_the_supervisor_follows_each_change_of_a_control_file(short_tmp: Path) -
 
         services.stop([AGENT])
         sup.tick()
-        assert "n2-agent" not in sup.children and not procs.pid_alive(first_agent)
+        assert "n2-agent" not in sup.children and not pid_alive(first_agent)
         assert read_status(layout.run_dir(2)).services.keys() == {ETCD}
 
         # Wanted while the host is powered off: it starts with the power.
         etcd_pid = etcd.pid
         layout.power_marker(2).write_text("0\n")
         sup.tick()
-        assert not procs.pid_alive(etcd_pid)
+        assert not pid_alive(etcd_pid)
         services.start([AGENT])
         sup.tick()
         assert sup.children["n2-agent"].pid is None and sup.children["n2-agent"].held

@@ -20,6 +20,7 @@ import pytest
 
 from corral.cluster.models import StorageConfig, StorageType
 from corral.cluster.store import RETRYABLE, Store
+from corral.host.processes import pid_alive
 from corral.lab import faults, procs
 from corral.lab.layout import LabLayout, spare_base_port
 
@@ -107,10 +108,10 @@ def test_seeds_storages_and_a_private_token(lab: Lab) -> None:
 
 def test_a_killed_child_is_restarted(lab: Lab) -> None:
     old = lab.pid("dummy")
-    assert old and procs.pid_alive(old)
+    assert old and pid_alive(old)
     os.kill(old, signal.SIGKILL)
     new = wait_for("dummy restarted", lambda: (p := lab.pid("dummy")) and p != old and p, 10)
-    assert procs.pid_alive(new)
+    assert pid_alive(new)
     assert lab.state()["restarts"]["dummy"] == 1
     assert "restarting dummy" in lab.layout.log_path("supervisor").read_text()
 
@@ -183,7 +184,7 @@ def test_sigterm_stops_everything(lab: Lab, short_tmp: Path) -> None:
     lab.proc.send_signal(signal.SIGTERM)
     assert lab.proc.wait(30) == 0
     assert qemu.wait(10) is not None
-    assert not [p for p in pids if procs.pid_alive(p)]
+    assert not [p for p in pids if pid_alive(p)]
     assert not lab.layout.supervisor_json.exists()
     assert procs.lab_processes(lab.layout) == []
 
@@ -195,7 +196,7 @@ def test_faults_find_a_hosts_children_of_the_labs_own_plan(lab: Lab) -> None:
     old = lab.pid("n3-etcd")
     killed = faults.kill_node(lab.layout, "n3")
     assert killed.processes == {"n3-etcd": old}
-    assert not procs.pid_alive(old)
+    assert not pid_alive(old)
     back = faults.start_node(lab.layout, "n3")
     assert set(back) == {"n3-etcd"} and back["n3-etcd"] != old
 

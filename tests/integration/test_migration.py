@@ -14,7 +14,7 @@ import pytest
 from agents import Cluster, cluster_fixture, wait_for  # noqa: F401  (fixture)
 
 from corral.cluster.models import Disk, Placement, TaskState, VMConfig, VMStatus
-from corral.lab.procs import pid_alive
+from corral.host.processes import pid_alive
 from corral.migration import record
 from corral.migration.net import free_port
 from corral.migration.record import MigrationRecord, Phase

@@ -35,7 +35,7 @@ from corral.cluster.store import Store
 from corral.cluster.view import ClusterView
 from corral.ha import store as ha_store
 from corral.ha.models import FenceConfirmation, HASettings
-from corral.lab.procs import pid_alive
+from corral.host.processes import pid_alive
 from corral.manager.election import Election
 from corral.manager.loop import Manager
 

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from corral.cluster.records import what_is_wrong
 from corral.host.commands import ServiceCommand, ServiceName, host_commands
 from corral.host.config import HostConfig
+from corral.host.processes import pid_alive
 from corral.host.units import host_units, unit_name, unit_text
 
 UNITS_ROOT = Path("/etc/systemd/system")
@@ -205,16 +206,6 @@ def write_status(run_dir: Path, pids: dict[str, int]) -> None:
     _write_atomic(status_path(run_dir), status.model_dump_json(indent=2) + "\n")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class SupervisedServices:
     def __init__(self, host: str, run_dir: Path) -> None:
         self.host = host
@@ -256,7 +247,7 @@ class SupervisedServices:
 
     def is_active(self, name: ServiceName) -> bool:
         running = read_status(self.run_dir).services.get(name)
-        return running is not None and _pid_alive(running.pid)
+        return running is not None and pid_alive(running.pid)
 
 
 # --- which ---------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corral.host.processes import pid_alive
 from corral.lab import netns, procs
 from corral.lab.layout import LabLayout
 
@@ -49,7 +50,7 @@ def supervisor_pid(layout: LabLayout) -> int | None:
     supervisor.json may name a recycled pid)."""
     state = read_state(layout)
     pid = int(state["pid"]) if state and state.get("pid") else None
-    if pid and procs.pid_alive(pid) and "corral.lab.supervisor" in procs.cmdline(pid):
+    if pid and pid_alive(pid) and "corral.lab.supervisor" in procs.cmdline(pid):
         return pid
     return None
 
@@ -144,7 +145,7 @@ def status(layout: LabLayout) -> LabStatus:
         restarts = state.get("restarts", {})
         roles = state.get("roles", {})
         for name, child in state.get("children", {}).items():
-            rows.append(ProcessStatus(name, roles.get(name, "?"), child, procs.pid_alive(child),
+            rows.append(ProcessStatus(name, roles.get(name, "?"), child, pid_alive(child),
                                       int(restarts.get(name, 0))))
     return LabStatus(
         root=layout.root,
@@ -173,22 +174,22 @@ def down(layout: LabLayout, timeout: float = DOWN_TIMEOUT) -> DownReport:
     state = read_state(layout) or {}
     report = DownReport(
         was_running=pid is not None,
-        stopped=[n for n, p in state.get("children", {}).items() if procs.pid_alive(p)],
+        stopped=[n for n, p in state.get("children", {}).items() if pid_alive(p)],
         qemu=procs.qemu_pids(layout),
     )
     if pid:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while procs.pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if procs.pid_alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
     # A hung or crashed supervisor leaves its children (QEMU at least) behind.
     leftovers = sorted(set(procs.lab_processes(layout)) | set(procs.qemu_pids(layout)))
     if leftovers:
         procs.terminate(leftovers, 5.0)
         report.forced = leftovers
-    if not procs.pid_alive(pid):
+    if not pid_alive(pid):
         layout.supervisor_json.unlink(missing_ok=True)
         if layout.netns:
             netns.down(layout)  # a crashed supervisor left the namespaces and the bridge

@@ -20,6 +20,7 @@ from corral.agent.settings import HOST_SHUTDOWN_MARKER
 from corral.cluster.members import endpoint_status
 from corral.fencing.labdog import host_qemu_pids
 from corral.host import config as host_config
+from corral.host.processes import pid_alive
 from corral.lab import control, netns, procs
 from corral.lab.etcd import MemberStatus, member_status
 from corral.lab.layout import LabLayout
@@ -64,7 +65,7 @@ def host_children(layout: LabLayout, node: str) -> dict[str, int]:
     state = _running_state(layout)
     children: dict[str, int | None] = state.get("children", {})
     return {name: int(pid) for name in _of_host(state, node)
-            if (pid := children.get(name)) and procs.pid_alive(int(pid))}
+            if (pid := children.get(name)) and pid_alive(int(pid))}
 
 
 def kill_node(layout: LabLayout, node: str) -> Killed:
@@ -78,7 +79,7 @@ def kill_node(layout: LabLayout, node: str) -> Killed:
     victims = [*report.processes.values(), *report.qemu.values()]
     procs.signal_all(victims, signal.SIGKILL)
     deadline = time.monotonic() + WAIT
-    while any(procs.pid_alive(p) for p in victims) and time.monotonic() < deadline:
+    while any(pid_alive(p) for p in victims) and time.monotonic() < deadline:
         time.sleep(0.05)
     return report
 
@@ -102,7 +103,7 @@ def shutdown_node(layout: LabLayout, node: str, kind: str, timeout: float) -> Sh
     (layout.run_dir(i) / HOST_SHUTDOWN_MARKER).write_text(kind)
     began = time.monotonic()
     os.kill(pid, signal.SIGTERM)
-    while procs.pid_alive(pid) and time.monotonic() - began < timeout:
+    while pid_alive(pid) and time.monotonic() - began < timeout:
         time.sleep(0.1)
     took = time.monotonic() - began
     qemu = host_qemu_pids(layout.run_dir(i))
@@ -113,7 +114,7 @@ def shutdown_node(layout: LabLayout, node: str, kind: str, timeout: float) -> Sh
     layout.power_marker(i).write_text(f"{time.time():.3f}\n")
     layout.shutdown_marker(i).unlink(missing_ok=True)
     procs.signal_all([*host_children(layout, node).values(), *qemu.values()], signal.SIGKILL)
-    if procs.pid_alive(pid):
+    if pid_alive(pid):
         raise FaultError(f"the agent of {node} did not finish within {timeout:g}s: powered "
                          "off anyway")
     return ShutDown(node, took, qemu)

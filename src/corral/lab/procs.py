@@ -10,29 +10,14 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from corral.host.processes import pid_alive, proc_stat
 from corral.lab.layout import LabLayout
 
 LAB_ENV = "CORRAL_LAB"  # every process the supervisor starts (and QEMU, by inheritance) has it
 
 
-def _stat(pid: int) -> list[str]:
-    """Fields of /proc/<pid>/stat after the command name: [state, ppid, ...]."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return []
-    return raw[raw.rfind(")") + 2:].split()
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    stat = _stat(pid)
-    return bool(stat) and stat[0] not in ("Z", "X")  # a zombie has exited already
-
-
 def _ppid(pid: int) -> int:
-    stat = _stat(pid)
+    stat = proc_stat(pid)
     return int(stat[1]) if len(stat) > 1 else 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 from corral.agent.context import HostContext, Report, TaskFailed, disk_paths, owner_guard
 from corral.agent.reconciler import Purpose
 from corral.cluster.models import VM, Task, VMRuntime, VMStatus
+from corral.host.processes import pid_alive
 from corral.migration import qmp, record
 from corral.migration.net import free_port
 from corral.migration.params import ReceiveParams
@@ -118,7 +118,7 @@ class Receiver:
                     raise TaskFailed(f"migration aborted: {rec.error}")
                 if self.qemu_started and self.ctx.driver.pid(self.vmid) is None:
                     raise TaskFailed(f"the incoming QEMU on {self.ctx.node} exited")
-                if any(not _alive(pid) for pid in self.nbd_pids):
+                if any(not pid_alive(pid) for pid in self.nbd_pids):
                     raise TaskFailed(f"qemu-nbd on {self.ctx.node} exited")
                 now = time.monotonic()
                 if now - last_parent_check > PARENT_CHECK_SECONDS:
@@ -135,7 +135,7 @@ class Receiver:
             process.kill(pid, signal.SIGTERM)  # qemu-nbd flushes the image before it exits
         for pid in self.nbd_pids:
             for _ in range(200):
-                if not _alive(pid):
+                if not pid_alive(pid):
                     break
                 await asyncio.sleep(0.05)
             else:
@@ -174,19 +174,6 @@ class Receiver:
             await self.ctx.driver.stop(self.vmid)
         for path in self.created:
             path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[:1]
-        return state != ["Z"]
-    return False
 
 
 async def receive(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[str, Any]:
