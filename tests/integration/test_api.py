@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
-from corral.api import paging
+from corral.api import paging, wire
 from corral.api.app import create_app
 from corral.cluster import keys
 from corral.cluster.models import (
@@ -303,7 +303,7 @@ async def pages(api: httpx.AsyncClient, path: str, **params: Any) -> list[list[A
         r = await api.get(path, params=params)
         assert r.status_code == 200, r.text
         out.append(r.json())
-        cursor = r.headers.get(paging.NEXT_CURSOR_HEADER)
+        cursor = r.headers.get(wire.NEXT_CURSOR_HEADER)
         if cursor is None:
             return out
         params["cursor"] = cursor
@@ -319,7 +319,7 @@ async def test_vms_are_paged_with_a_cursor_and_filtered(
         await add_vm(store, vmid, status, node)
     whole = await api.get("/vms")
     assert [v["vmid"] for v in whole.json()] == [101, 102, 103, 104, 105]
-    assert paging.NEXT_CURSOR_HEADER not in whole.headers  # no limit: all, as before paging
+    assert wire.NEXT_CURSOR_HEADER not in whole.headers  # no limit: all, as before paging
     got = [[v["vmid"] for v in page] for page in await pages(api, "/vms", limit=2)]
     assert got == [[101, 102], [103, 104], [105]]
     got = [[v["vmid"] for v in p] for p in await pages(api, "/vms", limit=2, node="n1")]
@@ -338,7 +338,7 @@ async def test_a_vm_created_between_pages_is_not_served_twice(
     await add_vm(store, 102)  # before the cursor: the next pages do not shift
     await add_vm(store, 104)
     rest = await pages(api, "/vms", limit=2,
-                       cursor=first.headers[paging.NEXT_CURSOR_HEADER])
+                       cursor=first.headers[wire.NEXT_CURSOR_HEADER])
     assert [[v["vmid"] for v in page] for page in rest] == [[104, 105]]
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from corral.api import serve as api_serve
 from corral.api.peer import PeerCertProtocol
 from corral.api.serve import SHUTDOWN_GRACE_SECONDS
-from corral.api.shedding import DEFAULT_MAX_IN_FLIGHT
+from corral.api.wire import DEFAULT_MAX_IN_FLIGHT
 from corral.cli.main import app
 
 runner = CliRunner()

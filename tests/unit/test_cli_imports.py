@@ -16,9 +16,10 @@ from corral.cli.main import NOUNS, app
 # Third-party packages a command imports when it runs, never at the CLI's start.
 HEAVY = ("aetcd", "grpc", "google.protobuf", "fastapi", "starlette", "uvicorn", "cryptography",
          "pydantic", "psutil", "qemu", "httpx", "httpcore", "asyncio")
-# Corral's own modules the CLI may import at start: the commands, and the lab's defaults that
-# its help shows.
-LIGHT_CORRAL = ("corral", "corral.cli", "corral.lab", "corral.lab.defaults")
+# Corral's own modules the CLI may import at start: the commands, the lab's defaults and the
+# API's limits that its help shows.
+LIGHT_CORRAL = ("corral", "corral.cli", "corral.lab", "corral.lab.defaults", "corral.api",
+                "corral.api.wire")
 
 # Imports the CLI, optionally builds every command as `corral --help` and completion do, and
 # prints the modules then loaded.

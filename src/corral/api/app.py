@@ -28,7 +28,8 @@ from corral.api.answers import Answers
 from corral.api.auth import TokenChecker
 from corral.api.deps import require_token
 from corral.api.schemas import Health
-from corral.api.shedding import DEFAULT_MAX_IN_FLIGHT, InFlight, LoadShedding
+from corral.api.shedding import InFlight, LoadShedding
+from corral.api.wire import DEFAULT_MAX_IN_FLIGHT
 from corral.cluster.store import Store, StoreError
 from corral.cluster.view import ClusterView
 from corral.metrics import source

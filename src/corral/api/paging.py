@@ -23,12 +23,8 @@ from typing import Generic, TypeVar
 
 from corral.api.errors import invalid
 from corral.api.schemas import NodeOut, VMOut
+from corral.api.wire import MAX_LIMIT, NEXT_CURSOR_HEADER
 from corral.cluster.models import Task, TaskState, VMStatus
-
-NEXT_CURSOR_HEADER = "Corral-Next-Cursor"
-# A page bigger than this is refused rather than served: one answer must stay cheap enough to
-# build that it cannot hold the API's event loop for long.
-MAX_LIMIT = 1000
 
 T = TypeVar("T")
 KeyPart = int | float | str

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from corral.api.app import create_app
 from corral.api.peer import PeerCertProtocol
-from corral.api.shedding import DEFAULT_MAX_IN_FLIGHT
+from corral.api.wire import DEFAULT_MAX_IN_FLIGHT
 from corral.pki.files import TLSFiles
 
 # Open event streams never end by themselves: on shutdown they get this long, then are cut

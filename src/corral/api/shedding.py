@@ -18,11 +18,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from corral.api.errors import error_body
 from corral.metrics.instruments import API_SHED
 
-# Measured on a 2-core machine (docs/api.md, "Figures"): unbounded, 1600 GETs/s offered left
-# 20/s served and 94 % timed out. Reads come from memory, so a request in flight mostly waits
-# for the CPU: at 500 mixed requests/s, 16 at once served more than 64 did, with admitted
-# requests at a quarter of the latency.
-DEFAULT_MAX_IN_FLIGHT = 16
 RETRY_AFTER_SECONDS = 1
 # The health check answers even when the process is full: it says the process lives and its
 # event loop turns, which is true. Shedding it would make a balancer drop every host of a

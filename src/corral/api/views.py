@@ -6,13 +6,13 @@ from collections.abc import Iterable
 from urllib.parse import quote
 
 from corral.api.schemas import NodeOut, VMDetail, VMOut
+from corral.api.wire import SKIPPED_HEADER
 from corral.cluster.models import VM, Node, VMStatus
 from corral.cluster.records import Problem
 
 # A list answer holds the records that decode; the keys of those left out go in this header
 # (a JSON list cannot carry a field of its own). Bodies with room for it list them in full:
 # `ha status` has `skipped`.
-SKIPPED_HEADER = "Corral-Skipped-Records"
 MAX_HEADER_KEYS = 20
 
 

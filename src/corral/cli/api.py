@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from corral.api.wire import DEFAULT_MAX_IN_FLIGHT
+
 app = typer.Typer(help="The REST API server.", no_args_is_help=True)
 
 
@@ -29,7 +31,7 @@ def serve(
                     "cluster (more than the host's cores does not help).")] = 1,
     max_in_flight: Annotated[int, typer.Option(
         min=1, help="Requests one process serves at once; beyond it, 503 with Retry-After "
-                    "at once instead of a queue. Per worker.")] = 16,
+                    "at once instead of a queue. Per worker.")] = DEFAULT_MAX_IN_FLIGHT,
 ) -> None:
     """Serve the API (stateless: run one per host, or several)."""
     from corral.api.serve import serve as run  # keeps FastAPI out of every other command
