@@ -14,6 +14,7 @@ import uvicorn
 from typer.testing import CliRunner, Result
 
 from corral.api.app import create_app
+from corral.api.wire import MAX_LIMIT
 from corral.cli.client import write_client_config
 from corral.cli.main import app
 from corral.cluster import keys
@@ -215,6 +216,7 @@ def test_vm_list_reads_every_page_and_filters(run: CliRunnerCall, etcd_endpoint:
     assert listed("--status", "running") == [103, 104, 105]
     assert listed("--node", "n2", "--status", "running") == [105]
     assert listed("--limit", "3") == [101, 102, 103]
+    assert listed("--limit", str(MAX_LIMIT + 1)) == [101, 102, 103, 104, 105]  # above a page
     table = run("vm", "list", "--node", "n2")
     assert table.exit_code == 0 and "vm105" in table.stdout and "vm104" not in table.stdout
     bad = run("vm", "list", "--status", "sleeping")

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
+from corral.api.wire import NEXT_CURSOR_HEADER, SKIPPED_HEADER
+
 # httpx (with the imports of its own CLI) is imported where a request is made: help, and the
 # commands that do not call the API, start without it.
 if TYPE_CHECKING:
@@ -24,10 +26,6 @@ API_PREFIX = "/api/v1"
 # few seconds is cut off, and the next host's API is tried.
 TIMEOUT_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 3.0
-# Keys of the records a list answer left out because they do not decode (api/views.py).
-SKIPPED_HEADER = "Corral-Skipped-Records"
-# Where a list answer says the cursor of its next page (api/paging.py).
-NEXT_CURSOR_HEADER = "Corral-Next-Cursor"
 # A list is read in pages of this size: each answer stays small for the API to build.
 PAGE_SIZE = 500
 # An API process that is full answers 503 "overloaded" with Retry-After before doing anything,
@@ -245,15 +243,16 @@ class Api:
         return self.request("GET", path, params=clean)
 
     def get_list(self, path: str, limit: int | None = None, **params: Any) -> list[Any]:
-        """A list: its first `limit` records, or all of them, page after page."""
+        """A list: its first `limit` records, or all of them, page after page (each page at
+        most PAGE_SIZE: the API refuses bigger ones)."""
         clean = {k: v for k, v in params.items() if v is not None}
-        clean["limit"] = limit or PAGE_SIZE
         out: list[Any] = []
         while True:
+            clean["limit"] = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(out))
             reply = self.reply("GET", path, params=clean)
             out += reply.json()
             cursor = reply.headers.get(NEXT_CURSOR_HEADER)
-            if limit is not None or cursor is None:
+            if cursor is None or (limit is not None and len(out) >= limit):
                 return out
             clean["cursor"] = cursor
 
