@@ -56,6 +56,11 @@ async def test_members_that_join_later_are_dialled(workdir: Path,
                     break
                 await asyncio.sleep(0.25)
             assert store.endpoints == [first.client_url, *(m.client_url for m in later)]
+            for _ in range(20):  # the old clients are closed after their grace, and let go
+                if len(store._background) == 1:
+                    break
+                await asyncio.sleep(0.25)
+            assert [t.get_name() for t in store._background] == ["etcd-members"]
             procs[0].kill()  # the member this store was given dies
             procs[0].wait(10)
             await store.client.put(b"/corral/after", b"1")

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -224,9 +224,13 @@ class Store:
                 await self._follow_members()
             except Exception as e:  # the endpoints given still serve; say why, carry on
                 log.warning("cannot list the etcd members to dial them all: %s", e)
-            self._background.add(asyncio.create_task(self._keep_following_members(),
-                                                     name="etcd-members"))
+            self._in_background(self._keep_following_members(), "etcd-members")
         return self
+
+    def _in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)  # a finished one is not kept
 
     async def _keep_following_members(self) -> None:
         """Members that join while this process runs are dialled too, so a host that joined
@@ -253,7 +257,7 @@ class Store:
         old, self.client, self.endpoints = self.client, fresh, endpoints
         # Calls and watches still on the old client finish there, or fail and are made again
         # on this one; it is closed once they had time to.
-        self._background.add(asyncio.create_task(self._close_later(old)))
+        self._in_background(self._close_later(old), "etcd-old-client")
         log.info("etcd endpoints: %s (added the members %s)", ", ".join(endpoints),
                  ", ".join(missing))
 
@@ -268,9 +272,10 @@ class Store:
         await self.close()
 
     async def close(self) -> None:
-        for task in self._background:
+        running = list(self._background)
+        for task in running:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*running, return_exceptions=True)
         self._background.clear()
         with contextlib.suppress(Exception):
             await self.client.close()
