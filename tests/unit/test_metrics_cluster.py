@@ -124,6 +124,14 @@ def test_vms_configuration_and_current_status() -> None:
     assert sum(counts.values()) == 2 and len(counts) == len(VMStatus)
 
 
+
+def test_a_vm_reported_running_by_a_lost_host_counts_as_unknown_as_the_api_shows_it() -> None:
+    snap = cluster()
+    lost = replace(snap, vms={103: vm(103, "cache", "n2", RunState.RUNNING, VMStatus.RUNNING)})
+    found = samples(lost)
+    assert of(found, "corral_vm_status") == {lab(vmid="103", name="cache", status="unknown"): 1}
+    assert of(found, "corral_vms")[lab(status="running")] == 0
+
 def test_ha_states_of_vms_and_hosts() -> None:
     ha = HAInputs(
         settings={101: HASettings(vmid=101), 102: HASettings(vmid=102), 103: HASettings(vmid=103)},

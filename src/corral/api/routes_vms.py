@@ -29,10 +29,11 @@ from corral.api.schemas import (
     VMDetail,
     VMOut,
 )
-from corral.api.views import skipped_header, vm_detail, vm_status
-from corral.cluster import keys, records
+from corral.api.views import skipped_header, vm_detail, vm_in
+from corral.cluster import keys
 from corral.cluster.models import VM, Placement, RunState, VMStatus
 from corral.cluster.store import Store
+from corral.cluster.vm_status import reported_status
 from corral.ha.store import follow_vm_action
 
 router = APIRouter(tags=["vms"])
@@ -72,12 +73,7 @@ async def list_vms(snap: SnapDep, answers: AnswersDep, node: str | None = None,
 
 @router.get("/vms/{vmid}", response_model=VMDetail)
 async def get_vm(vmid: int, snap: SnapDep) -> VMDetail:
-    vm = snap.vms.get(vmid)
-    if vm is None and vmid in snap.unreadable_vms:  # it exists: never answer "not found"
-        raise records.UnreadableRecord([p for p in snap.problems
-                                        if records.vmid_of(p.key) == vmid])
-    if vm is None:
-        raise not_found("VM", vmid)
+    vm = vm_in(snap, vmid)
     node = snap.nodes.get(vm.placement.node)
     return vm_detail(vm, node is not None and node.alive)
 
@@ -90,7 +86,7 @@ async def post_vm(body: VMCreate, store: StoreDep) -> VMCreated:
 
 def _refusal(vm: VM, action: Action) -> str | None:
     """Why action makes no sense in the VM's observed state, or None."""
-    status = vm_status(vm)
+    status = reported_status(vm)
     vmid = vm.vmid
     if action == "start" and status in ACTIVE:
         return f"VM {vmid} is already {status.value}"
@@ -131,7 +127,7 @@ async def vm_action(
 async def delete_vm(vmid: int, store: StoreDep, snap: SnapDep,
                     force: bool = False) -> TaskAccepted:
     vm = await _vm(store, vmid)
-    status = vm_status(vm)
+    status = reported_status(vm)
     if status in ACTIVE and not force:
         raise conflict(f"VM {vmid} is {status.value}: stop it first or delete with force")
     queue.ensure_idle(snap, vmid)

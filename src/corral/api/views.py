@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import quote
 
+from corral.api.errors import not_found
 from corral.api.schemas import NodeOut, VMDetail, VMOut
 from corral.api.wire import SKIPPED_HEADER
 from corral.cluster.models import VM, Node, VMStatus
-from corral.cluster.records import Problem
+from corral.cluster.records import Problem, UnreadableRecord, vmid_of
+from corral.cluster.snapshot import ClusterSnapshot
+from corral.cluster.vm_status import reported_status, shown_status
 
 # A list answer holds the records that decode; the keys of those left out go in this header
 # (a JSON list cannot carry a field of its own). Bodies with room for it list them in full:
@@ -26,23 +29,20 @@ def skipped_header(problems: Iterable[Problem]) -> dict[str, str]:
     return {SKIPPED_HEADER: " ".join(shown + more)}
 
 
-def vm_status(vm: VM) -> VMStatus:
-    return vm.runtime.status if vm.runtime else VMStatus.UNKNOWN
+def vm_in(snap: ClusterSnapshot, vmid: int) -> VM:
+    """The VM, else why not: a VM whose records do not decode exists, so it is never "not
+    found"."""
+    vm = snap.vms.get(vmid)
+    if vm is not None:
+        return vm
+    if vmid in snap.unreadable_vms:
+        raise UnreadableRecord([p for p in snap.problems if vmid_of(p.key) == vmid])
+    raise not_found("VM", vmid)
 
 
 def vm_out(vm: VM, host_online: bool = True) -> VMOut:
     c, rt = vm.config, vm.runtime
-    status = vm_status(vm)
-    message = rt.message if rt else ""
-    if not host_online and status is not VMStatus.STOPPED:
-        # The last report came from a host that is gone: nobody knows what runs now.
-        status, message = VMStatus.UNKNOWN, f"host {vm.placement.node} is offline"
-    elif rt is not None and rt.node != vm.placement.node and status is not VMStatus.STOPPED:
-        # The VM was placed elsewhere since (a recovery, a migration): the report is of a
-        # QEMU on the old host, not of one on the new.
-        status, message = (VMStatus.UNKNOWN,
-                           f"no report from {vm.placement.node} yet (the last came from "
-                           f"{rt.node})")
+    status, message = shown_status(vm, host_online)
     return VMOut(
         vmid=c.vmid,
         name=c.name,
@@ -85,5 +85,5 @@ def node_out(node: Node, here: list[VM]) -> NodeOut:
         usage=node.usage,
         maintenance=bool(node.request and node.request.maintenance),
         vms=len(here),
-        vms_running=sum(vm_status(vm) == VMStatus.RUNNING for vm in here),
+        vms_running=sum(reported_status(vm) == VMStatus.RUNNING for vm in here),
     )

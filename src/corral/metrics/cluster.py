@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 
-from corral.cluster.models import VM, RunState, Task, TaskState, VMStatus
+from corral.cluster.models import RunState, Task, TaskState, VMStatus
 from corral.cluster.snapshot import ClusterSnapshot
+from corral.cluster.vm_status import shown_status
 from corral.ha.models import HAInputs, NodeStatusHA, VMStatusHA
 from corral.ha.status import HAReport, ha_status
 from corral.metrics import names
@@ -90,21 +91,19 @@ def _hosts(snap: ClusterSnapshot, report: HAReport) -> list[Metric]:
     return [up, maint, cpus, cpu, used, total, load, running, sampled, ha_state, ha_counts]
 
 
-def vm_status(vm: VM) -> str:
-    return vm.runtime.status.value if vm.runtime is not None else VMStatus.UNKNOWN.value
-
-
 def _vms(snap: ClusterSnapshot, report: HAReport) -> list[Metric]:
     info, status, requested = (_gauge(names.VM_INFO), _gauge(names.VM_STATUS),
                                _gauge(names.VM_REQUESTED_RUNNING))
     memory, cores, disk = _gauge(names.VM_MEMORY), _gauge(names.VM_CORES), \
         _gauge(names.VM_DISK)
     counts = Counter[str]()
+    online = {n.name for n in snap.nodes.values() if n.alive}
     for vmid, vm in sorted(snap.vms.items()):
         ids = [str(vmid), vm.config.name]
         info.add_metric([*ids, vm.placement.node], 1.0)
-        _current(status, ids, vm_status(vm))
-        counts[vm_status(vm)] += 1
+        shown = shown_status(vm, vm.placement.node in online)[0].value  # as the API says
+        _current(status, ids, shown)
+        counts[shown] += 1
         requested.add_metric(ids, float(vm.placement.state is not RunState.STOPPED))
         memory.add_metric(ids, vm.config.memory_mb * MB)
         cores.add_metric(ids, vm.config.cores)
