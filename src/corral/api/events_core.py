@@ -157,13 +157,10 @@ def events_for(t: Touched, snap: ClusterSnapshot, ha_inputs: HAInputs,
             body = vm_out(vm, vm.placement.node in online).model_dump(mode="json")
             out.append(Event("vm", rev, {"vmid": vmid, "vm": body}))
     if nodes:
-        on_node: dict[str, list[Any]] = {}
-        for v in snap.vms.values():
-            on_node.setdefault(v.placement.node, []).append(v)
         for name in sorted(nodes):
             node = snap.nodes.get(name)
             out.append(Event("node", rev, {
-                "name": name, "node": node_out(node, on_node.get(name, [])).model_dump(mode="json")
+                "name": name, "node": node_out(node, snap.vms_on(name)).model_dump(mode="json")
             } if node else {"name": name, "deleted": True}))
     if t.ha:
         report = ha_status(snap, ha_inputs)

@@ -13,8 +13,7 @@ from corral.api import queue
 from corral.api.deps import StoreDep, ViewDep
 from corral.api.errors import conflict, not_found
 from corral.api.schemas import TaskAccepted
-from corral.cluster import records
-from corral.cluster.records import UnreadableRecord
+from corral.api.views import vm_in
 from corral.ha.placement import rule_breach
 from corral.ha.store import read_all_from
 from corral.migration import record
@@ -44,11 +43,7 @@ class MigrateRequest(BaseModel):
 async def migrate(vmid: int, body: MigrateRequest, store: StoreDep,
                   view: ViewDep) -> TaskAccepted:
     snap, ha = await read_all_from(view, time.time())
-    vm = snap.vms.get(vmid)
-    if vm is None and vmid in snap.unreadable_vms:
-        raise UnreadableRecord([p for p in snap.problems if records.vmid_of(p.key) == vmid])
-    if vm is None:
-        raise not_found("VM", vmid)
+    vm = vm_in(snap, vmid)
     why = migration_refusal(snap, vm, body.target, body.with_local_disks)
     if why is None:
         why = rule_breach(snap, vm, ha.rules, body.target)
