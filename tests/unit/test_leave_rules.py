@@ -14,8 +14,8 @@ from corral.cluster.models import VM, ClusterHost, Placement, VMConfig, VMRuntim
 from corral.setup.join_rules import Refusal
 from corral.setup.leave_rules import (
     STEPS,
-    ClusterView,
     Here,
+    LeaveFacts,
     Plan,
     leave_plan,
     own_member,
@@ -40,7 +40,7 @@ HOSTS = {f"n{i}": ClusterHost(name=f"n{i}", address=f"10.0.0.{i}", member_id=i)
 N2_HERE = Here(cluster="prod", name="n2", role="host", member_name="n2",
                peer_url="https://10.0.0.2:2380", etcd_data=True, pki_files=True,
                credentials=True, leaving=None)
-THREE = ClusterView("prod", [N1, N2, N3], up(1, 2, 3), HOSTS, [], True, returning=[106])
+THREE = LeaveFacts("prod", [N1, N2, N3], up(1, 2, 3), HOSTS, [], True, returning=[106])
 
 
 def refusal(decision: Plan | Refusal) -> str:
@@ -86,7 +86,7 @@ def test_a_member_of_three_leaves_with_every_step_in_order() -> None:
 ])
 def test_a_leave_that_would_cost_the_quorum_is_refused(
         members: list[Member], statuses: list[EndpointStatus], says: str) -> None:
-    view = ClusterView("prod", members, statuses, HOSTS, [], True)
+    view = LeaveFacts("prod", members, statuses, HOSTS, [], True)
     message = refusal(leave_plan(N2_HERE, view))
     assert says in message and message.startswith("n2 may not leave")
 
@@ -128,13 +128,13 @@ def test_a_host_config_of_another_cluster_is_refused() -> None:
 def test_a_dropped_host_is_not_a_member_and_is_refused() -> None:
     """Its record is there but its member is not (`cluster expected 1` left it out): its
     etcd data may be the only copy of what it wrote, and `rejoin` is its way back."""
-    view = ClusterView("prod", [N1, N3], up(1, 3), HOSTS, [], True)
+    view = LeaveFacts("prod", [N1, N3], up(1, 3), HOSTS, [], True)
     message = refusal(leave_plan(N2_HERE, view))
     assert "not a member of cluster prod" in message and "rejoin" in message
 
 
 def test_an_earlier_leave_that_removed_the_member_goes_on_with_the_record() -> None:
-    view = ClusterView("prod", [N1, N3], up(1, 3), HOSTS, [], True)
+    view = LeaveFacts("prod", [N1, N3], up(1, 3), HOSTS, [], True)
     p = plan(leave_plan(replace(N2_HERE, leaving=2), view))
     assert p.member is None and p.record and "remove_member" in p.steps
     # A marker of another membership (an older member id) does not count.
@@ -143,7 +143,7 @@ def test_an_earlier_leave_that_removed_the_member_goes_on_with_the_record() -> N
 
 def test_a_host_the_cluster_forgot_finishes_its_own_steps_only() -> None:
     """Removed by `remove-node`, or by an earlier leave that stopped after its cluster steps."""
-    view = ClusterView("prod", [N1, N3], up(1, 3), {"n1": HOSTS["n1"]}, [], False)
+    view = LeaveFacts("prod", [N1, N3], up(1, 3), {"n1": HOSTS["n1"]}, [], False)
     p = plan(leave_plan(N2_HERE, view))
     assert p.resuming and p.member is None
     assert p.steps == ("stop_workers", "stop_etcd", "wipe_etcd_data", "wipe_pki",
@@ -156,7 +156,7 @@ def test_a_host_the_cluster_forgot_finishes_its_own_steps_only() -> None:
 
 def test_without_its_certificates_a_host_with_etcd_data_is_refused() -> None:
     here = replace(N2_HERE, credentials=False)
-    message = refusal(leave_plan(here, ClusterView(None, [], [], {}, [], False)))
+    message = refusal(leave_plan(here, LeaveFacts(None, [], [], {}, [], False)))
     assert "certificate or key files are missing" in message
 
 
@@ -167,10 +167,10 @@ def test_a_witness_member_leaves_through_a_host() -> None:
                 peer_url="https://10.0.0.4:2380", etcd_data=True, pki_files=True,
                 credentials=True, leaving=None)
     members = [N1, N2, witness]
-    message = refusal(leave_plan(here, ClusterView(None, members, up(1, 2, 4), {}, [], False)))
+    message = refusal(leave_plan(here, LeaveFacts(None, members, up(1, 2, 4), {}, [], False)))
     assert "corral cluster remove-node w1" in message
     # Once a host removed it, the witness finishes on its own (it runs no workers).
-    p = plan(leave_plan(here, ClusterView(None, [N1, N2], up(1, 2), {}, [], False)))
+    p = plan(leave_plan(here, LeaveFacts(None, [N1, N2], up(1, 2), {}, [], False)))
     assert p.steps == ("stop_etcd", "wipe_etcd_data", "wipe_pki", "wipe_config")
 
 

@@ -12,7 +12,7 @@ is listed as stuck until it changes or the operator enables maintenance again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -238,6 +238,12 @@ def _return_one(plan: _Plan, snap: ClusterSnapshot, node: str, vm: VM,
     return _queue(plan, snap, _migrate(step.task_id, vm, node, None, snap.now, local))
 
 
+def moved_off(node: str, vms: Iterable[VM]) -> list[VM]:
+    """The VMs maintenance moved off node (each remembers it as its origin), to bring back
+    once it ends."""
+    return [vm for vm in vms if vm.placement.origin == node and vm.placement.node != node]
+
+
 def plan_host(snap: ClusterSnapshot, node: str, rules: Sequence[HARule] = ()
               ) -> tuple[MaintenanceStatus, list[Action], ClusterSnapshot]:
     """The host's maintenance status, the next steps, and snap with those steps queued."""
@@ -252,8 +258,7 @@ def plan_host(snap: ClusterSnapshot, node: str, rules: Sequence[HARule] = ()
         assert request is not None
         for vm in snap.vms_on(node):
             snap = _evacuate_one(plan, snap, node, vm, request)
-        st.away.extend(v.vmid for v in snap.vms.values()
-                       if v.placement.origin == node and v.placement.node != node)
+        st.away.extend(v.vmid for v in moved_off(node, snap.vms.values()))
         st.state = "evacuating" if st.to_move or st.moving else "in-maintenance"
     else:
         for vm in sorted(snap.vms.values(), key=lambda v: v.vmid):

@@ -32,13 +32,14 @@ from corral.cluster.store import Store, StoreError
 from corral.host.commands import ETCD, ServiceName, services_of
 from corral.host.config import HostConfig
 from corral.host.services import Services, ServicesError
+from corral.manager.maintenance import moved_off
 from corral.migration.record import MigrationRecord
 from corral.setup import local
 from corral.setup.admission import AdmissionError, read_hosts
 from corral.setup.join_rules import Refusal
 from corral.setup.leave_rules import (
-    ClusterView,
     Here,
+    LeaveFacts,
     Plan,
     Step,
     leave_plan,
@@ -71,7 +72,7 @@ class LeaveMarker(BaseModel):
 @dataclass(frozen=True)
 class Survey:
     here: Here
-    view: ClusterView
+    facts: LeaveFacts
     decision: Plan | Refusal
 
 
@@ -144,7 +145,7 @@ def migrations_in(items: Sequence[tuple[str, bytes, int]]
     return found, unreadable
 
 
-async def read_view(config: HostConfig, marker: LeaveMarker | None) -> ClusterView:
+async def read_facts(config: HostConfig, marker: LeaveMarker | None) -> LeaveFacts:
     """The cluster as this host's credentials show it; SetupError when it cannot be read."""
     endpoints = endpoints_of(config, marker)
     witness = config.role == "witness"
@@ -156,7 +157,7 @@ async def read_view(config: HostConfig, marker: LeaveMarker | None) -> ClusterVi
             statuses = await members.endpoint_statuses(
                 [m.client_urls[0] for m in current if m.client_urls], local.host_tls(config))
             if witness:
-                return ClusterView(None, current, [s for s in statuses if s is not None],
+                return LeaveFacts(None, current, [s for s in statuses if s is not None],
                                    {}, (), False)
             info, _ = await store.get(keys.CLUSTER_INFO, ClusterInfo)
             hosts, _ = await read_hosts(store)
@@ -168,7 +169,7 @@ async def read_view(config: HostConfig, marker: LeaveMarker | None) -> ClusterVi
     vms, problems = records.vms_from(items)
     migrations, bad_migrations = migrations_in(items)
     unreadable = records.unreadable_vms(problems) | bad_migrations
-    return ClusterView(info.name if info else None, current,
+    return LeaveFacts(info.name if info else None, current,
                        [s for s in statuses if s is not None], hosts,
                        vms_here(config.name, vms, migrations, unreadable), bool(node_keys),
                        returning_to(config.name, vms))
@@ -178,9 +179,9 @@ async def survey(config: HostConfig) -> Survey:
     """This host and the cluster, and the decision: changes nothing."""
     marker = read_marker(config)
     here = here_of(config, marker)
-    view = (await read_view(config, marker) if here.credentials
-            else ClusterView(None, (), (), {}, (), False))
-    return Survey(here, view, leave_plan(here, view))
+    facts = (await read_facts(config, marker) if here.credentials
+            else LeaveFacts(None, (), (), {}, (), False))
+    return Survey(here, facts, leave_plan(here, facts))
 
 
 def by_hand(step: Step, config: HostConfig) -> str:
@@ -262,7 +263,7 @@ async def leave(config: HostConfig, services: Services, found: Survey, say: Say)
     run = _Run(config, plan.steps, say)
     marker = read_marker(config) or LeaveMarker(
         cluster=config.cluster, member_id=plan.member.id if plan.member else None,
-        endpoints=[u for m in found.view.members if m != plan.member for u in m.client_urls],
+        endpoints=[u for m in found.facts.members if m != plan.member for u in m.client_urls],
         started_at=time.time())
     if config.config_path.parent.is_dir():
         _write_marker(config, marker)
@@ -324,7 +325,7 @@ async def _remove(config: HostConfig, services: Services, workers: list[ServiceN
 
     here = here_of(config, marker if marker_path(config).exists() else None)
     try:
-        again = leave_plan(here, await read_view(config, marker))
+        again = leave_plan(here, await read_facts(config, marker))
     except SetupError as e:
         raise put_back(str(e)) from e
     if isinstance(again, Refusal):
@@ -367,10 +368,8 @@ async def _clear_origins(config: HostConfig, marker: LeaveMarker, run: _Run) -> 
     to a host that left, and HA leaves a VM with an origin alone."""
     cleared = []
     async with _others(config, marker) as store:
-        for vm in await store.vms():
+        for vm in moved_off(config.name, await store.vms()):
             p = vm.placement
-            if p.origin != config.name or p.node == config.name:
-                continue
             new = p.model_copy(update={"origin": None, "generation": p.generation + 1})
             if not await store.set_placement(vm.vmid, new, vm.placement_rev):
                 raise SetupError(f"VM {vm.vmid}: its placement changed meanwhile")

@@ -22,6 +22,7 @@ from typing import Literal
 
 from corral.cluster.membership import EndpointStatus, Member, member_label
 from corral.cluster.models import VM, ClusterHost, HostRole
+from corral.manager.maintenance import moved_off
 from corral.setup.join_rules import Refusal
 from corral.setup.removal_rules import removal_refusal
 
@@ -50,7 +51,7 @@ class Here:
 
 
 @dataclass(frozen=True)
-class ClusterView:
+class LeaveFacts:
     """What the cluster says, read with the host's credentials. A witness reads the members
     only (its etcd user has no key permission): it passes no hosts and no VMs."""
 
@@ -92,7 +93,7 @@ def own_member(here: Here, members: Sequence[Member], record: ClusterHost | None
 
 def returning_to(name: str, vms: Iterable[VM]) -> list[int]:
     """The VMs maintenance moved off the host, to bring back once it ends."""
-    return [vm.vmid for vm in vms if vm.placement.origin == name and vm.placement.node != name]
+    return [vm.vmid for vm in moved_off(name, vms)]
 
 
 def vms_here(name: str, vms: Iterable[VM], migrations: Mapping[int, tuple[str, str]],
@@ -121,14 +122,14 @@ def _named(items: Sequence[str]) -> str:
     return shown + (f"; and {more} more" if more > 0 else "")
 
 
-def leave_plan(here: Here, view: ClusterView) -> Plan | Refusal:
+def leave_plan(here: Here, facts: LeaveFacts) -> Plan | Refusal:
     """The steps that take `here` out of its cluster, or why it may not leave."""
-    if view.name is not None and view.name != here.cluster:
+    if facts.name is not None and facts.name != here.cluster:
         return Refusal("conflict", f"this host's config is of cluster {here.cluster!r}, but "
-                       f"the etcd members it names are of cluster {view.name!r}: fix the "
+                       f"the etcd members it names are of cluster {facts.name!r}: fix the "
                        "host config before leaving", "cluster")
-    if view.vms_here:
-        return Refusal("conflict", f"VMs are still on {here.name}: {_named(view.vms_here)}. "
+    if facts.vms_here:
+        return Refusal("conflict", f"VMs are still on {here.name}: {_named(facts.vms_here)}. "
                        f"Move them away first (`corral node maintenance enable {here.name} "
                        "--wait` empties the host), or delete them")
     if not here.credentials:
@@ -140,16 +141,16 @@ def leave_plan(here: Here, view: ClusterView) -> Plan | Refusal:
                            "delete its etcd data by hand")
         # Only a leave that got past the cluster's steps deletes the files (after the etcd
         # data): what is left is this host's own.
-        view = ClusterView(None, (), (), {}, (), False)
-    record = view.hosts.get(here.name)
-    member = own_member(here, view.members, record)
+        facts = LeaveFacts(None, (), (), {}, (), False)
+    record = facts.hosts.get(here.name)
+    member = own_member(here, facts.members, record)
     if member is not None:
         if here.role == "witness":
             return Refusal("forbidden", f"a witness has no admin certificate to remove its "
                            f"own member: run `corral cluster remove-node {here.name}` on a "
                            "cluster host, then `corral cluster leave` here again to finish "
                            "on this machine")
-        reason = removal_refusal(member, view.members, view.statuses)
+        reason = removal_refusal(member, facts.members, facts.statuses)
         if reason is not None:
             return Refusal("conflict", f"{here.name} may not leave: {reason}")
     elif record is not None and (here.leaving is None or here.leaving != record.member_id):
@@ -163,15 +164,15 @@ def leave_plan(here: Here, view: ClusterView) -> Plan | Refusal:
         "remove_member": member is not None or record is not None,
         # Before the node keys: while the host's maintenance request is there, the manager
         # does not try to bring the VMs back to it.
-        "clear_origins": bool(view.returning),
-        "delete_node_keys": view.node_keys,
+        "clear_origins": bool(facts.returning),
+        "delete_node_keys": facts.node_keys,
         "stop_etcd": True,
         "wipe_etcd_data": here.etcd_data,
         "wipe_pki": here.pki_files,
         "wipe_config": True,
     }
     return Plan(member=member, record=record is not None,
-                steps=tuple(s for s in STEPS if wanted[s]), returning=tuple(view.returning))
+                steps=tuple(s for s in STEPS if wanted[s]), returning=tuple(facts.returning))
 
 
 def summary(here: Here, plan: Plan) -> str:
