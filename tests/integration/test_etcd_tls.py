@@ -20,9 +20,10 @@ import pytest
 
 from corral.cluster import etcd_auth, members
 from corral.cluster import store as store_module
+from corral.cluster.health import healthy
 from corral.cluster.membership import initial_cluster, summarize
 from corral.cluster.store import Store
-from corral.lab.etcd import ClusterState, EtcdMember, free_port, healthy, wait_healthy
+from corral.lab.etcd import ClusterState, EtcdMember, free_port, wait_healthy
 from corral.pki import ca as pki_ca
 from corral.pki import certs
 from corral.pki.files import TLSFiles

@@ -23,13 +23,13 @@ import httpx
 import pytest
 from tls_certs import make_ca, make_host_cert
 
+from corral.cluster.health import healthy
 from corral.host import config as host_config
 from corral.host.commands import AGENT, ETCD, WATCHDOG, ServiceCommand, host_commands
 from corral.host.config import HostConfig
 from corral.host.processes import pid_alive
 from corral.host.services import SupervisedServices, read_status
 from corral.lab import faults, netns, procs
-from corral.lab.etcd import healthy
 from corral.lab.layout import LabLayout, spare_base_port
 from corral.lab.supervisor import Supervisor, plan_children
 from corral.pki.files import TLSFiles

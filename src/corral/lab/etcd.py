@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import httpx
 
+from corral.cluster.health import healthy
 from corral.host.commands import ETCD_TUNING, etcd_tls_flags
 from corral.pki.files import TLSFiles
 
@@ -73,14 +74,6 @@ class EtcdMember:
 
 def _client_kwargs(tls: TLSFiles | None) -> dict[str, Any]:
     return tls.httpx_kwargs() if tls else {}
-
-
-def healthy(client_url: str, timeout: float = 1.0, tls: TLSFiles | None = None) -> bool:
-    try:
-        r = httpx.get(f"{client_url}/health", timeout=timeout, **_client_kwargs(tls))
-        return r.status_code == 200 and r.json().get("health") in ("true", True)
-    except (httpx.HTTPError, ValueError):
-        return False
 
 
 @dataclass(frozen=True)

@@ -38,13 +38,13 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from corral.cluster.health import healthy
 from corral.cluster.models import StorageConfig, StorageType
 from corral.cluster.store import Store
 from corral.fencing.labdog import host_qemu_pids
 from corral.host.services import ServicesError, write_status
 from corral.lab import netns, procs
 from corral.lab.children import ChildSpec, Role, changes, read_wanted, wanted_children
-from corral.lab.etcd import healthy
 from corral.lab.layout import LabLayout, write_json_atomic
 
 log = logging.getLogger("corral.lab.supervisor")

@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 
 from corral.cluster import members
+from corral.cluster.health import healthy
 from corral.host import config as host_config
 from corral.host import services as host_services
 from corral.host.commands import ETCD, host_commands, services_of
 from corral.host.config import HostConfig
 from corral.host.services import Services, SupervisedServices, SystemdServices
-from corral.lab.etcd import healthy
 from corral.pki.files import TLSFiles
 
 Say = Callable[[str], None]
