@@ -91,6 +91,19 @@ async def test_vm_lifecycle_heartbeat_shutdown_and_adoption(
     fresh = await run_task(store, "vm.start", 100)
     assert fresh.state is TaskState.OK and "already_running" not in fresh.result
     assert fresh.result["pid"] != waiting and not pid_alive(waiting)
+    await wait_for(beating, 30, "the fresh guest's heartbeat")
+
+    # Nor is a paused QEMU a VM to adopt: an incoming one whose stream came whole but whose
+    # move was never committed (its source host was fenced mid-migration), or a source whose
+    # guest went on elsewhere. The start boots the guest afresh instead of leaving it
+    # paused for good while HA counts it as started.
+    paused = fresh.result["pid"]
+    await driver.pause(100)
+    assert await driver.status(100) is VMStatus.PAUSED
+    fresh = await run_task(store, "vm.start", 100)
+    assert fresh.state is TaskState.OK and "already_running" not in fresh.result
+    assert fresh.result["pid"] != paused and not pid_alive(paused)
+    assert await driver.status(100) is VMStatus.RUNNING
     pid = fresh.result["pid"]
     await wait_for(beating, 30, "the fresh guest's heartbeat")
 

@@ -32,10 +32,15 @@ async def create(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[s
 
 async def start(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[str, Any]:
     running = ctx.driver.pid(vm.vmid)
-    if running is not None and await ctx.driver.status(vm.vmid) is VMStatus.STARTING:
-        # An incoming QEMU whose stream never came (its source died mid-migration and the
-        # VM was recovered here): it holds no guest, and no migration runs beside a start.
-        await report(0.1, f"stopping an incoming QEMU that never received the VM ({running})")
+    status = await ctx.driver.status(vm.vmid) if running is not None else None
+    if status in (VMStatus.STARTING, VMStatus.PAUSED):
+        # Left here by a migration whose source host was lost (the VM was then recovered
+        # here; no migration runs beside a start): an incoming QEMU whose stream never came
+        # or never finished holds no guest; one whose stream came whole, or a source whose
+        # guest went on elsewhere, holds a guest state nobody can vouch for (a rolled-back
+        # move made it stale). Resuming it could run the guest from the past against its
+        # disk: the VM boots afresh, as after any host loss.
+        await report(0.1, f"stopping a {status.value} QEMU left by a migration ({running})")
         await ctx.driver.stop(vm.vmid)
         running = None
     if running is not None:
