@@ -127,3 +127,16 @@ def test_the_ca_hash_is_the_sha256_of_its_public_key_info(cluster_ca: pki_ca.CA)
     assert pki_ca.spki_sha256(cluster_ca.cert) == hashlib.sha256(der).hexdigest()
     # Another CA of the same cluster name is another key, so another hash.
     assert pki_ca.spki_sha256(pki_ca.make_ca("prod").cert) != pki_ca.spki_sha256(cluster_ca.cert)
+
+
+def test_an_identity_without_names_gets_a_certificate_without_a_san(
+        cluster_ca: pki_ca.CA) -> None:
+    """An admin or client identity is a CN only: its certificate must still be made (an empty
+    SAN extension is invalid X.509, and newer cryptography refuses to build one)."""
+    admin = Identity.of("admin")
+    key, cert = certs.issue(cluster_ca, admin)
+    with pytest.raises(x509.ExtensionNotFound):
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert certs.identity_of(cert.subject, cert.extensions) == admin
+    csr = certs.make_csr(key, admin)
+    assert certs.identity_of(csr.subject, csr.extensions) == admin
