@@ -89,7 +89,7 @@ def identity_of(subject: x509.Name, extensions: x509.Extensions) -> Identity:
     try:
         san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        san = x509.SubjectAlternativeName([])
+        return Identity(common_name(subject))
     ips = [i for i in san.get_values_for_type(x509.IPAddress)
            if isinstance(i, ipaddress.IPv4Address | ipaddress.IPv6Address)]
     return Identity(common_name(subject), frozenset(san.get_values_for_type(x509.DNSName)),
