@@ -141,6 +141,15 @@ async def test_the_agent_keeps_host_and_vm_history_and_the_api_relays_it(
     code, out = corral(api_url, "node", "usage", "n1", "--range", "decade")
     assert code == 2 and "--range" in out
 
+    # The agent's own endpoint takes the same token as the API, and checks the range too.
+    n1 = await store.node("n1")
+    assert n1 is not None and n1.info is not None and n1.info.agent_url
+    async with httpx.AsyncClient(base_url=n1.info.agent_url, timeout=10) as direct:
+        assert (await direct.get("/usage")).status_code == 401
+        r = await direct.get("/vms/140/usage", params={"range": "decade"},
+                             headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "range"
+
     # A restart (as systemd's) writes the archives and the next agent reads them back.
     before_vm = figures(await usage(api, "/vms/140/usage"), "memory_used_bytes")
     before_node = figures(await usage(api, "/nodes/n1/usage"), "memory_total_bytes")
