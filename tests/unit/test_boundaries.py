@@ -42,6 +42,8 @@ CORE = [
     "corral.setup.leave_rules",
     "corral.setup.status_view",
     "corral.metrics.cluster",
+    "corral.usage.rrd",
+    "corral.usage.figures",
     "corral.sim",
 ]
 

@@ -1,6 +1,6 @@
-"""The agent's own small HTTP endpoint: the serial console of its VMs, for the API to relay,
-and this process's Prometheus metrics (etcd latency, manager passes while it leads, what its
-VMs' QEMU processes use)."""
+"""The agent's own small HTTP endpoint: the serial console of its VMs and the host's usage
+history, for the API to relay, and this process's Prometheus metrics (etcd latency, manager
+passes while it leads, what its VMs' QEMU processes use)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from corral.agent.history import UsageHistory
 from corral.cluster.store import Store
 from corral.metrics import vm_usage
 from corral.metrics.exposition import CONTENT_TYPE, render
 from corral.qemu.driver import QemuDriver
+from corral.usage.rrd import RANGES
 
 TOKEN_CACHE_SECONDS = 10.0
 
 
-def console_app(store: Store, driver: QemuDriver, node: str) -> Starlette:
+def console_app(store: Store, driver: QemuDriver, node: str,
+                history: UsageHistory | None = None) -> Starlette:
     valid_until: dict[str, float] = {}
 
     async def authorised(request: Request) -> bool:
@@ -58,5 +61,26 @@ def console_app(store: Store, driver: QemuDriver, node: str) -> Starlette:
         usage = vm_usage.vm_usage_metrics(node, vm_usage.sample(driver.running()))
         return Response(render(extra=usage), media_type=CONTENT_TYPE)
 
+    async def usage(request: Request) -> JSONResponse:
+        if not await authorised(request):
+            return refused()
+        range_name = request.query_params.get("range", "hour")
+        if range_name not in RANGES:
+            return JSONResponse({"error": {
+                "code": "invalid", "field": "range",
+                "message": f"range must be one of {', '.join(RANGES)}"}}, 422)
+        raw = request.path_params.get("vmid")
+        if raw is not None and not raw.isdigit():
+            return JSONResponse({"error": {"code": "invalid", "field": "vmid",
+                                           "message": "vmid must be an integer"}}, 422)
+        if history is None:
+            return JSONResponse({"error": {"code": "unavailable", "field": None,
+                                           "message": "this agent keeps no usage history"}},
+                                503)
+        vmid = None if raw is None else int(raw)
+        return JSONResponse(await history.window(vmid, range_name))
+
     return Starlette(routes=[Route("/vms/{vmid}/console", console),
+                             Route("/vms/{vmid}/usage", usage),
+                             Route("/usage", usage),
                              Route("/metrics", metrics)])

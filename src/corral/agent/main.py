@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import socket
+import time
 from typing import Any
 
 import uvicorn
@@ -23,6 +24,7 @@ from corral.agent.context import (
     owner_guard,
     record,
 )
+from corral.agent.history import UsageHistory
 from corral.agent.liveness import Liveness
 from corral.agent.monitor import Monitor
 from corral.agent.reconciler import Do, Placed, Purpose, ShutdownKind, plan_startup
@@ -42,6 +44,7 @@ from corral.qemu.driver import QemuDriver
 from corral.qemu.tls import credentials_dir
 
 log = logging.getLogger("corral.agent")
+HISTORY_WRITE_SECONDS = 10.0  # a stuck disk must not hold up the agent's exit
 
 
 async def choose_accel(settings: AgentSettings) -> Accel:
@@ -168,8 +171,12 @@ async def run(settings: AgentSettings) -> None:
         # Renewing from now on: the start-up reconcile proves ownership under this lease.
         lease_job = asyncio.create_task(liveness.keep_alive(), name="lease")
         await reconcile_at_start(ctx, start_vm)
-        server = uvicorn.Server(console_config(settings,
-                                               console_app(store, driver, settings.node)))
+        history = UsageHistory(settings.node, settings.usage_dir, driver,
+                               lambda: view.snapshot(time.time()))
+        with contextlib.suppress(Exception):  # no history is no reason not to run the host
+            await history.load()
+        server = uvicorn.Server(console_config(
+            settings, console_app(store, driver, settings.node, history)))
 
         async def usage_loop() -> None:
             while True:
@@ -208,6 +215,7 @@ async def run(settings: AgentSettings) -> None:
             tasks_job,
             monitor_job,
             asyncio.create_task(usage_loop(), name="usage"),
+            asyncio.create_task(history.run(), name="usage-history"),
             asyncio.create_task(server.serve(sockets=[sock]), name="console"),
             # Every agent campaigns; the elected one runs the manager's decisions.
             asyncio.create_task(manager.serve(store, view, settings.node,
@@ -232,6 +240,8 @@ async def run(settings: AgentSettings) -> None:
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
+        with contextlib.suppress(Exception):  # the samples since the last write
+            await asyncio.wait_for(history.persist(), HISTORY_WRITE_SECONDS)
         await runner.stop()
         await view.close()
         # VMs keep running: QEMU processes outlive the agent and are adopted on its return.

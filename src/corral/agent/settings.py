@@ -69,6 +69,12 @@ class AgentSettings:
         return self.data_dir / "run"
 
     @property
+    def usage_dir(self) -> Path:
+        """The usage history's files (agent.history): host state, not run state, so they
+        outlive a reboot."""
+        return self.data_dir / "usage"
+
+    @property
     def scheme(self) -> str:
         """Of the console endpoint's URL, which the host publishes for the API."""
         return "https" if self.tls is not None else "http"

@@ -21,6 +21,7 @@ from corral.api import (
     routes_metrics,
     routes_migrate,
     routes_nodes,
+    routes_usage,
     routes_vms,
     webui,
 )
@@ -136,6 +137,7 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
     app.include_router(routes_cluster.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_nodes.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_vms.router, prefix=PREFIX, dependencies=guarded)
+    app.include_router(routes_usage.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_ha.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_migrate.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_maintenance.router, prefix=PREFIX, dependencies=guarded)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from corral.cli import bulk, maintenance
+from corral.cli import bulk, maintenance, usage
 from corral.cli.client import connect
 from corral.cli.options import JsonOpt
 from corral.cli.output import ago, fields, mem, print_json, table
@@ -58,3 +58,10 @@ def show(node: Annotated[str, typer.Argument(help="Host name.")], as_json: JsonO
         ("vms", f"{n['vms']} ({n['vms_running']} running)"), ("started", ago(n["started_at"])),
         ("versions", versions),
     ])
+
+
+@app.command("usage")
+def node_usage(node: Annotated[str, typer.Argument(help="Host name.")],
+               range_: usage.RangeOpt = usage.Range.hour, as_json: JsonOpt = False) -> None:
+    """A host's usage history: latest, average and maximum of each metric over the range."""
+    usage.show(f"/nodes/{node}/usage", range_, as_json)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from corral.cli import usage
 from corral.cli.client import Api, connect
 from corral.cli.migrate import migrate as migrate_command
 from corral.cli.options import JsonOpt, NoWaitOpt
@@ -205,3 +206,10 @@ def console(
 
 
 app.command("migrate")(migrate_command)
+
+
+@app.command("usage")
+def vm_usage(vmid: VmidArg, range_: usage.RangeOpt = usage.Range.hour,
+             as_json: JsonOpt = False) -> None:
+    """A VM's usage history, as the host it is on keeps it (it starts anew on each host)."""
+    usage.show(f"/vms/{vmid}/usage", range_, as_json)
