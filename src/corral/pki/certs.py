@@ -42,10 +42,12 @@ class Identity:
     def of(cls, cn: str, dns: Iterable[str] = (), ips: Iterable[str] = ()) -> Identity:
         return cls(cn, frozenset(dns), frozenset(ipaddress.ip_address(i) for i in ips))
 
-    def san(self) -> x509.SubjectAlternativeName:
+    def san(self) -> x509.SubjectAlternativeName | None:
+        """None for an identity with no names (the admin's): a SAN extension must hold at
+        least one name (RFC 5280), and cryptography 51 refuses to build an empty one."""
         names: list[x509.GeneralName] = [x509.DNSName(d) for d in sorted(self.dns)]
         names += [x509.IPAddress(i) for i in sorted(self.ips, key=str)]
-        return x509.SubjectAlternativeName(names)
+        return x509.SubjectAlternativeName(names) if names else None
 
 
 def make_key() -> ec.EllipticCurvePrivateKey:
@@ -53,12 +55,11 @@ def make_key() -> ec.EllipticCurvePrivateKey:
 
 
 def make_csr(key: ec.EllipticCurvePrivateKey, identity: Identity) -> x509.CertificateSigningRequest:
-    return (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.cn)]))
-        .add_extension(identity.san(), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.cn)]))
+    if (san := identity.san()) is not None:
+        builder = builder.add_extension(san, critical=False)
+    return builder.sign(key, hashes.SHA256())
 
 
 def csr_pem(csr: x509.CertificateSigningRequest) -> bytes:
@@ -88,7 +89,7 @@ def identity_of(subject: x509.Name, extensions: x509.Extensions) -> Identity:
     try:
         san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        san = x509.SubjectAlternativeName([])
+        return Identity(common_name(subject))
     ips = [i for i in san.get_values_for_type(x509.IPAddress)
            if isinstance(i, ipaddress.IPv4Address | ipaddress.IPv6Address)]
     return Identity(common_name(subject), frozenset(san.get_values_for_type(x509.DNSName)),
@@ -119,7 +120,7 @@ def sign(ca: CA, csr: x509.CertificateSigningRequest, identity: Identity,
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise CSRRefused("csr: the key is not an EC key")
     now = now or datetime.now(UTC)
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.cn)]))
         .issuer_name(ca.cert.subject)
@@ -134,12 +135,13 @@ def sign(ca: CA, csr: x509.CertificateSigningRequest, identity: Identity,
             encipher_only=False, decipher_only=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage(
             [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(identity.san(), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
                        critical=False)
-        .sign(ca.key, hashes.SHA256())
     )
+    if (san := identity.san()) is not None:
+        builder = builder.add_extension(san, critical=False)
+    return builder.sign(ca.key, hashes.SHA256())
 
 
 def issue(ca: CA, identity: Identity, validity: timedelta = HOST_VALIDITY,
