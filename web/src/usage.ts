@@ -25,8 +25,9 @@ export interface UsageHistory {
   metrics: Partial<Record<MetricKey, SeriesPair>>; // a VM has no psi_*
 }
 
-// "percent": a fraction 0..1 drawn as 0..100 %; "stall": pressure stall information as the
-// kernel gives it (/proc/pressure: per cent of the time some task waited), drawn as it is.
+// "percent": a fraction 0..1 drawn as 0..100 % on a 0..100 axis; "stall": pressure stall, the
+// share 0..1 of the time some task waited (/proc/pressure), drawn in per cent on an axis that
+// fits the values (stalls of a few per cent would be flat on a 0..100 one).
 export type Unit = "percent" | "stall" | "bytes" | "rate";
 
 export interface SeriesSpec { key: MetricKey; label: string; color: string }
@@ -97,7 +98,7 @@ export function chartsFor(history: UsageHistory): ChartSpec[] {
 
 function scaled(unit: Unit, v: number | null): number | null {
   if (v === null || !Number.isFinite(v)) return null;
-  return unit === "percent" ? v * 100 : v;
+  return unit === "percent" || unit === "stall" ? v * 100 : v;
 }
 
 export type AlignedData = [number[], ...Values[]];

@@ -21,7 +21,7 @@ function host(): UsageHistory {
       net_tx_bytes_per_s: pair([null, null, null], [null, null, null]),
       disk_read_bytes_per_s: pair([0, 0, 0], [0, 0, 0]),
       disk_write_bytes_per_s: pair([0, 0, 0], [0, 0, 0]),
-      psi_cpu: pair([0.5, 1.5, 2.5], [1, 2, 3]),
+      psi_cpu: pair([0.005, 0.015, null], [0.01, 0.02, 0.03]),
       psi_memory: pair([0, 0, 0], [0, 0, 0]),
       psi_io: pair([0, 0, 0], [0, 0, 0]),
     },
@@ -41,6 +41,12 @@ test("memory draws used and total in bytes, in the spec's order", () => {
   const mem = shapeChart(host(), CHARTS.find((c) => c.id === "memory")!, "max");
   assert.deepEqual(mem.series.map((s) => s.label), ["used", "total"]);
   assert.deepEqual(mem.data.slice(1), [[2048, 4096, null], [8192, 8192, 8192]]);
+});
+
+test("pressure stall is a share of the time, drawn in per cent", () => {
+  const psi = shapeChart(host(), CHARTS.find((c) => c.id === "psi")!, "avg");
+  assert.deepEqual(psi.series.map((s) => s.label), ["cpu", "memory", "io"]);
+  assert.deepEqual(psi.data[1], [0.5, 1.5, null]);
 });
 
 test("a VM's history has no pressure chart; a host's has all five", () => {
