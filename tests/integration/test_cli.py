@@ -222,3 +222,15 @@ def test_vm_list_reads_every_page_and_filters(run: CliRunnerCall, etcd_endpoint:
     bad = run("vm", "list", "--status", "sleeping")
     assert bad.exit_code == 1 and bad.stderr.startswith("error: status"), bad.output
     assert run("vm", "list", "--limit", "0").exit_code == 2
+
+
+def test_bulk_cancel_stops_the_vms_not_begun(run: CliRunnerCall) -> None:
+    created = json.loads(run("vm", "create", "--name", "b1", "--node", "n1", "--memory", "64",
+                             "--no-wait", "--json").stdout)
+    task = run("node", "bulk", "start", "n1", "--no-wait").stdout.strip()
+    result = run("node", "bulk", "cancel", task)  # no manager here: nothing has begun
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == f"cancelled: {created['vmid']}"
+    again = run("node", "bulk", "cancel", task, "--vms", str(created["vmid"]))
+    assert again.exit_code == 1 and "nothing to cancel" in again.stderr
+    assert "already cancelled" in again.stderr

@@ -110,6 +110,17 @@ def test_filters_by_node_and_status() -> None:
     assert paging.tasks_matching(tasks, 102, None, None) == []
 
 
+def test_tasks_filter_by_kind_and_bulk_parent() -> None:
+    parent = Task(id="b1", kind="node.bulk", node="n1", created_at=1.0)
+    child = Task(id="b1-101", kind="vm.start", node="n1", vmid=101, parent="b1",
+                 created_at=2.0)
+    other = task("c", 3.0)
+    tasks = [parent, child, other]
+    assert paging.tasks_matching(tasks, None, None, None, kind="node.bulk") == [parent]
+    assert paging.tasks_matching(tasks, None, "n1", None, parent="b1") == [child]
+    assert paging.tasks_matching(tasks, None, None, None, parent="zz") == []
+
+
 def raw_cursor(value: object) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
 

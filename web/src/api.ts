@@ -23,7 +23,7 @@ interface ErrorBody {
   error?: { code?: unknown; message?: unknown; field?: unknown };
 }
 
-async function errorFrom(resp: Response): Promise<ApiError> {
+export async function errorFrom(resp: Response): Promise<ApiError> {
   const text = await resp.text();
   try {
     const e = (JSON.parse(text) as ErrorBody).error;

@@ -138,7 +138,9 @@ def vms_matching(vms: Sequence[VMOut], node: str | None, status: VMStatus | None
 
 
 def tasks_matching(tasks: Sequence[Task], vmid: int | None, node: str | None,
-                   state: TaskState | None) -> list[Task]:
+                   state: TaskState | None, *, kind: str | None = None,
+                   parent: str | None = None) -> list[Task]:
     return [t for t in tasks
             if (vmid is None or t.vmid == vmid) and (node is None or t.node == node)
-            and (state is None or t.state == state)]
+            and (state is None or t.state == state) and (kind is None or t.kind == kind)
+            and (parent is None or t.parent == parent)]

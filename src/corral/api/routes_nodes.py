@@ -53,6 +53,8 @@ async def list_tasks(
     vmid: int | None = None,
     node: str | None = None,
     state: TaskState | None = None,
+    kind: str | None = None,
+    parent: Annotated[str | None, Query(description="A bulk job's id: its VMs' tasks.")] = None,
     # Unlike the other lists, tasks were always cut (they pile up): the default stays.
     limit: Annotated[int, Query(description="At most this many (1..10000).")] = 200,
     cursor: CursorQuery = None,
@@ -61,7 +63,8 @@ async def list_tasks(
     wanted = paging.page_request(limit, cursor, paging.TASKS, max_limit=MAX_TASKS)
     response.headers.update(skipped_header(
         p for p in snap.problems if p.key.startswith(keys.TASKS)))
-    page = paging.cut(paging.tasks_matching(snap.tasks, vmid, node, state), paging.TASKS,
+    page = paging.cut(paging.tasks_matching(snap.tasks, vmid, node, state, kind=kind,
+                                              parent=parent), paging.TASKS,
                       wanted)
     response.headers.update(page.headers())
     return page.items

@@ -47,14 +47,18 @@ def _follow(api: Api, task_id: str) -> dict[str, Any]:
 
 def _summary(t: dict[str, Any]) -> None:
     r = t["result"]
+    cancelled = r.get("cancelled", {})
     typer.echo(f"{t['params']['action']} on {t['node']}: {len(r.get('succeeded', []))} ok, "
-               f"{len(r.get('failed', {}))} failed, {len(r.get('skipped', {}))} skipped")
+               f"{len(r.get('failed', {}))} failed, {len(r.get('skipped', {}))} skipped"
+               + (f", {len(cancelled)} cancelled" if cancelled else ""))
     for vmid in r.get("succeeded", []):
         typer.echo(f"  ok       VM {vmid}")
     for vmid, why in r.get("failed", {}).items():
         typer.echo(f"  failed   VM {vmid}: {why}")
     for vmid, why in r.get("skipped", {}).items():
         typer.echo(f"  skipped  VM {vmid}: {why}")
+    for vmid, why in cancelled.items():
+        typer.echo(f"  cancelled VM {vmid}: {why}")
 
 
 def _run(node: str, body: dict[str, Any], no_wait: bool, as_json: bool) -> None:
@@ -111,3 +115,23 @@ def start(node: NodeArg, parallel: ParallelOpt = 4, vms: VmsOpt = None,
           no_wait: NoWaitOpt = False, as_json: JsonOpt = False) -> None:
     """Start the VMs of a host (`startup` order, low first)."""
     _run(node, {"action": "start", "parallel": parallel, "vms": _vms(vms)}, no_wait, as_json)
+
+
+@app.command()
+def cancel(
+    task: Annotated[str, typer.Argument(help="The bulk task's id.")],
+    vms: VmsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel a bulk job, or only some of its VMs: VMs not begun are left alone; a VM under
+    way (a migration, say) runs to its end or rolls back."""
+    body: dict[str, Any] = {} if vms is None else {"vms": _vms(vms)}
+    answer: dict[str, Any] = connect().post(f"/tasks/{task}/cancel", body)
+    if as_json:
+        print_json(answer)
+        return
+    typer.echo(f"cancelled: {', '.join(map(str, answer['cancelled'])) or 'none'}")
+    for vmid, why in answer["begun"].items():
+        typer.echo(f"  under way VM {vmid}: {why}")
+    for vmid, why in answer["finished"].items():
+        typer.echo(f"  ended     VM {vmid}: {why}")

@@ -528,6 +528,14 @@ class Store:
     async def put_task(self, task: Task) -> None:
         await self.put(keys.task(task.id), task)
 
+    async def create_task(self, task: Task) -> bool:
+        """Write task only if no task has its id (as the manager queues its tasks)."""
+        t = self.client.transactions
+        key = keys.task(task.id).encode()
+        ok, _ = await self.client.transaction(
+            compare=[t.version(key) == 0], success=[t.put(key, dump(task))], failure=[])
+        return bool(ok)
+
     async def task(self, task_id: str) -> Task | None:
         return (await self.get(keys.task(task_id), Task))[0]
 

@@ -4,7 +4,9 @@ The API creates a parent task of kind `node.bulk` (no agent claims it). The mana
 list of VMs once, in the parent's result ("plan"), then queues one child task per VM with the
 id f"{parent}-{vmid}", at most `parallel` at once, and sums the children up in the parent.
 Everything it needs is in the parent and its children, so a new manager carries on where the
-old one stopped.
+old one stopped. The operator may cancel the job, whole or per VM (`bulk_cancel.py`): a
+cancelled child counts apart from the failed ones, and a whole cancel's marker task stops the
+VMs not queued yet.
 """
 
 from __future__ import annotations
@@ -40,8 +42,22 @@ class BulkParams(BaseModel):
     timeout: float = Field(default=180.0, gt=0, le=24 * 3600)
 
 
+MARKER_KIND = "node.bulk.cancel"
+NOT_BEGUN = "cancelled by the operator before it began"
+
+
 def child_id(parent: str, vmid: int) -> str:
     return f"{parent}-{vmid}"
+
+
+def marker_id(parent: str) -> str:
+    """The task recording that the whole job was cancelled (not a VM id: no clash)."""
+    return f"{parent}-cancel"
+
+
+def is_cancelled(child: Task) -> bool:
+    """A child the operator cancelled before an agent claimed it: not a failure."""
+    return child.state is TaskState.ERROR and child.result.get("cancelled") is True
 
 
 def order(action: str, vms: list[VM]) -> list[VM]:
@@ -92,7 +108,8 @@ def _start(snap: ClusterSnapshot, parent: Task, params: BulkParams) -> Task:
     plan = [vm.vmid for vm in order(params.action, [on_node[v] for v in wanted if v in on_node])]
     return parent.model_copy(update={
         "state": TaskState.RUNNING, "started_at": snap.now,
-        "result": {"plan": plan, "succeeded": [], "failed": {}, "skipped": skipped},
+        "result": {"plan": plan, "succeeded": [], "failed": {}, "skipped": skipped,
+                   "cancelled": {}},
     }).with_log(f"{params.action} of {len(plan) + len(skipped)} VM(s), {params.parallel} at once")
 
 
@@ -109,17 +126,25 @@ def step(snap: ClusterSnapshot, parent: Task) -> tuple[list[Action], ClusterSnap
     skipped: dict[str, str] = dict(current.result.get("skipped", {}))
     # Refusals have no child task to read them from again: they are kept in the result.
     failed: dict[str, str] = dict(current.result.get("failed", {}))
+    # Likewise the VMs a whole cancel stopped before they had a child task.
+    cancelled: dict[str, str] = dict(current.result.get("cancelled", {}))
+    cancel_all = snap.task(marker_id(parent.id)) is not None
     succeeded: list[int] = []
     active = 0
     waiting: list[int] = []
     for vmid in plan:
-        if str(vmid) in skipped or str(vmid) in failed:
+        if str(vmid) in skipped or str(vmid) in failed or str(vmid) in cancelled:
             continue
         child = snap.task(child_id(parent.id, vmid))
         if child is None:
-            waiting.append(vmid)
+            if cancel_all:
+                cancelled[str(vmid)] = NOT_BEGUN
+            else:
+                waiting.append(vmid)
         elif child.state is TaskState.OK:
             succeeded.append(vmid)
+        elif is_cancelled(child):
+            cancelled[str(vmid)] = child.error or NOT_BEGUN
         elif child.state is TaskState.ERROR:
             failed[str(vmid)] = child.error or "failed"
         else:
@@ -129,7 +154,8 @@ def step(snap: ClusterSnapshot, parent: Task) -> tuple[list[Action], ClusterSnap
     blocked_group: int | None = None
     # The first group that still has work: later groups wait for it (start/shutdown order).
     for vmid in plan:
-        if str(vmid) in skipped or str(vmid) in failed or vmid in succeeded:
+        if str(vmid) in skipped or str(vmid) in failed or str(vmid) in cancelled \
+                or vmid in succeeded:
             continue
         blocked_group = _group(params.action, snap.vms.get(vmid))
         break
@@ -164,16 +190,24 @@ def step(snap: ClusterSnapshot, parent: Task) -> tuple[list[Action], ClusterSnap
         log.append(f"VM {vmid}: {child.kind} queued")
         active += 1
     total = len(plan) + sum(1 for k in skipped if int(k) not in plan)
-    finished = len(succeeded) + len(failed) + len(skipped)
-    result = {"plan": plan, "succeeded": succeeded, "failed": failed, "skipped": skipped}
+    finished = len(succeeded) + len(failed) + len(skipped) + len(cancelled)
+    result = {"plan": plan, "succeeded": succeeded, "failed": failed, "skipped": skipped,
+              "cancelled": cancelled}
     update: dict[str, Any] = {"result": result, "progress": finished / total if total else 1.0}
     if finished >= total:
-        update |= {"state": TaskState.ERROR if failed else TaskState.OK, "ended_at": snap.now,
-                   "progress": 1.0}
+        update |= {"state": TaskState.ERROR if failed or cancel_all else TaskState.OK,
+                   "ended_at": snap.now, "progress": 1.0}
+        errors = []
         if failed:
-            update["error"] = f"{len(failed)} of {total} VM(s) failed: " + "; ".join(
-                f"{k}: {v}" for k, v in failed.items())
-        log.append(f"done: {len(succeeded)} ok, {len(failed)} failed, {len(skipped)} skipped")
+            errors.append(f"{len(failed)} of {total} VM(s) failed: " + "; ".join(
+                f"{k}: {v}" for k, v in failed.items()))
+        if cancel_all:
+            errors.append(f"cancelled by the operator: {len(cancelled)} of {total} VM(s) "
+                          "not acted on")
+        if errors:
+            update["error"] = "; ".join(errors)
+        summary = f"done: {len(succeeded)} ok, {len(failed)} failed, {len(skipped)} skipped"
+        log.append(summary + (f", {len(cancelled)} cancelled" if cancelled else ""))
     new = current.model_copy(update=update)
     for line in log:
         new = new.with_log(line)

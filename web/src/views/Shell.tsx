@@ -4,7 +4,9 @@ import { href, useRoute } from "../route";
 import { useClusterState } from "../store";
 import { currentTheme, toggleTheme } from "../theme";
 import { Dashboard } from "./Dashboard";
-import { NodePage, VMPage } from "./RecordPages";
+import { HostPage } from "./HostPage";
+import { VMPage } from "./RecordPages";
+import { TasksDock } from "./TasksDock";
 import { Tree } from "./Tree";
 
 export function Shell({ onLogout }: { onLogout: () => void }) {
@@ -36,13 +38,14 @@ export function Shell({ onLogout }: { onLogout: () => void }) {
       <Tree route={route} />
       <main class="content">
         {route.page === "node" ? (
-          <NodePage name={route.name} />
+          <HostPage name={route.name} />
         ) : route.page === "vm" ? (
           <VMPage vmid={route.vmid} />
         ) : (
           <Dashboard />
         )}
       </main>
+      <TasksDock />
     </div>
   );
 }
