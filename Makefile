@@ -61,7 +61,7 @@ down:
 	$(BIN)/corral lab down
 
 lint: venv
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
 # pytest's exit code 5 (nothing collected) must never pass as success.

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -64,8 +65,8 @@ async def main(vms: int, passes: int) -> None:
         cfg = VMConfig(vmid=vmid, name=f"b{vmid}", memory_mb=64, cores=1,
                        disks=[Disk(volume=f"local:vm-{vmid}.qcow2", size_mb=32)])
         disk = root / f"vm-{vmid}.qcow2"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "32M"],
-                       check=True)
+        await asyncio.to_thread(subprocess.run, ["qemu-img", "create", "-q", "-f", "qcow2",
+                                                 str(disk), "32M"], check=True)
         await driver.start(cfg, [disk])
         configs[vmid] = SimpleNamespace(config=cfg)
     snap = SimpleNamespace(vms=configs, unreadable_vms=set(), revision=1)
@@ -115,7 +116,7 @@ async def main(vms: int, passes: int) -> None:
     finally:
         for vmid in configs:
             await driver.stop(vmid)
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+        await asyncio.to_thread(shutil.rmtree, root, True)
 
 
 if __name__ == "__main__":
