@@ -4,7 +4,12 @@ real agent of n1, and its one connection to the tiny guest's serial socket under
 from __future__ import annotations
 
 import asyncio
+import os
+import pty
 import re
+import select
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -194,3 +199,51 @@ async def test_a_stopped_guest_ends_its_console(api_url: str, running: int,
         code, reason = await closed_with(ws)
         assert (await stop).state is TaskState.OK
     assert code == core.ENDED and "went away" in reason, (code, reason)
+
+
+def read_pty(fd: int, pattern: re.Pattern[bytes], seen: bytearray, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pattern.search(seen):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{pattern.pattern!r} not on the terminal:\n"
+                                 f"{bytes(seen[-2000:]).decode(errors='replace')}")
+        if select.select([fd], [], [], min(left, 0.5))[0]:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:  # the other end closed: the CLI exited
+                raise AssertionError(f"{pattern.pattern!r} never came:\n"
+                                     f"{bytes(seen).decode(errors='replace')}") from None
+
+
+def cli_session(api_url: str) -> tuple[int, bytes]:
+    """`corral vm console 100 -i` on a terminal of its own: types a command, leaves."""
+    parent, child = pty.openpty()
+    env = {**os.environ, "CORRAL_URL": api_url, "CORRAL_TOKEN": TOKEN,
+           "CORRAL_CONFIG": "/nonexistent/client.json"}
+    proc = subprocess.Popen([sys.executable, "-m", "corral.cli.main", "vm", "console",
+                             str(VMID), "-i"], stdin=child, stdout=child, stderr=child,
+                            env=env, start_new_session=True)
+    os.close(child)
+    seen = bytearray()
+    try:
+        read_pty(parent, HEARTBEAT, seen)
+        os.write(parent, b"\r")
+        read_pty(parent, re.compile(rb"tiny# "), seen)
+        os.write(parent, b"echo $((6*7))cli\r")
+        read_pty(parent, re.compile(rb"42cli"), seen)
+        os.write(parent, b"\x1d")  # Ctrl-]
+        code = proc.wait(15)
+        read_pty(parent, re.compile(rb"left the console"), seen, 5)
+        return code, bytes(seen)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(parent)
+
+
+async def test_the_cli_attaches_a_terminal_and_leaves_on_ctrl_bracket(api_url: str,
+                                                                      running: int) -> None:
+    code, seen = await asyncio.to_thread(cli_session, api_url)
+    assert code == 0, seen.decode(errors="replace")
