@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 import uvicorn
-from agents import AgentProc, agent_fixture, wait_for  # noqa: F401  (fixture)
+from agents import AgentProc, Cluster, agent_fixture, cluster_fixture, wait_for  # noqa: F401
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -247,3 +247,31 @@ async def test_the_cli_attaches_a_terminal_and_leaves_on_ctrl_bracket(api_url: s
                                                                       running: int) -> None:
     code, seen = await asyncio.to_thread(cli_session, api_url)
     assert code == 0, seen.decode(errors="replace")
+
+
+async def test_the_console_follows_a_live_migration(api_url: str, c: Cluster) -> None:
+    """The source's QEMU ends the console (4410); opened again, the API relays to the
+    target's agent, and the guest's shell typed into before the move answers after it."""
+    await c.store.add_token(TOKEN)
+    vmid = 102
+    assert await c.store.create_vm(VMConfig(vmid=vmid, name="moving", memory_mb=96, cores=1),
+                                   Placement(node="n1"))
+    assert (await c.run("vm.start", vmid)).state is TaskState.OK
+    async with open_console(api_url, vmid) as ws:
+        seen = bytearray()
+        await read_until(ws, HEARTBEAT, seen)
+        await ws.send("\r")
+        await read_until(ws, re.compile(rb"tiny# "), seen)
+        await ws.send("echo before$((1+1))\r")
+        await read_until(ws, re.compile(rb"before2"), seen)
+        moving = asyncio.create_task(c.run("vm.migrate", vmid, target="n2",
+                                           with_local_disks=False, timeout=90))
+        code, reason = await closed_with(ws)
+        done = await moving
+    assert done.state is TaskState.OK, (done.error, done.log)
+    assert code == core.ENDED and "n1" in reason, (code, reason)
+    async with open_console(api_url, vmid) as ws:
+        seen = bytearray()
+        await ws.send("echo after$((2+2))\r")
+        await read_until(ws, re.compile(rb"after4"), seen)
+        await read_until(ws, HEARTBEAT, seen)
