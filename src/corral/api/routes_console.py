@@ -30,8 +30,9 @@ from corral.api.deps import TokenDep
 from corral.api.errors import ApiError, error_body
 from corral.api.routes_events import StreamTicket
 from corral.api.stream_tickets import TICKET_SECONDS, StreamTickets
-from corral.api.views import vm_status
-from corral.cluster.models import VMStatus
+from corral.cluster import keys
+from corral.cluster.models import Placement, VMRuntime, VMStatus
+from corral.cluster.records import UnreadableRecord
 from corral.cluster.store import Store
 from corral.serial import core
 
@@ -80,21 +81,28 @@ async def _token(ws: WebSocket, ticket: str | None, token: str | None) -> str:
 
 
 async def _where(store: Store, vmid: int) -> tuple[str, str] | core.Close:
-    """The node the VM runs on and its agent's URL, or why there is no console to attach."""
-    vm = await store.vm(vmid)
-    if vm is None:
+    """The node the VM runs on and its agent's URL, or why there is no console to attach.
+    The placement is all it needs: a VM whose config does not decode still has a console."""
+    try:
+        placement, _ = await store.get(keys.vm(vmid, "placement"), Placement)
+    except UnreadableRecord as e:
+        return core.Close(core.UNREADABLE, f"VM {vmid}'s placement does not decode: {e}")
+    if placement is None:
         return core.Close(core.NOT_FOUND, f"VM {vmid} does not exist")
-    if vm_status(vm) is VMStatus.STOPPED:
+    try:
+        runtime, _ = await store.get(keys.vm(vmid, "runtime"), VMRuntime)
+    except UnreadableRecord:
+        runtime = None  # the agent says whether it runs
+    if runtime is not None and runtime.status is VMStatus.STOPPED:
         return core.Close(core.NOT_RUNNING, f"VM {vmid} is stopped: start it to use its "
                                             "console")
-    node_name = vm.placement.node
-    node = await store.node(node_name)
+    node = await store.node(placement.node)
     if node is None or not node.alive:
-        return core.Close(core.UNREACHABLE, f"VM {vmid}'s host {node_name} is offline")
+        return core.Close(core.UNREACHABLE, f"VM {vmid}'s host {placement.node} is offline")
     url = node.info.agent_url if node.info else ""
     if not url:
-        return core.Close(core.UNREACHABLE, f"node {node_name} publishes no agent URL")
-    return node_name, url
+        return core.Close(core.UNREACHABLE, f"node {placement.node} publishes no agent URL")
+    return placement.node, url
 
 
 async def _close(ws: WebSocket, why: core.Close) -> None:

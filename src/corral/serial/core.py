@@ -43,6 +43,7 @@ TRY_AGAIN_LATER = 1013
 UNAUTHORIZED = 4401
 NOT_FOUND = 4404
 NOT_RUNNING = 4409  # the VM does not run (here): nothing to attach to
+UNREADABLE = 4422  # the VM's placement does not decode: where it runs is not known
 ENDED = 4410  # the QEMU this console was attached to went away
 UNREACHABLE = 4502  # the API cannot reach the VM's agent, or the agent its QEMU
 
