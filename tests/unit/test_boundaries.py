@@ -37,6 +37,7 @@ CORE = [
     "corral.agent.reconciler",
     "corral.cluster.membership",
     "corral.pki.tokens",
+    "corral.serial.core",
     "corral.setup.join_rules",
     "corral.setup.removal_rules",
     "corral.setup.leave_rules",

@@ -250,3 +250,12 @@ def test_stream_tickets_open_once_and_expire() -> None:
     issued = [tickets.issue(now=200.0) for _ in range(5)]
     assert len(tickets) == 3  # the oldest are forgotten, never more than the limit
     assert not tickets.redeem(issued[0], now=200.0) and tickets.redeem(issued[-1], now=200.0)
+
+
+def test_a_ticket_carries_the_token_it_was_traded_for_once() -> None:
+    tickets = StreamTickets(ttl=30.0)
+    t = tickets.issue(now=100.0, token="secret")
+    assert tickets.redeem_token(t, now=101.0) == "secret"
+    assert tickets.redeem_token(t, now=101.0) is None  # spent
+    assert tickets.redeem_token(tickets.issue(now=100.0), now=101.0) == ""  # none carried
+    assert tickets.redeem_token(tickets.issue(now=100.0, token="x"), now=131.0) is None

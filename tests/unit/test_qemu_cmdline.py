@@ -33,7 +33,9 @@ def test_basic_tcg_command() -> None:
     assert option(cmd, "-machine") == ["q35"]
     assert option(cmd, "-pidfile") == ["/run/corral/101.pid"]
     assert option(cmd, "-qmp") == ["unix:/run/corral/101.qmp,server=on,wait=off"]
-    assert option(cmd, "-chardev") == ["file,id=serial0,path=/run/corral/101.serial.log,append=on"]
+    assert option(cmd, "-chardev") == [
+        "socket,id=serial0,path=/run/corral/101.tty,server=on,wait=off,"
+        "logfile=/run/corral/101.serial.log,logappend=on"]
     assert option(cmd, "-serial") == ["chardev:serial0"]
     assert {"-daemonize", "-nodefaults", "-no-user-config"} <= set(cmd)
     assert option(cmd, "-kernel") == ["/srv/images/tiny/vmlinuz"]
@@ -96,5 +98,9 @@ def test_disk_count_must_match() -> None:
 def test_socket_path_length_is_checked() -> None:
     with pytest.raises(SocketPathTooLong, match="107"):
         VMPaths(Path("/tmp") / ("x" * 120), 101)
+    # Every socket is checked: the serial port's as well as QMP's.
+    with pytest.raises(SocketPathTooLong, match=r"100\.(qmp|tty)"):
+        VMPaths(Path("/") / ("x" * 100), 100)
     paths = VMPaths(RUN, 7)
     assert paths.serial_log == RUN / "7.serial.log"
+    assert paths.serial_socket == RUN / "7.tty"

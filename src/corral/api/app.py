@@ -15,6 +15,7 @@ from corral.api import (
     errors,
     routes_bulk,
     routes_cluster,
+    routes_console,
     routes_events,
     routes_ha,
     routes_maintenance,
@@ -30,6 +31,7 @@ from corral.api.auth import TokenChecker
 from corral.api.deps import require_token
 from corral.api.schemas import Health
 from corral.api.shedding import InFlight, LoadShedding
+from corral.api.stream_tickets import StreamTickets
 from corral.api.wire import DEFAULT_MAX_IN_FLIGHT
 from corral.cluster.store import Store, StoreError
 from corral.cluster.view import ClusterView
@@ -99,6 +101,8 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
             app.state.answers = Answers(app.state.view)
             app.state.tokens = TokenChecker(store, app.state.view)
             app.state.http = http
+            app.state.agent_ssl = tls.ssl_context() if tls else None  # the console's relay
+            app.state.console_tickets = StreamTickets()  # GET /vms/{vmid}/console/ws
             app.state.snapshot_source = source.from_view(app.state.view)  # what /metrics shows
             app.state.events = routes_events.EventHub(app.state.view)  # GET /events
             app.state.cluster = await _cluster_access(stack, store, etcd_endpoints, tls,
@@ -145,5 +149,7 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
     app.include_router(routes_metrics.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_events.router, prefix=PREFIX)  # a token or a stream ticket
     app.include_router(routes_events.guarded, prefix=PREFIX, dependencies=guarded)
+    app.include_router(routes_console.router, prefix=PREFIX)  # a token, header or ticket
+    app.include_router(routes_console.guarded, prefix=PREFIX, dependencies=guarded)
     webui.mount(app)  # `/` and `/assets/...` only: nothing under PREFIX
     return app

@@ -27,9 +27,13 @@ ASSETS = "/assets"
 # Vite writes the assets flat, with a content hash in each name.
 ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
-# The page loads only its own files and talks only to its own origin (the API); the token it
-# holds cannot be sent elsewhere by an injected script from another origin.
-CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+# The page loads only its own files and talks only to its own origin (the API, and its
+# websockets: CSP's 'self' covers ws:/wss: of the same host); the token it holds cannot be
+# sent elsewhere by an injected script from another origin. `style-src-elem` lets <style>
+# elements made at run time in: the serial console's terminal (xterm.js) sizes and colours
+# its cells with them. Scripts stay 'self' only, and style attributes in markup stay refused.
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; "
+       "style-src-elem 'self' 'unsafe-inline'; script-src 'self'; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 INDEX_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": CSP,
                  "X-Content-Type-Options": "nosniff"}

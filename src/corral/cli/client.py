@@ -175,11 +175,13 @@ class Api:
                                                                        *config.others)]
         self.url = self.urls[0]
         self.ca = config.ca
+        self.token = config.token
+        self.verify = pinned(config.ca)
         self.http = httpx.Client(
             base_url=self.url + API_PREFIX,
             headers={"Authorization": f"Bearer {config.token}"},
             timeout=httpx.Timeout(TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
-            verify=pinned(config.ca),
+            verify=self.verify,
         )
 
     def _next_host(self) -> bool:

@@ -188,9 +188,18 @@ def console(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new output.")
     ] = False,
+    interactive: Annotated[
+        bool, typer.Option("--interactive", "-i",
+                           help="Attach this terminal: output streams, keys go to the guest; "
+                                "leave with Ctrl-].")
+    ] = False,
 ) -> None:
-    """Print the VM's serial console output."""
+    """Print the VM's serial console output, or attach to it (--interactive)."""
     api = connect()
+    if interactive:
+        from corral.cli.serial_console import attach
+
+        raise typer.Exit(attach(api.url, api.token, api.verify, vmid))
     offset = 0
     try:
         while True:

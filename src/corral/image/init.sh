@@ -1,6 +1,7 @@
 #!/bin/sh
 # PID 1 of Corral's tiny guest: a heartbeat on the serial console, a clean power-off on the
-# ACPI power button, and an optional counter written to the first disk.
+# ACPI power button, an optional counter written to the first disk, and a shell on the serial
+# console once someone presses Enter there.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -48,6 +49,18 @@ if [ -n "$fill" ]; then
     dd if=/dev/urandom of=/fill/data bs=1M count="$fill" 2>/dev/null
     echo "corral-memfill: $fill MiB"
 fi
+
+# A shell for the interactive console, in a session of its own with ttyS0 as its terminal
+# (so Ctrl-C reaches its commands, never this loop). It starts on the first Enter typed on
+# the console, so the serial log holds only heartbeats until someone uses it; leaving it
+# (exit, Ctrl-D) waits for the next Enter.
+(
+    exec </dev/ttyS0 >/dev/ttyS0 2>&1
+    while :; do
+        read -r _ || sleep 1
+        PS1='tiny# ' setsid -c sh
+    done
+) &
 
 n=1
 while :; do

@@ -38,6 +38,12 @@ def kernel_path(images_dir: Path, image: str, kernel_file: str = "vmlinuz") -> P
     return images_dir / image / kernel_file
 
 
+def serial_chardev(paths: VMPaths) -> str:
+    """wait=off: QEMU runs without a client; it accepts one at a time, whenever it comes."""
+    return (f"socket,id=serial0,path={paths.serial_socket},server=on,wait=off,"
+            f"logfile={paths.serial_log},logappend=on")
+
+
 def build_command(
     config: VMConfig,
     paths: VMPaths,
@@ -66,7 +72,9 @@ def build_command(
         "-daemonize",
         "-pidfile", str(paths.pidfile),
         "-qmp", f"unix:{paths.qmp_socket},server=on,wait=off",
-        "-chardev", f"file,id=serial0,path={paths.serial_log},append=on",
+        # The serial port is a socket the agent's console attaches to (keystrokes in, output
+        # out); QEMU logs all output to the serial log as well, attached or not.
+        "-chardev", serial_chardev(paths),
         "-serial", "chardev:serial0",
     ]  # fmt: skip
     if config.image is not None:

@@ -20,12 +20,13 @@ class VMPaths:
     vmid: int
 
     def __post_init__(self) -> None:
-        length = len(os.fsencode(self.qmp_socket))
-        if length > MAX_SOCKET_PATH:
-            raise SocketPathTooLong(
-                f"QMP socket path {self.qmp_socket} is {length} bytes, unix sockets allow "
-                f"{MAX_SOCKET_PATH}: use a shorter run directory"
-            )
+        for socket in (self.qmp_socket, self.serial_socket):
+            length = len(os.fsencode(socket))
+            if length > MAX_SOCKET_PATH:
+                raise SocketPathTooLong(
+                    f"socket path {socket} is {length} bytes, unix sockets allow "
+                    f"{MAX_SOCKET_PATH}: use a shorter run directory"
+                )
 
     @property
     def qmp_socket(self) -> Path:
@@ -36,5 +37,11 @@ class VMPaths:
         return self.run_dir / f"{self.vmid}.pid"
 
     @property
+    def serial_socket(self) -> Path:
+        """The serial port: QEMU listens here, the agent's console connects (one at a time)."""
+        return self.run_dir / f"{self.vmid}.tty"
+
+    @property
     def serial_log(self) -> Path:
+        """Everything the guest wrote to its serial port, whether or not a console listened."""
         return self.run_dir / f"{self.vmid}.serial.log"

@@ -51,6 +51,6 @@ def kill(pid: int, sig: signal.Signals = signal.SIGKILL) -> None:
 
 
 def remove_control_files(paths: VMPaths) -> None:
-    """Drop a dead QEMU's pidfile and socket; the serial log stays for post-mortems."""
-    for path in (paths.pidfile, paths.qmp_socket):
+    """Drop a dead QEMU's pidfile and sockets; the serial log stays for post-mortems."""
+    for path in (paths.pidfile, paths.qmp_socket, paths.serial_socket):
         path.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ import { href } from "../route";
 import { useClusterState } from "../store";
 import { hostState } from "../summary";
 import { ApiErrors, StateIcon } from "./bits";
+import { SerialConsole } from "./SerialConsole";
 
 function Fields({ record }: { record: object }) {
   return (
@@ -80,6 +81,7 @@ export function VMPage({ vmid }: { vmid: number }) {
           <Fields record={vm} />
         </section>
       )}
+      {vm && <SerialConsole vmid={vm.vmid} status={vm.status} />}
     </div>
   );
 }
