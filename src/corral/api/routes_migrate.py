@@ -1,12 +1,13 @@
 """VM migration: queue a `vm.migrate` on the VM's host, refused up front when it cannot work,
-and the live figures of a migration in progress."""
+the hosts it could go to and why the others cannot take it, and the live figures of a
+migration in progress."""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from corral.api import queue
@@ -14,13 +15,16 @@ from corral.api.deps import StoreDep, ViewDep
 from corral.api.errors import conflict, not_found
 from corral.api.schemas import TaskAccepted
 from corral.cluster import records
+from corral.cluster.models import VM
 from corral.cluster.records import UnreadableRecord
+from corral.cluster.snapshot import ClusterSnapshot
 from corral.ha.placement import rule_breach
 from corral.ha.store import read_all_from
 from corral.migration import record
 from corral.migration.params import MigrateParams, parse_bwlimit
 from corral.migration.record import MigrationRecord
 from corral.scheduler.capacity import migration_refusal
+from corral.scheduler.targets import MigrationTargets, migration_targets
 
 router = APIRouter(tags=["vms"])
 
@@ -40,15 +44,20 @@ class MigrateRequest(BaseModel):
         return v
 
 
+def _vm(snap: ClusterSnapshot, vmid: int) -> VM:
+    vm = snap.vms.get(vmid)
+    if vm is None and vmid in snap.unreadable_vms:  # it exists: never answer "not found"
+        raise UnreadableRecord([p for p in snap.problems if records.vmid_of(p.key) == vmid])
+    if vm is None:
+        raise not_found("VM", vmid)
+    return vm
+
+
 @router.post("/vms/{vmid}/migrate", response_model=TaskAccepted, status_code=202)
 async def migrate(vmid: int, body: MigrateRequest, store: StoreDep,
                   view: ViewDep) -> TaskAccepted:
     snap, ha = await read_all_from(view, time.time())
-    vm = snap.vms.get(vmid)
-    if vm is None and vmid in snap.unreadable_vms:
-        raise UnreadableRecord([p for p in snap.problems if records.vmid_of(p.key) == vmid])
-    if vm is None:
-        raise not_found("VM", vmid)
+    vm = _vm(snap, vmid)
     why = migration_refusal(snap, vm, body.target, body.with_local_disks)
     if why is None:
         why = rule_breach(snap, vm, ha.rules, body.target)
@@ -61,6 +70,18 @@ async def migrate(vmid: int, body: MigrateRequest, store: StoreDep,
                              params.model_dump(include={"target", "with_local_disks",
                                                         "bwlimit_mbps", "origin"}))
     return TaskAccepted(task=task.id)
+
+
+@router.get("/vms/{vmid}/targets", response_model=MigrationTargets)
+async def targets(
+    vmid: int, view: ViewDep,
+    with_local_disks: Annotated[bool, Query(
+        description="as the migration would be asked: copy the VM's local disks")] = False,
+) -> MigrationTargets:
+    """Every host as a migration target of vmid: free memory and CPU, and every reason the
+    migration would be refused there (the same checks as `POST /vms/{vmid}/migrate`)."""
+    snap, ha = await read_all_from(view, time.time())
+    return migration_targets(snap, _vm(snap, vmid), ha.rules, with_local_disks)
 
 
 @router.get("/vms/{vmid}/migration", response_model=MigrationRecord)
