@@ -1,5 +1,5 @@
-// The host and VM pages: for now the record the API gives, and the VMs of a host. Later work
-// adds charts, actions and the console here.
+// The host page: for now the record the API gives, and the VMs of the host. Later work adds
+// charts and the host menu here.
 
 import { Fragment } from "preact";
 
@@ -60,26 +60,5 @@ export function NodePage({ name }: { name: string }) {
   );
 }
 
-export function VMPage({ vmid }: { vmid: number }) {
-  const { vms, errors } = useClusterState();
-  const vm = vms?.find((v) => v.vmid === vmid);
-  return (
-    <div class="record-page" data-testid="vm-page">
-      <h2>
-        {vm && <StateIcon state={vm.status} />} VM {vmid}{vm ? ` · ${vm.name}` : ""}
-      </h2>
-      <ApiErrors errors={errors} only={["vms"]} />
-      {vms === null ? <p class="muted">loading…</p> : !vm ? (
-        <p class="error">No VM {vmid} in the API's answer.</p>
-      ) : (
-        <section class="card wide">
-          <h3>
-            Record <span class="muted small">on <a href={href({ page: "node", name: vm.node })}>
-              {vm.node}</a></span>
-          </h3>
-          <Fields record={vm} />
-        </section>
-      )}
-    </div>
-  );
-}
+// The VM page lives in VmPage.tsx (status, config, HA, tasks, actions, and the mount points
+// of the serial console and the usage charts).
