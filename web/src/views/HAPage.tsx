@@ -165,7 +165,7 @@ export function HAPage() {
       <ShutdownPolicy />
       {ha === null ? <p class="muted">loading…</p> : (
         <div class="cards">
-          <section class="card" data-testid="ha-hosts">
+          <section class="card wide" data-testid="ha-hosts">
             <h3>Hosts</h3>
             <table class="table">
               <thead><tr><th>Host</th><th>HA state</th><th>Fence time</th><th>Reason</th></tr></thead>

@@ -37,7 +37,8 @@ function useTargets(vmid: number, withLocalDisks: boolean) {
 function cpuText(t: MigrationTargets["targets"][number]): string {
   if (t.cpus === null) return "—";
   const used = t.cpu_used === null ? "no sample" : `${Math.round(t.cpu_used * 100)}% busy`;
-  return `${t.cpus} cpus · ${used} · ${t.cores_allocated} cores given`;
+  const given = `${t.cores_allocated} core${t.cores_allocated === 1 ? "" : "s"} given to VMs`;
+  return `${t.cpus} cpus · ${used} · ${given}`;
 }
 
 function TargetPicker({ vm, chosen, onChoose, withLocalDisks, setWithLocalDisks }: {
