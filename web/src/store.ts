@@ -6,8 +6,9 @@
 // after them, so an answer read before an event cannot undo it. When the stream breaks, it is
 // opened again after a growing pause (1 s doubling to 30 s) with a fresh ticket, and the lists
 // are read again on its `resync`; while it is down, the lists are read every 15 s at most.
-// Apart from that the store reads only: a list whose read failed (every 5 s until it answers)
-// and the cluster's etcd status, which no event carries (every 10 s while the tab is visible).
+// Apart from that the store reads only: a list whose read failed (after 2 s doubling to 30 s,
+// until it answers) and the cluster's etcd status, which no event carries (every 10 s while
+// the tab is visible).
 
 import { createContext } from "preact";
 import { useContext, useEffect, useState } from "preact/hooks";
@@ -21,7 +22,6 @@ import type { ClusterStatus, HAReport, Node, Task, VM } from "./types";
 export const RECENT_TASKS = 10;
 export const CLUSTER_POLL_MS = 10_000;
 export const FALLBACK_POLL_MS = 15_000; // the lists, while the stream is down
-export const RETRY_FAILED_MS = 5_000; // a list whose last read failed
 const NOTIFY_MS = 50; // events of one flush draw the views once
 
 /** The events stream: being opened (first time), open, or broken and being opened again. */
@@ -70,6 +70,7 @@ export class ClusterStore {
   private abort = new AbortController();
   private source: EventSource | null = null;
   private attempt = 0; // reconnects since the stream was last open
+  private retries = 0; // reads again of failing lists since all last answered
   private reading: Promise<void> | null = null;
   private readAgain = false;
   private held: StreamEvent[] | null = null; // events arriving during a read of the lists
@@ -292,15 +293,21 @@ export class ClusterStore {
     }
     this.state = next;
     this.notify(true);
-    this.scheduleRetry();
+    if (sources.some((k) => LISTS.includes(k))) this.scheduleRetry();
   }
 
-  /** Lists whose last read failed are read again, alone, until they answer. */
+  /** Lists whose last read failed are read again, alone, until they answer: after 2 s,
+   *  then 4, 8, … up to 30 s, so that a cluster store that is down is not asked in a storm. */
   private scheduleRetry(): void {
     window.clearTimeout(this.timers.retry);
     const failed = LISTS.filter((k) => this.state.errors[k]);
-    if (failed.length === 0 || this.stopped) return;
-    this.timers.retry = window.setTimeout(() => void this.read(failed), RETRY_FAILED_MS);
+    if (failed.length === 0 || this.stopped) {
+      this.retries = 0;
+      return;
+    }
+    const wait = backoffMs(this.retries + 1, Math.random() * 2 - 1);
+    this.retries += 1;
+    this.timers.retry = window.setTimeout(() => void this.read(failed), wait);
   }
 
   // --- telling the views -------------------------------------------------------------------

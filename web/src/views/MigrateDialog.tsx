@@ -111,14 +111,23 @@ function Progress({ vmid, taskId, tasks }: { vmid: number; taskId: string; tasks
   const store = useStore();
   const task = tasks.find((t) => t.id === taskId) ?? null;
   const [record, setRecord] = useState<MigrationRecord | null>(null);
+  const [error, setError] = useState<ApiError | null>(null);
   const last = useRef(0);
   useEffect(() => {
     if (!task || finished(task) || Date.now() - last.current < RECORD_EVERY_MS) return;
     last.current = Date.now();
     let alive = true;
     store.get<MigrationRecord>(`/vms/${vmid}/migration`).then(
-      (r) => alive && setRecord(r),
-      () => undefined, // none yet, or gone once done: the task says the rest
+      (r) => {
+        if (!alive) return;
+        setRecord(r);
+        setError(null);
+      },
+      (e) => {
+        const err = asApiError(e);
+        // 404: none yet, or gone once done; the task says the rest.
+        if (alive && err.status !== 404) setError(err);
+      },
     );
     return () => {
       alive = false;
@@ -134,6 +143,7 @@ function Progress({ vmid, taskId, tasks }: { vmid: number; taskId: string; tasks
         {task && !finished(task) && ` · ${Math.round(task.progress * 100)}%`}
       </p>
       {task && <TaskProgress task={task} />}
+      <ErrorLine error={error} testid="api-error" />
       {record && task && !finished(task) && (
         <p class="muted small">
           {record.mode} migration {record.source} → {record.target}, phase {record.phase}

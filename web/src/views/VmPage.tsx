@@ -5,7 +5,7 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
 
-import type { ApiError } from "../api";
+import { type ApiError, asApiError } from "../api";
 import { href } from "../route";
 import { useClusterState, useStore } from "../store";
 import { formatMB } from "../summary";
@@ -47,18 +47,28 @@ function Field({ name, label, children }: { name: string; label: string; childre
 }
 
 /** GET /vms/{vmid} for what the list's item lacks; read again whenever the item changes. */
-function useDetail(vmid: number, vm: VM | undefined): VMDetail | null {
+function useDetail(vmid: number, vm: VM | undefined): {
+  detail: VMDetail | null; error: ApiError | null;
+} {
   const store = useStore();
   const [detail, setDetail] = useState<VMDetail | null>(null);
+  const [error, setError] = useState<ApiError | null>(null);
   useEffect(() => {
     if (!vm) return;
     let alive = true;
-    store.get<VMDetail>(`/vms/${vmid}`).then((d) => alive && setDetail(d), () => undefined);
+    store.get<VMDetail>(`/vms/${vmid}`).then(
+      (d) => {
+        if (!alive) return;
+        setDetail(d);
+        setError(null);
+      },
+      (e) => alive && setError(asApiError(e)),
+    );
     return () => {
       alive = false;
     };
   }, [store, vmid, vm]);
-  return detail;
+  return { detail, error };
 }
 
 function StatusCard({ vm, detail, ha }: { vm: VM; detail: VMDetail | null; ha: HAVMRow | null }) {
@@ -94,10 +104,13 @@ function StatusCard({ vm, detail, ha }: { vm: VM; detail: VMDetail | null; ha: H
   );
 }
 
-function ConfigCard({ vm, detail }: { vm: VM; detail: VMDetail | null }) {
+function ConfigCard({ vm, detail, error }: {
+  vm: VM; detail: VMDetail | null; error: ApiError | null;
+}) {
   return (
     <section class="card" data-testid="vm-config">
       <h3>Config</h3>
+      <ErrorLine error={error} testid="api-error" />
       <dl class="fields">
         <Field name="memory_mb" label="memory">{formatMB(vm.memory_mb)}</Field>
         <Field name="cores" label="cores">{vm.cores}</Field>
@@ -214,7 +227,7 @@ export function VMPage({ vmid }: { vmid: number }) {
   const { vms, ha, errors } = useClusterState();
   const vm = vms?.find((v) => v.vmid === vmid);
   const haRow = ha?.vms.find((r) => r.vmid === vmid) ?? null;
-  const detail = useDetail(vmid, vm);
+  const { detail, error: detailError } = useDetail(vmid, vm);
   const { tasks, error: tasksError } = useVMTasks(vmid);
   const [modal, setModal] = useState<Modal>(null);
   const [accepted, setAccepted] = useState<string | null>(null);
@@ -260,7 +273,7 @@ export function VMPage({ vmid }: { vmid: number }) {
           />
           <div class="cards vm-cards">
             <StatusCard vm={vm} detail={detail} ha={haRow} />
-            <ConfigCard vm={vm} detail={detail} />
+            <ConfigCard vm={vm} detail={detail} error={detailError} />
             <HACard vm={vm} ha={haRow} onRemove={() => setModal({ kind: "ha-remove" })} />
           </div>
           {/* ── Mount point: usage charts (hour / day / week / month / year) ──────────────
