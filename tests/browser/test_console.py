@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 from corral.cluster import keys
 from corral.cluster.models import VMRuntime, VMStatus
 from corral.cluster.store import Store, token_digest
-from tests.browser.conftest import TOKEN, Console, in_etcd, log_in, screenshot
+from tests.browser.conftest import TOKEN, UI_TIMEOUT_MS, Console, in_etcd, log_in, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -214,9 +214,10 @@ def test_a_token_revoked_mid_session_ends_it_with_the_reason(page: Page,
     log_in(page, console, other)
     expect(page.get_by_test_id("gauges")).to_be_visible()
     in_etcd(console.etcd, revoke)
-    # The API caches a valid token for 5 s; the console polls every 2 s.
+    # The API caches a valid token for 5 s; the console reads the cluster's status every 10 s
+    # (the events stream, open since sign-in, asks for no token again).
     expect(page.get_by_test_id("login-error")).to_contain_text("invalid token",
-                                                               timeout=15_000)
+                                                               timeout=20_000)
     assert page.evaluate("sessionStorage.getItem('corral.token')") is None
 
 
@@ -243,4 +244,5 @@ def test_api_errors_are_shown_with_their_reason(page: Page, console: Console) ->
     want = expected_figures(api_state(console))
     expect(page.get_by_test_id("hosts-online")).to_have_text(str(want["hosts-online"]))
     page.unroute("**/api/v1/ha/status")
-    expect(banner).to_have_count(0)  # the next round that answers clears it
+    # The next read that answers clears it: a failed list is read again 2 s later, then 4 s...
+    expect(banner).to_have_count(0, timeout=UI_TIMEOUT_MS)

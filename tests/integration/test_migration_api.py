@@ -86,3 +86,47 @@ async def test_queued_on_the_vms_host_then_already_migrating(api: httpx.AsyncCli
     assert "already migrating" in await refusal(api, 102, 409, target="n2",
                                                 with_local_disks=True)
     assert (await api.get("/vms/102/migration")).status_code == 404
+
+
+async def test_targets_list_every_host_and_why_it_is_refused(api: httpx.AsyncClient) -> None:
+    r = await api.get("/vms/101/targets")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["vmid"], body["node"], body["running"], body["local_disks"]) == (
+        101, "n1", True, [])
+    t = {row["node"]: row for row in body["targets"]}
+    assert sorted(t) == ["down", "maint", "n1", "n2", "small"]
+    assert t["n1"]["reasons"] == ["VM 101 is already on n1"] and t["n1"]["current"]
+    assert t["n2"]["allowed"] and t["n2"]["reasons"] == []
+    assert t["n2"]["free_memory_mb"] > 512 and t["n2"]["cpus"] == 2
+    assert t["down"]["reasons"] == ["node down is offline"]
+    assert t["maint"]["reasons"] == ["node maint is in maintenance"]
+    assert "not enough free memory on small" in t["small"]["reasons"][0]
+    # What the list refuses, the migration refuses with the same reason.
+    for name, row in t.items():
+        if not row["allowed"]:
+            assert row["reasons"][0] in await refusal(api, 101, 409, target=name)
+
+
+async def test_targets_follow_local_disks_and_ha_rules(api: httpx.AsyncClient) -> None:
+    n2 = {row["node"]: row for row in (await api.get("/vms/102/targets")).json()["targets"]}["n2"]
+    assert not n2["allowed"] and "--with-local-disks" in n2["reasons"][0]
+    body = (await api.get("/vms/102/targets", params={"with_local_disks": "true"})).json()
+    assert body["local_disks"] == ["local:vm-102-disk-0.qcow2"] and body["with_local_disks"]
+    assert {row["node"]: row for row in body["targets"]}["n2"]["allowed"]
+    r = await api.post("/ha/rules", json={"name": "home", "kind": "node-preference",
+                                          "vms": [101], "nodes": {"n1": 1}, "strict": True})
+    assert r.status_code == 201, r.text
+    t = {row["node"]: row for row in (await api.get("/vms/101/targets")).json()["targets"]}
+    assert t["n2"]["reasons"] == ["rule home: n2 is not among its nodes"]
+
+
+async def test_targets_of_a_bad_vmid_are_a_clear_error(api: httpx.AsyncClient) -> None:
+    r = await api.get("/vms/999/targets")
+    assert r.status_code == 404
+    assert r.json()["error"] == {"code": "not_found", "message": "VM 999 does not exist",
+                                 "field": None}
+    r = await api.get("/vms/web1/targets")
+    assert r.status_code == 422 and r.json()["error"]["field"] == "vmid"
+    r = await api.get("/vms/101/targets", params={"with_local_disks": "maybe"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "with_local_disks"

@@ -53,6 +53,27 @@ export async function apiGet<T>(path: string, token: string, signal?: AbortSigna
   return (await resp.json()) as T;
 }
 
+/** A write (POST, PUT, DELETE) with an optional JSON body; null for an empty answer (204). */
+export async function apiSend<T>(method: "POST" | "PUT" | "DELETE", path: string, token: string,
+                                 body?: unknown): Promise<T | null> {
+  let resp: Response;
+  try {
+    resp = await fetch(API + path, {
+      method,
+      headers: {
+        Authorization: `Bearer ${token}`, Accept: "application/json",
+        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiError(0, "unreachable", `the API did not answer (${String(e)})`);
+  }
+  if (!resp.ok) throw await errorFrom(resp);
+  const text = await resp.text();
+  return text ? (JSON.parse(text) as T) : null;
+}
+
 export function asApiError(e: unknown): ApiError {
   return e instanceof ApiError ? e : new ApiError(0, "client", String(e));
 }

@@ -6,12 +6,14 @@ import { useEffect, useState } from "preact/hooks";
 export type Route =
   | { page: "dashboard" }
   | { page: "node"; name: string }
-  | { page: "vm"; vmid: number };
+  | { page: "vm"; vmid: number }
+  | { page: "ha" };
 
 export function parseRoute(hash: string): Route {
   const [, page, arg] = hash.replace(/^#/, "").split("/");
   if (page === "node" && arg) return { page: "node", name: decodeURIComponent(arg) };
   if (page === "vm" && arg && /^\d+$/.test(arg)) return { page: "vm", vmid: Number(arg) };
+  if (page === "ha") return { page: "ha" };
   return { page: "dashboard" };
 }
 
@@ -21,6 +23,8 @@ export function href(route: Route): string {
       return `#/node/${encodeURIComponent(route.name)}`;
     case "vm":
       return `#/vm/${route.vmid}`;
+    case "ha":
+      return "#/ha";
     default:
       return "#/";
   }

@@ -25,6 +25,11 @@ export interface Node {
   vms_running: number;
 }
 
+export interface Disk {
+  volume: string; // "<storage>:<file>"
+  size_mb: number;
+}
+
 export interface VM {
   vmid: number;
   name: string;
@@ -33,7 +38,9 @@ export interface VM {
   status: string; // what the host's agent last saw; "unknown" without a report
   memory_mb: number;
   cores: number;
+  disks: Disk[];
   image: string | null;
+  startup: number;
   description: string;
   pid: number | null;
   accel: string | null;
@@ -41,24 +48,106 @@ export interface VM {
   message: string;
 }
 
+/** GET /vms/{vmid}: the list's item and the records behind it. */
+export interface VMDetail extends VM {
+  config: Record<string, unknown> & { maintenance?: string; append?: string };
+  placement: { node: string; state: string; origin: string | null; generation: number };
+  runtime: { node: string; status: string; updated_at: number; message: string } | null;
+}
+
+export type HARequest = "started" | "stopped" | "disabled" | "ignored";
+export const HA_REQUESTS: HARequest[] = ["started", "stopped", "disabled", "ignored"];
+
 export interface HAVMRow {
   vmid: number;
   name: string | null;
-  requested: string;
+  requested: HARequest;
   status: string;
   node: string | null;
+  max_restart: number;
+  max_relocate: number;
+  restarts: number;
+  relocates: number;
   reason: string;
 }
 
 export interface HANodeRow {
   node: string;
   status: string;
+  lost_at: number | null;
+  fenced_at: number | null;
   reason: string;
+  fence_time: number | null;
 }
 
 export interface HAReport {
   vms: HAVMRow[];
   nodes: HANodeRow[];
+  unprotected: { vmid: number; node: string; status: string }[];
+  skipped: { key: string; problem: string }[];
+}
+
+/** GET/POST /ha/resources */
+export interface HASettings {
+  vmid: number;
+  state: HARequest;
+  max_restart: number;
+  max_relocate: number;
+}
+
+export type HARuleKind = "anti-affinity" | "affinity" | "node-preference";
+
+export interface HARule {
+  name: string;
+  kind: HARuleKind;
+  vms: number[];
+  nodes: Record<string, number>;
+  strict: boolean;
+  failback: boolean;
+}
+
+/** GET /vms/{vmid}/targets (src/corral/scheduler/targets.py) */
+export interface MigrationTarget {
+  node: string;
+  allowed: boolean;
+  reasons: string[];
+  current: boolean;
+  online: boolean;
+  maintenance: boolean;
+  memory_mb: number | null;
+  free_memory_mb: number | null;
+  cpus: number | null;
+  cpu_used: number | null;
+  cpu_free: number | null;
+  cores_allocated: number;
+}
+
+export interface MigrationTargets {
+  vmid: number;
+  node: string;
+  running: boolean;
+  memory_mb: number;
+  cores: number;
+  local_disks: string[];
+  with_local_disks: boolean;
+  targets: MigrationTarget[];
+}
+
+/** GET /vms/{vmid}/migration, while one runs */
+export interface MigrationRecord {
+  vmid: number;
+  source: string;
+  target: string;
+  mode: "live" | "cold";
+  task: string;
+  phase: string;
+  error?: string | null;
+  stats?: { ram_total: number; ram_transferred: number; disk_total: number;
+            disk_transferred: number; rate: number; elapsed: number } | null;
+}
+
+export interface TaskAccepted {
+  task: string;
 }
 
 export interface ClusterStatus {
@@ -82,4 +171,10 @@ export interface Task {
   started_at: number | null;
   ended_at: number | null;
   error: string | null;
+  params?: Record<string, unknown>;
+  result?: Record<string, unknown>;
+  log?: string[];
 }
+
+/** A task no longer runs: its state is one of these. */
+export const FINISHED_TASK_STATES = ["ok", "error"];

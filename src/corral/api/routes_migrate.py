@@ -1,12 +1,13 @@
 """VM migration: queue a `vm.migrate` on the VM's host, refused up front when it cannot work,
-and the live figures of a migration in progress."""
+the hosts it could go to and why the others cannot take it, and the live figures of a
+migration in progress."""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from corral.api import queue
@@ -20,6 +21,7 @@ from corral.migration import record
 from corral.migration.params import MigrateParams, parse_bwlimit
 from corral.migration.record import MigrationRecord
 from corral.scheduler.capacity import migration_refusal
+from corral.scheduler.targets import MigrationTargets, migration_targets
 
 router = APIRouter(tags=["vms"])
 
@@ -56,6 +58,18 @@ async def migrate(vmid: int, body: MigrateRequest, store: StoreDep,
                              params.model_dump(include={"target", "with_local_disks",
                                                         "bwlimit_mbps", "origin"}))
     return TaskAccepted(task=task.id)
+
+
+@router.get("/vms/{vmid}/targets", response_model=MigrationTargets)
+async def targets(
+    vmid: int, view: ViewDep,
+    with_local_disks: Annotated[bool, Query(
+        description="as the migration would be asked: copy the VM's local disks")] = False,
+) -> MigrationTargets:
+    """Every host as a migration target of vmid: free memory and CPU, and every reason the
+    migration would be refused there (the same checks as `POST /vms/{vmid}/migrate`)."""
+    snap, ha = await read_all_from(view, time.time())
+    return migration_targets(snap, vm_in(snap, vmid), ha.rules, with_local_disks)
 
 
 @router.get("/vms/{vmid}/migration", response_model=MigrationRecord)

@@ -6,6 +6,8 @@ so an operator and the manager always agree on what fits.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from corral.cluster.models import VM, RunState
 from corral.cluster.snapshot import ClusterSnapshot
 
@@ -58,28 +60,37 @@ def unusable(snap: ClusterSnapshot, node: str) -> str | None:
     return None
 
 
-def migration_refusal(snap: ClusterSnapshot, vm: VM, target: str,
-                      with_local_disks: bool) -> str | None:
-    """Why vm cannot move to target now, or None when the move may start."""
+def migration_refusals(snap: ClusterSnapshot, vm: VM, target: str,
+                       with_local_disks: bool) -> Iterator[str]:
+    """Every reason vm cannot move to target now, most basic first; none when the move may
+    start. A VM's own host gets that reason alone: the others would be about itself."""
     if target == vm.placement.node:
-        return f"VM {vm.vmid} is already on {target}"
+        yield f"VM {vm.vmid} is already on {target}"
+        return
     if (why := unusable(snap, target)) is not None:
-        return why
+        yield why
     source = snap.nodes.get(vm.placement.node)
     if source is None or not source.alive:
-        return f"the VM's host {vm.placement.node} is offline"
+        yield f"the VM's host {vm.placement.node} is offline"
     if (task := snap.active_task(vm.vmid)) is not None:
         what = "already migrating" if task.kind in MIGRATION_KINDS else f"busy with {task.kind}"
-        return f"VM {vm.vmid} is {what} (task {task.id})"
+        yield f"VM {vm.vmid} is {what} (task {task.id})"
     local = snap.local_disks(vm)
     if local and not with_local_disks:
-        return (f"VM {vm.vmid} has local disks ({', '.join(local)}): "
-                "migrate with --with-local-disks to copy them")
+        yield (f"VM {vm.vmid} has local disks ({', '.join(local)}): "
+               "migrate with --with-local-disks to copy them")
+    known = (n := snap.nodes.get(target)) is not None and n.info is not None
     running = vm.placement.state is not RunState.STOPPED
-    if running and (free := free_memory(snap, target)) < vm.config.memory_mb:
-        return (f"not enough free memory on {target}: {free} MiB free, "
-                f"VM {vm.vmid} needs {vm.config.memory_mb} MiB")
-    return None
+    if known and running and (free := free_memory(snap, target)) < vm.config.memory_mb:
+        yield (f"not enough free memory on {target}: {free} MiB free, "
+               f"VM {vm.vmid} needs {vm.config.memory_mb} MiB")
+
+
+def migration_refusal(snap: ClusterSnapshot, vm: VM, target: str,
+                      with_local_disks: bool) -> str | None:
+    """Why vm cannot move to target now (the first reason), or None when the move may
+    start."""
+    return next(migration_refusals(snap, vm, target, with_local_disks), None)
 
 
 def pick_target(snap: ClusterSnapshot, vm: VM, exclude: frozenset[str] = frozenset()

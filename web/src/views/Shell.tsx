@@ -4,25 +4,26 @@ import { href, useRoute } from "../route";
 import { useClusterState } from "../store";
 import { currentTheme, toggleTheme } from "../theme";
 import { Dashboard } from "./Dashboard";
+import { HAPage } from "./HAPage";
 import { HostPage } from "./HostPage";
-import { VMPage } from "./RecordPages";
+import { LinkIndicator } from "./LinkIndicator";
 import { TasksDock } from "./TasksDock";
 import { Tree } from "./Tree";
+import { VMPage } from "./VmPage";
 
 export function Shell({ onLogout }: { onLogout: () => void }) {
   const route = useRoute();
-  const { updatedAt, errors } = useClusterState();
+  const state = useClusterState();
   const [theme, setTheme] = useState(currentTheme);
-  const failing = Object.keys(errors).length;
 
   return (
     <div class="shell">
       <header class="topbar">
         <a class="brand" href={href({ page: "dashboard" })}>Corral</a>
-        <span class="live muted" data-testid="updated" title="refreshed every 2 s while visible">
-          <span class={`dot ${failing ? "bad" : updatedAt ? "ok" : "idle"}`} />
-          {updatedAt ? `updated ${new Date(updatedAt).toLocaleTimeString()}` : "loading…"}
-        </span>
+        <LinkIndicator state={state} />
+        <nav class="topnav">
+          <a href={href({ page: "ha" })} class={route.page === "ha" ? "active" : ""}>HA</a>
+        </nav>
         <span class="spacer" />
         <button
           type="button"
@@ -41,6 +42,8 @@ export function Shell({ onLogout }: { onLogout: () => void }) {
           <HostPage name={route.name} />
         ) : route.page === "vm" ? (
           <VMPage vmid={route.vmid} />
+        ) : route.page === "ha" ? (
+          <HAPage />
         ) : (
           <Dashboard />
         )}
