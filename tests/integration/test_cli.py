@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
+from tests.integration.api_thread import serving
 from typer.testing import CliRunner, Result
 
 from corral.api.app import create_app
@@ -38,20 +36,8 @@ TOKEN = "cli-token"
 
 @pytest.fixture(scope="module")
 def api_url(etcd_endpoint: str) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        create_app([etcd_endpoint]), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "API server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving(create_app([etcd_endpoint])) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 async def _seed(endpoint: str) -> None:

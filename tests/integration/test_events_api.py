@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
@@ -15,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from tests.integration.api_thread import serving
 
 from corral.api import routes_events
 from corral.api.app import create_app
@@ -23,7 +22,6 @@ from corral.api.routes_events import EventHub
 from corral.cluster import keys
 from corral.cluster.models import NodeInfo, NodeUsage, Task, TaskState
 from corral.cluster.store import Store
-from corral.lab.etcd import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -42,21 +40,8 @@ class Api:
 def api(store: Store, etcd_endpoint: str) -> Iterator[Api]:
     """The API under uvicorn in a thread of its own (its own event loop), like `corral-api`."""
     app = create_app([etcd_endpoint])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, name="api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.02)
-    try:
+    with serving(app) as port:  # it must stop with a stream open
         yield Api(f"http://127.0.0.1:{port}/api/v1", app.state.events)
-    finally:
-        server.should_exit = True
-        thread.join(20)
-        assert not thread.is_alive(), "the API did not stop with a stream open"
 
 
 @pytest.fixture(autouse=True)

@@ -10,22 +10,20 @@ import re
 import select
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-import uvicorn
 from agents import AgentProc, Cluster, agent_fixture, cluster_fixture, wait_for  # noqa: F401
+from tests.integration.api_thread import serving
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from corral.api.app import create_app
 from corral.cluster.models import Placement, Task, TaskState, VMConfig
 from corral.cluster.store import Store
-from corral.lab.etcd import free_port
 from corral.serial import core
 
 pytestmark = pytest.mark.integration
@@ -37,18 +35,8 @@ HEARTBEAT = re.compile(rb"corral-heartbeat (\d+)")
 
 @pytest.fixture(scope="module")
 def api_url(etcd_endpoint: str) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app([etcd_endpoint]), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "API server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving(create_app([etcd_endpoint])) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 async def run_task(store: Store, kind: str, vmid: int) -> Task:

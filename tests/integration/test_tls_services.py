@@ -11,15 +11,14 @@ import asyncio
 import json
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
+from tests.integration.api_thread import serving
 from tls_certs import make_ca, make_host_cert
 from tls_hosts import get, hosts, start, stop, trust, wait_until
 from typer.testing import CliRunner
@@ -32,7 +31,6 @@ from corral.cluster.models import Placement
 from corral.cluster.store import Store
 from corral.host.commands import agent_command, api_command, etcd_command, pki_dir
 from corral.host.config import HostConfig
-from corral.lab.etcd import free_port
 from corral.pki.files import TLSFiles
 
 pytestmark = pytest.mark.integration
@@ -203,16 +201,8 @@ def whoami(host: TLSHost) -> Iterator[str]:
     async def who(cn: PeerDep) -> dict[str, str | None]:
         return {"cn": cn}
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", http=PeerCertProtocol,
-        **host.files.uvicorn_kwargs("optional")))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=10)
-    yield f"https://127.0.0.1:{port}/whoami"
-    server.should_exit = True
-    thread.join(10)
+    with serving(app, http=PeerCertProtocol, **host.files.uvicorn_kwargs("optional")) as port:
+        yield f"https://127.0.0.1:{port}/whoami"
 
 
 def test_routes_see_the_verified_cn_of_the_client_certificate(host: TLSHost,

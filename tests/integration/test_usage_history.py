@@ -6,23 +6,20 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from agents import AgentProc, agent_fixture, wait_for
+from tests.integration.api_thread import serving
 from typer.testing import CliRunner
 
 from corral.api.app import create_app
 from corral.cli.main import app as cli
 from corral.cluster.models import Disk, Placement, Task, TaskState, VMConfig
 from corral.cluster.store import Store
-from corral.lab.etcd import free_port
 
 pytestmark = pytest.mark.integration
 __all__ = ["agent_fixture"]  # the `agent` fixture, used by name
@@ -34,18 +31,8 @@ SAMPLE_WAIT = 90.0  # samples come every 10 s; a loaded machine boots the guest 
 
 @pytest.fixture
 def api_url(etcd_endpoint: str) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app([etcd_endpoint]), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "API server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving(create_app([etcd_endpoint])) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture
