@@ -3,7 +3,6 @@ Blocking (file reads): the agent calls these in a worker thread."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Mapping
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import psutil
 
+from corral.metrics import vm_usage
 from corral.usage import figures
 
 
@@ -66,13 +66,8 @@ class ProcessReading:
 
 def read_processes(running: Mapping[int, int]) -> dict[int, ProcessReading]:
     """vmid -> its QEMU process's CPU time and resident memory (vmid -> pid in); a process
-    gone meanwhile is left out."""
-    out: dict[int, ProcessReading] = {}
-    for vmid, pid in running.items():
-        with contextlib.suppress(psutil.Error):
-            proc = psutil.Process(pid)
-            with proc.oneshot():
-                cpu = proc.cpu_times()
-                rss = proc.memory_info().rss
-            out[vmid] = ProcessReading(time.monotonic(), pid, cpu.user + cpu.system, int(rss))
-    return out
+    gone meanwhile is left out. The same reading as the agent's /metrics."""
+    found = vm_usage.sample(running)
+    at = time.monotonic()
+    return {vmid: ProcessReading(at, running[vmid], s.cpu_seconds, s.resident_bytes)
+            for vmid, s in found.items()}
