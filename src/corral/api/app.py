@@ -35,7 +35,6 @@ from corral.api.stream_tickets import StreamTickets
 from corral.api.wire import DEFAULT_MAX_IN_FLIGHT
 from corral.cluster.store import Store, StoreError
 from corral.cluster.view import ClusterView
-from corral.metrics import source
 from corral.metrics.asgi import RequestMetrics
 from corral.pki.files import TLSFiles
 from corral.setup.admission import Admission, ClusterPKI
@@ -103,7 +102,6 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
             app.state.http = http
             app.state.agent_ssl = tls.ssl_context() if tls else None  # the console's relay
             app.state.console_tickets = StreamTickets()  # GET /vms/{vmid}/console/ws
-            app.state.snapshot_source = source.from_view(app.state.view)  # what /metrics shows
             app.state.events = routes_events.EventHub(app.state.view)  # GET /events
             app.state.cluster = await _cluster_access(stack, store, etcd_endpoints, tls,
                                                       pki_dir)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import cast
+import time
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
-from corral.metrics.exposition import CONTENT_TYPE, SnapshotSource, render
+from corral.api.deps import ViewDep
+from corral.ha.store import read_all_from
+from corral.metrics.exposition import CONTENT_TYPE, render
 
 router = APIRouter()
 
@@ -15,9 +17,8 @@ router = APIRouter()
 @router.get("/metrics", response_class=Response, tags=["meta"],
             responses={200: {"content": {CONTENT_TYPE: {}},
                              "description": "Prometheus text format (docs/metrics.md)"}})
-async def metrics(request: Request) -> Response:
-    source = cast(SnapshotSource, request.app.state.snapshot_source)
-    view = await source()
+async def metrics(view: ViewDep) -> Response:
+    state = await read_all_from(view, time.time())
     # Rendering a large cluster takes a CPU-bound 100 ms or so (bench/metrics.py): in a
     # thread, so other requests are not held up behind it.
-    return Response(await run_in_threadpool(render, view), media_type=CONTENT_TYPE)
+    return Response(await run_in_threadpool(render, state), media_type=CONTENT_TYPE)

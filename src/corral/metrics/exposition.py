@@ -9,7 +9,7 @@ registry is never handed a collector that would block on I/O.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
@@ -21,20 +21,7 @@ from corral.ha.models import HAInputs
 from corral.metrics.cluster import cluster_metrics
 
 ClusterState = tuple[ClusterSnapshot, HAInputs]
-# How the API gets the cluster view for a scrape: swap it to change where the view comes from.
-SnapshotSource = Callable[[], Awaitable[ClusterState]]
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-
-
-class ClusterCollector(Collector):
-    """The cluster's metrics from whatever view `provide` returns at collection time."""
-
-    def __init__(self, provide: Callable[[], ClusterState]) -> None:
-        self.provide = provide
-
-    def collect(self) -> Iterator[Metric]:
-        snap, ha = self.provide()
-        yield from cluster_metrics(snap, ha)
 
 
 class _Delegate(Collector):
@@ -62,6 +49,6 @@ def render(view: ClusterState | None = None, process: CollectorRegistry = REGIST
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Delegate(process))
     if view is not None:
-        registry.register(ClusterCollector(lambda: view))
+        registry.register(_Fixed(cluster_metrics(*view)))
     registry.register(_Fixed(extra))
     return generate_latest(registry)
