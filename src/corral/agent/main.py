@@ -152,7 +152,7 @@ async def run(settings: AgentSettings) -> None:
         # the manager decides on it when this agent leads.
         view = ClusterView(store)
         await view.start()
-        monitor = Monitor(ctx, runner.busy, view)
+        monitor = Monitor(ctx, runner.claims, view)
 
         async def start_vm(vmid: int) -> None:
             vm = await store.vm(vmid)

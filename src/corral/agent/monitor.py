@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Mapping
 
+from corral.agent.claims import Claims
 from corral.agent.context import HostContext, TaskFailed, placed_of, set_state
 from corral.agent.reconciler import Do, Placed, plan_observation, plan_orphans
 from corral.cluster import records
@@ -29,10 +30,10 @@ def unresponsive(pid: int) -> str:
 
 
 class Monitor:
-    def __init__(self, ctx: HostContext, busy: set[int], view: ClusterView) -> None:
+    def __init__(self, ctx: HostContext, claims: Claims, view: ClusterView) -> None:
         self.ctx = ctx
         self.view = view
-        self.busy = busy
+        self.claims = claims
         self.seen: dict[int, VMStatus] = {}
         self.running_count = 0
 
@@ -45,7 +46,7 @@ class Monitor:
         ctx = self.ctx
         pid = running.get(vm.vmid)
         placed = Placed(vm.vmid, vm.placement.node, vm.placement.state)
-        for action in plan_observation(placed, self.seen.get(vm.vmid), now, vm.vmid in self.busy):
+        for action in plan_observation(placed, self.seen.get(vm.vmid), now, vm.vmid in self.claims):
             if action.do is Do.MARK_STOPPED:
                 log.info("VM %s: %s", vm.vmid, action.reason)
                 with contextlib.suppress(TaskFailed):  # moved meanwhile: not ours to record
@@ -69,10 +70,10 @@ class Monitor:
         """Kill QEMUs of VMs placed elsewhere or gone, as read at `revision`, except those a
         task here works on (a migration's either end) or a migration to this host waits for."""
         placed = {v.vmid: p for v in vms if (p := placed_of(v)) is not None}
-        for action in plan_orphans(self.ctx.node, placed, running, self.busy | spared):
+        for action in plan_orphans(self.ctx.node, placed, running, self.claims.busy | spared):
             vmid = action.vmid
             # A task may have taken the VM up since the read; a new process is not the one seen.
-            if vmid in self.busy or self.ctx.driver.pid(vmid) != running[vmid]:
+            if vmid in self.claims or self.ctx.driver.pid(vmid) != running[vmid]:
                 continue
             log.error("VM %s: QEMU pid %s runs on %s but the VM is %s at revision %s: "
                       "killing it", vmid, running[vmid], self.ctx.node, action.reason, revision)
@@ -106,7 +107,8 @@ class Monitor:
 
     async def pass_once(self) -> None:
         # Processes first, then a read at etcd's current revision: a QEMU a task starts after
-        # this listing is not judged on a placement read before it.
+        # this listing is not judged on a placement read before it, nor reported on.
+        mark = self.claims.mark()
         running = self.ctx.driver.running()
         snap = await self.view.current(time.time())
         records_of = self.view.state.vm_records()
@@ -115,10 +117,10 @@ class Monitor:
         await self.stop_orphans(all_vms, spared, running, snap.revision)
         vms = snap.vms_on(self.ctx.node)
         self.running_count = sum(1 for v in vms if v.vmid in running)
-        watched = [v for v in vms if v.vmid not in self.busy]
+        watched = [v for v in vms if not self.claims.touched_since(mark, v.vmid)]
         statuses = await asyncio.gather(*(self.status(v, running) for v in watched))
         for vm, now in zip(watched, statuses, strict=True):
-            if vm.vmid not in self.busy:
+            if not self.claims.touched_since(mark, vm.vmid):
                 await self.observe(vm, running, now)
         for vmid in set(self.seen) - {v.vmid for v in vms}:
             del self.seen[vmid]

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 
+from corral.agent.claims import Claims
 from corral.agent.context import HostContext, TaskFailed, placed_of
 from corral.agent.handlers import HANDLERS
 from corral.agent.reconciler import accept_task
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 class TaskRunner:
     def __init__(self, ctx: HostContext) -> None:
         self.ctx = ctx
-        self.busy: set[int] = set()  # VMs a task is working on: the monitor leaves them be
+        self.claims = Claims()  # VMs a task is working on: the monitor leaves them be
         self._locks: dict[int, asyncio.Lock] = {}
         self._running: set[asyncio.Task[None]] = set()
         self.shutting_down = False  # the host shuts down: no guest is brought up any more
@@ -74,11 +75,11 @@ class TaskRunner:
         vmid = task.vmid if task.vmid is not None else -1
         lock = self._locks.setdefault(vmid, asyncio.Lock())
         async with lock:
-            self.busy.add(vmid)
+            self.claims.take(vmid)
             try:
                 await self._execute(current)
             finally:
-                self.busy.discard(vmid)
+                self.claims.release(vmid)
 
     async def _execute(self, task: Task) -> None:
         try:
