@@ -1,0 +1,68 @@
+"""The robust view of load and the migration cost model. Pure.
+
+One sample says little (a burst that is already over) and an hourly mean hides the peaks a
+host must serve, so a VM's CPU is the configured percentile of its samples over the window,
+raised to where its trend points half-way through the horizon when its load is rising.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from corral.balancer.model import BalanceConfig, VmLoad
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Linear interpolation between closest ranks; values need not be sorted."""
+    s = sorted(values)
+    if not s:
+        return 0.0
+    k = (len(s) - 1) * pct / 100.0
+    lo = math.floor(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def trend_at(values: Sequence[float], ahead: float) -> float:
+    """The least-squares line through values (one per step), read `ahead` steps after the
+    last one."""
+    n = len(values)
+    if n < 4:
+        return values[-1] if values else 0.0
+    mx = (n - 1) / 2.0
+    my = sum(values) / n
+    sxx = sum((i - mx) ** 2 for i in range(n))
+    sxy = sum((i - mx) * (v - my) for i, v in enumerate(values))
+    slope = sxy / sxx
+    return my + slope * (n - 1 - mx + ahead)
+
+
+def window(series: Sequence[float], step_s: float, config: BalanceConfig) -> Sequence[float]:
+    n = max(1, round(config.window_s / max(step_s, 1e-9)))
+    return series[-n:]
+
+
+def robust(series: Sequence[float], step_s: float, config: BalanceConfig,
+           ceiling: float | None = None) -> float | None:
+    """The load to plan for, or None without samples."""
+    w = window(series, step_s, config)
+    if not w:
+        return None
+    level = percentile(w, config.percentile)
+    ahead = config.horizon_s / 2.0 / max(step_s, 1e-9)
+    level = max(level, trend_at(w, ahead))
+    level = max(level, 0.0)
+    return min(level, ceiling) if ceiling is not None else level
+
+
+def move_cost_s(vm: VmLoad, config: BalanceConfig) -> float:
+    """Seconds a live migration of vm is expected to take: its memory copied while it dirties
+    pages (a geometric series: memory / (bandwidth - dirty rate)), plus its local disks.
+    Infinite when it dirties memory as fast as the link copies it: it would never converge."""
+    bw = config.bandwidth_mb_s
+    dirty = vm.dirty_mb_s or 0.0
+    if dirty >= bw * 0.9:
+        return math.inf
+    memory = max(vm.memory_used_mb, 0.0)
+    return memory / (bw - dirty) + vm.local_disk_mb / bw
