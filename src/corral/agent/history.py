@@ -21,9 +21,10 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from corral.cluster.models import RecentUsage
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.qemu.driver import QemuDriver
-from corral.usage import figures, readings, rrd
+from corral.usage import figures, readings, recent, rrd
 from corral.usage.figures import HOST_METRICS, VM_METRICS
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class UsageHistory:
         self.persist_every = persist_every
         self.host = rrd.Rrd(HOST_METRICS)
         self.vms: dict[int, rrd.Rrd] = {}  # the VMs sampled since the last write
+        # The last minutes, from the same passes, for the record published in etcd.
+        self.recent = recent.RecentWindow()
         self._prev_host: figures.HostReading | None = None
         self._prev_vms: dict[int, figures.VmReading] = {}
         self._dirty: set[int | None] = set()  # None: the host
@@ -141,8 +144,11 @@ class UsageHistory:
             lambda: (readings.read_host(), readings.read_processes(running)))
         vmids = sorted(procs)
         disks = await asyncio.gather(*(self._disk(v) for v in vmids))
-        self.host.add(now, figures.host_figures(self._prev_host, host))
+        host_values = figures.host_figures(self._prev_host, host)
+        self.host.add(now, host_values)
+        busy = figures.busy_cores(self._prev_host, host)
         self._prev_host = host
+        demand: dict[int, recent.VmSample] = {}
         self._dirty.add(None)
         configs = self.snapshot().vms
         for vmid, disk in zip(vmids, disks, strict=True):
@@ -156,11 +162,19 @@ class UsageHistory:
             if vmid not in self.vms:
                 self.vms[vmid] = await asyncio.to_thread(self._load, vmid)
             self.vms[vmid].add(now, values)
+            demand[vmid] = recent.VmSample(
+                figures.cores_used(self._prev_vms.get(vmid), reading), p.resident_bytes)
             self._prev_vms[vmid] = reading
             self._dirty.add(vmid)
         for vmid in set(self._prev_vms) - set(procs):
             del self._prev_vms[vmid]
+        self.recent.add(now, recent.HostSample(host_values[figures.CPU], host.memory_used,
+                                               busy), demand)
         self.samples += 1
+
+    def recent_usage(self) -> RecentUsage | None:
+        """The last minutes as published in etcd; None before the first pass."""
+        return self.recent.record()
 
     def _failed(self, what: str, e: Exception) -> None:
         message = f"{what}: {e!r}"

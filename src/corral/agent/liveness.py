@@ -11,7 +11,7 @@ from typing import Any
 
 from corral.agent.reconciler import LeaseStep, after_renewal
 from corral.cluster import keys
-from corral.cluster.models import NodeInfo, NodeUsage
+from corral.cluster.models import NodeInfo, NodeUsage, RecentUsage
 from corral.cluster.records import dump
 from corral.cluster.store import Store
 
@@ -55,6 +55,12 @@ class Liveness:
     async def publish_usage(self, usage: NodeUsage) -> None:
         await self.store.client.put(
             keys.node(self.node, "usage").encode(), dump(usage), lease=self.lease
+        )
+
+    async def publish_recent(self, recent: RecentUsage) -> None:
+        # Bound to the lease like usage: a host gone takes its figures with it.
+        await self.store.client.put(
+            keys.node(self.node, "recent").encode(), dump(recent), lease=self.lease
         )
 
     async def keep_alive(self) -> None:

@@ -184,6 +184,13 @@ async def run(settings: AgentSettings) -> None:
                     await liveness.publish_usage(sampler.sample(monitor.running_count))
                 await asyncio.sleep(settings.usage_interval)
 
+        async def recent_loop() -> None:
+            while True:
+                await asyncio.sleep(settings.recent_interval)
+                if (recent := history.recent_usage()) is not None:
+                    with contextlib.suppress(Exception):  # the next one replaces it
+                        await liveness.publish_recent(recent)
+
         tasks_job = asyncio.create_task(runner.run(), name="tasks")
         monitor_job = asyncio.create_task(monitor.run(settings.monitor_interval), name="monitor")
 
@@ -216,6 +223,7 @@ async def run(settings: AgentSettings) -> None:
             monitor_job,
             asyncio.create_task(usage_loop(), name="usage"),
             asyncio.create_task(history.run(), name="usage-history"),
+            asyncio.create_task(recent_loop(), name="recent-usage"),
             asyncio.create_task(server.serve(sockets=[sock]), name="console"),
             # Every agent campaigns; the elected one runs the manager's decisions.
             asyncio.create_task(manager.serve(store, view, settings.node,

@@ -34,6 +34,9 @@ class AgentSettings:
     watchdog_timeout: float = 0.0
     watchdog_arm_wait: float = 10.0  # seconds to wait for the acknowledgement at start
     usage_interval: float = 5.0
+    # The last minutes of the host and its VMs (RecentUsage, for the load balancer): a few
+    # KiB per host, so written twice per minute point rather than every sample.
+    recent_interval: float = 30.0
     monitor_interval: float = 1.0
     # A clean host shutdown: how long a guest gets to power off on the ACPI button, and how
     # long policy migrate waits for maintenance to empty the host (systemd's stop timeout of

@@ -3,6 +3,8 @@
 /corral/nodes/<node>/info        NodeInfo, static facts (written at agent start)
 /corral/nodes/<node>/alive       bound to the host's lease: present while the host is alive
 /corral/nodes/<node>/usage       NodeUsage, bound to the lease
+/corral/nodes/<node>/recent      RecentUsage: the last minutes of the host and its VMs, bound
+                                 to the lease
 /corral/nodes/<node>/request     NodeRequest (maintenance and other operator requests)
 /corral/nodes/<node>/shutdown    HostShutdown: the host is shutting down cleanly, or did
 /corral/vms/<vmid>/config        VMConfig
@@ -46,7 +48,7 @@ CLUSTER_INFO = CLUSTER + "info"
 JOIN_TOKENS = CLUSTER + "join-tokens/"
 CLUSTER_HOSTS = CLUSTER + "hosts/"
 
-NODE_FIELDS = ("info", "alive", "usage", "request", "shutdown")
+NODE_FIELDS = ("info", "alive", "usage", "request", "shutdown", "recent")
 VM_FIELDS = ("config", "placement", "runtime", "migration")
 
 

@@ -11,9 +11,9 @@ import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 STORAGE_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
@@ -89,6 +89,76 @@ class NodeUsage(Record):
     load1: float = 0.0
     vms_running: int = 0
     sampled_at: float = Field(default_factory=time.time)
+
+
+# The recent usage a host publishes for the load balancer (docs/usage-history.md): a fixed
+# window of minute points, so a record's size grows with the VMs on the host only.
+RECENT_STEP = 60  # seconds per point
+RECENT_POINTS = 15  # points kept: the last quarter of an hour
+MAX_RECENT_POINTS = 120  # what a reader accepts (a newer writer may keep more)
+
+# One value per point, oldest first; None: no sample (or no honest figure) in it.
+Figure = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Series = list[Figure | None]
+
+
+class VmRecent(Record):
+    """One VM's recent demand on the host that runs it."""
+
+    # CPU seconds per second of the VM's QEMU process (vCPUs and QEMU's own threads): the
+    # average and the maximum of the 10 s samples that fell in each point.
+    cores_avg: Series
+    cores_max: Series
+    memory_mib: int | None = Field(default=None, ge=0)  # resident, at the latest sample
+    # MiB/s of guest memory written: not measured (see docs/usage-history.md), always None.
+    dirty_mib_s: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> VmRecent:
+        if len(self.cores_avg) != len(self.cores_max):
+            raise ValueError("cores_avg and cores_max must have one value per point")
+        return self
+
+
+class RecentUsage(Record):
+    """A host's last minutes, published by its agent at /corral/nodes/<node>/recent.
+
+    Point i covers the `step_seconds` (Unix-time aligned) slot that ends
+    `points - 1 - i` slots before the one `last_at` falls in: the last point is the current
+    slot, holding the samples taken so far."""
+
+    step_seconds: int = Field(gt=0, le=3600)
+    last_at: float  # wall time of the newest sample
+    # The host: busy share of all its CPUs (average, maximum), memory used (total - available,
+    # at the latest sample of the point), and the CPU cores busy outside the VMs' QEMU
+    # processes (average; None where not every VM's rate was known).
+    cpu_avg: Series
+    cpu_max: Series
+    memory_used_mib: list[Annotated[int, Field(ge=0)] | None]
+    other_cores: Series
+    vms: dict[int, VmRecent] = Field(default_factory=dict)
+
+    @property
+    def points(self) -> int:
+        return len(self.cpu_avg)
+
+    def point_start(self, i: int) -> float:
+        """Unix time at which point i begins."""
+        last = int(self.last_at // self.step_seconds)
+        return float((last - (self.points - 1 - i)) * self.step_seconds)
+
+    @model_validator(mode="after")
+    def _shape(self) -> RecentUsage:
+        n = len(self.cpu_avg)
+        if not 1 <= n <= MAX_RECENT_POINTS:
+            raise ValueError(f"cpu_avg: must hold 1 to {MAX_RECENT_POINTS} points")
+        for name in ("cpu_max", "memory_used_mib", "other_cores"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name}: must hold {n} points, as cpu_avg does")
+        for vmid, vm in self.vms.items():
+            if len(vm.cores_avg) != n:
+                raise ValueError(f"vms.{vmid}: must hold {n} points, as cpu_avg does")
+        return self
 
 
 class NodeRequest(Record):
@@ -186,6 +256,8 @@ class VMConfig(Record):
     # Extra kernel command line for direct kernel boot (e.g. "corral.diskmark=1" makes the
     # tiny guest write its heartbeat to its first disk, which migration tests check).
     append: str = Field(default="", max_length=1024)
+    # False: the load balancer never moves this VM (maintenance and HA still may).
+    balance: bool = True
 
     @field_validator("name")
     @classmethod
@@ -326,6 +398,7 @@ class Node:
     usage: NodeUsage | None
     request: NodeRequest | None
     shutdown: HostShutdown | None = None
+    recent: RecentUsage | None = None  # the last minutes of the host and its VMs
 
     @property
     def shutting_down(self) -> HostShutdown | None:

@@ -25,6 +25,7 @@ from corral.cluster.models import (
     NodeRequest,
     NodeUsage,
     Placement,
+    RecentUsage,
     StorageConfig,
     Task,
     VMConfig,
@@ -169,6 +170,7 @@ def node_from(name: str, f: dict[str, bytes], problems: list[Problem] | None = N
         usage=part("usage", NodeUsage),
         request=part("request", NodeRequest),
         shutdown=part("shutdown", HostShutdown),
+        recent=part("recent", RecentUsage),
     )
 
 

@@ -29,7 +29,7 @@ def area_of(key: str) -> str:
     """What a key's change can affect, coarsely: answers built from one area stay valid
     while only others change (a host's usage sample, every few seconds, leaves VMs alone)."""
     if key.startswith(keys.NODES):
-        return "usage" if key.endswith("/usage") else "nodes"
+        return "usage" if key.endswith(("/usage", "/recent")) else "nodes"
     for prefix, area in ((keys.VMS, "vms"), (keys.TASKS, "tasks"), (keys.STORAGE, "storage")):
         if key.startswith(prefix):
             return area

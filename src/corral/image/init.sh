@@ -1,7 +1,7 @@
 #!/bin/sh
 # PID 1 of Corral's tiny guest: a heartbeat on the serial console, a clean power-off on the
-# ACPI power button, an optional counter written to the first disk, and a shell on the serial
-# console once someone presses Enter there.
+# ACPI power button, an optional counter written to the first disk, optional busy loops
+# (`burn N`), and a shell on the serial console once someone presses Enter there.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -49,6 +49,33 @@ if [ -n "$fill" ]; then
     dd if=/dev/urandom of=/fill/data bs=1M count="$fill" 2>/dev/null
     echo "corral-memfill: $fill MiB"
 fi
+
+# burn N: keep N busy loops running (0 stops them), so tests and load-balancing trials get a
+# guest whose CPU demand they choose. Written here so that the image's hash (of this script)
+# covers it. The loops ignore SIGHUP: leaving the console's shell does not end them.
+cat >/bin/burn <<'BURN'
+#!/bin/sh
+case "$1" in
+    ''|*[!0-9]*) echo "usage: burn N (busy loops to keep running; 0 stops them)" >&2; exit 2 ;;
+esac
+[ -f /run/burn.pids ] && kill $(cat /run/burn.pids) 2>/dev/null
+: >/run/burn.pids
+i=0
+while [ "$i" -lt "$1" ]; do
+    sh -c 'trap "" HUP; while :; do :; done' </dev/null >/dev/null 2>&1 &
+    echo $! >>/run/burn.pids
+    i=$((i + 1))
+done
+echo "corral-burn: $1"
+BURN
+chmod 755 /bin/burn
+
+# corral.burn=<N>: N busy loops from boot on.
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        corral.burn=*) burn "${arg#corral.burn=}" ;;
+    esac
+done
 
 # A shell for the interactive console, in a session of its own with ttyS0 as its terminal
 # (so Ctrl-C reaches its commands, never this loop). It starts on the first Enter typed on

@@ -116,6 +116,21 @@ def vm_figures(prev: VmReading | None, cur: VmReading, cores: int | None,
     return out
 
 
+def busy_cores(prev: HostReading | None, cur: HostReading) -> float | None:
+    """CPU seconds per second the host's CPUs were busy, all of them together."""
+    if prev is None or cur.at <= prev.at:
+        return None
+    return rate(prev.cpu_busy, cur.cpu_busy, cur.at - prev.at)
+
+
+def cores_used(prev: VmReading | None, cur: VmReading) -> float | None:
+    """CPU seconds per second of a VM's QEMU process; None without a previous reading of
+    the same process."""
+    if prev is None or prev.pid != cur.pid or cur.at <= prev.at:
+        return None
+    return rate(prev.cpu_seconds, cur.cpu_seconds, cur.at - prev.at)
+
+
 # --- parsing what the kernel and QEMU say --------------------------------------------------
 
 def cpu_busy_total(times: Mapping[str, float]) -> tuple[float, float]:
