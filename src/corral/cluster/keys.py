@@ -21,6 +21,8 @@
 /corral/ha/fenced/<node>         FenceConfirmation (a fence agent saw the host powered off)
 /corral/ha-state                 HAState, the HA manager's own state (outside /corral/ha/)
 /corral/ha-config                HAConfig, cluster-wide HA settings (the shutdown policy)
+/corral/balance-config           BalanceConfig, the load balancer's settings
+/corral/balance-status           BalanceStatus, the balancer's last round (by the manager)
 /corral/cluster/info             ClusterInfo: the cluster's name, epoch and CA hash (at create)
 /corral/cluster/join-tokens/<id> JoinTokenRecord: a join token, its secret only hashed; the
                                  join that accepts it deletes it in the same transaction
@@ -43,6 +45,8 @@ HA_RULES = HA + "rules/"
 HA_FENCED = HA + "fenced/"
 HA_STATE = PREFIX + "ha-state"
 HA_CONFIG = PREFIX + "ha-config"
+BALANCE_CONFIG = PREFIX + "balance-config"
+BALANCE_STATUS = PREFIX + "balance-status"  # the last round: written by the manager
 CLUSTER = PREFIX + "cluster/"
 CLUSTER_INFO = CLUSTER + "info"
 JOIN_TOKENS = CLUSTER + "join-tokens/"

@@ -149,6 +149,10 @@ class ViewState:
         """The HA records (settings, rules, fence confirmations, HA state), in key order."""
         return sorted((k, v, rev) for k, (v, rev) in self.raw.items() if k.startswith(HA_KEYS))
 
+    def raw_record(self, key: str) -> tuple[bytes, int] | None:
+        """One record as etcd holds it (value, mod revision), or None."""
+        return self.raw.get(key)
+
     def items(self, prefix: str = "") -> list[Item]:
         """The raw records under prefix, in key order (as an etcd listing gives them)."""
         return [(k, v, rev) for k, (v, rev) in sorted(self.raw.items()) if k.startswith(prefix)]

@@ -10,19 +10,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from corral.balancer.model import BalanceConfig
+from corral.balancer.store import config_in, put_status, status_of
 from corral.cluster import keys
 from corral.cluster.actions import DeleteTask, QueueTask, SetPlacement, UpdateTask
 from corral.cluster.records import Problem, dump
+from corral.cluster.snapshot import ClusterSnapshot
 from corral.cluster.store import Store
 from corral.cluster.view import ClusterView
 from corral.ha.actions import ClearFenceConfirmation, HAAction, SaveHAState
-from corral.ha.models import HATiming
+from corral.ha.models import HARule, HATiming
 from corral.ha.nodes import next_fence
 from corral.ha.store import read_all_from
+from corral.manager.balance import BalanceRound, decide_balance, round_due
 from corral.manager.decide import decide_with_ha
 from corral.manager.election import Election
 from corral.metrics.instruments import MANAGER_DECIDE, MANAGER_PASS
@@ -48,6 +52,7 @@ class Manager:
         self.changed = asyncio.Event()
         self.problems: frozenset[Problem] = frozenset()  # records skipped, as last logged
         self.next_fence: float | None = None  # monotonic: the earliest end of a fence wait
+        self.last_round: float | None = None  # monotonic: the balancer's last round
 
     async def apply(self, action: HAAction) -> bool:
         """One action as one fenced transaction; False when its condition did not hold."""
@@ -91,17 +96,47 @@ class Manager:
         snap, ha = await read_all_from(self.view, time.time())
         # Waits run on this process's monotonic clock within this term (see ha/nodes.py).
         ha = replace(ha, term=self.token, mono=time.monotonic())
-        self._report({*snap.problems, *ha.problems})
+        balance, balance_problems = config_in(self.view.state)
+        self._report({*snap.problems, *ha.problems, *balance_problems})
         with MANAGER_DECIDE.time():
             actions, state = decide_with_ha(snap, ha, self.timing)
+            rnd = self._balance_round(snap, ha.rules, balance, actions)
         self.next_fence = next_fence(state)
-        for action in actions:
+        applied: set[str] = set()
+        for action in [*actions, *(rnd.queued if rnd else ())]:
             if not await self.apply(action):
                 # Someone changed it first (an operator, an agent): the next tick re-reads.
                 log.debug("not applied (changed meanwhile): %s", _describe(action))
             else:
                 log.info("%s", _describe(action))
+                if isinstance(action, QueueTask):
+                    applied.add(action.task.id)
+        if rnd is not None:
+            await self._record_round(rnd, snap.now, applied)
+            actions = [*actions, *rnd.queued]
         return actions
+
+    def _balance_round(self, snap: ClusterSnapshot, rules: Sequence[HARule],
+                       config: BalanceConfig, actions: list[HAAction]) -> BalanceRound | None:
+        """A balancing round when one is due, on the snapshot with the tasks HA and
+        maintenance just queued (they come first)."""
+        now = time.monotonic()
+        since = None if self.last_round is None else now - self.last_round
+        if not round_due(config, since):
+            return None
+        self.last_round = now
+        queued = snap.with_tasks([a.task for a in actions if isinstance(a, QueueTask)])
+        return decide_balance(queued, rules, config)
+
+    async def _record_round(self, rnd: BalanceRound, at: float, applied: set[str]) -> None:
+        for note in rnd.plan.notes:
+            log.info("balancer: %s", note)
+        tasks = {a.task.vmid: a.task.id for a in rnd.queued
+                 if a.task.id in applied and a.task.vmid is not None}
+        try:
+            await put_status(self.store, status_of(rnd.plan, at, tasks))
+        except Exception as e:  # the moves are queued; the status is for operators
+            log.warning("balancer: could not record the round: %s", e)
 
     def _report(self, problems: set[Problem]) -> None:
         """Each record that does not decode is logged once (not every tick), and again when it
@@ -115,7 +150,7 @@ class Manager:
     def _heard(self, changed: list[str] | None) -> None:
         # Usage samples arrive from every host every few seconds and decide nothing yet;
         # the regular tick sees them. Anything else may call for a decision now.
-        if changed is None or not all(k.endswith("/usage") for k in changed):
+        if changed is None or not all(k.endswith(("/usage", "/recent")) for k in changed):
             self.changed.set()
 
     async def run(self) -> None:

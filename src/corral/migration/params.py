@@ -40,6 +40,8 @@ class MigrateParams(BaseModel):
     with_local_disks: bool = False
     bwlimit_mbps: int | None = Field(default=None, ge=1)  # MiB/s, RAM and disks each
     origin: str | None = None  # host the VM returns to after maintenance; None for manual moves
+    # Why the move was asked for (the load balancer says what it saw), for the task's log.
+    reason: str = Field(default="", max_length=1000)
     # Seconds the target agent has to claim its task and get ready.
     ready_timeout: float = Field(default=30.0, gt=0)
     # Seconds without any byte moving before the migration counts as stalled.

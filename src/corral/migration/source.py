@@ -46,6 +46,8 @@ async def migrate(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[
     params = MigrateParams.model_validate(task.params)
     started = time.monotonic()
     vm = await check(ctx, task, params)
+    if params.reason:
+        await report(0.0, f"why: {params.reason}")
     storages = await ctx.store.storages()
     local = [i for i, d in enumerate(vm.config.disks)
              if (s := storages.get(d.storage)) is None or s.type.value == "dir"]
