@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from corral.api import (
     errors,
+    routes_balance,
     routes_bulk,
     routes_cluster,
     routes_console,
@@ -141,6 +142,7 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
     app.include_router(routes_vms.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_usage.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_ha.router, prefix=PREFIX, dependencies=guarded)
+    app.include_router(routes_balance.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_migrate.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_maintenance.router, prefix=PREFIX, dependencies=guarded)
     app.include_router(routes_bulk.router, prefix=PREFIX, dependencies=guarded)
