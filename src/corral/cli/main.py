@@ -29,6 +29,7 @@ NOUNS: dict[str, tuple[str, str]] = {
     "image": ("corral.cli.image", "app"),
     "agent": ("corral.cli.agent", "app"),
     "ha": ("corral.cli.ha", "app"),
+    "balance": ("corral.cli.balance", "app"),
     "sim": ("corral.cli.sim", "app"),
 }
 
