@@ -160,3 +160,26 @@ def test_nan_is_refused() -> None:
            b' "memory_used_mib": [0], "other_cores": [0]}')
     with pytest.raises(ValidationError):
         load(RecentUsage, raw)
+
+
+def test_the_view_decodes_a_hosts_recent_usage_again_only_when_it_changed() -> None:
+    from corral.cluster.models import NodeUsage
+    from corral.cluster.view_state import Change, ViewState, area_of
+
+    w = RecentWindow()
+    w.add(T0 + 5, HOST, {101: burn(0.5)})
+    rec = w.record()
+    assert rec is not None
+    state = ViewState()
+    state.apply([Change(keys.node("n1", "recent"), dump(rec), 2)])
+    first = state.snapshot(T0).nodes["n1"].recent
+    usage = NodeUsage(cpu=0.5, memory_used_mb=1, memory_total_mb=2)
+    state.apply([Change(keys.node("n1", "usage"), dump(usage), 3)])  # every 5 s
+    again = state.snapshot(T0).nodes["n1"]
+    assert again.usage == usage and again.recent is first
+    w.add(T0 + 15, HOST, {101: burn(1.5)})
+    state.apply([Change(keys.node("n1", "recent"), dump(w.record()), 4)])  # type: ignore[arg-type]
+    changed = state.snapshot(T0).nodes["n1"].recent
+    assert changed is not None and changed.vms[101].cores_max[-1] == 1.5
+    # Answers built from the hosts' other records stay valid while the figures change.
+    assert area_of(keys.node("n1", "recent")) == area_of(keys.node("n1", "usage")) == "usage"

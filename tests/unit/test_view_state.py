@@ -14,6 +14,7 @@ from corral.cluster.models import (
     NodeInfo,
     NodeUsage,
     Placement,
+    RecentUsage,
     RunState,
     StorageConfig,
     StorageType,
@@ -49,7 +50,10 @@ def candidate_records(rng: random.Random) -> list[tuple[str, bytes]]:
         (keys.node(node, "alive"), b"1"),
         (keys.node(node, "usage"), dump(NodeUsage(cpu=rng.random(), memory_used_mb=1,
                                                       memory_total_mb=2, sampled_at=1.0))),
-        (keys.node(node, rng.choice(["info", "usage", "request"])), bad),
+        (keys.node(node, "recent"), dump(RecentUsage(
+            step_seconds=60, last_at=1.0, cpu_avg=[rng.choice([0.1, 0.2])], cpu_max=[0.3],
+            memory_used_mib=[1], other_cores=[None]))),
+        (keys.node(node, rng.choice(["info", "usage", "request", "recent"])), bad),
         (f"{keys.NODES}{node}", b"1"),  # no field
         (keys.task(f"t{vmid}"), dump(Task(id=f"t{vmid}", kind="vm.start", node=node,
                                           vmid=vmid, created_at=rng.choice([1.0, 2.0])))),

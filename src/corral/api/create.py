@@ -55,6 +55,7 @@ def _config(body: VMCreate, vmid: int, disks: list[tuple[str, int]]) -> VMConfig
         startup=body.startup,
         maintenance=body.maintenance,
         description=body.description,
+        balance=body.balance,
     )
 
 

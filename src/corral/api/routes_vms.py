@@ -19,11 +19,12 @@ from corral.api.deps import (
     StoreDep,
     TokenDep,
 )
-from corral.api.errors import ApiError, conflict, not_found
+from corral.api.errors import ApiError, conflict, invalid, not_found
 from corral.api.schemas import (
     ConsoleChunk,
     ShutdownParams,
     TaskAccepted,
+    VMConfigChange,
     VMCreate,
     VMCreated,
     VMDetail,
@@ -31,7 +32,7 @@ from corral.api.schemas import (
 )
 from corral.api.views import skipped_header, vm_detail, vm_in
 from corral.cluster import keys
-from corral.cluster.models import VM, Placement, RunState, VMStatus
+from corral.cluster.models import VM, Placement, RunState, VMConfig, VMStatus
 from corral.cluster.store import Store
 from corral.cluster.vm_status import reported_status
 from corral.ha.store import follow_vm_action
@@ -39,6 +40,7 @@ from corral.ha.store import follow_vm_action
 router = APIRouter(tags=["vms"])
 
 Action = Literal["start", "stop", "shutdown", "suspend", "resume", "reset"]
+CONFIG_ATTEMPTS = 5  # config writes that lost a race to another writer, retried
 ACTIVE = (VMStatus.RUNNING, VMStatus.PAUSED, VMStatus.STARTING, VMStatus.SHUTTING_DOWN)
 
 
@@ -82,6 +84,25 @@ async def get_vm(vmid: int, snap: SnapDep) -> VMDetail:
 async def post_vm(body: VMCreate, store: StoreDep) -> VMCreated:
     vmid, task = await create_vm(store, body)
     return VMCreated(vmid=vmid, task=task.id)
+
+
+@router.patch("/vms/{vmid}/config", response_model=VMDetail)
+async def patch_vm_config(vmid: int, body: VMConfigChange, store: StoreDep) -> VMDetail:
+    """Change settings of an existing VM that need no restart (`balance`); those left out
+    stay as they are."""
+    change = body.model_dump(exclude_none=True)
+    if not change:
+        raise invalid("nothing to change: give one of " + ", ".join(VMConfigChange.model_fields))
+    for _ in range(CONFIG_ATTEMPTS):
+        config, rev = await store.get(keys.vm(vmid, "config"), VMConfig)
+        if config is None:
+            raise not_found("VM", vmid)
+        wanted = config.model_copy(update=change)
+        if wanted == config or await store.set_config(wanted, rev):
+            vm = await _vm(store, vmid)
+            host = await store.node(vm.placement.node)
+            return vm_detail(vm, host is not None and host.alive)
+    raise ApiError(503, "busy", f"VM {vmid}'s config kept changing meanwhile; try again")
 
 
 def _refusal(vm: VM, action: Action) -> str | None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+)
 
 from corral.cluster.models import (
     MAX_VMID,
@@ -48,6 +56,7 @@ class VMCreate(BaseModel):
     startup: int = Field(default=0, ge=0, le=9999)
     maintenance: Literal["migrate", "stay", "stop"] = "migrate"
     description: str = Field(default="", max_length=4096)
+    balance: StrictBool = True  # False: the load balancer never moves it
 
     @field_validator("name")
     @classmethod
@@ -60,6 +69,14 @@ class VMCreate(BaseModel):
         if v is not None and (not IMAGE_RE.match(v) or ".." in v):
             raise ValueError("must be an image name (letters, digits, '.', '_', '-'), not a path")
         return v
+
+
+class VMConfigChange(BaseModel):
+    """Settings of an existing VM that change without a restart; those left out stay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    balance: StrictBool | None = None
 
 
 class ShutdownParams(BaseModel):
@@ -105,6 +122,7 @@ class VMOut(BaseModel):
     image: str | None
     startup: int
     description: str
+    balance: bool
     pid: int | None
     accel: str | None
     started_at: float | None

@@ -55,6 +55,7 @@ def vm_out(vm: VM, host_online: bool = True) -> VMOut:
         image=c.image,
         startup=c.startup,
         description=c.description,
+        balance=c.balance,
         pid=rt.pid if rt else None,
         accel=rt.accel if rt else None,
         started_at=rt.started_at if rt else None,

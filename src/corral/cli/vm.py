@@ -65,6 +65,10 @@ def list_vms(
     )
 
 
+def _balance(on: bool) -> str:
+    return "yes" if on else "no (the load balancer never moves it)"
+
+
 @app.command()
 def show(vmid: VmidArg, as_json: JsonOpt = False) -> None:
     """Show one VM."""
@@ -76,7 +80,8 @@ def show(vmid: VmidArg, as_json: JsonOpt = False) -> None:
         ("vmid", vm["vmid"]), ("name", vm["name"]), ("node", vm["node"]),
         ("status", vm["status"]), ("wanted", vm["state"]), ("memory", mem(vm["memory_mb"])),
         ("cores", vm["cores"]), ("disks", _disks(vm["disks"])), ("image", vm["image"]),
-        ("startup", vm["startup"]), ("pid", vm["pid"]), ("accel", vm["accel"]),
+        ("startup", vm["startup"]), ("balance", _balance(vm["balance"])),
+        ("pid", vm["pid"]), ("accel", vm["accel"]),
         ("description", vm["description"] or None), ("message", vm["message"] or None),
     ])
 
@@ -98,6 +103,9 @@ def create(
     maintenance: Annotated[str, typer.Option(
         help="On host maintenance: migrate, stay or stop.")] = "migrate",
     description: Annotated[str, typer.Option(help="Free text.")] = "",
+    balance: Annotated[bool, typer.Option(
+        "--balance/--no-balance",
+        help="Whether the load balancer may move it (maintenance and HA still may).")] = True,
     no_wait: NoWaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -107,11 +115,31 @@ def create(
         "vmid": vmid, "name": name, "memory_mb": memory, "cores": cores, "disks": disk or [],
         "node": node, "image": None if image.lower() == "none" else image, "startup": startup,
         "append": append, "maintenance": maintenance, "description": description,
+        "balance": balance,
     }
     reply: dict[str, Any] = api.post("/vms", body)
     if not no_wait and not as_json:
         typer.echo(f"VM {reply['vmid']} ({name}) queued on {node}: task {reply['task']}")
     _finish(api, reply, f"VM {reply['vmid']} ({name}) created on {node}", no_wait, as_json)
+
+
+@app.command("set")
+def set_config(
+    vmid: VmidArg,
+    balance: Annotated[bool | None, typer.Option(
+        "--balance/--no-balance",
+        help="Whether the load balancer may move it (maintenance and HA still may).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change settings of a VM that need no restart; those not given stay."""
+    change = {k: v for k, v in {"balance": balance}.items() if v is not None}
+    if not change:
+        raise typer.BadParameter("nothing to change: give --balance or --no-balance")
+    vm: dict[str, Any] = connect().patch(f"/vms/{vmid}/config", change)
+    if as_json:
+        print_json(vm)
+    else:
+        typer.echo(f"VM {vmid}: balance {_balance(vm['balance'])}")
 
 
 def _action(action: str, vmid: int, no_wait: bool, as_json: bool, body: Any = None) -> None:

@@ -451,6 +451,18 @@ class Store:
             raise records.UnreadableRecord([records.Problem(keys.name(name), "not a VM id")])
         return int(kv.value)
 
+    async def set_config(self, config: VMConfig, expect_rev: int) -> bool:
+        """Write a VM's config only if nobody changed it since expect_rev was read (and it
+        still exists)."""
+        t = self.client.transactions
+        key = keys.vm(config.vmid, "config").encode()
+        ok, _ = await self.client.transaction(
+            compare=[t.mod(key) == expect_rev, t.version(key) > 0],
+            success=[t.put(key, dump(config))],
+            failure=[],
+        )
+        return bool(ok)
+
     async def set_placement(self, vmid: int, placement: Placement, expect_rev: int) -> bool:
         """Write placement only if nobody changed it since expect_rev was read."""
         t = self.client.transactions

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from corral.cluster import keys, records
-from corral.cluster.models import VM, Node, StorageConfig, Task
+from corral.cluster.models import VM, Node, RecentUsage, StorageConfig, Task
 from corral.cluster.records import Item, Problem, decode
 from corral.cluster.snapshot import ClusterSnapshot, sorted_problems
 
@@ -59,6 +59,7 @@ class ViewState:
         self._vms: dict[int, VM] = {}
         self._node_fields: dict[str, dict[str, bytes]] = {}
         self._nodes: dict[str, Node] = {}
+        self._recent: dict[str, tuple[bytes, RecentUsage]] = {}  # decoded, by host
         self._tasks: dict[str, Task] = {}
         self._storages: dict[str, StorageConfig] = {}
         # Records skipped, by what they belong to: ("vm", vmid), ("node", name), ("key", key).
@@ -220,11 +221,28 @@ class ViewState:
         fields = self._node_fields.get(name, {})
         problems: list[Problem] = []
         if fields:
-            self._nodes[name] = records.node_from(name, fields, problems)
+            self._nodes[name] = self._node_from(name, fields, problems)
         else:
             self._nodes.pop(name, None)
+            self._recent.pop(name, None)
             del self._node_fields[name]
         self._set_problems(("node", name), problems)
+
+    def _node_from(self, name: str, fields: dict[str, bytes], problems: list[Problem]
+                   ) -> Node:
+        """As `records.node_from`, but a host's recent usage (its biggest record: KiBs,
+        written every 30 s, where its usage sample changes every 5 s) is decoded again only
+        when its bytes changed."""
+        raw, kept = fields.get("recent"), self._recent.get(name)
+        if raw is not None and kept is not None and kept[0] == raw:
+            rest = {f: v for f, v in fields.items() if f != "recent"}
+            return replace(records.node_from(name, rest, problems), recent=kept[1])
+        node = records.node_from(name, fields, problems)
+        if raw is not None and node.recent is not None:
+            self._recent[name] = (raw, node.recent)
+        else:
+            self._recent.pop(name, None)
+        return node
 
     def _one(self, key: str, value: tuple[bytes, int] | None, cls: type[R],
              into: dict[str, R]) -> None:
