@@ -52,8 +52,10 @@ class UsageHistory:
     def __init__(self, node: str, directory: Path, driver: QemuDriver,
                  snapshot: Callable[[], ClusterSnapshot],
                  interval: float = SAMPLE_SECONDS,
-                 persist_every: float = PERSIST_SECONDS) -> None:
+                 persist_every: float = PERSIST_SECONDS, own_machine: bool = True) -> None:
         self.node = node
+        # False: the machine's CPU load is not this host's alone (lab hosts share one).
+        self.own_machine = own_machine
         self.directory = directory
         self.driver = driver
         self.snapshot = snapshot  # the VMs' configurations: cores, memory
@@ -146,7 +148,7 @@ class UsageHistory:
         disks = await asyncio.gather(*(self._disk(v) for v in vmids))
         host_values = figures.host_figures(self._prev_host, host)
         self.host.add(now, host_values)
-        busy = figures.busy_cores(self._prev_host, host)
+        busy = figures.busy_cores(self._prev_host, host) if self.own_machine else None
         self._prev_host = host
         demand: dict[int, recent.VmSample] = {}
         self._dirty.add(None)

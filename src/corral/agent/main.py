@@ -172,7 +172,8 @@ async def run(settings: AgentSettings) -> None:
         lease_job = asyncio.create_task(liveness.keep_alive(), name="lease")
         await reconcile_at_start(ctx, start_vm)
         history = UsageHistory(settings.node, settings.usage_dir, driver,
-                               lambda: view.snapshot(time.time()))
+                               lambda: view.snapshot(time.time()),
+                               own_machine=not settings.shared_machine)
         with contextlib.suppress(Exception):  # no history is no reason not to run the host
             await history.load()
         server = uvicorn.Server(console_config(

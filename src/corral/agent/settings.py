@@ -37,6 +37,9 @@ class AgentSettings:
     # The last minutes of the host and its VMs (RecentUsage, for the load balancer): a few
     # KiB per host, so written twice per minute point rather than every sample.
     recent_interval: float = 30.0
+    # Hosts that share one machine (a lab) see its CPU load as their own: they publish no
+    # host load besides their VMs' (RecentUsage.other_cores stays empty).
+    shared_machine: bool = False
     monitor_interval: float = 1.0
     # A clean host shutdown: how long a guest gets to power off on the ACPI button, and how
     # long policy migrate waits for maintenance to empty the host (systemd's stop timeout of

@@ -93,8 +93,8 @@ def touched_by(changed: Iterable[str]) -> Touched:
                 t.counted_vms.add(vmid)
         elif key.startswith(keys.NODES):
             name, fld = keys.split(key, keys.NODES)
-            if not name or not fld:
-                continue
+            if not name or not fld or fld == "recent":
+                continue  # the balancer's input: nothing a host event shows changed
             t.nodes.add(name)
             if fld == "alive":
                 t.nodes_alive.add(name)

@@ -122,7 +122,7 @@ class VMOut(BaseModel):
     image: str | None
     startup: int
     description: str
-    balance: bool
+    balance: bool = True  # False: the load balancer never moves it
     pid: int | None
     accel: str | None
     started_at: float | None

@@ -28,6 +28,10 @@ def run_agent(
         None, help="The host's TLS files (ca.crt, host.crt, host.key): etcd over TLS, and the "
                    "console served over HTTPS to clients with a certificate of the cluster "
                    "CA only."),
+    shared_machine: bool = typer.Option(
+        False, "--shared-machine",
+        help="This host shares its machine with other hosts (a lab): the machine's CPU load "
+             "is not this host's, so it publishes only its VMs' demand to the balancer."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     if accel not in ("auto", "kvm", "tcg"):
@@ -59,6 +63,7 @@ def run_agent(
         lease_ttl=lease_ttl,
         watchdog_socket=watchdog_socket, watchdog_timeout=watchdog_timeout,
         tls=TLSFiles.in_dir(pki_dir.resolve(), "host") if pki_dir else None,
+        shared_machine=shared_machine,
     )
     try:
         settings.check()

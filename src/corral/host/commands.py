@@ -161,6 +161,8 @@ def agent_command(config: HostConfig) -> ServiceCommand:
                  "--watchdog-timeout", _g(config.watchdog.client_timeout))
     if config.tls is not None:
         argv += ("--pki-dir", str(pki_dir(config)))
+    if config.shared_machine:
+        argv += ("--shared-machine",)
     return ServiceCommand(AGENT, f"Corral agent of host {config.name}", argv)
 
 

@@ -149,6 +149,9 @@ class HostConfig(BaseModel):
     python: str = "/usr/bin/python3"
     etcd_binary: Path = ETCD_BINARY
     managed_by: ManagedBy = "systemd"
+    # Several hosts on one machine (a lab): the machine's CPU load is not this host's, so its
+    # agent publishes only its VMs' demand to the balancer.
+    shared_machine: bool = False
 
     # --- checks ----------------------------------------------------------------------------
 
@@ -314,6 +317,7 @@ class HostConfig(BaseModel):
             "corral": [python, "-m", "corral.cli.main"], "python": python,
             "etcd_binary": shutil.which("etcd") or ETCD_BINARY,
             "managed_by": "supervisor",
+            "shared_machine": True,
             **fields,
         })
 

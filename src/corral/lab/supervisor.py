@@ -106,6 +106,7 @@ def plan_children(
             if layout.watchdog_timeout:
                 argv += ("--watchdog-socket", str(layout.watchdog_socket(i)),
                          "--watchdog-timeout", f"{layout.watchdog_timeout:g}")
+            argv += ("--shared-machine",)  # the lab's hosts are one machine
             out.append(ChildSpec(f"{name}-agent", argv, layout.log_path(f"{name}-agent"),
                                  "agent", env, host=name))
     if api:
