@@ -123,3 +123,19 @@ async def test_a_plan_queues_nothing_and_apply_queues_each_move_once(
     assert not {m["vmid"] for m in again["moves"]} & {m["vmid"] for m in applied["moves"]}
     assert len([t for t in await store.tasks() if t.kind == "vm.migrate"]) <= \
         BalanceConfig().max_concurrent
+
+
+async def test_a_vm_created_without_a_host_goes_where_the_balancer_would_put_it(
+        api: httpx.AsyncClient, store: Store) -> None:
+    r = await api.post("/vms", json={"name": "placed", "memory_mb": 256, "cores": 2})
+    assert r.status_code == 202, r.text
+    created = r.json()
+    assert created["node"] in ("n2", "n3"), created  # n1 is the busy one
+    vm = await store.vm(created["vmid"])
+    assert vm is not None and vm.placement.node == created["node"]
+    # Nowhere has room: refused naming the field, every host's reason given, nothing made.
+    r = await api.post("/vms", json={"name": "huge", "memory_mb": 16384, "cores": 1})
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert error["field"] == "node" and "not enough free memory on n2" in error["message"]
+    assert await store.name_taken("huge") is None

@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
+import time
+
 from corral.api import queue
 from corral.api.errors import ApiError, conflict, invalid
 from corral.api.schemas import VMCreate
+from corral.balancer.placement import place_new
+from corral.balancer.store import config_in
 from corral.cluster import keys
 from corral.cluster.models import NAME_RE, Disk, Placement, RunState, Task, VMConfig
 from corral.cluster.store import Store
+from corral.cluster.view import ClusterView
+from corral.ha.store import read_all_from
 from corral.storage.spec import parse_disk_spec, volume_name
 
 CREATE_ATTEMPTS = 5
 
 
-async def _check(store: Store, body: VMCreate) -> list[tuple[str, int]]:
+async def _check(store: Store, body: VMCreate, node_name: str) -> list[tuple[str, int]]:
     """Refusals naming the field; returns the parsed disks."""
     owner = await store.name_taken(body.name)
     if owner is not None:
         raise conflict(f"name {body.name!r} is already used by VM {owner}", "name")
     if body.vmid is not None and await _vmid_used(store, body.vmid):
         raise conflict(f"VM {body.vmid} already exists", "vmid")
-    node = await store.node(body.node) if NAME_RE.match(body.node) else None
+    node = await store.node(node_name) if NAME_RE.match(node_name) else None
     if node is None or node.info is None:
-        raise invalid(f"node: unknown node {body.node!r}", "node")
+        raise invalid(f"node: unknown node {node_name!r}", "node")
     if not node.alive:
-        raise conflict(f"node {body.node} is offline", "node")
+        raise conflict(f"node {node_name} is offline", "node")
     storages = await store.storages()
     disks = []
     for i, spec in enumerate(body.disks):
@@ -59,14 +65,28 @@ def _config(body: VMCreate, vmid: int, disks: list[tuple[str, int]]) -> VMConfig
     )
 
 
-async def create_vm(store: Store, body: VMCreate) -> tuple[int, Task]:
-    disks = await _check(store, body)
-    placement = Placement(node=body.node, state=RunState.STOPPED)
+async def chosen_node(view: ClusterView, body: VMCreate) -> str:
+    """The host named, or the one the balancer's scoring picks."""
+    if body.node is not None:
+        return body.node
+    snap, ha = await read_all_from(view, time.time())
+    config, _ = config_in(view.state)
+    node, why = place_new(snap, ha.rules, config, body.memory_mb, body.cores)
+    if node is None:
+        raise conflict(f"no host can take the VM: {why}", "node")
+    return node
+
+
+async def create_vm(store: Store, view: ClusterView, body: VMCreate
+                    ) -> tuple[int, Task, str]:
+    node = await chosen_node(view, body)
+    disks = await _check(store, body, node)
+    placement = Placement(node=node, state=RunState.STOPPED)
     for _ in range(CREATE_ATTEMPTS):
         vmid = body.vmid if body.vmid is not None else await store.next_vmid()
         if await store.create_vm(_config(body, vmid, disks), placement):
-            task = await queue.queue(store, "vm.create", body.node, vmid)
-            return vmid, task
+            task = await queue.queue(store, "vm.create", node, vmid)
+            return vmid, task, node
         # Lost a race: report what was taken, or try the next free id if none was asked for.
         owner = await store.name_taken(body.name)
         if owner is not None:

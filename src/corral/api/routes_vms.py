@@ -18,6 +18,7 @@ from corral.api.deps import (
     SnapDep,
     StoreDep,
     TokenDep,
+    ViewDep,
 )
 from corral.api.errors import ApiError, conflict, invalid, not_found
 from corral.api.schemas import (
@@ -81,9 +82,9 @@ async def get_vm(vmid: int, snap: SnapDep) -> VMDetail:
 
 
 @router.post("/vms", response_model=VMCreated, status_code=202)
-async def post_vm(body: VMCreate, store: StoreDep) -> VMCreated:
-    vmid, task = await create_vm(store, body)
-    return VMCreated(vmid=vmid, task=task.id)
+async def post_vm(body: VMCreate, store: StoreDep, view: ViewDep) -> VMCreated:
+    vmid, task, node = await create_vm(store, view, body)
+    return VMCreated(vmid=vmid, task=task.id, node=node)
 
 
 @router.patch("/vms/{vmid}/config", response_model=VMDetail)

@@ -50,7 +50,8 @@ class VMCreate(BaseModel):
     )
     cores: int = Field(ge=1, le=256)
     disks: list[DiskSpec] = Field(default_factory=list, max_length=16)
-    node: str
+    # None: the host the balancer's scoring picks (room, rules, then the most even cluster).
+    node: str | None = None
     image: str | None = "tiny"
     append: str = Field(default="", max_length=1024)
     startup: int = Field(default=0, ge=0, le=9999)
@@ -88,6 +89,7 @@ class ShutdownParams(BaseModel):
 class VMCreated(BaseModel):
     vmid: int
     task: str
+    node: str
 
 
 class TaskAccepted(BaseModel):

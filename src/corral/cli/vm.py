@@ -89,7 +89,9 @@ def show(vmid: VmidArg, as_json: JsonOpt = False) -> None:
 @app.command()
 def create(
     name: Annotated[str, typer.Option(help="VM name, unique in the cluster.")],
-    node: Annotated[str, typer.Option(help="Host to create the VM on.")],
+    node: Annotated[str | None, typer.Option(
+        help="Host to create the VM on (default: the one the balancer's scoring picks).")]
+    = None,
     memory: Annotated[int, typer.Option(help="Memory in MiB.")] = 128,
     cores: Annotated[int, typer.Option(help="Virtual CPUs.")] = 1,
     disk: Annotated[
@@ -118,9 +120,10 @@ def create(
         "balance": balance,
     }
     reply: dict[str, Any] = api.post("/vms", body)
+    where = reply.get("node", node)
     if not no_wait and not as_json:
-        typer.echo(f"VM {reply['vmid']} ({name}) queued on {node}: task {reply['task']}")
-    _finish(api, reply, f"VM {reply['vmid']} ({name}) created on {node}", no_wait, as_json)
+        typer.echo(f"VM {reply['vmid']} ({name}) queued on {where}: task {reply['task']}")
+    _finish(api, reply, f"VM {reply['vmid']} ({name}) created on {where}", no_wait, as_json)
 
 
 @app.command("set")
