@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 from corral.api import webui
 from corral.cluster import keys
 from corral.cluster.models import (
+    Disk,
     NodeInfo,
     NodeRequest,
     NodeUsage,
@@ -65,6 +66,10 @@ VMS = [
     (107, "spare", "n1", 256, 1, None),
 ]
 HA_VMS = {100: VMStatusHA.STARTED, 101: VMStatusHA.ERROR}
+# Disk space of the hosts' data file systems (used, total MiB); n4's agent does not say.
+HOST_DISKS = {"n1": (120_000, 400_000), "n2": (30_000, 200_000)}
+# Disks of the VMs (MiB), a stopped VM's among them: its disk still takes room.
+VM_DISKS = {100: 20_480, 102: 51_200, 103: 10_240}
 
 
 def chromium_path() -> str:
@@ -95,16 +100,21 @@ async def seed(store: Store) -> None:
         if alive:
             await store.client.put(keys.node(name, "alive").encode(), b"1")
         if cpu is not None and used is not None:
+            disk_used, disk_total = HOST_DISKS.get(name, (None, None))
             await store.put(keys.node(name, "usage"), NodeUsage(
-                cpu=cpu, memory_used_mb=used, memory_total_mb=memory, load1=cpu * cpus))
+                cpu=cpu, memory_used_mb=used, memory_total_mb=memory, load1=cpu * cpus,
+                disk_used_mb=disk_used, disk_total_mb=disk_total))
         if maintenance:
             await store.put(keys.node(name, "request"), NodeRequest(maintenance=True))
     for vmid, name, host, memory, cores, status in VMS:
         running = status in (VMStatus.RUNNING, VMStatus.STARTING)
         state = RunState.PAUSED if status == VMStatus.PAUSED else (
             RunState.RUNNING if running else RunState.STOPPED)
+        disks = [Disk(volume=f"local:vm-{vmid}-disk-0.qcow2", size_mb=VM_DISKS[vmid])
+                 ] if vmid in VM_DISKS else []
         assert await store.create_vm(VMConfig(vmid=vmid, name=name, memory_mb=memory,
-                                              cores=cores), Placement(node=host, state=state))
+                                              cores=cores, disks=disks),
+                                     Placement(node=host, state=state))
         if status is not None:
             await store.put_runtime(vmid, VMRuntime(node=host, status=status, pid=1000 + vmid))
     for vmid in HA_VMS:

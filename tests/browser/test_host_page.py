@@ -103,6 +103,11 @@ def test_bulk_shutdown_asks_first_then_bulk_start_from_the_host_menu(page: Page,
     screenshot(page, "lab-dashboard")
     open_host(page)
     host_vms(page, "running", 2)
+    # The agent's disk figures, as its usage sample has them (the total does not move).
+    with api(lab) as http:
+        usage = http.get(f"/nodes/{HOST}").json()["usage"]
+    expect(page.locator("[data-testid=host-status] dd[data-field=disk]")).to_contain_text(
+        f"of {usage['disk_total_mb'] / 1024:.1f} GiB used (data directory)")
     screenshot(page, "host-page")
 
     menu(page, "Bulk shut down…")

@@ -30,7 +30,8 @@ export interface StatusLine {
 }
 
 /** What the host's record says, as the status card shows it; `now` in unix seconds. What the
- * agents do not report (disk space, the host's own boot time) is said to be missing. */
+ * agents do not report (the host's own boot time; disk space, from agents older than the
+ * sample's disk figures) is said to be missing. */
 export function statusLines(node: Node, now: number): StatusLine[] {
   const u = node.online ? node.usage : null;
   const versions = Object.entries(node.versions).map(([k, v]) => `${k} ${v}`).join(" · ");
@@ -52,7 +53,13 @@ export function statusLines(node: Node, now: number): StatusLine[] {
         : node.memory_mb ? `${gib(node.memory_mb)}, no sample` : "no sample",
       share: u && u.memory_total_mb > 0 ? u.memory_used_mb / u.memory_total_mb : null,
     },
-    { id: "disk", label: "Disk", value: "not reported by the host's agent (see Disk I/O)" },
+    typeof u?.disk_total_mb === "number" && typeof u.disk_used_mb === "number"
+      ? {
+        id: "disk", label: "Disk",
+        value: `${gib(u.disk_used_mb)} of ${gib(u.disk_total_mb)} used (data directory)`,
+        share: u.disk_total_mb > 0 ? u.disk_used_mb / u.disk_total_mb : null,
+      }
+      : { id: "disk", label: "Disk", value: "not reported by the host's agent (see Disk I/O)" },
     {
       id: "uptime", label: "Agent up",
       value: node.started_at !== null && node.online

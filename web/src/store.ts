@@ -17,6 +17,7 @@ import { API, ApiError, apiGet, apiSend, asApiError } from "./api";
 import {
   applyHA, applyNode, applyTask, applyVM, backoffMs, EVENT_KINDS, type StreamEvent,
 } from "./events";
+import { haChange, nodeChange, type RecentEvent, remember, vmChange } from "./recent";
 import type { ClusterStatus, HAReport, Node, Task, VM } from "./types";
 
 export const RECENT_TASKS = 10;
@@ -33,6 +34,7 @@ export interface State {
   ha: HAReport | null;
   cluster: ClusterStatus | null;
   tasks: Task[] | null;
+  recent: RecentEvent[]; // what the stream changed since the tab opened, newest first
   // The last failure of each source; its data above is then the last that did load.
   errors: Partial<Record<Source, ApiError>>;
   updatedAt: number | null; // ms since the epoch, of the last change applied
@@ -40,7 +42,7 @@ export interface State {
   linkError: string | null; // why the stream is down, while it is
 }
 
-type Data = Omit<State, "errors" | "updatedAt" | "link" | "linkError">;
+type Data = Omit<State, "errors" | "updatedAt" | "link" | "linkError" | "recent">;
 export type Source = keyof Data;
 
 const PATHS: Record<Source, string> = {
@@ -58,7 +60,8 @@ const LISTS: Source[] = ["nodes", "vms", "ha", "tasks"];
 export type Notice = { kind: "task"; id: string; task: Task | null } | { kind: "reread" };
 
 const EMPTY: State = {
-  nodes: null, vms: null, ha: null, cluster: null, tasks: null, errors: {}, updatedAt: null,
+  nodes: null, vms: null, ha: null, cluster: null, tasks: null, recent: [], errors: {},
+  updatedAt: null,
   link: "connecting", linkError: null,
 };
 
@@ -215,24 +218,41 @@ export class ClusterStore {
 
   private apply(events: StreamEvent[]): void {
     const s = { ...this.state };
+    const now = Date.now();
+    const seen: (RecentEvent | null)[] = [];
     for (const e of events) {
       switch (e.kind) {
         case "vm":
-          if (s.vms) s.vms = applyVM(s.vms, e.data);
+          if (s.vms) {
+            const was = s.vms.find((v) => v.vmid === e.data.vmid);
+            seen.push(vmChange(was, e.data.deleted ? undefined : e.data.vm, now));
+            s.vms = applyVM(s.vms, e.data);
+          }
           break;
         case "node":
-          if (s.nodes) s.nodes = applyNode(s.nodes, e.data);
+          if (s.nodes) {
+            const was = s.nodes.find((n) => n.name === e.data.name);
+            seen.push(nodeChange(was, e.data.deleted ? undefined : e.data.node, now));
+            s.nodes = applyNode(s.nodes, e.data);
+          }
           break;
         case "task":
           if (s.tasks) s.tasks = applyTask(s.tasks, e.data, RECENT_TASKS);
           this.notice({ kind: "task", id: e.data.id, task: e.data.task ?? null });
           break;
         case "ha":
-          if (s.ha) s.ha = applyHA(s.ha, e.data);
+          if (s.ha) {
+            const rows = s.ha.vms;
+            for (const r of e.data.vms ?? []) {
+              seen.push(haChange(rows.find((x) => x.vmid === r.vmid), r, now));
+            }
+            s.ha = applyHA(s.ha, e.data);
+          }
           break;
       }
     }
-    this.update({ ...s, updatedAt: Date.now() });
+    s.recent = remember(s.recent, seen);
+    this.update({ ...s, updatedAt: now });
   }
 
   // --- reads -------------------------------------------------------------------------------

@@ -63,12 +63,13 @@ export interface Capacity {
 }
 
 function capacity(nodes: Node[], vms: VM[], total: (n: Node) => number,
-                  used: (n: Node) => number, given: (vm: VM) => number): Capacity {
+                  used: (n: Node) => number, given: (vm: VM) => number,
+                  holds: (vm: VM) => boolean = holdsResources): Capacity {
   const online = nodes.filter((n) => n.online);
   const placeable = online.filter((n) => !n.maintenance);
   let largest: Node | null = null;
   for (const n of placeable) if (largest === null || total(n) > total(largest)) largest = n;
-  const allocated = vms.filter(holdsResources).reduce((s, vm) => s + given(vm), 0);
+  const allocated = vms.filter(holds).reduce((s, vm) => s + given(vm), 0);
   const placeableTotal = placeable.reduce((s, n) => s + total(n), 0);
   return {
     physical: online.reduce((s, n) => s + total(n), 0),
@@ -97,9 +98,24 @@ export function memoryCapacity(nodes: Node[], vms: VM[]): Capacity {
                   (vm) => vm.memory_mb);
 }
 
+/** Storage: the hosts' data file systems (total and used, as their agents report them)
+ *  against the disks given to VMs, every VM's whatever its state: a stopped VM's disk still
+ *  takes its room. Hosts that do not report count as none. */
+export function storageCapacity(nodes: Node[], vms: VM[]): Capacity {
+  return capacity(nodes, vms, (n) => n.usage?.disk_total_mb ?? 0,
+                  (n) => n.usage?.disk_used_mb ?? 0,
+                  (vm) => vm.disks.reduce((s, d) => s + d.size_mb, 0), () => true);
+}
+
+/** Online hosts whose agent reports its disk space. */
+export function reportsDisk(nodes: Node[]): number {
+  return nodes.filter((n) => n.online && typeof n.usage?.disk_total_mb === "number").length;
+}
+
 export function formatMB(mb: number): string {
   const sign = mb < 0 ? "-" : "";
   const a = Math.abs(mb);
+  if (a >= 1024 * 1024) return `${sign}${(a / 1024 / 1024).toFixed(1)} TiB`;
   return a >= 1024 ? `${sign}${(a / 1024).toFixed(1)} GiB` : `${sign}${Math.round(a)} MiB`;
 }
 

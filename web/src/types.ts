@@ -7,6 +7,10 @@ export interface NodeUsage {
   memory_total_mb: number;
   load1: number;
   vms_running: number;
+  // The host's data file system, where its VMs' disks are; null from an agent that does
+  // not say (absent from older agents).
+  disk_used_mb?: number | null;
+  disk_total_mb?: number | null;
   sampled_at: number;
 }
 

@@ -34,6 +34,11 @@ test("status lines say what the agents report and what they do not", () => {
   assert.equal(lines.versions!.value, "corral 0.1.0 · qemu 7.2");
   assert.equal(lines.accel!.value, "kvm");
   assert.match(lines.disk!.value, /not reported/);
+  const withDisk = node("n1");
+  withDisk.usage = { ...withDisk.usage!, disk_used_mb: 2048, disk_total_mb: 8192 };
+  const disk = statusLines(withDisk, 5000).find((l) => l.id === "disk")!;
+  assert.equal(disk.value, "2.0 GiB of 8.0 GiB used (data directory)");
+  assert.equal(disk.share, 0.25);
   const off = Object.fromEntries(statusLines(node("n3", { online: false }), 5000).map((l) => [l.id, l]));
   assert.equal(off.uptime!.value, "offline");
   assert.equal(off.memory!.value, "8.0 GiB, no sample");

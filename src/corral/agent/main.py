@@ -182,7 +182,8 @@ async def run(settings: AgentSettings) -> None:
         async def usage_loop() -> None:
             while True:
                 with contextlib.suppress(Exception):
-                    await liveness.publish_usage(sampler.sample(monitor.running_count))
+                    await liveness.publish_usage(
+                        sampler.sample(monitor.running_count, settings.data_dir))
                 await asyncio.sleep(settings.usage_interval)
 
         async def recent_loop() -> None:

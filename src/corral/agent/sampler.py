@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import psutil
 
@@ -28,8 +30,9 @@ def static_info(name: str, address: str, agent_url: str, accel: str,
     )
 
 
-def sample(vms_running: int) -> NodeUsage:
+def sample(vms_running: int, data_dir: Path | None = None) -> NodeUsage:
     mem = psutil.virtual_memory()
+    disk = shutil.disk_usage(data_dir) if data_dir is not None else None
     return NodeUsage(
         # interval=None: the share since the previous call, without blocking.
         cpu=psutil.cpu_percent(interval=None) / 100.0,
@@ -37,4 +40,6 @@ def sample(vms_running: int) -> NodeUsage:
         memory_total_mb=mem.total // MB,
         load1=os.getloadavg()[0],
         vms_running=vms_running,
+        disk_used_mb=disk.used // MB if disk else None,
+        disk_total_mb=disk.total // MB if disk else None,
     )

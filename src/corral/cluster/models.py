@@ -88,6 +88,10 @@ class NodeUsage(Record):
     memory_total_mb: int
     load1: float = 0.0
     vms_running: int = 0
+    # The file system of the host's data directory, where its `dir` storage keeps the VMs'
+    # disks; None from an agent that does not say.
+    disk_used_mb: int | None = None
+    disk_total_mb: int | None = None
     sampled_at: float = Field(default_factory=time.time)
 
 

@@ -10,7 +10,10 @@ import {
   memoryCapacity,
   nodeMemoryMB,
   percent,
+  reportsDisk,
+  storageCapacity,
 } from "../summary";
+import type { RecentEvent } from "../recent";
 import type { Node, Task } from "../types";
 import { ApiErrors, MiniBar, StateIcon } from "./bits";
 import { Gauge } from "./Gauge";
@@ -210,6 +213,40 @@ function RecentTasks({ tasks }: { tasks: Task[] }) {
   );
 }
 
+/** Hosts whose agent does not say its disk space are left out of the storage gauge. */
+function storageNote(nodes: Node[]): string | undefined {
+  const online = nodes.filter((n) => n.online).length;
+  const reporting = reportsDisk(nodes);
+  if (reporting === online) return undefined;
+  return reporting === 0
+    ? "No host reports its disk space: allocated only"
+    : `${online - reporting} of ${online} online hosts do not report their disk space`;
+}
+
+function eventTarget(e: RecentEvent) {
+  return "vmid" in e.target
+    ? <a href={href({ page: "vm", vmid: e.target.vmid })}>{e.text}</a>
+    : <a href={href({ page: "node", name: e.target.node })}>{e.text}</a>;
+}
+
+function RecentEvents({ events }: { events: RecentEvent[] }) {
+  return (
+    <section class="card wide" data-testid="card-events">
+      <h3>Recent events</h3>
+      {events.length === 0 ? <p class="muted">Nothing has changed since this page opened.</p> : (
+        <ul class="events">
+          {events.map((e, i) => (
+            <li key={`${e.at}-${i}`} data-testid="event-row" class={`event ${e.tone}`}>
+              <span class="event-time">{new Date(e.at).toLocaleTimeString()}</span>
+              {eventTarget(e)}
+            </li>
+          ))}
+        </ul>
+      )}
+    </section>
+  );
+}
+
 export function Dashboard() {
   const state = useClusterState();
   const nodes = state.nodes ?? [];
@@ -231,10 +268,15 @@ export function Dashboard() {
           <Gauge id="cpu" title="CPU (cores)" cap={cpuCapacity(nodes, vms)} unit=" cores"
                  format={(v) => (Number.isInteger(v) ? String(v) : v.toFixed(1))} />
           <Gauge id="memory" title="Memory" cap={memoryCapacity(nodes, vms)} format={formatMB} />
+          <Gauge id="storage" title="Storage" cap={storageCapacity(nodes, vms)} format={formatMB}
+                 note={storageNote(nodes)} />
         </div>
       )}
       <HostsTable nodes={nodes} />
-      <RecentTasks tasks={state.tasks ?? []} />
+      <div class="cards halves">
+        <RecentTasks tasks={state.tasks ?? []} />
+        <RecentEvents events={state.recent} />
+      </div>
     </div>
   );
 }

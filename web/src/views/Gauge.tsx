@@ -6,6 +6,7 @@ interface Props {
   cap: Capacity;
   format: (v: number) => string;
   unit?: string; // after the spare figure, which stands alone
+  note?: string; // what the figures leave out
 }
 
 function Bar({ value, scale, physical, kind }: {
@@ -24,7 +25,7 @@ function Bar({ value, scale, physical, kind }: {
 
 /** Used and allocated against what the hosts have, on one scale: past the mark is
  *  overcommit. */
-export function Gauge({ id, title, cap, format, unit = "" }: Props) {
+export function Gauge({ id, title, cap, format, unit = "", note }: Props) {
   const scale = Math.max(cap.physical, cap.allocated, cap.used);
   const ratio = cap.physical > 0 ? cap.allocated / cap.physical : 0;
   const spare = cap.spareIfLargestFails;
@@ -55,6 +56,7 @@ export function Gauge({ id, title, cap, format, unit = "" }: Props) {
             ? `If ${cap.largestHost} fails: ${format(spare)}${unit} spare`
             : `If ${cap.largestHost} fails: short by ${format(-spare)}${unit}`}
       </p>
+      {note && <p class="muted small" data-testid={`${id}-note`}>{note}</p>}
     </section>
   );
 }
