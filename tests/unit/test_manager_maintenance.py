@@ -258,9 +258,10 @@ def test_a_new_manager_continues_from_the_stored_tasks() -> None:
 
 
 def test_evacuation_keeps_to_ha_anti_affinity() -> None:
-    """n2 has more room, but VM 102 there must stay apart from VM 101: 101 goes to n3."""
+    """n2 is the even choice, but VM 102 there must stay apart from VM 101: 101 goes to
+    n3."""
     w = cluster(101, n2=8192, n3=4096)
-    w.vm(102, "n2")
+    w.vm(102, "n2").vm(103, "n3").vm(104, "n3")
     w.maintenance("n1")
     apart = [HARule(name="apart", kind="anti-affinity", vms=[101, 102])]
     assert queued(decide(w.snap()))[0].params["target"] == "n2"  # without the rule

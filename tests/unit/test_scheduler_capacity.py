@@ -21,7 +21,6 @@ from corral.scheduler.capacity import (
     HOST_RESERVE_MB,
     free_memory,
     migration_refusal,
-    pick_target,
 )
 
 STORAGES = {
@@ -109,16 +108,6 @@ def test_memory_counts_running_vms_and_arriving_ones_but_not_stopped() -> None:
     cold = vm(104, memory_mb=4000, state=RunState.STOPPED)
     s2 = snap([node("n1"), node("n2", memory_mb=size)], [cold])
     assert migration_refusal(s2, cold, "n2", False) is None
-
-
-def test_pick_target_takes_the_most_free_memory_and_says_why_none_fits() -> None:
-    v = vm(100)
-    s = snap([node("n1"), node("n2", memory_mb=2048), node("n3", memory_mb=8192)], [v])
-    assert pick_target(s, v) == ("n3", "")
-    assert pick_target(s, v, frozenset({"n3"})) == ("n2", "")
-    s = snap([node("n1"), node("n2", alive=False)], [v])
-    target, why = pick_target(s, v)
-    assert target is None and "n2 is offline" in why
 
 
 def test_a_migration_stuck_on_a_dead_source_reserves_nothing_on_its_target() -> None:

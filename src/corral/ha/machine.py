@@ -181,7 +181,8 @@ def _retry(c: Ctx, vm: VM, s: HASettings, base: VMHAState, why: str) -> Step:
         n = base.relocates + 1
         # Each host once, best first: the hosts it failed on this round are not tried again.
         tried = base.tried if node in base.tried else [*base.tried, node]
-        target, whynot = choose_node(c.snap, vm, c.inputs.rules, frozenset(tried), True)
+        target, whynot = choose_node(c.snap, vm, c.inputs.rules, frozenset(tried), True,
+                                     c.inputs.scoring)
         if target is None:
             # Every eligible host tried, or none fits: try here again while budget is left.
             return _start(c, vm, base, S.REQUEST_START,
@@ -225,7 +226,8 @@ def _failback(c: Ctx, vm: VM, base: VMHAState) -> Step | None:
         or (ns := c.nodes.get(n)) is None or ns.status is not NodeStatusHA.ONLINE
         or ns.online_since is None or mono - ns.online_since < c.timing.failback_hold
         or migration_refusal(c.snap, vm, n, with_local_disks=True) is not None)
-    target, _ = choose_node(c.snap, vm, _failback_rules(c.inputs.rules, vm.vmid), not_yet, True)
+    target, _ = choose_node(c.snap, vm, _failback_rules(c.inputs.rules, vm.vmid), not_yet, True,
+                            c.inputs.scoring)
     if target is None:
         return None
     since = c.nodes[target].online_since
@@ -267,7 +269,7 @@ def _comply(c: Ctx, vm: VM, base: VMHAState) -> Step | None:
     refused = {n: why for n in candidates
                if (why := migration_refusal(c.snap, vm, n, with_local_disks=True))}
     exclude = frozenset(c.snap.nodes.keys() - (set(candidates) - refused.keys()))
-    target, whynot = choose_node(c.snap, vm, c.inputs.rules, exclude, True)
+    target, whynot = choose_node(c.snap, vm, c.inputs.rules, exclude, True, c.inputs.scoring)
     if target is None:
         # Hosts migration_refusal ruled out never reach choose_node: their reasons first.
         whys = [*refused.values(), *([whynot] if len(refused) < len(candidates) else [])]
@@ -315,7 +317,8 @@ def _started(c: Ctx, vm: VM, s: HASettings, base: VMHAState) -> Step:
         return Step(_to(base, now, S.FREEZE, wait))
     if c.snap.in_maintenance(node):
         # A host in maintenance starts nothing: start it elsewhere, without counting that.
-        target, whynot = choose_node(c.snap, vm, c.inputs.rules, frozenset({node}), True)
+        target, whynot = choose_node(c.snap, vm, c.inputs.rules, frozenset({node}), True,
+                                     c.inputs.scoring)
         if target is None:
             return Step(_to(base, now, S.REQUEST_START,
                             f"{node} is in maintenance and no host fits: {whynot}", task=None))
@@ -391,7 +394,7 @@ def _lost_host(c: Ctx, vm: VM, s: HASettings, base: VMHAState, ns: NodeHAState |
                         f"not recovered: its disks ({', '.join(local)}) are on {node}'s local "
                         f"storage; it waits for {node} to return", task=None))
     target, whynot = choose_node(c.snap, vm, c.inputs.rules, frozenset({node}),
-                                 want is RunState.RUNNING)
+                                 want is RunState.RUNNING, c.inputs.scoring)
     if target is None:
         return Step(_to(base, now, S.RECOVERY, f"no host to recover to: {whynot}", task=None))
     move = _move(c, vm, target, want, f"HA recovery from fenced host {node}")
@@ -440,7 +443,8 @@ def _failed_over(c: Ctx, vm: VM, s: HASettings, base: VMHAState) -> Step | None:
             or rt is None or rt.node != node or rt.status is not VMStatus.STOPPED
             or _active(c, vm) is not None):
         return None
-    target, whynot = choose_node(c.snap, vm, c.inputs.rules, frozenset({node}), True)
+    target, whynot = choose_node(c.snap, vm, c.inputs.rules, frozenset({node}), True,
+                                 c.inputs.scoring)
     if target is None:
         return Step(_to(base, c.snap.now, S.FREEZE, f"stopped by {node}'s shutdown (policy "
                         f"failover); no host to start it on: {whynot}", task=None))

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from corral.cluster import keys
 from corral.cluster.models import MAX_VMID, MIN_VMID, Model, ShutdownPolicy, check_name
 from corral.cluster.records import Problem, vmid_of
+
+if TYPE_CHECKING:  # the balancer's model uses HA's rules: no import at run time
+    from corral.balancer.model import BalanceConfig
 
 
 class HARequest(StrEnum):
@@ -170,6 +173,8 @@ class HAInputs:
     mono: float | None = None
     # HA records left out because they do not decode (reported in `ha status`).
     problems: tuple[Problem, ...] = ()
+    # The balancer's settings: its weights rank the hosts a VM may go to. None: defaults.
+    scoring: BalanceConfig | None = None
 
     @property
     def unreadable_settings(self) -> frozenset[int]:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
+from corral.balancer.fit import DEFAULT as DEFAULT_SCORING
+from corral.balancer.fit import fit_scores
+from corral.balancer.model import BalanceConfig
 from corral.cluster.models import VM, Placement, RunState
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.ha.models import HARule
@@ -88,10 +92,12 @@ def priority(rules: list[HARule], vmid: int, node: str) -> int:
 
 
 def choose_node(snap: ClusterSnapshot, vm: VM, rules: list[HARule],
-                exclude: frozenset[str], running: bool) -> tuple[str | None, str]:
-    """The best host for vm: highest rule priority, then most free memory, then name."""
+                exclude: frozenset[str], running: bool, scoring: BalanceConfig | None = None
+                ) -> tuple[str | None, str]:
+    """The best host for vm: highest rule priority, then the one that leaves the cluster
+    most even by the balancer's score (so a recovery does not undo balancing)."""
     reasons: list[str] = []
-    best: tuple[int, int, str] | None = None
+    eligible: list[str] = []
     for node in sorted(snap.nodes):
         if node in exclude:
             continue
@@ -99,12 +105,14 @@ def choose_node(snap: ClusterSnapshot, vm: VM, rules: list[HARule],
         if why is not None:
             reasons.append(why)
             continue
-        key = (-priority(rules, vm.vmid, node), -free_memory(snap, node), node)
-        if best is None or key < best:
-            best = key
-    if best is None:
+        eligible.append(node)
+    if not eligible:
         return None, "; ".join(reasons) or "no other host in the cluster"
-    return best[2], ""
+    scores = fit_scores(snap, vm, eligible, scoring or DEFAULT_SCORING)
+    # Equal scores (an empty cluster, hosts alike): the most free memory, then the name.
+    best = min(eligible, key=lambda n: (-priority(rules, vm.vmid, n),
+                                        scores.get(n, math.inf), -free_memory(snap, n), n))
+    return best, ""
 
 
 def with_placement(snap: ClusterSnapshot, vmid: int, placement: Placement) -> ClusterSnapshot:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import weakref
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
 
+from corral.balancer.store import config_in
 from corral.cluster import keys
 from corral.cluster.records import (
     Problem,
@@ -119,7 +121,8 @@ async def read_all_from(view: ClusterView, now: float) -> tuple[ClusterSnapshot,
     """`read_all` from a watch-fed view: consistent as a read of etcd, and HA records are
     decoded again only when one of them changed."""
     snap = await view.current(now)
-    return snap, inputs_of(view.state)
+    scoring, _ = config_in(view.state)  # an unreadable one: reported by the manager
+    return snap, replace(inputs_of(view.state), scoring=scoring)
 
 
 _decoded: weakref.WeakKeyDictionary[ViewState, tuple[int, HAInputs]] = (

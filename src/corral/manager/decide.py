@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
+from corral.balancer.model import BalanceConfig
 from corral.cluster.actions import Action, QueueTask
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.ha.actions import HAAction
@@ -20,16 +21,19 @@ from corral.manager.maintenance import decide_maintenance
 
 Decider = Callable[[ClusterSnapshot], list[Action]]
 
-def parts(rules: Sequence[HARule]) -> tuple[Decider, ...]:
+def parts(rules: Sequence[HARule], scoring: BalanceConfig | None = None
+          ) -> tuple[Decider, ...]:
     """In priority order: each part sees the tasks the earlier parts queued, so two parts
     never send one VM two tasks or fill one host twice. HA placement rules bind maintenance's
     choice of targets too."""
-    return (partial(decide_maintenance, rules=rules), decide_bulk, decide_prune)
+    return (partial(decide_maintenance, rules=rules, scoring=scoring), decide_bulk,
+            decide_prune)
 
 
-def decide(snap: ClusterSnapshot, rules: Sequence[HARule] = ()) -> list[Action]:
+def decide(snap: ClusterSnapshot, rules: Sequence[HARule] = (),
+           scoring: BalanceConfig | None = None) -> list[Action]:
     actions: list[Action] = []
-    for part in parts(rules):
+    for part in parts(rules, scoring):
         more = part(snap)
         actions.extend(more)
         snap = snap.with_tasks([a.task for a in more if isinstance(a, QueueTask)])
@@ -40,7 +44,7 @@ def decide_with_ha(snap: ClusterSnapshot, ha: HAInputs, timing: HATiming
                    ) -> tuple[list[HAAction], HAState]:
     """decide(), then HA over the snapshot with their tasks, so HA waits for a maintenance
     migration instead of acting on the same VM. Returns the HA state to persist as well."""
-    actions: list[HAAction] = list(decide(snap, ha.rules))
+    actions: list[HAAction] = list(decide(snap, ha.rules, ha.scoring))
     snap = snap.with_tasks([a.task for a in actions if isinstance(a, QueueTask)])
     ha_actions, state = decide_ha(snap, ha, timing)
     return actions + ha_actions, state

@@ -18,13 +18,14 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from corral.balancer.model import BalanceConfig
 from corral.cluster.actions import Action, QueueTask, SetPlacement
 from corral.cluster.models import VM, NodeRequest, RunState, Task, TaskState
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.ha.models import HARule
 from corral.ha.placement import choose_node
 from corral.ha.placement import refusal as rule_refusal
-from corral.scheduler.capacity import MIGRATION_KINDS, migration_refusal, pick_target
+from corral.scheduler.capacity import MIGRATION_KINDS, migration_refusal
 
 # Migrations at once out of an evacuating host (or into a host its VMs return to): enough to
 # overlap the slow parts, few enough not to saturate the host's network.
@@ -59,6 +60,7 @@ class _Plan:
     status: MaintenanceStatus
     actions: list[Action] = field(default_factory=list)
     rules: Sequence[HARule] = ()  # HA placement rules: evacuation keeps to them too
+    scoring: BalanceConfig | None = None  # the balancer's weights, to rank targets
 
 
 def parallel_of(request: NodeRequest | None) -> int:
@@ -131,7 +133,8 @@ def _incoming_returns(snap: ClusterSnapshot, node: str) -> int:
 
 
 def _destination(snap: ClusterSnapshot, node: str, vm: VM, rules: Sequence[HARule],
-                 avoid: frozenset[str] = frozenset()) -> tuple[str | None, str | None, str]:
+                 avoid: frozenset[str] = frozenset(), scoring: BalanceConfig | None = None
+                 ) -> tuple[str | None, str | None, str]:
     """Where a VM leaving node goes, the origin it keeps, or why it cannot go anywhere.
     Hosts in `avoid` (earlier attempts failed to reach them) are taken only when no other
     host will do."""
@@ -142,18 +145,19 @@ def _destination(snap: ClusterSnapshot, node: str, vm: VM, rules: Sequence[HARul
             and rule_refusal(snap, vm, list(rules), origin, running) is None:
         # It was here only because its own host was in maintenance: send it home instead.
         return origin, None, ""
-    if not any(vm.vmid in r.vms for r in rules):
-        target, why_not = pick_target(snap, vm, avoid)
-        if target is None and avoid:
-            target, why_not = pick_target(snap, vm)
-        return target, origin or node, why_not
-    # Under HA rules: the hosts a migration could go to, ranked as HA would rank them.
+    # The hosts a migration could go to, ranked as HA ranks them (its rules, then the
+    # balancer's score).
     refused = {n: why for n in snap.nodes
                if (why := migration_refusal(snap, vm, n, True)) is not None}
-    target, why_not = choose_node(snap, vm, list(rules), frozenset(refused) | avoid, running)
+    target, why_not = choose_node(snap, vm, list(rules), frozenset(refused) | avoid, running,
+                                  scoring)
     if target is None and avoid:
-        target, why_not = choose_node(snap, vm, list(rules), frozenset(refused), running)
-    return target, origin or node, "; ".join([*refused.values(), why_not]).strip("; ")
+        target, why_not = choose_node(snap, vm, list(rules), frozenset(refused), running,
+                                      scoring)
+    if target is None and len(snap.nodes) <= 1:
+        why_not = "no other host in the cluster"
+    return target, origin or node, "; ".join(
+        [*(w for n, w in sorted(refused.items()) if n != node), why_not]).strip("; ")
 
 
 def _stop_one(plan: _Plan, snap: ClusterSnapshot, node: str, vm: VM,
@@ -200,7 +204,8 @@ def _evacuate_one(plan: _Plan, snap: ClusterSnapshot, node: str, vm: VM,
     if step.stuck is not None:
         st.stuck[vmid] = step.stuck
         return snap
-    target, new_origin, why_not = _destination(snap, node, vm, plan.rules, step.failed_targets)
+    target, new_origin, why_not = _destination(snap, node, vm, plan.rules, step.failed_targets,
+                                               plan.scoring)
     if target is None:
         st.stuck[vmid] = why_not
         return snap
@@ -244,7 +249,8 @@ def moved_off(node: str, vms: Iterable[VM]) -> list[VM]:
     return [vm for vm in vms if vm.placement.origin == node and vm.placement.node != node]
 
 
-def plan_host(snap: ClusterSnapshot, node: str, rules: Sequence[HARule] = ()
+def plan_host(snap: ClusterSnapshot, node: str, rules: Sequence[HARule] = (),
+              scoring: BalanceConfig | None = None
               ) -> tuple[MaintenanceStatus, list[Action], ClusterSnapshot]:
     """The host's maintenance status, the next steps, and snap with those steps queued."""
     n = snap.nodes.get(node)
@@ -252,7 +258,8 @@ def plan_host(snap: ClusterSnapshot, node: str, rules: Sequence[HARule] = ()
     enabled = bool(request and request.maintenance)
     plan = _Plan(MaintenanceStatus(node=node, state="off", enabled=enabled,
                                    no_return=bool(request and request.no_return),
-                                   parallel=parallel_of(request)), rules=rules)
+                                   parallel=parallel_of(request)), rules=rules,
+                 scoring=scoring)
     st = plan.status
     if enabled:
         assert request is not None
@@ -271,9 +278,9 @@ def plan_host(snap: ClusterSnapshot, node: str, rules: Sequence[HARule] = ()
     return st, plan.actions, snap
 
 
-def maintenance_status(snap: ClusterSnapshot, node: str, rules: Sequence[HARule] = ()
-                       ) -> MaintenanceStatus:
-    return plan_host(snap, node, rules)[0]
+def maintenance_status(snap: ClusterSnapshot, node: str, rules: Sequence[HARule] = (),
+                       scoring: BalanceConfig | None = None) -> MaintenanceStatus:
+    return plan_host(snap, node, rules, scoring)[0]
 
 
 def host_names(snap: ClusterSnapshot) -> list[str]:
@@ -285,9 +292,10 @@ def host_names(snap: ClusterSnapshot) -> list[str]:
                   - snap.unreadable_requests)
 
 
-def decide_maintenance(snap: ClusterSnapshot, rules: Sequence[HARule] = ()) -> list[Action]:
+def decide_maintenance(snap: ClusterSnapshot, rules: Sequence[HARule] = (),
+                       scoring: BalanceConfig | None = None) -> list[Action]:
     actions: list[Action] = []
     for node in host_names(snap):
-        _, more, snap = plan_host(snap, node, rules)
+        _, more, snap = plan_host(snap, node, rules, scoring)
         actions.extend(more)
     return actions

@@ -91,23 +91,3 @@ def migration_refusal(snap: ClusterSnapshot, vm: VM, target: str,
     """Why vm cannot move to target now (the first reason), or None when the move may
     start."""
     return next(migration_refusals(snap, vm, target, with_local_disks), None)
-
-
-def pick_target(snap: ClusterSnapshot, vm: VM, exclude: frozenset[str] = frozenset()
-                ) -> tuple[str | None, str]:
-    """The eligible host with the most free memory, or None and why none fits."""
-    reasons: list[str] = []
-    best: tuple[int, str] | None = None
-    for name in sorted(snap.nodes):
-        if name == vm.placement.node or name in exclude:
-            continue
-        why = migration_refusal(snap, vm, name, with_local_disks=True)
-        if why is not None:
-            reasons.append(why)
-            continue
-        free = free_memory(snap, name)
-        if best is None or free > best[0]:
-            best = (free, name)
-    if best is None:
-        return None, "; ".join(reasons) or "no other host in the cluster"
-    return best[1], ""
