@@ -8,6 +8,7 @@ Eligibility (room, rules, maintenance) stays with the caller: this only ranks.
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from functools import partial
 from corral.balancer.demand import robust
 from corral.balancer.model import BalanceConfig
 from corral.balancer.score import HostState, Score
-from corral.cluster.models import VM, RunState, VmRecent
+from corral.cluster.models import VM, RecentUsage, RunState
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.scheduler.capacity import MIGRATION_KINDS, unusable
 
@@ -25,15 +26,32 @@ DEFAULT = BalanceConfig()
 # Robust demand of a VM from one of its usage records: records are kept by the view until
 # they change, so one VM's demand is worked out once per record (every 30 s), not per choice.
 _Settings = tuple[float, float, float]  # what the robust view depends on
-# id of the record -> (the record, weakly; the settings; the demand). Records are not
-# hashable; an entry goes with its record.
-_demand: dict[int, tuple[weakref.ref[VmRecent], _Settings, float]] = {}
+_Uses = dict[int, tuple[float, float]]  # vmid -> (cores, resident MiB)
+# id of a host's record -> (the record, weakly; the settings; what each VM in it uses).
+# Records are not hashable; an entry goes with its record.
+_uses: dict[int, tuple[weakref.ref[RecentUsage], _Settings, _Uses]] = {}
 
 
-def _forget(key: int, ref: weakref.ref[VmRecent]) -> None:
-    entry = _demand.get(key)
+def _forget(key: int, ref: weakref.ref[RecentUsage]) -> None:
+    entry = _uses.get(key)
     if entry is not None and entry[0] is ref:
-        del _demand[key]
+        del _uses[key]
+
+
+def _uses_in(recent: RecentUsage, config: BalanceConfig) -> _Uses:
+    settings = (config.window_s, config.horizon_s, config.percentile)
+    key = id(recent)
+    cached = _uses.get(key)
+    if cached is not None and cached[0]() is recent and cached[1] == settings:
+        return cached[2]
+    uses: _Uses = {}
+    step = float(recent.step_seconds)
+    for vmid, rec in recent.vms.items():
+        cpu = robust([v for v in rec.cores_avg if v is not None], step, config)
+        uses[vmid] = (math.nan if cpu is None else cpu,
+                      math.nan if rec.memory_mib is None else float(rec.memory_mib))
+    _uses[key] = (weakref.ref(recent, partial(_forget, key)), settings, uses)
+    return uses
 
 
 @dataclass(frozen=True)
@@ -43,28 +61,21 @@ class Demand:
 
 
 def demand(snap: ClusterSnapshot, vm: VM, config: BalanceConfig = DEFAULT) -> Demand:
-    """What vm uses, as its host last published it; unknown CPU counts as half its cores
-    (a new VM, one just moved), unknown memory as all of it."""
+    """What vm uses, as its host last published it (at most its cores); unknown CPU counts
+    as half its cores (a new VM, one just moved), unknown memory as all of it."""
     node = snap.nodes.get(vm.placement.node)
     recent = node.recent if node is not None else None
-    rec = recent.vms.get(vm.vmid) if recent is not None else None
-    if rec is None or recent is None:
-        return Demand(vm.config.cores / 2, float(vm.config.memory_mb))
-    settings = (config.window_s, config.horizon_s, config.percentile)
-    key = id(rec)
-    cached = _demand.get(key)
-    if cached is None or cached[0]() is not rec or cached[1] != settings:
-        points = [v for v in rec.cores_avg if v is not None]
-        cpu = robust(points, float(recent.step_seconds), config, ceiling=float(vm.config.cores))
-        ref = weakref.ref(rec, partial(_forget, key))
-        cached = (ref, settings, vm.config.cores / 2 if cpu is None else cpu)
-        _demand[key] = cached
-    memory = float(rec.memory_mib) if rec.memory_mib is not None else float(vm.config.memory_mb)
-    return Demand(cached[2], memory)
+    cpu, memory = math.nan, math.nan
+    if recent is not None:
+        cpu, memory = _uses_in(recent, config).get(vm.vmid, (math.nan, math.nan))
+    cores = vm.config.cores
+    return Demand(cores / 2 if math.isnan(cpu) else min(cpu, float(cores)),
+                  float(vm.config.memory_mb) if math.isnan(memory) else memory)
 
 
-def _counts(vm: VM) -> bool:
-    return vm.placement.state is not RunState.STOPPED
+_UNKNOWN = (math.nan, math.nan)
+
+
 
 
 def fit_scores(snap: ClusterSnapshot, vm: VM, nodes: Collection[str],
@@ -84,15 +95,22 @@ def fit_scores(snap: ClusterSnapshot, vm: VM, nodes: Collection[str],
         target = task.params.get("target")
         if task.kind in MIGRATION_KINDS and task.vmid is not None and isinstance(target, str):
             going[task.vmid] = target
-    for other in snap.vms.values():
-        where = going.get(other.vmid)
-        if other.vmid == vm.vmid or (where is None and not _counts(other)):
-            continue
-        h = hosts.get(where or other.placement.node)
-        if h is not None:
-            d = demand(snap, other, config)
-            h.cpu += d.cpu
-            h.mem += d.memory_mb
+    # Host by host, with each host's usage record looked up once: this runs for every
+    # choice HA makes in a pass, over every VM.
+    for name, node in snap.nodes.items():
+        uses = _uses_in(node.recent, config) if node.recent is not None else {}
+        for other in snap.vms_on(name):
+            vmid = other.config.vmid
+            where = going.get(vmid)
+            if vmid == vm.vmid or (where is None and other.placement.state is RunState.STOPPED):
+                continue
+            h = hosts.get(where or name)
+            if h is None:
+                continue
+            cores = other.config.cores
+            cpu, memory = uses.get(vmid, _UNKNOWN)
+            h.cpu += cores / 2 if cpu != cpu else (cpu if cpu < cores else cores)  # nan: unknown
+            h.mem += other.config.memory_mb if memory != memory else memory
     score = Score(list(hosts.values()), config.cpu_weight, config.memory_weight, config.hot_cpu)
     mine = demand(snap, vm, config)
     out: dict[str, float] = {}
