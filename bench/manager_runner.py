@@ -61,10 +61,13 @@ def instrument(out: TextIO) -> list[str]:
     if manager is not None and asyncio.iscoroutinefunction(getattr(manager, "tick", None)):
         manager.tick = _timed_async(manager.tick, out, "pass")
         timed.append("pass")
-    decide = getattr(loop, "decide_with_ha", None)
-    if callable(decide):
-        loop.decide_with_ha = _timed_sync(decide, out, "decide")  # type: ignore[attr-defined]
-        timed.append("decide")
+    # The loop's decision entry point: decide_with_balance now, decide_with_ha before.
+    for name in ("decide_with_balance", "decide_with_ha"):
+        decide = getattr(loop, name, None)
+        if callable(decide):
+            setattr(loop, name, _timed_sync(decide, out, "decide"))
+            timed.append("decide")
+            break
     return timed
 
 

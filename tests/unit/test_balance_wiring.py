@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from corral.balancer.inputs import balance_input, balance_task_id
 from corral.balancer.model import BalanceConfig
+from corral.balancer.planner import still_valid
 from corral.cluster.actions import QueueTask
 from corral.cluster.models import (
     VM,
@@ -26,8 +27,9 @@ from corral.cluster.models import (
     VMStatus,
 )
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.ha.models import HARule
+from corral.ha.models import HAInputs, HARule, HATiming
 from corral.manager.balance import decide_balance, round_due
+from corral.manager.decide import decide_with_balance
 from corral.migration.params import MigrateParams
 
 NOW = 10_000.0
@@ -167,3 +169,47 @@ def test_nothing_while_disabled_and_rounds_every_interval() -> None:
     assert round_due(ON, None)
     assert not round_due(ON, ON.interval_s - 1)
     assert round_due(ON, ON.interval_s)
+
+
+def test_a_round_runs_after_ha_and_maintenance_and_never_moves_what_they_move() -> None:
+    """n1 goes into maintenance with four busy VMs: maintenance evacuates two (its
+    parallel), and the round in the same pass neither moves those nor targets n1."""
+    demand = {101: 1.8, 102: 1.8, 103: 1.8, 104: 1.8}
+    s = snap([node("n1", demand, maintenance=True), node("n2", {}), node("n3", {})],
+             [vm(v, "n1") for v in demand])
+    timing = HATiming(lease_ttl=10, watchdog_timeout=5, margin=2)
+    actions, _, rnd = decide_with_balance(s, HAInputs(), timing,
+                                          ON.model_copy(update={"max_concurrent": 10}))
+    evacuating = {a.task.vmid for a in actions if isinstance(a, QueueTask)
+                  and a.task.id.startswith("maint-")}
+    assert len(evacuating) == 2
+    assert rnd is not None and not rnd.plan.moves
+    for vmid in demand:
+        why = rnd.plan.held[vmid]
+        assert why.startswith("already migrating") if vmid in evacuating else "n1" in why
+
+
+def test_no_round_when_none_is_due_and_one_counts_running_migrations() -> None:
+    s = crowded()
+    timing = HATiming(lease_ttl=10, watchdog_timeout=5, margin=2)
+    actions, _, rnd = decide_with_balance(s, HAInputs(), timing, None)
+    assert rnd is None and not [a for a in actions if isinstance(a, QueueTask)]
+    busy = ON.model_copy(update={"max_concurrent": 1})
+    moving = Task(id="m", kind="vm.migrate", node="n1", vmid=101, params={"target": "n2"},
+                  state=TaskState.RUNNING)
+    _, _, rnd = decide_with_balance(s.with_tasks([moving]), HAInputs(), timing, busy)
+    assert rnd is not None and not rnd.plan.moves
+    assert any("max_concurrent" in n for n in rnd.plan.notes)
+
+
+def test_a_move_to_a_host_that_died_since_the_plan_is_not_started() -> None:
+    s = crowded()
+    [first, *_] = decide_balance(s, [], ON).plan.moves
+    dead = dict(s.nodes)
+    target = dead[first.target]
+    dead[first.target] = Node(target.name, target.info, False, None, None,
+                              recent=target.recent)
+    later = ClusterSnapshot(now=NOW + 5, nodes=dead, vms=s.vms, storages=STORAGES)
+    why = still_valid(first, balance_input(later, []), ON)
+    assert why is not None and first.target in why
+    assert all(m.target != first.target for m in decide_balance(later, [], ON).plan.moves)

@@ -15,6 +15,7 @@ from corral.cluster.snapshot import ClusterSnapshot
 from corral.ha.actions import HAAction
 from corral.ha.machine import decide_ha
 from corral.ha.models import HAInputs, HARule, HAState, HATiming
+from corral.manager.balance import BalanceRound, decide_balance
 from corral.manager.bulk import decide_bulk
 from corral.manager.housekeeping import decide_prune
 from corral.manager.maintenance import decide_maintenance
@@ -48,3 +49,17 @@ def decide_with_ha(snap: ClusterSnapshot, ha: HAInputs, timing: HATiming
     snap = snap.with_tasks([a.task for a in actions if isinstance(a, QueueTask)])
     ha_actions, state = decide_ha(snap, ha, timing)
     return actions + ha_actions, state
+
+
+def decide_with_balance(snap: ClusterSnapshot, ha: HAInputs, timing: HATiming,
+                        balance: BalanceConfig | None
+                        ) -> tuple[list[HAAction], HAState, BalanceRound | None]:
+    """decide_with_ha(), then a balancing round when one is due (balance given): it plans
+    on the snapshot with every task the other parts queued, so it never moves a VM they
+    move, and counts their moves' memory where it goes."""
+    actions, state = decide_with_ha(snap, ha, timing)
+    if balance is None:
+        return actions, state, None
+    queued = snap.with_tasks([a.task for a in actions if isinstance(a, QueueTask)])
+    rnd = decide_balance(queued, ha.rules, balance)
+    return [*actions, *rnd.queued], state, rnd

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -19,15 +19,14 @@ from corral.balancer.store import config_in, put_status, status_of
 from corral.cluster import keys
 from corral.cluster.actions import DeleteTask, QueueTask, SetPlacement, UpdateTask
 from corral.cluster.records import Problem, dump
-from corral.cluster.snapshot import ClusterSnapshot
 from corral.cluster.store import Store
 from corral.cluster.view import ClusterView
 from corral.ha.actions import ClearFenceConfirmation, HAAction, SaveHAState
-from corral.ha.models import HARule, HATiming
+from corral.ha.models import HATiming
 from corral.ha.nodes import next_fence
 from corral.ha.store import read_all_from
-from corral.manager.balance import BalanceRound, decide_balance, round_due
-from corral.manager.decide import decide_with_ha
+from corral.manager.balance import BalanceRound, round_due
+from corral.manager.decide import decide_with_balance
 from corral.manager.election import Election
 from corral.metrics.instruments import MANAGER_DECIDE, MANAGER_PASS
 
@@ -98,12 +97,13 @@ class Manager:
         ha = replace(ha, term=self.token, mono=time.monotonic())
         balance, balance_problems = config_in(self.view.state)
         self._report({*snap.problems, *ha.problems, *balance_problems})
+        due = self._round_due(balance)
         with MANAGER_DECIDE.time():
-            actions, state = decide_with_ha(snap, ha, self.timing)
-            rnd = self._balance_round(snap, ha.rules, balance, actions)
+            actions, state, rnd = decide_with_balance(snap, ha, self.timing,
+                                                      balance if due else None)
         self.next_fence = next_fence(state)
         applied: set[str] = set()
-        for action in [*actions, *(rnd.queued if rnd else ())]:
+        for action in actions:
             if not await self.apply(action):
                 # Someone changed it first (an operator, an agent): the next tick re-reads.
                 log.debug("not applied (changed meanwhile): %s", _describe(action))
@@ -113,20 +113,16 @@ class Manager:
                     applied.add(action.task.id)
         if rnd is not None:
             await self._record_round(rnd, snap.now, applied)
-            actions = [*actions, *rnd.queued]
         return actions
 
-    def _balance_round(self, snap: ClusterSnapshot, rules: Sequence[HARule],
-                       config: BalanceConfig, actions: list[HAAction]) -> BalanceRound | None:
-        """A balancing round when one is due, on the snapshot with the tasks HA and
-        maintenance just queued (they come first)."""
+    def _round_due(self, config: BalanceConfig) -> bool:
+        """A balancing round every interval_s on this manager's clock, the first at once."""
         now = time.monotonic()
         since = None if self.last_round is None else now - self.last_round
         if not round_due(config, since):
-            return None
+            return False
         self.last_round = now
-        queued = snap.with_tasks([a.task for a in actions if isinstance(a, QueueTask)])
-        return decide_balance(queued, rules, config)
+        return True
 
     async def _record_round(self, rnd: BalanceRound, at: float, applied: set[str]) -> None:
         for note in rnd.plan.notes:
