@@ -64,9 +64,10 @@ lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-# pytest's exit code 5 (nothing collected) must never pass as success.
+# pytest's exit code 5 (nothing collected) must never pass as success. The slowest tests
+# are listed: the whole suite must stay well under CI's time.
 test: system-deps venv image lint web
-	CORRAL_IMAGES_DIR=$(IMAGES) $(BIN)/pytest -p no:cacheprovider -ra $(PYTEST_ARGS); \
+	CORRAL_IMAGES_DIR=$(IMAGES) $(BIN)/pytest -p no:cacheprovider -ra --durations=25 $(PYTEST_ARGS); \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 unit: venv
