@@ -24,7 +24,6 @@ under 2 s.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from labdriver import LabDriver  # bench/, beside this script
 from playwright.sync_api import Page, sync_playwright
 
 from corral.lab.layout import spare_base_port
@@ -99,40 +99,18 @@ def summary(xs: list[float]) -> str:
             f"max {1000 * s[-1]:6.0f} ms  ({len(s)} runs)")
 
 
-class Bench:
+class Bench(LabDriver):
     def __init__(self, root: Path, images: str) -> None:
-        self.root = root
         # The lab's API serves a copy of the built console: a `make web` meanwhile (which
         # empties web/dist) cannot break a run.
         shutil.copytree(WEB_DIST, root / "web")
-        self.env = {**os.environ, "CORRAL_CONFIG": str(root / "client.json"),
-                    "CORRAL_LAB_DIR": str(root / "lab"), "CORRAL_IMAGES_DIR": images,
-                    "CORRAL_WEB_DIR": str(root / "web")}
-        self.env.pop("CORRAL_URL", None)
-        self.env.pop("CORRAL_TOKEN", None)
-        self.http: httpx.Client | None = None
-        self.url = ""
-        self.token = ""
+        super().__init__(root, images, CORRAL_WEB_DIR=str(root / "web"))
 
     def corral(self, *args: str, timeout: float = 600) -> str:
-        proc = subprocess.run([sys.executable, "-m", "corral.cli.main", *args], env=self.env,
-                              text=True, capture_output=True, timeout=timeout)
-        if proc.returncode != 0:
-            raise SystemExit(f"corral {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc.stdout
-
-    def connect(self) -> None:
-        cfg = json.loads((self.root / "client.json").read_text())
-        self.url = str(cfg["url"]).rstrip("/").removesuffix("/api/v1")
-        self.token = str(cfg["token"])
-        self.http = httpx.Client(base_url=self.url + "/api/v1", timeout=10,
-                                 headers={"Authorization": f"Bearer {self.token}"})
+        return super().corral(*args, timeout=timeout)
 
     def get(self, path: str) -> Any:
-        assert self.http is not None
-        reply = self.http.get(path)
-        reply.raise_for_status()
-        return reply.json()
+        return self.api("GET", path)
 
     def post(self, path: str) -> None:
         assert self.http is not None

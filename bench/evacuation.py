@@ -10,17 +10,14 @@ Starts its own lab cluster (3 hosts, TCG) in a temporary directory and tears it 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from labdriver import LabDriver  # bench/, beside this script
 
 from corral.lab.layout import spare_base_port
 
@@ -28,34 +25,7 @@ POLL = 0.1
 MEMORY_MB = 96  # the tiny guest needs at least this much to boot
 
 
-class Cluster:
-    def __init__(self, root: Path, images: str) -> None:
-        self.env = {**os.environ, "CORRAL_CONFIG": str(root / "client.json"),
-                    "CORRAL_LAB_DIR": str(root / "lab"), "CORRAL_IMAGES_DIR": images}
-        self.env.pop("CORRAL_URL", None)
-        self.env.pop("CORRAL_TOKEN", None)
-        self.root = root
-        self.http: httpx.Client | None = None
-
-    def corral(self, *args: str, timeout: float = 300) -> str:
-        proc = subprocess.run([sys.executable, "-m", "corral.cli.main", *args], env=self.env,
-                              text=True, capture_output=True, timeout=timeout)
-        if proc.returncode != 0:
-            raise SystemExit(f"corral {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc.stdout
-
-    def connect(self) -> httpx.Client:
-        cfg = json.loads((self.root / "client.json").read_text())
-        self.http = httpx.Client(base_url=cfg["url"].rstrip("/") + "/api/v1", timeout=30,
-                                 headers={"Authorization": f"Bearer {cfg['token']}"})
-        return self.http
-
-    def api(self, method: str, path: str, body: Any = None) -> Any:
-        assert self.http is not None
-        reply = self.http.request(method, path, json=body)
-        reply.raise_for_status()
-        return reply.json()
-
+class Cluster(LabDriver):
     def wait_task(self, task_id: str) -> None:
         while (t := self.api("GET", f"/tasks/{task_id}"))["state"] not in ("ok", "error"):
             time.sleep(POLL)
@@ -119,7 +89,7 @@ def main() -> None:
     c.corral("lab", "up", "--nodes", "3", "--vms", "0", "--accel", "tcg", "--base-port",
              str(base), "--api-port", str(base + 390))
     try:
-        c.connect()
+        c.connect(timeout=30)
         for k in range(args.vms):
             r = c.api("POST", "/vms", {"name": f"evac{k}", "memory_mb": MEMORY_MB, "cores": 1,
                                       "node": "n1"})

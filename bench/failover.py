@@ -10,7 +10,6 @@ directory and tears it down after, also on failure or Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from labdriver import LabDriver  # bench/, beside this script
 
 from corral.fencing.labdog import host_qemu_pids
 from corral.ha.models import HATiming
@@ -35,35 +35,19 @@ VMID = 100  # the lab's tiny1
 SETTLE_TIMEOUT = 90.0  # the killed host's return, until every host is online again
 
 
-class Bench:
+class Bench(LabDriver):
     def __init__(self, root: Path, images: str) -> None:
-        self.root = root
-        self.env = {**os.environ, "CORRAL_CONFIG": str(root / "client.json"),
-                    "CORRAL_LAB_DIR": str(root / "lab"), "CORRAL_IMAGES_DIR": images}
-        self.env.pop("CORRAL_URL", None)
-        self.env.pop("CORRAL_TOKEN", None)
-        self.http: httpx.Client | None = None
+        super().__init__(root, images)
         self.layout: LabLayout | None = None
 
-    def corral(self, *args: str, timeout: float = 240) -> str:
-        proc = subprocess.run([sys.executable, "-m", "corral.cli.main", *args], env=self.env,
-                              text=True, capture_output=True, timeout=timeout)
-        if proc.returncode != 0:
-            raise SystemExit(f"corral {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc.stdout
-
-    def connect(self) -> None:
-        cfg = json.loads((self.root / "client.json").read_text())
-        self.http = httpx.Client(base_url=cfg["url"].rstrip("/") + "/api/v1", timeout=10,
-                                 headers={"Authorization": f"Bearer {cfg['token']}"})
+    def connect(self, timeout: float = 10) -> httpx.Client:
+        http = super().connect(timeout)
         self.layout = LabLayout.load(self.root / "lab")
         assert self.layout is not None
+        return http
 
     def get(self, path: str) -> Any:
-        assert self.http is not None
-        reply = self.http.get(path)
-        reply.raise_for_status()
-        return reply.json()
+        return self.api("GET", path)
 
     def qemu_on(self, node: str) -> int | None:
         assert self.layout is not None

@@ -1,0 +1,46 @@
+"""A lab of a benchmark's own: the environment of its commands, `corral` run as a user runs
+it, and an HTTP client of its API. Shared by the benchmarks that start a lab."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class LabDriver:
+    def __init__(self, root: Path, images: str, **env: str) -> None:
+        self.root = root
+        self.env = {**os.environ, "CORRAL_CONFIG": str(root / "client.json"),
+                    "CORRAL_LAB_DIR": str(root / "lab"), "CORRAL_IMAGES_DIR": images, **env}
+        self.env.pop("CORRAL_URL", None)
+        self.env.pop("CORRAL_TOKEN", None)
+        self.http: httpx.Client | None = None
+        self.url = ""  # the API's root, where the console is served
+        self.token = ""
+
+    def corral(self, *args: str, timeout: float = 300) -> str:
+        proc = subprocess.run([sys.executable, "-m", "corral.cli.main", *args], env=self.env,
+                              text=True, capture_output=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise SystemExit(f"corral {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
+    def connect(self, timeout: float = 10) -> httpx.Client:
+        cfg = json.loads((self.root / "client.json").read_text())
+        self.url = str(cfg["url"]).rstrip("/").removesuffix("/api/v1")
+        self.token = str(cfg["token"])
+        self.http = httpx.Client(base_url=self.url + "/api/v1", timeout=timeout,
+                                 headers={"Authorization": f"Bearer {self.token}"})
+        return self.http
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        assert self.http is not None
+        reply = self.http.request(method, path, json=body)
+        reply.raise_for_status()
+        return reply.json()
