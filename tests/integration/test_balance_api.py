@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from api_thread import api_client
 
-from corral.api.app import create_app
 from corral.balancer.model import BalanceConfig
 from corral.cluster import keys
 from corral.cluster.models import (
@@ -63,10 +62,7 @@ async def seed(store: Store) -> None:
 @pytest.fixture
 async def api(store: Store, etcd_endpoint: str) -> AsyncIterator[httpx.AsyncClient]:
     await seed(store)
-    app: FastAPI = create_app([etcd_endpoint])
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://api/api/v1", headers=AUTH
-    ) as client:
+    async with api_client(etcd_endpoint, AUTH) as client:
         yield client
 
 

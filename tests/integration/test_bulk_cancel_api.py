@@ -7,9 +7,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from api_thread import api_client
 
-from corral.api.app import create_app
 from corral.cluster import keys
 from corral.cluster.models import NodeInfo, Placement, RunState, Task, TaskState, VMConfig
 from corral.cluster.store import Store
@@ -29,10 +28,7 @@ async def api(store: Store, etcd_endpoint: str) -> AsyncIterator[httpx.AsyncClie
     for vmid in (101, 102, 103):
         await store.create_vm(VMConfig(vmid=vmid, name=f"v{vmid}", memory_mb=64, cores=1),
                               Placement(node="n1", state=RunState.RUNNING))
-    app: FastAPI = create_app([etcd_endpoint])
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://api/api/v1", headers=AUTH
-    ) as client:
+    async with api_client(etcd_endpoint, AUTH) as client:
         yield client
 
 

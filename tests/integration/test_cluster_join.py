@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from aetcd import rpc
+from api_thread import api_client
 from cryptography import x509
 from fastapi import FastAPI
 
@@ -328,10 +329,7 @@ async def test_a_learner_that_never_starts_is_removed_again(cluster: OneHost) ->
 async def test_without_a_pki_directory_joins_are_unavailable_and_status_works(
         store: Store, etcd_endpoint: str) -> None:
     await store.add_token(API_TOKEN)
-    app = create_app([etcd_endpoint])
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://api/api/v1",
-            headers=AUTH) as api:
+    async with api_client(etcd_endpoint, AUTH) as api:
         for method, path, body in [("GET", "/cluster/ca", None),
                                    ("POST", "/cluster/tokens", {}),
                                    ("DELETE", "/cluster/members/t1", None),

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from api_thread import api_client
 
-from corral.api.app import create_app
 from corral.cluster import keys
 from corral.cluster.models import (
     Disk,
@@ -46,11 +46,7 @@ async def api(store: Store, etcd_endpoint: str) -> AsyncIterator[httpx.AsyncClie
     for vmid, disks in ((101, []), (102, [Disk(volume="local:vm-102-disk-0.qcow2", size_mb=8)])):
         cfg = VMConfig(vmid=vmid, name=f"vm{vmid}", memory_mb=512, cores=1, disks=disks)
         assert await store.create_vm(cfg, Placement(node="n1", state=RunState.RUNNING))
-    app = create_app([etcd_endpoint])
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://api/api/v1",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-    ) as client:
+    async with api_client(etcd_endpoint, {"Authorization": f"Bearer {TOKEN}"}) as client:
         yield client
 
 

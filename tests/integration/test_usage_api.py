@@ -10,9 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from api_thread import api_client
 
-from corral.api.app import create_app
 from corral.cluster import keys
 from corral.cluster.models import NodeInfo, Placement, VMConfig
 from corral.cluster.store import Store
@@ -41,10 +40,7 @@ async def api(store: Store, etcd_endpoint: str) -> AsyncIterator[httpx.AsyncClie
                                  Placement(node="n1"))
     assert await store.create_vm(VMConfig(vmid=102, name="db", memory_mb=64, cores=1),
                                  Placement(node="n2"))
-    app: FastAPI = create_app([etcd_endpoint])
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://api/api/v1",
-            headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+    async with api_client(etcd_endpoint, {"Authorization": f"Bearer {TOKEN}"}) as client:
         yield client
 
 
