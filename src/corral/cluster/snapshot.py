@@ -82,6 +82,13 @@ class ClusterSnapshot:
         _ = self._vms_by_node, self._unfinished_by_vm
         return self
 
+    def indexes(self, vms: bool, tasks: bool) -> dict[str, object]:
+        """The indexes built so far over this snapshot's VMs and/or tasks, for a snapshot
+        that holds the very same VMs and/or tasks."""
+        by_vms, by_tasks = ("_vms_by_node",), ("_unfinished", "_unfinished_by_vm")
+        wanted = (by_vms if vms else ()) + (by_tasks if tasks else ())
+        return {k: v for k, v in self.__dict__.items() if k in wanted}
+
     def at(self, now: float) -> ClusterSnapshot:
         """The same records seen at another time, with the indexes built so far (they do
         not depend on the time)."""

@@ -21,6 +21,9 @@ from corral.cluster.snapshot import ClusterSnapshot, sorted_problems
 R = TypeVar("R", Task, StorageConfig)
 VM_LOG = 20_000  # VM changes remembered (a few minutes of a busy cluster's)
 
+# The parts of a snapshot that are taken over from the one before while their area is
+# unchanged (in this order: its vms, tasks, storages).
+SNAPSHOT_AREAS = ("vms", "tasks", "storage")
 # Records whose change HA decisions read (see `ha.store.ha_inputs_from`).
 HA_KEYS = (keys.HA, keys.HA_STATE, keys.HA_CONFIG)
 
@@ -65,6 +68,8 @@ class ViewState:
         # Records skipped, by what they belong to: ("vm", vmid), ("node", name), ("key", key).
         self._problems: dict[tuple[str, object], list[Problem]] = {}
         self._cached: ClusterSnapshot | None = None
+        self._cached_areas: tuple[int, ...] = ()  # SNAPSHOT_AREAS' revisions when it was built
+        self._stale = False  # changes applied since it was built
 
     # --- feeding ---------------------------------------------------------------------------
 
@@ -99,30 +104,45 @@ class ViewState:
                 self._vm_log.append((c.revision, vmid))
             changed.append(c.key)
         if changed:
-            self._cached = None
+            self._stale = True
         return changed
 
     def advance(self, revision: int) -> None:
         """Every change up to revision has been applied."""
         if revision > self.revision:
             self.revision = revision
-            self._cached = None
 
     # --- reading ---------------------------------------------------------------------------
 
     def snapshot(self, now: float) -> ClusterSnapshot:
-        if self._cached is None or self._cached.revision != self.revision:
-            self._cached = ClusterSnapshot(
+        cached = self._cached
+        if cached is None or cached.revision != self.revision or self._stale:
+            # Hosts publish usage every few seconds: a snapshot after such a change takes
+            # the VMs, tasks and storages (and their indexes) of the one before when their
+            # areas did not change, instead of sorting 5,000 VMs again.
+            areas = self.area_revisions(SNAPSHOT_AREAS)
+            kept = cached if cached is not None and self._cached_areas else None
+            vms_same, tasks_same, storages_same = (
+                [a == b for a, b in zip(areas, self._cached_areas, strict=True)] if kept
+                else [False, False, False])
+            fresh = ClusterSnapshot(
                 now=now,
                 nodes={name: self._nodes[name] for name in sorted(self._nodes)},
-                vms={vmid: self._vms[vmid] for vmid in sorted(self._vms)},
-                tasks=sorted((self._tasks[k] for k in sorted(self._tasks)),
-                             key=lambda t: t.created_at),
-                storages={s.id: s for _, s in sorted(self._storages.items())},
+                vms=kept.vms if kept and vms_same else
+                {vmid: self._vms[vmid] for vmid in sorted(self._vms)},
+                tasks=kept.tasks if kept and tasks_same else
+                sorted((self._tasks[k] for k in sorted(self._tasks)),
+                       key=lambda t: t.created_at),
+                storages=kept.storages if kept and storages_same else
+                {s.id: s for _, s in sorted(self._storages.items())},
                 revision=self.revision,
                 problems=sorted_problems(p for ps in self._problems.values() for p in ps),
-            ).indexed()
-        return self._cached.at(now)
+            )
+            if kept is not None:
+                fresh.__dict__.update(kept.indexes(vms=vms_same, tasks=tasks_same))
+            self._cached, self._cached_areas, self._stale = fresh.indexed(), areas, False
+            cached = self._cached
+        return cached.at(now)
 
     def area_revisions(self, areas: tuple[str, ...]) -> tuple[int, ...]:
         """For each area, the revision of its last change (or of the last listing): equal
