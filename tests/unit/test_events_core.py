@@ -86,7 +86,7 @@ def test_a_new_vm_is_a_vm_event_with_its_list_body_and_its_host_counts_it() -> N
     assert of_kind(events, "vm") == [
         {"vmid": 101, "vm": vm_out(snap.vms[101]).model_dump(mode="json")}]
     (node,) = of_kind(events, "node")
-    assert node["node"] == node_out(snap.nodes["n1"], snap.vms_on("n1")
+    assert node["node"] == node_out(snap.nodes["n1"], snap
                                     ).model_dump(mode="json")
     assert node["node"]["vms"] == 1 and node["node"]["vms_running"] == 1
     assert {e.revision for e in events} == {w.rev}

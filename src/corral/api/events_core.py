@@ -160,7 +160,7 @@ def events_for(t: Touched, snap: ClusterSnapshot, ha_inputs: HAInputs,
         for name in sorted(nodes):
             node = snap.nodes.get(name)
             out.append(Event("node", rev, {
-                "name": name, "node": node_out(node, snap.vms_on(name)).model_dump(mode="json")
+                "name": name, "node": node_out(node, snap).model_dump(mode="json")
             } if node else {"name": name, "deleted": True}))
     if t.ha:
         report = ha_status(snap, ha_inputs)

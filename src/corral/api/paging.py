@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 from corral.api.errors import invalid
 from corral.api.schemas import NodeOut, VMOut
 from corral.api.wire import MAX_LIMIT, NEXT_CURSOR_HEADER
-from corral.cluster.models import Task, TaskState, VMStatus
+from corral.cluster.models import Node, Task, TaskState, VMStatus
 
 T = TypeVar("T")
 KeyPart = int | float | str
@@ -44,6 +44,9 @@ class Ordering(Generic[T]):
 
 VMS: Ordering[VMOut] = Ordering("vms", lambda v: (v.vmid,), (int,))
 NODES: Ordering[NodeOut] = Ordering("nodes", lambda n: (n.name,), (str,))
+# The same order over the hosts' records (a snapshot keeps them by name): one cursor serves
+# both.
+NODE_RECORDS: Ordering[Node] = Ordering("nodes", lambda n: (n.name,), (str,))
 TASKS: Ordering[Task] = Ordering("tasks", lambda t: (t.created_at, t.id), (float, str),
                                  newest_first=True)
 

@@ -25,10 +25,10 @@ async def list_nodes(snap: SnapDep, response: Response, limit: LimitQuery = None
     wanted = paging.page_request(limit, cursor, paging.NODES)
     response.headers.update(skipped_header(
         p for p in snap.problems if p.key.startswith((keys.NODES, keys.VMS))))
-    page = paging.cut([node_out(n, snap.vms_on(n.name)) for n in snap.nodes.values()],
-                      paging.NODES, wanted)
+    # Hosts are kept by name: the page is found first, and only its answers are built.
+    page = paging.cut_sorted(list(snap.nodes.values()), paging.NODE_RECORDS, wanted)
     response.headers.update(page.headers())
-    return page.items
+    return [node_out(n, snap) for n in page.items]
 
 
 @router.get("/nodes/{node}", response_model=NodeOut, tags=["nodes"])
@@ -36,7 +36,7 @@ async def get_node(node: str, snap: SnapDep) -> NodeOut:
     found = snap.nodes.get(node)
     if found is None:
         raise not_found("node", node)
-    return node_out(found, snap.vms_on(node))
+    return node_out(found, snap)
 
 
 @router.get("/storage", response_model=list[StorageConfig], tags=["storage"])

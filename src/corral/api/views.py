@@ -8,10 +8,10 @@ from urllib.parse import quote
 from corral.api.errors import not_found
 from corral.api.schemas import NodeOut, VMDetail, VMOut
 from corral.api.wire import SKIPPED_HEADER
-from corral.cluster.models import VM, Node, VMStatus
+from corral.cluster.models import VM, Node
 from corral.cluster.records import Problem, UnreadableRecord, vmid_of
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.cluster.vm_status import reported_status, shown_status
+from corral.cluster.vm_status import shown_status
 
 # A list answer holds the records that decode; the keys of those left out go in this header
 # (a JSON list cannot carry a field of its own). Bodies with room for it list them in full:
@@ -70,8 +70,7 @@ def vm_detail(vm: VM, host_online: bool = True) -> VMDetail:
     )
 
 
-def node_out(node: Node, here: list[VM]) -> NodeOut:
-    """here: the VMs placed on node (`ClusterSnapshot.vms_on`)."""
+def node_out(node: Node, snap: ClusterSnapshot) -> NodeOut:
     info = node.info
     return NodeOut(
         name=node.name,
@@ -85,6 +84,6 @@ def node_out(node: Node, here: list[VM]) -> NodeOut:
         started_at=info.started_at if info else None,
         usage=node.usage,
         maintenance=bool(node.request and node.request.maintenance),
-        vms=len(here),
-        vms_running=sum(reported_status(vm) == VMStatus.RUNNING for vm in here),
+        vms=len(snap.vms_on(node.name)),
+        vms_running=snap.running_on(node.name),
     )

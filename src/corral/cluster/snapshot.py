@@ -8,7 +8,15 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from corral.cluster import records
-from corral.cluster.models import VM, Node, StorageConfig, StorageType, Task, TaskState
+from corral.cluster.models import (
+    VM,
+    Node,
+    StorageConfig,
+    StorageType,
+    Task,
+    TaskState,
+    VMStatus,
+)
 from corral.cluster.records import Problem
 
 
@@ -36,6 +44,10 @@ class ClusterSnapshot:
     def vms_on(self, node: str) -> list[VM]:
         return self._vms_by_node.get(node, [])
 
+    def running_on(self, node: str) -> int:
+        """How many VMs placed on node its host last reported running."""
+        return self._running_by_node.get(node, 0)
+
     def unfinished(self) -> list[Task]:
         return self._unfinished
 
@@ -54,6 +66,14 @@ class ClusterSnapshot:
         for vm in self.vms.values():
             by_node.setdefault(vm.placement.node, []).append(vm)
         return by_node
+
+    @cached_property
+    def _running_by_node(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for vm in self.vms.values():
+            if vm.runtime is not None and vm.runtime.status is VMStatus.RUNNING:
+                counts[vm.placement.node] = counts.get(vm.placement.node, 0) + 1
+        return counts
 
     @cached_property
     def _unfinished(self) -> list[Task]:
@@ -79,13 +99,14 @@ class ClusterSnapshot:
 
     def indexed(self) -> ClusterSnapshot:
         """This snapshot with its indexes built, for one kept and read many times (`at`)."""
-        _ = self._vms_by_node, self._unfinished_by_vm
+        _ = self._vms_by_node, self._running_by_node, self._unfinished_by_vm
         return self
 
     def indexes(self, vms: bool, tasks: bool) -> dict[str, object]:
         """The indexes built so far over this snapshot's VMs and/or tasks, for a snapshot
         that holds the very same VMs and/or tasks."""
-        by_vms, by_tasks = ("_vms_by_node",), ("_unfinished", "_unfinished_by_vm")
+        by_vms, by_tasks = ("_vms_by_node", "_running_by_node"), ("_unfinished",
+                                                                  "_unfinished_by_vm")
         wanted = (by_vms if vms else ()) + (by_tasks if tasks else ())
         return {k: v for k, v in self.__dict__.items() if k in wanted}
 
