@@ -113,6 +113,8 @@ def one_run(b: Bench, n: int, bound: float) -> tuple[str, str, float, float, dic
     # A killed etcd leader costs an election, and the new leader gives every lease a fresh
     # TTL: the lost host's lease then outlives the kill by more than its TTL.
     leader = etcd_leader(b.layout)
+    if b.layout.cluster_mode:  # each host serves the API: ask one that survives
+        b.use_api(b.layout.host_api_url(b.layout.node_index(others[0])))
     t0, wall0 = time.monotonic(), time.time()
     b.corral("lab", "kill-node", host)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -35,9 +36,19 @@ class LabDriver:
         cfg = json.loads((self.root / "client.json").read_text())
         self.url = str(cfg["url"]).rstrip("/").removesuffix("/api/v1")
         self.token = str(cfg["token"])
-        self.http = httpx.Client(base_url=self.url + "/api/v1", timeout=timeout,
+        # A lab built as a cluster serves HTTPS with its own CA, which the config pins.
+        ca = cfg.get("ca")
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
+        self.http = httpx.Client(base_url=self.url + "/api/v1", timeout=timeout, verify=verify,
                                  headers={"Authorization": f"Bearer {self.token}"})
         return self.http
+
+    def use_api(self, url: str) -> None:
+        """Talk to the API at url from now on (a cluster lab's hosts each serve one: when the
+        host the config names is to be killed, another's)."""
+        assert self.http is not None
+        self.url = url.rstrip("/")
+        self.http.base_url = httpx.URL(self.url + "/api/v1")
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         assert self.http is not None
