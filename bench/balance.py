@@ -101,10 +101,11 @@ def _verdict(rows: dict[str, dict[str, float]], runs: list[list[Result]],
         r = rows[name]
         p95_wins = sum(rr[k].p95_imbalance <= rr[j].p95_imbalance + 1e-9 for rr in runs)
         hot_wins = sum(rr[k].hot_host_s <= rr[j].hot_host_s + 1e-9 for rr in runs)
-        good = me["p95"] <= r["p95"] + 1e-9 and me["hot_h"] <= r["hot_h"] + 1e-9
-        ok &= good
-        lines.append(f"  vs {name:<11} p95 {'<=' if me['p95'] <= r['p95'] + 1e-9 else '> '} "
-                     f"(per run {p95_wins}/{len(runs)}), hot {'<=' if me['hot_h'] <= r['hot_h'] + 1e-9 else '> '} "
+        p95_ok = me["p95"] <= r["p95"] + 1e-9
+        hot_ok = me["hot_h"] <= r["hot_h"] + 1e-9
+        ok &= p95_ok and hot_ok
+        lines.append(f"  vs {name:<11} p95 {'<=' if p95_ok else '> '} "
+                     f"(per run {p95_wins}/{len(runs)}), hot {'<=' if hot_ok else '> '} "
                      f"(per run {hot_wins}/{len(runs)})")
     comparable = [n for n in names if n not in ("corral", "noop")
                   and rows[n]["p95"] <= me["p95"] * COMPARABLE]

@@ -214,13 +214,13 @@ def plan(inp: BalanceInput, config: BalanceConfig) -> Plan:
                         continue
                     b = hosts[t]
                     if t in guard:
-                        why_not["ping-pong guard: it left that host recently"] += 1
+                        why_not[f"ping-pong guard: it left {t} recently"] += 1
                         continue
                     if (t, s) in pairs:
                         why_not["a move the other way is planned"] += 1
                         continue
-                    if _capacity(b, vm, config) is not None:
-                        why_not["no room"] += 1
+                    if (full := _capacity(b, vm, config)) is not None:
+                        why_not[full] += 1
                         continue
                     if rules is not NO_RULES and (
                             br := rules.breach(vm.vmid, t, view.where, s, view.leaving)):
@@ -254,14 +254,22 @@ def plan(inp: BalanceInput, config: BalanceConfig) -> Plan:
 
     for vmid, counts in sorted(refusals.items()):
         if vmid not in moved:
-            held[vmid] = "; ".join(f"{r} ({n} hosts)" for r, n in sorted(counts.items())) \
-                or "no other host"
+            held[vmid] = _summary(counts)
     if not moves:
         notes.append(f"imbalance {start:.3f}: no move gains enough to be worth its cost")
     else:
         notes.append(f"imbalance {start:.3f} -> {score.imbalance():.3f} with "
                      f"{len(moves)} moves")
     return Plan(tuple(moves), start, tuple(notes), held)
+
+
+def _summary(counts: Counter[str]) -> str:
+    """Why a candidate stayed, most common reasons first, in a bounded length."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    parts = [r if n == 1 else f"{r} ({n} hosts)" for r, n in ranked[:4]]
+    if len(ranked) > 4:
+        parts.append(f"{len(ranked) - 4} more reasons")
+    return "; ".join(parts) or "no other host"
 
 
 def _reason(score: Score, a: HostState, b: HostState, vm: VmLoad, cpu: float) -> str:
