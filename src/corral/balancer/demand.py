@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from operator import mul
 
 from corral.balancer.model import BalanceConfig, VmLoad
 
@@ -32,12 +33,11 @@ def trend_at(values: Sequence[float], ahead: float) -> float:
     n = len(values)
     if n < 4:
         return values[-1] if values else 0.0
+    total = sum(values)
     mx = (n - 1) / 2.0
-    my = sum(values) / n
-    sxx = sum((i - mx) ** 2 for i in range(n))
-    sxy = sum((i - mx) * (v - my) for i, v in enumerate(values))
-    slope = sxy / sxx
-    return my + slope * (n - 1 - mx + ahead)
+    sxx = n * (n * n - 1) / 12.0
+    sxy = sum(map(mul, range(n), values)) - mx * total
+    return total / n + sxy / sxx * (n - 1 - mx + ahead)
 
 
 def window(series: Sequence[float], step_s: float, config: BalanceConfig) -> Sequence[float]:
@@ -74,7 +74,7 @@ def level_and_variance(series: Sequence[float], step_s: float, config: BalanceCo
         return None
     n = len(w)
     mean = sum(w) / n
-    var = sum((x - mean) ** 2 for x in w) / n
+    var = max(sum(map(mul, w, w)) / n - mean * mean, 0.0)
     level = min(max(mean, _lift(w, step_s, config), 0.0), ceiling)
     return level, var
 
