@@ -52,8 +52,8 @@ def test_the_balancer_converges_then_stays_quiet() -> None:
     # h4 returns from maintenance after an hour: it is filled too, and then all is quiet.
     assert any(m.target == "h4" for _, m in corral.moves)
     assert last < 2.5 * 3600, f"still moving at {last / 3600:.1f} h"
-    assert res.imbalance[-1] < corral.config.threshold
-    assert max(res.imbalance[-60:]) < corral.config.threshold
+    # Measured on what the hosts serve (the planner sees a percentile): near the threshold.
+    assert max(res.imbalance[-60:]) < 1.5 * corral.config.threshold
     assert res.capacity_violations == 0 and res.rule_violations == 0
     assert res.pingpong == 0
-    assert res.imbalance[0] > 3 * res.imbalance[-1]
+    assert res.imbalance[0] > 10 * res.imbalance[-1]

@@ -32,11 +32,11 @@ def trend_at(values: Sequence[float], ahead: float) -> float:
     last one."""
     n = len(values)
     if n < 4:
-        return values[-1] if values else 0.0
-    total = sum(values)
+        return float(values[-1]) if values else 0.0
+    total = float(sum(values))
     mx = (n - 1) / 2.0
     sxx = n * (n * n - 1) / 12.0
-    sxy = sum(map(mul, range(n), values)) - mx * total
+    sxy: float = sum(map(mul, range(n), values)) - mx * total
     return total / n + sxy / sxx * (n - 1 - mx + ahead)
 
 

@@ -34,7 +34,7 @@ from corral.balancer.score import HostState, Score
 SOURCES_PER_METRIC = 3
 # Seconds every migration counts for whatever its size (setup, switch-over, the guest's
 # pause), so that ranking moves by gain per second does not favour a flurry of tiny moves.
-SETUP_S = 30.0
+SETUP_S = 60.0
 
 
 @dataclass
