@@ -203,13 +203,17 @@ def test_the_ping_pong_guard_keeps_a_vm_from_returning_to_a_host_it_left() -> No
     gone = tuple(replace(m, at=NOW - CONFIG.cooldown_s * CONFIG.pingpong_factor - 1)
                  for m in left)
     assert plan(inp(hosts, busy(), history=gone), CONFIG).moves
-    # Within one plan no two moves go opposite ways between two hosts.
-    vms = [*busy(), *[replace(v, vmid=v.vmid + 100, node="b", cpu=tuple(x / 3 for x in v.cpu))
-                      for v in busy(4)]]
-    p = plan(inp(THREE, vms), CONFIG.model_copy(update={"max_concurrent": 20,
-                                                         "max_moves_per_round": 20}))
+    # Within one plan no two moves go opposite ways between two hosts: here CPU-heavy VMs
+    # would go a -> b and memory-heavy ones b -> a.
+    cpu_heavy = [VmLoad(100 + i, "a", 4, 2048, (3.0,) * 15, 1000.0, 1.0) for i in range(6)]
+    mem_heavy = [VmLoad(200 + i, "b", 1, 16384, (0.1,) * 15, 15000.0, 1.0) for i in range(4)]
+    two = [host("a", memory_mb=131072), host("b", memory_mb=131072)]
+    p = plan(inp(two, cpu_heavy + mem_heavy),
+             CONFIG.model_copy(update={"max_concurrent": 20, "max_moves_per_round": 20}))
+    assert p.moves
     pairs = {(m.source, m.target) for m in p.moves}
     assert not any((t, s) in pairs for s, t in pairs)
+    assert "a move the other way is planned" in p.held[200]
 
 
 def test_the_plan_is_the_same_whatever_the_input_order() -> None:
