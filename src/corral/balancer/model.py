@@ -96,7 +96,7 @@ class BalanceConfig(Model):
     hot_cpu: float = Field(default=0.9, gt=0.0, le=2.0)
     # A move must lower the score by at least this fraction of it, and by min_gain_abs: a
     # move that only shaves noise off a balanced cluster is not worth a migration.
-    min_gain: float = Field(default=0.03, ge=0.0, le=1.0)
+    min_gain: float = Field(default=0.04, ge=0.0, le=1.0)
     min_gain_abs: float = Field(default=0.01, ge=0.0, le=1.0)
     max_moves_per_round: int = Field(default=4, ge=0, le=1000)
     max_concurrent: int = Field(default=4, ge=1, le=100)
