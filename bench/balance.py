@@ -83,7 +83,7 @@ def _table(title: str, runs: list[list[Result]]) -> dict[str, dict[str, float]]:
     print(f"{'contender':<12}{'imb mean':>9}{'imb p95':>9}{'hot h':>8}{'unmet':>8}"
           f"{'moves':>8}{'GiB':>9}{'pingpg':>8}{'viol':>6}{'ms/rnd':>8}{'ms max':>8}")
     for name, r in rows.items():
-        print(f"{name:<12}{r['mean']:>9.3f}{r['p95']:>9.3f}{r['hot_h']:>8.1f}"
+        print(f"{name:<12}{r['mean']:>9.3f}{r['p95']:>9.3f}{r['hot_h']:>8.2f}"
               f"{r['unmet']:>8.1f}{r['moves']:>8.1f}{r['gib']:>9.1f}{r['pingpong']:>8.1f}"
               f"{r['viol']:>6.0f}{r['ms']:>8.1f}{r['ms_max']:>8.1f}")
     if "corral" in rows:
