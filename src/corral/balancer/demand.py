@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from operator import mul
 
 from corral.balancer.model import BalanceConfig, VmLoad
+
+RECENT = 3
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -29,13 +32,12 @@ def trend_at(values: Sequence[float], ahead: float) -> float:
     last one."""
     n = len(values)
     if n < 4:
-        return values[-1] if values else 0.0
+        return float(values[-1]) if values else 0.0
+    total = float(sum(values))
     mx = (n - 1) / 2.0
-    my = sum(values) / n
-    sxx = sum((i - mx) ** 2 for i in range(n))
-    sxy = sum((i - mx) * (v - my) for i, v in enumerate(values))
-    slope = sxy / sxx
-    return my + slope * (n - 1 - mx + ahead)
+    sxx = n * (n * n - 1) / 12.0
+    sxy: float = sum(map(mul, range(n), values)) - mx * total
+    return total / n + sxy / sxx * (n - 1 - mx + ahead)
 
 
 def window(series: Sequence[float], step_s: float, config: BalanceConfig) -> Sequence[float]:
@@ -45,15 +47,36 @@ def window(series: Sequence[float], step_s: float, config: BalanceConfig) -> Seq
 
 def robust(series: Sequence[float], step_s: float, config: BalanceConfig,
            ceiling: float | None = None) -> float | None:
-    """The load to plan for, or None without samples."""
+    """One series' load to plan for on its own (a host's other work, a VM being placed):
+    the configured percentile of the window, raised to the trend; None without samples."""
     w = window(series, step_s, config)
     if not w:
         return None
-    level = percentile(w, config.percentile)
-    ahead = config.horizon_s / 2.0 / max(step_s, 1e-9)
-    level = max(level, trend_at(w, ahead))
-    level = max(level, 0.0)
+    level = max(percentile(w, config.percentile), _lift(w, step_s, config), 0.0)
     return min(level, ceiling) if ceiling is not None else level
+
+
+def _lift(w: Sequence[float], step_s: float, config: BalanceConfig) -> float:
+    """Where the load is heading: the least-squares trend half-way through the horizon, or
+    the last few samples' mean when a burst has just begun."""
+    ahead = config.horizon_s / 2.0 / max(step_s, 1e-9)
+    recent = w[-RECENT:]
+    return max(trend_at(w, ahead), sum(recent) / len(recent))
+
+
+def level_and_variance(series: Sequence[float], step_s: float, config: BalanceConfig,
+                       ceiling: float) -> tuple[float, float] | None:
+    """A VM's CPU as the score adds it up: its mean over the window, raised to its trend
+    (rising load counts where it is heading), and the variance of its samples; None without
+    samples. A host's load is then the sum of levels + z * sqrt(sum of variances)."""
+    w = window(series, step_s, config)
+    if not w:
+        return None
+    n = len(w)
+    mean = sum(w) / n
+    var = max(sum(map(mul, w, w)) / n - mean * mean, 0.0)
+    level = min(max(mean, _lift(w, step_s, config), 0.0), ceiling)
+    return level, var
 
 
 def move_cost_s(vm: VmLoad, config: BalanceConfig) -> float:

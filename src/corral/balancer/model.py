@@ -75,31 +75,34 @@ class BalanceConfig(Model):
     """Cluster-wide balancer settings. Out-of-range values are refused naming the field."""
 
     enabled: bool = False
-    interval_s: float = Field(default=300.0, ge=10.0, le=86_400.0)  # between two rounds
+    interval_s: float = Field(default=60.0, ge=10.0, le=86_400.0)  # between two rounds
     cpu_weight: float = Field(default=1.0, ge=0.0, le=100.0)
     memory_weight: float = Field(default=1.0, ge=0.0, le=100.0)
     # vCPUs allowed per physical CPU on a host: a move never takes a host past it.
     cpu_overcommit: float = Field(default=4.0, gt=0.0, le=64.0)
     # Kept free on every host: configured memory of its VMs + this <= its memory.
     memory_reserve_mb: int = Field(default=HOST_RESERVE_MB, ge=0, le=1_048_576)
-    # The robust view of a VM's CPU: this percentile of the samples in window_s, raised to
-    # the trend's value half-way through horizon_s when the load is rising.
-    percentile: float = Field(default=90.0, ge=50.0, le=100.0)
-    window_s: float = Field(default=1800.0, ge=60.0, le=7 * 86_400.0)
+    # The robust view of a host's CPU: this percentile of its demand over window_s (from its
+    # VMs' means and variances), each VM raised to where its trend points half-way through
+    # horizon_s when its load is rising.
+    percentile: float = Field(default=80.0, ge=50.0, le=100.0)
+    window_s: float = Field(default=900.0, ge=60.0, le=7 * 86_400.0)
     horizon_s: float = Field(default=1800.0, ge=60.0, le=7 * 86_400.0)
     # Imbalance (weighted coefficient of variation of host load) below which nothing moves,
     # unless a host is hot. A round that acts goes down to half of it.
-    threshold: float = Field(default=0.12, ge=0.0, le=10.0)
+    threshold: float = Field(default=0.06, ge=0.0, le=10.0)
     # A host whose CPU demand is above this fraction of its CPUs is hot: it is relieved
     # whatever the imbalance.
-    hot_cpu: float = Field(default=0.85, gt=0.0, le=2.0)
-    # A move must lower the imbalance score by at least this fraction of it.
-    min_gain: float = Field(default=0.03, ge=0.0, le=1.0)
+    hot_cpu: float = Field(default=0.9, gt=0.0, le=2.0)
+    # A move must lower the score by at least this fraction of it, and by min_gain_abs: a
+    # move that only shaves noise off a balanced cluster is not worth a migration.
+    min_gain: float = Field(default=0.04, ge=0.0, le=1.0)
+    min_gain_abs: float = Field(default=0.01, ge=0.0, le=1.0)
     max_moves_per_round: int = Field(default=4, ge=0, le=1000)
-    max_concurrent: int = Field(default=2, ge=1, le=100)
-    cooldown_s: float = Field(default=1800.0, ge=0.0, le=30 * 86_400.0)
+    max_concurrent: int = Field(default=4, ge=1, le=100)
+    cooldown_s: float = Field(default=900.0, ge=0.0, le=30 * 86_400.0)
     # A VM never goes back to a host it left less than this many cooldowns ago.
-    pingpong_factor: float = Field(default=4.0, ge=1.0, le=100.0)
+    pingpong_factor: float = Field(default=8.0, ge=1.0, le=100.0)
     # Migration cost model: seconds = memory / (bandwidth - dirty rate) + local disks /
     # bandwidth; a VM that dirties memory as fast as it is copied never moves.
     bandwidth_mb_s: float = Field(default=1000.0, gt=0.0, le=1_000_000.0)

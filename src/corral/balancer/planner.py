@@ -15,8 +15,9 @@ import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from statistics import NormalDist
 
-from corral.balancer.demand import move_cost_s, robust
+from corral.balancer.demand import level_and_variance, move_cost_s, robust
 from corral.balancer.model import (
     BalanceConfig,
     BalanceInput,
@@ -31,9 +32,9 @@ from corral.balancer.score import HostState, Score
 # How many of the most loaded hosts (by CPU, and by memory) a round takes VMs from: the
 # moves that help most start there, and the bound keeps a round fast on big clusters.
 SOURCES_PER_METRIC = 3
-# Seconds every migration costs whatever its size (setup, switch-over), so that the gain per
-# second does not favour a flurry of tiny moves.
-SETUP_S = 5.0
+# Seconds every migration counts for whatever its size (setup, switch-over, the guest's
+# pause), so that ranking moves by gain per second does not favour a flurry of tiny moves.
+SETUP_S = 60.0
 
 
 @dataclass
@@ -43,7 +44,7 @@ class _View:
 
     hosts: dict[str, HostState]  # accepting hosts only
     refused: dict[str, HostLoad]  # hosts that do not take VMs
-    cpu: dict[int, float | None]  # robust CPU demand per VM; None: no samples
+    cpu: dict[int, tuple[float, float] | None]  # CPU (level, variance); None: no samples
     where: dict[int, str]  # settled host: a migrating VM's target
     leaving: dict[int, str]  # migrating VMs: the host they still run on
     rules: dict[int, VmRules]
@@ -58,20 +59,22 @@ def _view(inp: BalanceInput, config: BalanceConfig, skip: int | None = None) -> 
             continue
         other = robust(h.cpu_other, inp.step_s, config) or 0.0
         hosts[h.name] = HostState(h.name, h.cpus, h.memory_mb, other, 0.0, 0, 0)
-    cpu: dict[int, float | None] = {}
+    cpu: dict[int, tuple[float, float] | None] = {}
     where: dict[int, str] = {}
     leaving: dict[int, str] = {}
     for v in sorted(inp.vms, key=lambda v: v.vmid):
         if v.vmid == skip:
             continue
-        demand = robust(v.cpu, inp.step_s, config, ceiling=float(v.cores))
+        demand = level_and_variance(v.cpu, inp.step_s, config, float(v.cores))
         cpu[v.vmid] = demand
         where[v.vmid] = v.moving_to or v.node
         if v.moving_to:
             leaving[v.vmid] = v.node
         on = hosts.get(v.node)
         if on is not None:
-            on.cpu += demand or 0.0
+            if demand is not None:
+                on.cpu += demand[0]
+                on.cpu_var += demand[1]
             on.mem += v.memory_used_mb
             on.committed_mb += v.memory_mb
             on.vcpus += v.cores
@@ -79,6 +82,12 @@ def _view(inp: BalanceInput, config: BalanceConfig, skip: int | None = None) -> 
         if t is not None:
             t.committed_mb += v.memory_mb
     return _View(hosts, refused, cpu, where, leaving, index(inp.rules))
+
+
+def _score(hosts: Mapping[str, HostState], config: BalanceConfig) -> Score:
+    z = NormalDist().inv_cdf(min(config.percentile, 99.9) / 100.0)
+    return Score(list(hosts.values()), config.cpu_weight, config.memory_weight,
+                 config.hot_cpu, z)
 
 
 def _capacity(h: HostState, vm: VmLoad, config: BalanceConfig) -> str | None:
@@ -147,8 +156,7 @@ def _sources(score: Score, hosts: Mapping[str, HostState]) -> list[str]:
 def plan(inp: BalanceInput, config: BalanceConfig) -> Plan:
     view = _view(inp, config)
     hosts = view.hosts
-    score = Score(list(hosts.values()), config.cpu_weight, config.memory_weight,
-                  config.hot_cpu)
+    score = _score(hosts, config)
     start = score.imbalance()
     notes: list[str] = []
     held: dict[int, str] = {}
@@ -196,7 +204,7 @@ def plan(inp: BalanceInput, config: BalanceConfig) -> Plan:
             for vm in candidates.get(s, []):
                 if vm.vmid in moved:
                     continue
-                cpu = view.cpu[vm.vmid] or 0.0
+                cpu, var = view.cpu[vm.vmid] or (0.0, 0.0)
                 cost = move_cost_s(vm, config)
                 rules = view.rules.get(vm.vmid, NO_RULES)
                 why_not = refusals.setdefault(vm.vmid, Counter())
@@ -206,21 +214,21 @@ def plan(inp: BalanceInput, config: BalanceConfig) -> Plan:
                         continue
                     b = hosts[t]
                     if t in guard:
-                        why_not["ping-pong guard: it left that host recently"] += 1
+                        why_not[f"ping-pong guard: it left {t} recently"] += 1
                         continue
                     if (t, s) in pairs:
                         why_not["a move the other way is planned"] += 1
                         continue
-                    if _capacity(b, vm, config) is not None:
-                        why_not["no room"] += 1
+                    if (full := _capacity(b, vm, config)) is not None:
+                        why_not[full] += 1
                         continue
                     if rules is not NO_RULES and (
                             br := rules.breach(vm.vmid, t, view.where, s, view.leaving)):
                         why_not[br] += 1
                         continue
-                    new, imb = score.try_move(a, b, cpu, vm.memory_used_mb)
+                    new, imb = score.try_move(a, b, cpu, var, vm.memory_used_mb)
                     gain = current - new
-                    if gain <= 0 or gain < config.min_gain * current:
+                    if gain <= config.min_gain_abs or gain < config.min_gain * current:
                         why_not["no move helps enough"] += 1
                         continue
                     if gain / current * config.horizon_s < cost:
@@ -235,8 +243,9 @@ def plan(inp: BalanceInput, config: BalanceConfig) -> Plan:
         if best_move is None:
             break
         vm = next(v for v in candidates[best_move.source] if v.vmid == best_move.vmid)
-        score.apply(hosts[best_move.source], hosts[best_move.target],
-                    view.cpu[vm.vmid] or 0.0, vm.memory_used_mb, vm.memory_mb, vm.cores)
+        cpu, var = view.cpu[vm.vmid] or (0.0, 0.0)
+        score.apply(hosts[best_move.source], hosts[best_move.target], cpu, var,
+                    vm.memory_used_mb, vm.memory_mb, vm.cores)
         view.where[vm.vmid] = best_move.target
         view.leaving[vm.vmid] = best_move.source
         moves.append(best_move)
@@ -245,14 +254,22 @@ def plan(inp: BalanceInput, config: BalanceConfig) -> Plan:
 
     for vmid, counts in sorted(refusals.items()):
         if vmid not in moved:
-            held[vmid] = "; ".join(f"{r} ({n} hosts)" for r, n in sorted(counts.items())) \
-                or "no other host"
+            held[vmid] = _summary(counts)
     if not moves:
         notes.append(f"imbalance {start:.3f}: no move gains enough to be worth its cost")
     else:
         notes.append(f"imbalance {start:.3f} -> {score.imbalance():.3f} with "
                      f"{len(moves)} moves")
     return Plan(tuple(moves), start, tuple(notes), held)
+
+
+def _summary(counts: Counter[str]) -> str:
+    """Why a candidate stayed, most common reasons first, in a bounded length."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    parts = [r if n == 1 else f"{r} ({n} hosts)" for r, n in ranked[:4]]
+    if len(ranked) > 4:
+        parts.append(f"{len(ranked) - 4} more reasons")
+    return "; ".join(parts) or "no other host"
 
 
 def _reason(score: Score, a: HostState, b: HostState, vm: VmLoad, cpu: float) -> str:
@@ -267,16 +284,13 @@ def place(inp: BalanceInput, config: BalanceConfig, vm: VmLoad) -> tuple[str | N
     lowest score, then by name. (None, every reason) when none does."""
     view = _view(inp, config, skip=vm.vmid)
     hosts = view.hosts
-    score = Score(list(hosts.values()), config.cpu_weight, config.memory_weight,
-                  config.hot_cpu)
+    score = _score(hosts, config)
     rules = view.rules.get(vm.vmid, NO_RULES)
-    cpu = robust(vm.cpu, inp.step_s, config, ceiling=float(vm.cores))
-    if cpu is None:
-        cpu = float(vm.cores) / 2  # unknown: plan for half its cores
+    known = level_and_variance(vm.cpu, inp.step_s, config, float(vm.cores))
+    cpu, var = known or (float(vm.cores) / 2, 0.0)  # unknown: plan for half its cores
     reasons = [f"node {n} {h.why_not or 'does not take VMs'}"
                for n, h in sorted(view.refused.items())]
     best: tuple[int, float, str] | None = None
-    ghost = HostState("", 1, 1, 0.0, 0.0, 0, 0)  # a VM from nowhere: nothing to take off
     for name, h in hosts.items():
         if (why := _capacity(h, vm, config)) is not None:
             reasons.append(why)
@@ -284,24 +298,13 @@ def place(inp: BalanceInput, config: BalanceConfig, vm: VmLoad) -> tuple[str | N
         if (br := rules.breach(vm.vmid, name, view.where, None, view.leaving)) is not None:
             reasons.append(br)
             continue
-        new = _score_with(score, ghost, h, cpu, vm.memory_used_mb)
+        new = score.try_add(h, cpu, var, vm.memory_used_mb)
         key = (-rules.priority(name), new, name)
         if best is None or key < best:
             best = key
     if best is None:
         return None, "; ".join(reasons) or "no host takes VMs"
     return best[2], ""
-
-
-def _score_with(score: Score, ghost: HostState, h: HostState, cpu: float, mem: float
-                ) -> float:
-    """The score with a VM added to h (the ghost host is outside the sums)."""
-    c, m = score.uc(h), score.um(h)
-    c2, m2 = (h.cpu + cpu) / h.cpus, (h.mem + mem) / h.memory_mb
-    sc, qc = score.sc - c + c2, score.qc - c * c + c2 * c2
-    sm, qm = score.sm - m + m2, score.qm - m * m + m2 * m2
-    pen = score.pen - max(c - score.hot, 0.0) + max(c2 - score.hot, 0.0)
-    return score.imbalance(sc, qc, sm, qm) + pen
 
 
 def still_valid(move: Move, inp: BalanceInput, config: BalanceConfig) -> str | None:

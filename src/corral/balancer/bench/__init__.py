@@ -1,0 +1,1 @@
+"""The balancer benchmark: workloads, contenders and the simulator (bench/balance.py)."""
