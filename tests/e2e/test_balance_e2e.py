@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 # Short windows so a test sees a round within a couple of minutes; the defaults are minutes.
 SETTINGS = ("interval_s=10", "window_s=120", "horizon_s=120", "cooldown_s=1800",
             "max_moves_per_round=4", "max_concurrent=2")
-QUIET_SECONDS = 45  # four rounds and more
+QUIET_SECONDS = 25  # two rounds and more
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ class AgentProc:
             sys.executable, "-m", "corral.cli.main", "agent", "run", "--node", node,
             "--data-dir", str(data_dir), "--images-dir", str(images_dir), "--etcd", etcd,
             "--accel", "tcg", "--lease-ttl", "4",
+            "--recent-interval", "5",  # tests wait for the record: not 30 s a time
         ]
         self.proc: subprocess.Popen[bytes] | None = None
 

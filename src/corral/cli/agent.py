@@ -28,6 +28,9 @@ def run_agent(
         None, help="The host's TLS files (ca.crt, host.crt, host.key): etcd over TLS, and the "
                    "console served over HTTPS to clients with a certificate of the cluster "
                    "CA only."),
+    recent_interval: float = typer.Option(
+        30.0, min=1.0, help="Seconds between writes of the host's recent usage (the "
+                            "balancer's input) to etcd."),
     shared_machine: bool = typer.Option(
         False, "--shared-machine",
         help="This host shares its machine with other hosts (a lab): the machine's CPU load "
@@ -63,7 +66,7 @@ def run_agent(
         lease_ttl=lease_ttl,
         watchdog_socket=watchdog_socket, watchdog_timeout=watchdog_timeout,
         tls=TLSFiles.in_dir(pki_dir.resolve(), "host") if pki_dir else None,
-        shared_machine=shared_machine,
+        shared_machine=shared_machine, recent_interval=recent_interval,
     )
     try:
         settings.check()
