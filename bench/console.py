@@ -28,7 +28,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -303,11 +302,7 @@ def main() -> int:
         print(f"lab up, every VM running, after {time.monotonic() - t0:.0f} s", flush=True)
         measure(b, args.runs)
     finally:
-        if b.http is not None:
-            b.http.close()
-        subprocess.run([sys.executable, "-m", "corral.cli.main", "lab", "destroy", "--yes"],
-                       env=b.env, capture_output=True, timeout=180, check=False)
-        shutil.rmtree(root, ignore_errors=True)
+        b.destroy()
     return 0
 
 

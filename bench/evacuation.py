@@ -86,9 +86,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-evac-", dir="/tmp"))
     c = Cluster(root, args.images)
     base = spare_base_port()
-    c.corral("lab", "up", "--nodes", "3", "--vms", "0", "--accel", "tcg", "--base-port",
-             str(base), "--api-port", str(base + 390))
     try:
+        c.corral("lab", "up", "--nodes", "3", "--vms", "0", "--accel", "tcg", "--base-port",
+                 str(base), "--api-port", str(base + 390))
         c.connect(timeout=30)
         for k in range(args.vms):
             r = c.api("POST", "/vms", {"name": f"evac{k}", "memory_mb": MEMORY_MB, "cores": 1,
@@ -103,7 +103,7 @@ def main() -> None:
             print(f"{r['parallel']:>8} {r['empty_s']:>8.1f}s {r['at_once']:>8} "
                   f"{r['per_vm_s']:>7.2f}s {r['back_s']:>7.1f}s {r['back_at_once']:>8}")
     finally:
-        c.corral("lab", "down", timeout=120)
+        c.destroy()  # a lab half up too, and its folder
 
 
 if __name__ == "__main__":

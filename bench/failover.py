@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -177,11 +175,7 @@ def main() -> int:
                   + ("etcd leader killed too; " if steps.pop("etcd leader killed") else "")
                   + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()), flush=True)
     finally:
-        if b.http is not None:
-            b.http.close()
-        subprocess.run([sys.executable, "-m", "corral.cli.main", "lab", "destroy", "-y"],
-                       env=b.env, capture_output=True, timeout=180, check=False)
-        shutil.rmtree(root, ignore_errors=True)
+        b.destroy()
 
     beats = [r[3] for r in results]
     print()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -42,6 +43,14 @@ class LabDriver:
         self.http = httpx.Client(base_url=self.url + "/api/v1", timeout=timeout, verify=verify,
                                  headers={"Authorization": f"Bearer {self.token}"})
         return self.http
+
+    def destroy(self) -> None:
+        """Close the client, destroy the lab (whatever state it is in) and remove its folder."""
+        if self.http is not None:
+            self.http.close()
+        subprocess.run([sys.executable, "-m", "corral.cli.main", "lab", "destroy", "--yes"],
+                       env=self.env, capture_output=True, timeout=180, check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def use_api(self, url: str) -> None:
         """Talk to the API at url from now on (a cluster lab's hosts each serve one: when the

@@ -34,6 +34,18 @@ from corral.balancer.model import BalanceConfig, BalanceInput, Move, VmLoad
 from corral.balancer.planner import plan
 from corral.balancer.rules import NO_RULES, VmRules, index
 
+
+def cv(values: list[float]) -> float:
+    """Coefficient of variation (population standard deviation over the mean); 0 for fewer
+    than two values or a mean of 0."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean = sum(values) / n
+    if mean <= 0:
+        return 0.0
+    return math.sqrt(sum((x - mean) ** 2 for x in values) / n) / mean
+
 RESERVE_MB = 512
 
 
@@ -181,13 +193,7 @@ class PveDynamic:
     @staticmethod
     def _imbalance(loads: list[float]) -> float:
         n = len(loads)
-        if n < 2:
-            return 0.0
-        mean = sum(loads) / n
-        if mean <= 0:
-            return 0.0
-        std = math.sqrt(sum((x - mean) ** 2 for x in loads) / n)
-        return std / mean / math.sqrt(n - 1)
+        return cv(loads) / math.sqrt(n - 1) if n >= 2 else 0.0
 
     def decide(self, inp: BalanceInput) -> list[Move]:
         if inp.migrations_running > 0:

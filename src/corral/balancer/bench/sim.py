@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from corral.balancer.bench.contenders import Contender
+from corral.balancer.bench.contenders import Contender, cv
 from corral.balancer.bench.workload import HostSpec, VmSpec, Workload
 from corral.balancer.model import BalanceInput, HostLoad, Move, PastMove, VmLoad
 from corral.balancer.rules import NO_RULES, VmRules, index
@@ -53,20 +53,10 @@ class Result:
         return s[min(len(s) - 1, math.ceil(0.95 * len(s)) - 1)] if s else 0.0
 
 
-def _cv(values: list[float]) -> float:
-    n = len(values)
-    if n < 2:
-        return 0.0
-    mean = sum(values) / n
-    if mean <= 0:
-        return 0.0
-    return math.sqrt(sum((x - mean) ** 2 for x in values) / n) / mean
-
-
 def imbalance(cpu_use: list[float], mem_use: list[float]) -> float:
     """The benchmark's measure: the mean of the coefficients of variation of host CPU use
     and host memory use (fractions of each host's own size)."""
-    return (_cv(cpu_use) + _cv(mem_use)) / 2
+    return (cv(cpu_use) + cv(mem_use)) / 2
 
 
 @dataclass
