@@ -15,6 +15,8 @@ def test_a_vm_and_then_the_whole_job_are_cancelled_after_asking(console: Console
                                                                   page: Page) -> None:
     log_in(page, console)
     page.goto(console.url + "/#/node/n1")
+    # The suite's first page: a cold browser on a busy machine may take a while to draw it.
+    expect(page.get_by_test_id("host-menu")).to_be_visible(timeout=30_000)
     page.get_by_test_id("host-menu").click()
     page.get_by_role("menuitem", name="Bulk shut down…").click()
     dialog = page.get_by_test_id("bulk-dialog")

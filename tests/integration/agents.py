@@ -54,13 +54,24 @@ class AgentProc:
         self.proc.wait(15)
 
     def stop(self) -> None:
+        slow = False
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(15)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                # Killed, so that it cannot take the next test's tasks (they share etcd and
+                # host names); the test still fails below, naming the slow stop.
+                self.proc.kill()
+                self.proc.wait(15)
+                slow = True
         # QEMU and qemu-nbd outlive agents on purpose; a test must not leave them behind.
         for pidfile in self.run_dir.glob("*.pid"):
             with contextlib.suppress(ValueError, OSError):
                 os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+        if slow:
+            raise AssertionError(f"the agent of {self.node} did not stop within 30 s of "
+                                 f"SIGTERM (see {self.data_dir / 'agent.log'})")
 
 
 async def wait_for(check: Callable[[], Awaitable[T]], timeout: float = 30.0,
@@ -132,8 +143,16 @@ async def cluster_fixture(store: Store, etcd_endpoint: str, short_tmp: Path,
         await wait_for(all_alive, 30, "the agents to register")
         yield c
     finally:
+        # Every agent is stopped even when one is slow to: one left running would take the
+        # next test's tasks.
+        errors: list[AssertionError] = []
         for agent in c.agents.values():
-            agent.stop()
+            try:
+                agent.stop()
+            except AssertionError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
 
 @pytest.fixture(name="agent")
