@@ -92,7 +92,15 @@ def test_any_sequence_of_changes_equals_a_fresh_decode(seed: int) -> None:
         state.advance(revision)
         if step % 40 == 39:  # now and then the watch is lost and the view lists again
             state.reset([(k, v, rev) for k, (v, rev) in sorted(held.items())], revision)
-        assert state.snapshot(NOW) == fresh(held, revision), f"step {step}"
+        got, want = state.snapshot(NOW), fresh(held, revision)
+        assert got == want, f"step {step}"
+        # The indexes the view keeps as VMs change, and the order of its VMs.
+        assert list(got.vms) == list(want.vms), f"step {step}"
+        for node in ("n1", "n2", "n3", "n4"):
+            assert got.vms_on(node) == want.vms_on(node), f"step {step}, {node}"
+            assert got.running_on(node) == want.running_on(node), f"step {step}, {node}"
+        for vmid in range(100, 105):
+            assert got.unfinished_on(vmid) == want.unfinished_on(vmid), f"step {step}"
     assert state.items() == [(k, v, rev) for k, (v, rev) in sorted(held.items())]
 
 

@@ -102,13 +102,11 @@ class ClusterSnapshot:
         _ = self._vms_by_node, self._running_by_node, self._unfinished_by_vm
         return self
 
-    def indexes(self, vms: bool, tasks: bool) -> dict[str, object]:
-        """The indexes built so far over this snapshot's VMs and/or tasks, for a snapshot
-        that holds the very same VMs and/or tasks."""
-        by_vms, by_tasks = ("_vms_by_node", "_running_by_node"), ("_unfinished",
-                                                                  "_unfinished_by_vm")
-        wanted = (by_vms if vms else ()) + (by_tasks if tasks else ())
-        return {k: v for k, v in self.__dict__.items() if k in wanted}
+    def task_indexes(self) -> dict[str, object]:
+        """The indexes built so far over this snapshot's tasks, for a snapshot that holds the
+        very same tasks."""
+        return {k: v for k, v in self.__dict__.items()
+                if k in ("_unfinished", "_unfinished_by_vm")}
 
     def at(self, now: float) -> ClusterSnapshot:
         """The same records seen at another time, with the indexes built so far (they do

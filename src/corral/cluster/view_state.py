@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from corral.cluster import keys, records
-from corral.cluster.models import VM, Node, RecentUsage, StorageConfig, Task
+from corral.cluster.models import VM, Node, RecentUsage, StorageConfig, Task, VMStatus
 from corral.cluster.records import Item, Problem, decode
 from corral.cluster.snapshot import ClusterSnapshot, sorted_problems
 
@@ -60,6 +60,13 @@ class ViewState:
         self.raw: dict[str, tuple[bytes, int]] = {}
         self._vm_fields: dict[int, dict[str, tuple[bytes, int]]] = {}
         self._vms: dict[int, VM] = {}
+        self._vms_in_order = True  # _vms iterates in vmid order (a snapshot's order)
+        # The VMs by their placement's host, kept as they change, so a snapshot after one
+        # VM's change re-sorts that host's VMs only, not every VM in the cluster.
+        self._by_node: dict[str, dict[int, VM]] = {}
+        self._dirty_nodes: set[str] = set()  # hosts whose VMs changed since the last snapshot
+        self._node_lists: dict[str, list[VM]] = {}  # as of the last snapshot, in vmid order
+        self._running: dict[str, int] = {}  # as of the last snapshot; hosts with none left out
         self._node_fields: dict[str, dict[str, bytes]] = {}
         self._nodes: dict[str, Node] = {}
         self._recent: dict[str, tuple[bytes, RecentUsage]] = {}  # decoded, by host
@@ -128,8 +135,7 @@ class ViewState:
             fresh = ClusterSnapshot(
                 now=now,
                 nodes={name: self._nodes[name] for name in sorted(self._nodes)},
-                vms=kept.vms if kept and vms_same else
-                {vmid: self._vms[vmid] for vmid in sorted(self._vms)},
+                vms=kept.vms if kept and vms_same else self._vms_copy(),
                 tasks=kept.tasks if kept and tasks_same else
                 sorted((self._tasks[k] for k in sorted(self._tasks)),
                        key=lambda t: t.created_at),
@@ -138,11 +144,38 @@ class ViewState:
                 revision=self.revision,
                 problems=sorted_problems(p for ps in self._problems.values() for p in ps),
             )
-            if kept is not None:
-                fresh.__dict__.update(kept.indexes(vms=vms_same, tasks=tasks_same))
+            if kept is not None and tasks_same:
+                fresh.__dict__.update(kept.task_indexes())
+            fresh.__dict__.update(self._vm_indexes())
             self._cached, self._cached_areas, self._stale = fresh.indexed(), areas, False
             cached = self._cached
         return cached.at(now)
+
+    def _vms_copy(self) -> dict[int, VM]:
+        if not self._vms_in_order:  # a listing, or a VM with a lower id than the last
+            self._vms = {vmid: self._vms[vmid] for vmid in sorted(self._vms)}
+            self._vms_in_order = True
+        return dict(self._vms)
+
+    def _vm_indexes(self) -> dict[str, object]:
+        """The snapshot's VM indexes (`ClusterSnapshot.vms_on`, `running_on`), rebuilt for the
+        hosts whose VMs changed since the last snapshot and shared for the others (a host's
+        list is replaced, never changed in place)."""
+        for node in self._dirty_nodes:
+            members = self._by_node.get(node)
+            if not members:
+                self._node_lists.pop(node, None)
+                self._running.pop(node, None)
+                continue
+            self._node_lists[node] = [members[vmid] for vmid in sorted(members)]
+            running = sum(1 for vm in members.values() if vm.runtime is not None
+                          and vm.runtime.status is VMStatus.RUNNING)
+            if running:
+                self._running[node] = running
+            else:
+                self._running.pop(node, None)
+        self._dirty_nodes.clear()
+        return {"_vms_by_node": dict(self._node_lists), "_running_by_node": dict(self._running)}
 
     def area_revisions(self, areas: tuple[str, ...]) -> tuple[int, ...]:
         """For each area, the revision of its last change (or of the last listing): equal
@@ -229,13 +262,26 @@ class ViewState:
         fields = self._vm_fields.get(vmid, {})
         problems: list[Problem] = []
         vm = records.vm_from(vmid, fields, problems) if fields else None
-        if vm is None:
-            self._vms.pop(vmid, None)
-        else:
+        old = self._vms.pop(vmid, None) if vm is None else self._vms.get(vmid)
+        if vm is not None:
+            if old is None and self._vms and vmid < next(reversed(self._vms)):
+                self._vms_in_order = False
             self._vms[vmid] = vm
+        self._index(vmid, old, vm)
         if not fields:
             del self._vm_fields[vmid]
         self._set_problems(("vm", vmid), problems)
+
+    def _index(self, vmid: int, old: VM | None, new: VM | None) -> None:
+        if old is not None:
+            members = self._by_node[old.placement.node]
+            del members[vmid]
+            if not members:
+                del self._by_node[old.placement.node]
+            self._dirty_nodes.add(old.placement.node)
+        if new is not None:
+            self._by_node.setdefault(new.placement.node, {})[vmid] = new
+            self._dirty_nodes.add(new.placement.node)
 
     def _node(self, name: str) -> None:
         fields = self._node_fields.get(name, {})
