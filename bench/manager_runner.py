@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from corral.cluster.store import Store
 from corral.cluster.view import ClusterView
+from corral.cluster.view_gc import freeze_listed
 from corral.manager import loop
 
 log = logging.getLogger("manager-runner")
@@ -83,6 +84,7 @@ async def keep_alive(store: Store, lease: Any, ttl: int) -> None:
 async def run(endpoints: list[str], name: str, ttl: int) -> None:
     # The agent's view, as an agent holds it (its monitor shares it with the manager).
     async with Store(endpoints) as store, ClusterView(store) as view:
+        freeze_listed(view)
         lease = await store.grant_lease(ttl)
         jobs = [asyncio.create_task(keep_alive(store, lease, ttl)),
                 asyncio.create_task(loop.serve(store, view, name, lambda: lease))]

@@ -35,6 +35,7 @@ from corral.cluster.models import VMStatus
 from corral.cluster.records import UnreadableRecord
 from corral.cluster.store import Store
 from corral.cluster.view import ClusterView
+from corral.cluster.view_gc import freeze_listed
 from corral.fencing.client import WatchdogClient
 from corral.host.config import url
 from corral.manager import loop as manager
@@ -152,6 +153,7 @@ async def run(settings: AgentSettings) -> None:
         # the manager decides on it when this agent leads.
         view = ClusterView(store)
         await view.start()
+        freeze_listed(view)
         monitor = Monitor(ctx, runner.claims, view)
 
         async def start_vm(vmid: int) -> None:

@@ -36,6 +36,7 @@ from corral.api.stream_tickets import StreamTickets
 from corral.api.wire import DEFAULT_MAX_IN_FLIGHT
 from corral.cluster.store import Store, StoreError
 from corral.cluster.view import ClusterView
+from corral.cluster.view_gc import freeze_listed
 from corral.metrics.asgi import RequestMetrics
 from corral.pki.files import TLSFiles
 from corral.setup.admission import Admission, ClusterPKI
@@ -106,6 +107,7 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
             app.state.events = routes_events.EventHub(app.state.view)  # GET /events
             app.state.cluster = await _cluster_access(stack, store, etcd_endpoints, tls,
                                                       pki_dir)
+            stack.callback(freeze_listed(app.state.view))
             yield
 
     app = FastAPI(
