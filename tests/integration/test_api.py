@@ -188,6 +188,25 @@ async def test_valid_create_writes_config_placement_and_task(
     assert (await api.get(f"/tasks/{task_id}")).json()["kind"] == "vm.create"
 
 
+async def test_create_skips_ids_left_by_a_half_deleted_vm_and_refuses_an_unreadable_claim(
+    api: httpx.AsyncClient, store: Store
+) -> None:
+    # The id and the name come from the API's view: written straight to etcd just before,
+    # they must count all the same.
+    await store.client.put(keys.vm(100, "runtime").encode(), b"{}")  # a VM half deleted
+    await add_vm(store, 101)
+    body = {"name": "web1", "memory_mb": 128, "cores": 1, "node": "n1"}
+    r = await api.post("/vms", json=body)
+    assert r.status_code == 202 and r.json()["vmid"] == 102, r.text
+    r = await api.post("/vms", json=body | {"vmid": 100, "name": "web3"})
+    assert r.status_code == 409 and err(r)["field"] == "vmid"
+    await store.client.put(keys.name("web2").encode(), b"garbage")
+    before = await store.raw_prefix(keys.PREFIX)
+    r = await api.post("/vms", json=body | {"name": "web2"})
+    assert r.status_code == 409 and "not a VM id" in err(r)["message"], r.text
+    assert await store.raw_prefix(keys.PREFIX) == before
+
+
 async def test_unknown_ids_are_404(api: httpx.AsyncClient) -> None:
     for r in [
         await api.get("/vms/555"),

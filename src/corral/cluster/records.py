@@ -116,6 +116,25 @@ def vmid_of(key: str) -> int | None:
     return None
 
 
+def first_free_vmid(used: Iterable[int]) -> int:
+    """The lowest VM id from 100 up that used does not hold."""
+    taken = set(used)
+    vmid = 100
+    while vmid in taken:
+        vmid += 1
+    return vmid
+
+
+def name_owner(name: str, value: bytes | None) -> int | None:
+    """The VM a name claim (its key's value) gives the name to; UnreadableRecord when the
+    claim does not say: the name is taken all the same."""
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise UnreadableRecord([Problem(keys.name(name), "not a VM id")])
+    return int(value)
+
+
 def unreadable_vms(problems: Iterable[Problem]) -> frozenset[int]:
     """VMs that exist but whose config or placement does not decode."""
     out: set[int] = set()

@@ -415,11 +415,9 @@ class Store:
         return records.vm_or_raise(vmid, f)
 
     async def next_vmid(self) -> int:
-        used = {records.vmid_of(k) for k, _, _ in await self.raw_prefix(keys.VMS)}
-        vmid = 100
-        while vmid in used:
-            vmid += 1
-        return vmid
+        return records.first_free_vmid(
+            v for k, _, _ in await self.raw_prefix(keys.VMS)
+            if (v := records.vmid_of(k)) is not None)
 
     async def create_vm(self, config: VMConfig, placement: Placement) -> bool:
         """Create config, placement and the name claim at once, only if neither the vmid nor the
@@ -445,11 +443,7 @@ class Store:
 
     async def name_taken(self, name: str) -> int | None:
         kv = await self.client.get(keys.name(name).encode())
-        if kv is None:
-            return None
-        if not kv.value.isdigit():  # taken all the same: the claim is unreadable, not gone
-            raise records.UnreadableRecord([records.Problem(keys.name(name), "not a VM id")])
-        return int(kv.value)
+        return records.name_owner(name, None if kv is None else kv.value)
 
     async def set_config(self, config: VMConfig, expect_rev: int) -> bool:
         """Write a VM's config only if nobody changed it since expect_rev was read (and it
