@@ -1,4 +1,4 @@
-// Hash routes (#/, #/node/n1, #/vm/101): the API serves one page at "/" and needs no
+// Hash routes (#/, #/node/n1, #/vm/101, #/ha, #/balance): the API serves one page at "/" and needs no
 // fallback for the console's paths.
 
 import { useEffect, useState } from "preact/hooks";
@@ -7,13 +7,15 @@ export type Route =
   | { page: "dashboard" }
   | { page: "node"; name: string }
   | { page: "vm"; vmid: number }
-  | { page: "ha" };
+  | { page: "ha" }
+  | { page: "balance" };
 
 export function parseRoute(hash: string): Route {
   const [, page, arg] = hash.replace(/^#/, "").split("/");
   if (page === "node" && arg) return { page: "node", name: decodeURIComponent(arg) };
   if (page === "vm" && arg && /^\d+$/.test(arg)) return { page: "vm", vmid: Number(arg) };
   if (page === "ha") return { page: "ha" };
+  if (page === "balance") return { page: "balance" };
   return { page: "dashboard" };
 }
 
@@ -25,6 +27,8 @@ export function href(route: Route): string {
       return `#/vm/${route.vmid}`;
     case "ha":
       return "#/ha";
+    case "balance":
+      return "#/balance";
     default:
       return "#/";
   }

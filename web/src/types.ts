@@ -182,3 +182,42 @@ export interface Task {
 
 /** A task no longer runs: its state is one of these. */
 export const FINISHED_TASK_STATES = ["ok", "error"];
+
+/** A planned or queued balancing move (GET /balance/plan, the last round of GET /balance). */
+export interface BalanceMove {
+  vmid: number;
+  source: string;
+  target: string;
+  reason: string;
+  gain: number;
+  cost_s: number;
+  task: string | null;
+}
+
+/** GET /balance/plan and POST /balance/apply */
+export interface BalancePlan {
+  imbalance: number;
+  moves: BalanceMove[];
+  notes: string[];
+  held: Record<string, string>; // vmid -> why it stays
+  applied: boolean;
+}
+
+/** GET /balance (the settings shown on the page; the API holds more) */
+export interface BalanceOverview {
+  config: {
+    enabled: boolean;
+    interval_s: number;
+    threshold: number;
+    max_concurrent: number;
+    max_moves_per_round: number;
+  };
+  config_problem: string | null;
+  last_round: {
+    at: number;
+    imbalance: number;
+    moves: BalanceMove[];
+    notes: string[];
+    held: Record<string, string>;
+  } | null;
+}

@@ -3,6 +3,7 @@ import { useState } from "preact/hooks";
 import { href, useRoute } from "../route";
 import { useClusterState } from "../store";
 import { currentTheme, toggleTheme } from "../theme";
+import { BalancePage } from "./BalancePage";
 import { Dashboard } from "./Dashboard";
 import { HAPage } from "./HAPage";
 import { HostPage } from "./HostPage";
@@ -23,6 +24,9 @@ export function Shell({ onLogout }: { onLogout: () => void }) {
         <LinkIndicator state={state} />
         <nav class="topnav">
           <a href={href({ page: "ha" })} class={route.page === "ha" ? "active" : ""}>HA</a>
+          <a href={href({ page: "balance" })} class={route.page === "balance" ? "active" : ""}>
+            Balance
+          </a>
         </nav>
         <span class="spacer" />
         <button
@@ -44,6 +48,8 @@ export function Shell({ onLogout }: { onLogout: () => void }) {
           <VMPage vmid={route.vmid} />
         ) : route.page === "ha" ? (
           <HAPage />
+        ) : route.page === "balance" ? (
+          <BalancePage />
         ) : (
           <Dashboard />
         )}
