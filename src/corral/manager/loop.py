@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from corral.balancer.model import BalanceConfig
@@ -98,9 +99,12 @@ class Manager:
         balance, balance_problems = config_in(self.view.state)
         self._report({*snap.problems, *ha.problems, *balance_problems})
         due = self._round_due(balance)
+        decide = partial(decide_with_balance, snap, ha, self.timing, balance if due else None)
         with MANAGER_DECIDE.time():
-            actions, state, rnd = decide_with_balance(snap, ha, self.timing,
-                                                      balance if due else None)
+            # A balancing round costs up to a few hundred ms at thousands of VMs: in a thread
+            # (the decision is pure), so this agent's lease renewal, watchdog and monitor go
+            # on meanwhile. HA's own decisions take milliseconds and stay on the loop.
+            actions, state, rnd = await asyncio.to_thread(decide) if due else decide()
         self.next_fence = next_fence(state)
         applied: set[str] = set()
         for action in actions:
