@@ -6,6 +6,7 @@ Only fencing and the faults themselves are checked here; HA recovery is tested e
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import httpx
@@ -89,6 +90,41 @@ def test_partitioned_host_is_cut_off_and_fenced_then_rejoins(fault_lab: Lab) -> 
         lab.corral("lab", "heal")
     wait_until(lambda: online(lab)["n3"], 40, "n3 rejoined")
     assert etcd_health(lay, 3, timeout=2.0).status_code == 200
+
+
+def reachable(address: str, port: int) -> bool:
+    try:
+        socket.create_connection((address, port), timeout=2.0).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_host_cut_from_etcd_alone_is_fenced_though_its_peers_still_reach_it(
+        fault_lab: Lab) -> None:
+    """Its own etcd member loses the quorum, so its lease lapses: the watchdog must fence it
+    even though every other machine still reaches its agent (and it theirs)."""
+    lab = fault_lab
+    lay = layout(lab)
+    wait_until(lambda: all(online(lab).values()), 60, "every host online")
+    vm = next(v for v in lab.json("vm", "list") if v["node"] == "n3")
+    if vm["status"] != "running":  # fenced by an earlier test (no HA in this lab)
+        lab.corral("vm", "start", str(vm["vmid"]))
+    running_qemu(lab, "n3")
+    lab.corral("lab", "partition", "n3", "--only", "etcd")
+    try:
+        assert reachable(lay.host_address(3), lay.agent_port(3))
+        with pytest.raises(httpx.TransportError):
+            etcd_health(lay, 3, timeout=1.0)
+        fenced = wait_gone(lab, "n3", WATCHDOG_TIMEOUT + SLACK)
+        print(f"n3 fenced {fenced:.2f}s after its etcd cut (watchdog {WATCHDOG_TIMEOUT}s)")
+        wait_offline(lab, "n3", LEASE_TTL + 10)
+        assert reachable(lay.host_address(3), lay.agent_port(3))  # its peers reach it still
+        assert "partitioned: n3 (etcd only)" in lab.corral("lab", "status").stdout
+    finally:
+        lab.corral("lab", "heal")
+    wait_until(lambda: online(lab)["n3"], 40, "n3 rejoined")
+    assert "partitioned" not in lab.corral("lab", "status").stdout
 
 
 def test_killed_node_stays_down_until_started(fault_lab: Lab) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from corral.lab.layout import LabLayout
-from corral.lab.netns import plan_down, plan_up
+from corral.lab.netns import plan_cut, plan_down, plan_uncut, plan_up
 
 
 def test_each_lab_draws_its_own_24_from_the_port_block() -> None:
@@ -50,3 +50,33 @@ def test_layout_round_trips_the_new_fields(tmp_path: Path) -> None:
     lab = LabLayout(tmp_path, netns=True, lease_ttl=6, watchdog_timeout=4.5)
     lab.save()
     assert LabLayout.load(tmp_path) == lab
+
+
+def test_partial_cuts_route_etcd_ports_apart_from_the_rest() -> None:
+    lab = LabLayout(Path("/lab"), nodes=3, base_port=30000, netns=True)
+    ns = "ip -n corral-234-n3"
+    etcd = [" ".join(c) for c in plan_cut(lab, 3, "etcd")]
+    # The other members' client (base+i) and peer (base+100+i) ports, both ways, go to a
+    # table that drops the lab's /24; nothing else is touched.
+    assert etcd == [
+        f"{ns} route add blackhole 198.18.234.0/24 table 100",
+        f"{ns} rule add priority 100 ipproto tcp dport 30001-30003 table 100",
+        f"{ns} rule add priority 101 ipproto tcp dport 30101-30103 table 100",
+        f"{ns} rule add priority 102 ipproto tcp sport 30001-30003 table 100",
+        f"{ns} rule add priority 103 ipproto tcp sport 30101-30103 table 100",
+    ]
+    peers = [" ".join(c) for c in plan_cut(lab, 3, "peers")]
+    assert peers[1:5] == [
+        f"{ns} rule add priority 90 ipproto tcp dport 30001-30003 table main",
+        f"{ns} rule add priority 91 ipproto tcp dport 30101-30103 table main",
+        f"{ns} rule add priority 92 ipproto tcp sport 30001-30003 table main",
+        f"{ns} rule add priority 93 ipproto tcp sport 30101-30103 table main",
+    ]
+    assert peers[5] == f"{ns} rule add priority 94 to 198.18.234.0/24 table 100"
+    undo = [" ".join(c) for c in plan_uncut(lab, 3)]
+    for prio in [*range(100, 104), *range(90, 95)]:
+        assert f"{ns} rule del priority {prio}" in undo
+    assert undo[-1] == f"{ns} route flush table 100"
+    with pytest.raises(ValueError, match="etcd, peers"):
+        plan_cut(lab, 3, "api")
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -387,13 +388,31 @@ def kill_etcd_leader(dir: DirOpt = None) -> None:
     typer.echo(f"killed the etcd leader, {node}-etcd (pid {pid})")
 
 
+class Cut(StrEnum):
+    etcd = "etcd"
+    peers = "peers"
+
+
 @app.command()
-def partition(node: MachineArg, dir: DirOpt = None) -> None:
-    """Cut the host's (or the witness's) network (needs a lab in network namespaces)."""
+def partition(
+    node: MachineArg,
+    only: Annotated[Cut | None, typer.Option(
+        help="Cut only this: 'etcd' (the other etcd members; the host still reaches its "
+             "peers and they it) or 'peers' (everything but etcd).")] = None,
+    dir: DirOpt = None,
+) -> None:
+    """Cut the host's (or the witness's) network, or a part of it (needs a lab in network
+    namespaces)."""
     from corral.lab import faults
 
-    layout, _ = _inject(dir, lambda lay: faults.partition(lay, _machine(lay, node)))
-    typer.echo(f"{node} is cut off ({layout.veth(layout.machine_index(node))} down)")
+    what = only.value if only else None
+    layout, _ = _inject(dir, lambda lay: faults.partition(lay, _machine(lay, node), what))
+    if what == "etcd":
+        typer.echo(f"{node} is cut off from the other etcd members (its peers still reach it)")
+    elif what == "peers":
+        typer.echo(f"{node} is cut off from everything but etcd")
+    else:
+        typer.echo(f"{node} is cut off ({layout.veth(layout.machine_index(node))} down)")
 
 
 @app.command()

@@ -237,22 +237,32 @@ def _need_netns(layout: LabLayout) -> None:
     _running_state(layout)
 
 
-def partition(layout: LabLayout, node: str) -> None:
+def partition(layout: LabLayout, node: str, only: str | None = None) -> None:
     """Cut the host (or the witness) off from every other machine and from the API; its
-    processes keep running."""
+    processes keep running. only="etcd": from the other etcd members alone (it still reaches
+    its peers and they it); only="peers": from everything but etcd."""
     _need_netns(layout)
-    netns.set_link(layout, layout.machine_index(node), connected=False)
+    i = layout.machine_index(node)
+    if only is None:
+        netns.set_link(layout, i, connected=False)
+    else:
+        netns.cut(layout, i, only)
 
 
 def heal(layout: LabLayout, node: str | None = None) -> list[str]:
-    """Reconnect one machine, or every partitioned one; returns those reconnected."""
+    """Reconnect one machine, or every partitioned one (whole or partial cuts); returns those
+    reconnected."""
     _need_netns(layout)
     names = [node] if node else layout.machine_names
     healed = []
     for name in names:
         i = layout.machine_index(name)
-        if not netns.is_connected(layout, i):
+        whole, partial = not netns.is_connected(layout, i), netns.partial_cut(layout, i)
+        if whole:
             netns.set_link(layout, i, connected=True)
+        if partial:
+            netns.uncut(layout, i)
+        if whole or partial:
             healed.append(name)
     return healed
 
@@ -260,5 +270,10 @@ def heal(layout: LabLayout, node: str | None = None) -> list[str]:
 def partitioned(layout: LabLayout) -> list[str]:
     if not layout.netns:
         return []
-    return [n for i, n in enumerate(layout.machine_names, start=1)
-            if not netns.is_connected(layout, i)]
+    out = []
+    for i, name in enumerate(layout.machine_names, start=1):
+        if not netns.is_connected(layout, i):
+            out.append(name)
+        elif partial := netns.partial_cut(layout, i):
+            out.append(f"{name} ({partial} only)")
+    return out

@@ -121,6 +121,69 @@ def set_link(layout: LabLayout, i: int, connected: bool) -> None:
     _run(["ip", "link", "set", layout.veth(i), "up" if connected else "down"], check=True)
 
 
+# Partial cuts: policy routing in the machine's namespace sends the traffic to cut to a table
+# that blackholes the lab's /24. Fixed rule priorities, so a cut is found and undone by them.
+CUT_TABLE = "100"
+ETCD_CUT = 100  # rules 100..103: etcd's client and peer ports, both ways
+PEERS_CUT = 90  # rules 90..93 keep etcd's ports; rule 94 cuts the rest of the lab network
+CUTS = ("etcd", "peers")
+
+
+def etcd_port_ranges(layout: LabLayout) -> list[str]:
+    """The ports of the lab's etcd members: clients at base+i, peers at base+100+i."""
+    b, n = layout.base_port, layout.machines
+    return [f"{b + 1}-{b + n}", f"{b + 101}-{b + 100 + n}"]
+
+
+def plan_cut(layout: LabLayout, i: int, only: str) -> list[Command]:
+    """Cut machine i from the other machines' etcd members only ("etcd": its own member then
+    has no quorum, its agent can reach nothing but that member, and everything else flows),
+    or from everything but etcd ("peers": agents, migrations and the API's relays)."""
+    if only not in CUTS:
+        raise ValueError(f"a partial cut is one of {', '.join(CUTS)}, not {only!r}")
+    ip = ["ip", "-n", layout.netns_name(i)]
+    lab_net = f"{layout.subnet_prefix}.0/24"
+    cmds = [[*ip, "route", "add", "blackhole", lab_net, "table", CUT_TABLE]]
+    first, table = (ETCD_CUT, CUT_TABLE) if only == "etcd" else (PEERS_CUT, "main")
+    ports = [(way, r) for way in ("dport", "sport") for r in etcd_port_ranges(layout)]
+    for k, (way, r) in enumerate(ports):
+        cmds.append([*ip, "rule", "add", "priority", str(first + k), "ipproto", "tcp", way, r,
+                     "table", table])
+    if only == "peers":
+        cmds.append([*ip, "rule", "add", "priority", str(PEERS_CUT + len(ports)), "to",
+                     lab_net, "table", CUT_TABLE])
+    return cmds
+
+
+def plan_uncut(layout: LabLayout, i: int) -> list[Command]:
+    """Undo either partial cut (each step may fail: that rule is not there)."""
+    ip = ["ip", "-n", layout.netns_name(i)]
+    prios = [*range(ETCD_CUT, ETCD_CUT + 4), *range(PEERS_CUT, PEERS_CUT + 5)]
+    return [[*ip, "rule", "del", "priority", str(p)] for p in prios] + [
+        [*ip, "route", "flush", "table", CUT_TABLE]]
+
+
+def cut(layout: LabLayout, i: int, only: str) -> None:
+    uncut(layout, i)  # one cut at a time
+    for cmd in plan_cut(layout, i, only):
+        _run(cmd, check=True)
+
+
+def uncut(layout: LabLayout, i: int) -> None:
+    for cmd in plan_uncut(layout, i):
+        _run(cmd, check=False)
+
+
+def partial_cut(layout: LabLayout, i: int) -> str | None:
+    """Which partial cut machine i is under, if any."""
+    proc = subprocess.run(["ip", "-n", layout.netns_name(i), "rule", "show"],
+                          capture_output=True, text=True, timeout=10)
+    prios = {line.split(":", 1)[0] for line in proc.stdout.splitlines()}
+    if str(ETCD_CUT) in prios:
+        return "etcd"
+    return "peers" if str(PEERS_CUT) in prios else None
+
+
 def is_connected(layout: LabLayout, i: int) -> bool:
     try:
         flags = int(Path("/sys/class/net", layout.veth(i), "flags").read_text(), 16)
