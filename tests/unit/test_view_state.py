@@ -147,6 +147,43 @@ async def test_a_read_with_etcd_out_of_reach_fails_soon(monkeypatch: pytest.Monk
         await view.current(NOW)
 
 
+async def test_once_etcd_is_out_of_reach_reads_fail_at_once_until_it_answers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host cut off from etcd: the first read waits READ_SECONDS, the next ones only
+    OUT_OF_REACH_READ_SECONDS (clients go on to another host's API sooner); once etcd
+    answers again, reads wait the whole time again."""
+    class Etcd:
+        def __init__(self) -> None:
+            self.up = asyncio.Event()
+
+        async def current_revision(self) -> int:
+            await self.up.wait()
+            return 1
+
+    monkeypatch.setattr(view_module, "READ_SECONDS", 0.4)
+    monkeypatch.setattr(view_module, "OUT_OF_REACH_READ_SECONDS", 0.05)
+    etcd = Etcd()
+    view = view_module.ClusterView(etcd)  # type: ignore[arg-type]
+    view.state.advance(99)  # the watch is ahead: a read waits only for the revision
+    loop = asyncio.get_running_loop()
+    took = []
+    for _ in range(3):
+        start = loop.time()
+        with pytest.raises(StoreError):
+            await view.current(NOW)
+        took.append(loop.time() - start)
+    assert took[0] >= 0.4 and max(took[1:]) < 0.3, took
+    etcd.up.set()
+    assert (await view.current(NOW)).revision == 99  # answered
+    assert not view._out_of_reach
+    etcd.up.clear()
+    start = loop.time()
+    with pytest.raises(StoreError):
+        await view.current(NOW)
+    assert loop.time() - start >= 0.4  # in reach again: the whole wait
+    await view.close()
+
+
 async def test_readers_share_revision_requests_but_never_one_sent_before_they_came() -> None:
     class Etcd:
         def __init__(self) -> None:

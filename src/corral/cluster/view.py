@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 CATCH_UP_SECONDS = 2.0
 # A leader election takes a second or two; longer than this, the store is out of reach.
 READ_SECONDS = 4.0
+# Once a read found the store out of reach, and until one finds it again, reads wait only
+# this long: a host cut off from etcd says so at once, and its clients go to another host.
+OUT_OF_REACH_READ_SECONDS = 0.5
 RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0)
 
 Listener = Callable[[list[str] | None], None]  # changed keys; None: listed anew (anything)
@@ -47,6 +50,7 @@ class ClusterView:
         self._relisting = asyncio.Lock()
         self._pending: asyncio.Task[int] | None = None  # a revision request not yet sent
         self._asking: asyncio.Task[int] | None = None  # the one on its way
+        self._out_of_reach = False  # the last read's revision did not come in time
 
     async def __aenter__(self) -> ClusterView:
         await self.start()
@@ -88,11 +92,18 @@ class ClusterView:
         """A snapshot that includes every write etcd had finished when this was called.
         StoreError when etcd does not tell its revision within READ_SECONDS (no quorum in
         reach): no answer rather than a stale one, and soon enough to try another host."""
+        wait = OUT_OF_REACH_READ_SECONDS if self._out_of_reach else READ_SECONDS
         try:
-            revision = await asyncio.wait_for(asyncio.shield(self._revision_now()),
-                                              READ_SECONDS)
+            revision = await asyncio.wait_for(asyncio.shield(self._revision_now()), wait)
         except TimeoutError:
-            raise StoreUnavailable(f"etcd did not answer within {READ_SECONDS:.0f}s") from None
+            self._out_of_reach = True
+            raise StoreUnavailable(
+                f"etcd did not answer within {wait:g}s" + (
+                    " (nor the reads before)" if wait < READ_SECONDS else "")) from None
+        except Exception:
+            self._out_of_reach = True
+            raise
+        self._out_of_reach = False
         await self.catch_up(revision)
         return self.state.snapshot(now)
 
