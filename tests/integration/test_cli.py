@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +30,7 @@ from corral.cluster.models import (
     VMStatus,
 )
 from corral.cluster.store import Store
-from corral.lab.etcd import free_port
+from corral.lab.etcd import EtcdMember, free_port, wait_healthy
 
 pytestmark = pytest.mark.integration
 
@@ -172,6 +175,52 @@ def test_a_host_whose_api_is_down_is_passed_over(api_url: str, etcd_endpoint: st
     config = write_client_config(dead, TOKEN, tmp_path / "client.json", others=[dead2])
     result = runner.invoke(app, ["node", "list"], env={"CORRAL_CONFIG": str(config)})
     assert result.exit_code == 1 and f"{dead}, {dead2}" in result.stderr
+
+
+async def _add_token(endpoint: str) -> None:
+    async with Store([endpoint]) as store:
+        await store.add_token(TOKEN)
+
+
+def test_a_host_whose_api_cannot_reach_etcd_is_passed_over_for_reads(
+        api_url: str, etcd_endpoint: str, tmp_path: Path) -> None:
+    """The first host's API answers, but its etcd does not (stopped here, as when the host
+    is cut from the others' etcd): a read goes on to the next host's API and says so; a
+    change is not sent on (etcd may have taken it) and fails with the reason."""
+    asyncio.run(_seed(etcd_endpoint))
+    member = EtcdMember("cut", tmp_path / "cut", free_port(), free_port())
+    proc = subprocess.Popen(member.command([member]), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_healthy([member.client_url])
+        asyncio.run(_add_token(member.client_url))
+        with serving(create_app([member.client_url])) as port:
+            cut = f"http://127.0.0.1:{port}"
+            config = write_client_config(cut, TOKEN, tmp_path / "client.json",
+                                         others=[api_url])
+            env = {"CORRAL_CONFIG": str(config)}
+            os.kill(proc.pid, signal.SIGSTOP)
+            try:
+                runner = CliRunner()
+                result = runner.invoke(app, ["node", "list", "--json"], env=env)
+                assert result.exit_code == 0, result.output
+                assert [n["name"] for n in json.loads(result.stdout)] == ["n1"]
+                assert (f"the Corral API at {cut} cannot reach etcd; trying {api_url}"
+                        in result.stderr)
+                result = runner.invoke(app, ["vm", "create", "--name", "web9", "--memory",
+                                             "64", "--node", "n1"], env=env)
+                assert result.exit_code == 1 and "store is unavailable" in result.stderr
+            finally:
+                os.kill(proc.pid, signal.SIGCONT)
+        assert asyncio.run(_vm_names(etcd_endpoint)) == []
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def _vm_names(endpoint: str) -> list[str]:
+    async with Store([endpoint]) as store:
+        return [vm.config.name for vm in await store.vms()]
 
 
 async def _put_vms(endpoint: str, vms: list[tuple[int, str, VMStatus]]) -> None:

@@ -154,6 +154,16 @@ def shed(reply: httpx.Response) -> float | None:
     return min(max(wait, 0.0), MAX_RETRY_AFTER)
 
 
+def store_unavailable(reply: httpx.Response) -> bool:
+    """The API answered that it cannot reach the cluster store (api/app.py)."""
+    if reply.status_code != 503:
+        return False
+    try:
+        return bool(reply.json()["error"]["code"] == "store_unavailable")
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
 def error_reason(reply: httpx.Response) -> str:
     """The API's error message (its field is already named in it), or the HTTP status."""
     try:
@@ -205,7 +215,7 @@ class Api:
             else (httpx.ConnectError, httpx.ConnectTimeout))
         while True:
             try:
-                return self.http.request(method, path, **kwargs)
+                reply = self.http.request(method, path, **kwargs)
             except moves_on as e:
                 if tls := tls_failure(e):
                     fail(tls_reason(self.url, self.ca, tls))
@@ -216,6 +226,16 @@ class Api:
                          "`corral lab up`)")
                 typer.echo(f"warning: cannot reach the Corral API at {tried}; trying "
                            f"{self.url}", err=True)
+                continue
+            # A host cut off from etcd still answers, but only that it cannot: a read goes
+            # on to the next host's API. A change does not (etcd may have taken it).
+            if method == "GET" and store_unavailable(reply):
+                tried = self.url
+                if self._next_host():
+                    typer.echo(f"warning: the Corral API at {tried} cannot reach etcd; trying "
+                               f"{self.url}", err=True)
+                    continue
+            return reply
 
     def reply(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """The API's successful answer; anything else ends the command with its reason."""
