@@ -41,7 +41,8 @@ def candidate_records(rng: random.Random) -> list[tuple[str, bytes]]:
                                                 memory_mb=rng.choice([64, 128]), cores=1))),
         (keys.vm(vmid, "config"), dump(VMConfig(vmid=vmid + 1, name="other", memory_mb=64,
                                                 cores=1))),  # under another VM's key
-        (keys.vm(vmid, "placement"), dump(Placement(node=node, state=RunState.RUNNING))),
+        (keys.vm(vmid, "placement"), dump(Placement(node=node, state=RunState.RUNNING,
+                                                    origin=rng.choice([None, "n1", "n4"])))),
         (keys.vm(vmid, "runtime"), dump(VMRuntime(node=node, status=VMStatus.RUNNING,
                                                   pid=rng.randint(2, 9999), updated_at=1.0))),
         (keys.vm(vmid, rng.choice(["config", "placement", "runtime"])), bad),
@@ -99,6 +100,7 @@ def test_any_sequence_of_changes_equals_a_fresh_decode(seed: int) -> None:
         for node in ("n1", "n2", "n3", "n4"):
             assert got.vms_on(node) == want.vms_on(node), f"step {step}, {node}"
             assert got.running_on(node) == want.running_on(node), f"step {step}, {node}"
+        assert got.origins() == want.origins(), f"step {step}"
         for vmid in range(100, 105):
             assert got.unfinished_on(vmid) == want.unfinished_on(vmid), f"step {step}"
     assert state.items() == [(k, v, rev) for k, (v, rev) in sorted(held.items())]

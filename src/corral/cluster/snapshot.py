@@ -48,6 +48,10 @@ class ClusterSnapshot:
         """How many VMs placed on node its host last reported running."""
         return self._running_by_node.get(node, 0)
 
+    def origins(self) -> frozenset[str]:
+        """The hosts some VM is to return to (its placement's origin, after maintenance)."""
+        return self._origins
+
     def unfinished(self) -> list[Task]:
         return self._unfinished
 
@@ -76,6 +80,11 @@ class ClusterSnapshot:
         return counts
 
     @cached_property
+    def _origins(self) -> frozenset[str]:
+        return frozenset(vm.placement.origin for vm in self.vms.values()
+                         if vm.placement.origin)
+
+    @cached_property
     def _unfinished(self) -> list[Task]:
         return [t for t in self.tasks if not t.state.finished]
 
@@ -99,7 +108,7 @@ class ClusterSnapshot:
 
     def indexed(self) -> ClusterSnapshot:
         """This snapshot with its indexes built, for one kept and read many times (`at`)."""
-        _ = self._vms_by_node, self._running_by_node, self._unfinished_by_vm
+        _ = self._vms_by_node, self._running_by_node, self._origins, self._unfinished_by_vm
         return self
 
     def task_indexes(self) -> dict[str, object]:

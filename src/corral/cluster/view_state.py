@@ -67,6 +67,7 @@ class ViewState:
         self._dirty_nodes: set[str] = set()  # hosts whose VMs changed since the last snapshot
         self._node_lists: dict[str, list[VM]] = {}  # as of the last snapshot, in vmid order
         self._running: dict[str, int] = {}  # as of the last snapshot; hosts with none left out
+        self._owed: dict[str, int] = {}  # VMs to return to each host (placement.origin)
         self._node_fields: dict[str, dict[str, bytes]] = {}
         self._nodes: dict[str, Node] = {}
         self._recent: dict[str, tuple[bytes, RecentUsage]] = {}  # decoded, by host
@@ -175,7 +176,8 @@ class ViewState:
             else:
                 self._running.pop(node, None)
         self._dirty_nodes.clear()
-        return {"_vms_by_node": dict(self._node_lists), "_running_by_node": dict(self._running)}
+        return {"_vms_by_node": dict(self._node_lists), "_running_by_node": dict(self._running),
+                "_origins": frozenset(self._owed)}
 
     def area_revisions(self, areas: tuple[str, ...]) -> tuple[int, ...]:
         """For each area, the revision of its last change (or of the last listing): equal
@@ -279,9 +281,15 @@ class ViewState:
             if not members:
                 del self._by_node[old.placement.node]
             self._dirty_nodes.add(old.placement.node)
+            if (origin := old.placement.origin) is not None:
+                self._owed[origin] -= 1
+                if not self._owed[origin]:
+                    del self._owed[origin]
         if new is not None:
             self._by_node.setdefault(new.placement.node, {})[vmid] = new
             self._dirty_nodes.add(new.placement.node)
+            if (origin := new.placement.origin) is not None:
+                self._owed[origin] = self._owed.get(origin, 0) + 1
 
     def _node(self, name: str) -> None:
         fields = self._node_fields.get(name, {})

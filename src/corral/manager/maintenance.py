@@ -285,10 +285,9 @@ def maintenance_status(snap: ClusterSnapshot, node: str, rules: Sequence[HARule]
 
 def host_names(snap: ClusterSnapshot) -> list[str]:
     """Hosts with something to do: in maintenance, or owed returning VMs."""
-    origins = {vm.placement.origin for vm in snap.vms.values() if vm.placement.origin}
     # A host whose request does not decode may or may not be in maintenance: neither empty
     # it nor bring its VMs home until it reads again.
-    return sorted(({name for name in snap.nodes if snap.in_maintenance(name)} | origins)
+    return sorted(({name for name in snap.nodes if snap.in_maintenance(name)} | snap.origins())
                   - snap.unreadable_requests)
 
 
