@@ -130,9 +130,9 @@ CUTS = ("etcd", "peers")
 
 
 def etcd_port_ranges(layout: LabLayout) -> list[str]:
-    """The ports of the lab's etcd members: clients at base+i, peers at base+100+i."""
-    b, n = layout.base_port, layout.machines
-    return [f"{b + 1}-{b + n}", f"{b + 101}-{b + 100 + n}"]
+    """The client ports and the peer ports of the lab's etcd members (each a range)."""
+    first, last = layout.etcd_member(1), layout.etcd_member(layout.machines)
+    return [f"{first.client_port}-{last.client_port}", f"{first.peer_port}-{last.peer_port}"]
 
 
 def plan_cut(layout: LabLayout, i: int, only: str) -> list[Command]:
