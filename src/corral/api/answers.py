@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -51,13 +51,12 @@ class Answers:
 
     def vm_json(self, outs: list[VMOut]) -> bytes:
         """outs (as vm_outs gave them, or a part) encoded as a JSON list."""
-        entries = self._entries
-        return b"[" + b",".join(entries[o.vmid].json for o in outs) + b"]"
+        return json_list(self._entries[o.vmid].json for o in outs)
 
     def vm_list_json(self) -> bytes:
         """The whole list, encoded."""
-        return self._get("vm_list_json", VM_AREAS, lambda _snap: b"[" + b",".join(
-            e.json for e in self._vm_entries()) + b"]")
+        return self._get("vm_list_json", VM_AREAS,
+                         lambda _snap: json_list(e.json for e in self._vm_entries()))
 
     def _vm_entries(self) -> list[VMEntry]:
         return self._get("vm_entries", VM_AREAS, self._build_vm_entries)
@@ -92,3 +91,9 @@ class Answers:
 class VMEntry:
     out: VMOut
     json: bytes
+
+
+def json_list(items: Iterable[bytes]) -> bytes:
+    """Encoded JSON values joined into one encoded list."""
+    return b"[" + b",".join(items) + b"]"
+
