@@ -4,9 +4,12 @@ queues. Plain data."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from corral.balancer.inputs import balance_input, balance_task_id
 from corral.balancer.model import BalanceConfig
 from corral.balancer.planner import still_valid
+from corral.cluster import keys
 from corral.cluster.actions import QueueTask
 from corral.cluster.models import (
     VM,
@@ -26,6 +29,7 @@ from corral.cluster.models import (
     VMRuntime,
     VMStatus,
 )
+from corral.cluster.records import Problem
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.ha.models import HAInputs, HARule, HATiming
 from corral.manager.balance import decide_balance, round_due
@@ -36,6 +40,7 @@ NOW = 10_000.0
 POINTS = 15
 STORAGES = {"local": StorageConfig(id="local", type=StorageType.DIR, path="l")}
 ON = BalanceConfig(enabled=True, window_s=600, horizon_s=600, cooldown_s=600)
+NO_HA = HAInputs()
 
 
 def recent(vms: dict[int, float]) -> RecentUsage:
@@ -125,7 +130,7 @@ def test_finished_migrations_are_the_history_and_running_ones_are_counted() -> N
 
 def test_a_round_queues_migrations_that_say_why() -> None:
     s = crowded()
-    rnd = decide_balance(s, [], ON)
+    rnd = decide_balance(s, NO_HA, ON)
     assert rnd.plan.moves and len(rnd.queued) == len(rnd.plan.moves)
     for action, move in zip(rnd.queued, rnd.plan.moves, strict=True):
         assert isinstance(action, QueueTask)
@@ -145,7 +150,7 @@ def test_a_round_keeps_anti_affinity_and_never_moves_an_opted_out_vm() -> None:
               vm(201, "n2")])
     rule = HARule(name="apart", kind="anti-affinity", vms=[102, 201])
     for _ in range(3):
-        rnd = decide_balance(s, [rule], ON.model_copy(update={"max_concurrent": 10,
+        rnd = decide_balance(s, HAInputs(rules=[rule]), ON.model_copy(update={"max_concurrent": 10,
                                                                "max_moves_per_round": 10}))
         targets = {m.vmid: m.target for m in rnd.plan.moves}
         assert 101 not in targets
@@ -153,12 +158,30 @@ def test_a_round_keeps_anti_affinity_and_never_moves_an_opted_out_vm() -> None:
         assert "opted out" in rnd.plan.held[101]
 
 
+def test_nothing_moves_while_a_vm_record_or_a_rule_does_not_decode() -> None:
+    # VM 105's config does not decode: it runs on n2 and uses memory there, unseen; a rule
+    # that does not decode may forbid the very move planned.
+    s = crowded()
+    assert decide_balance(s, NO_HA, ON).queued
+    unreadable = Problem(keys.vm(105, "config"), "not JSON")
+    for blind_snap, ha, key in (
+            (replace(s, problems=(unreadable,)), NO_HA, "/corral/vms/105"),
+            (s, HAInputs(problems=(Problem(keys.ha_rule("apart"), "not JSON"),)),
+             keys.ha_rule("apart"))):
+        rnd = decide_balance(blind_snap, ha, ON)
+        assert rnd.queued == () and rnd.plan.moves == ()
+        assert key in rnd.plan.notes[-1] and "nothing moves" in rnd.plan.notes[-1]
+    # An HA setting that does not decode says nothing about load or rules.
+    setting = HAInputs(problems=(Problem(keys.ha(105), "not JSON"),))
+    assert decide_balance(s, setting, ON).queued
+
+
 def test_a_failed_balancing_move_is_not_tried_again_for_the_same_placement() -> None:
     s = crowded()
-    first = decide_balance(s, [], ON).queued[0].task
+    first = decide_balance(s, NO_HA, ON).queued[0].task
     failed = first.model_copy(update={"state": TaskState.ERROR, "error": "target died",
                                       "ended_at": NOW})
-    again = decide_balance(s.with_tasks([failed]), [], ON)
+    again = decide_balance(s.with_tasks([failed]), NO_HA, ON)
     assert first.vmid not in {m.vmid for m in again.plan.moves}
     assert "target died" in again.plan.held[first.vmid or 0]
 
@@ -204,7 +227,7 @@ def test_no_round_when_none_is_due_and_one_counts_running_migrations() -> None:
 
 def test_a_move_to_a_host_that_died_since_the_plan_is_not_started() -> None:
     s = crowded()
-    [first, *_] = decide_balance(s, [], ON).plan.moves
+    [first, *_] = decide_balance(s, NO_HA, ON).plan.moves
     dead = dict(s.nodes)
     target = dead[first.target]
     dead[first.target] = Node(target.name, target.info, False, None, None,
@@ -212,4 +235,4 @@ def test_a_move_to_a_host_that_died_since_the_plan_is_not_started() -> None:
     later = ClusterSnapshot(now=NOW + 5, nodes=dead, vms=s.vms, storages=STORAGES)
     why = still_valid(first, balance_input(later, []), ON)
     assert why is not None and first.target in why
-    assert all(m.target != first.target for m in decide_balance(later, [], ON).plan.moves)
+    assert all(m.target != first.target for m in decide_balance(later, NO_HA, ON).plan.moves)

@@ -108,7 +108,7 @@ async def disable(store: StoreDep, view: ViewDep) -> BalanceConfig:
 async def _plan(view: ViewDep) -> tuple[PlanAnswer, list[Any]]:
     snap, ha = await read_all_from(view, time.time())
     config, _ = config_in(view.state)
-    rnd = decide_balance(snap, ha.rules, config)
+    rnd = decide_balance(snap, ha, config)
     answer = PlanAnswer(imbalance=round(rnd.plan.imbalance, 6),
                         moves=[move_record(m) for m in rnd.plan.moves],
                         notes=list(rnd.plan.notes), held=dict(sorted(rnd.plan.held.items())))

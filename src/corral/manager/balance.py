@@ -4,16 +4,16 @@ migration task whose parameters say why. Pure."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from corral.balancer import planner
 from corral.balancer.inputs import balance_input, balance_task_id
 from corral.balancer.model import BalanceConfig, Move, Plan
+from corral.cluster import keys
 from corral.cluster.actions import QueueTask
 from corral.cluster.models import Task
 from corral.cluster.snapshot import ClusterSnapshot
-from corral.ha.models import HARule
+from corral.ha.models import HAInputs
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,23 @@ def round_due(config: BalanceConfig, since_last: float | None) -> bool:
     return config.enabled and (since_last is None or since_last >= config.interval_s)
 
 
-def decide_balance(snap: ClusterSnapshot, rules: Sequence[HARule], config: BalanceConfig
+def blind_spots(snap: ClusterSnapshot, ha: HAInputs) -> list[str]:
+    """Records a round cannot plan without, as their keys: a VM whose config or placement
+    does not decode still runs somewhere and uses memory there, and a rule that does not
+    decode may forbid a move; planning as if they were not there could overfill a host or
+    break the rule."""
+    vms = [f"{keys.VMS}{v}" for v in sorted(snap.unreadable_vms)]
+    rules = sorted(p.key for p in ha.problems if p.key.startswith(keys.HA_RULES))
+    return [*vms, *rules]
+
+
+def decide_balance(snap: ClusterSnapshot, ha: HAInputs, config: BalanceConfig
                    ) -> BalanceRound:
-    plan = planner.plan(balance_input(snap, rules), config)
+    plan = planner.plan(balance_input(snap, ha.rules), config)
+    if plan.moves and (blind := blind_spots(snap, ha)):
+        note = (f"records that do not decode: {' '.join(blind)}; nothing moves until they "
+                "are mended (`corral ha status` says what is wrong with them)")
+        return BalanceRound(Plan((), plan.imbalance, (*plan.notes, note), plan.held), ())
     queued = tuple(QueueTask(migration_task(snap, m)) for m in plan.moves
                    if m.vmid in snap.vms)
     return BalanceRound(plan, queued)

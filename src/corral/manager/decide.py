@@ -61,5 +61,5 @@ def decide_with_balance(snap: ClusterSnapshot, ha: HAInputs, timing: HATiming,
     if balance is None:
         return actions, state, None
     queued = snap.with_tasks([a.task for a in actions if isinstance(a, QueueTask)])
-    rnd = decide_balance(queued, ha.rules, balance)
+    rnd = decide_balance(queued, ha, balance)
     return [*actions, *rnd.queued], state, rnd
