@@ -71,6 +71,31 @@ def test_a_balanced_cluster_gets_no_move() -> None:
     assert "nothing to do" in p.notes[0]
 
 
+def test_a_nearly_idle_cluster_is_left_alone_and_a_busy_one_is_not() -> None:
+    # Two idle VMs on a and one on b: a at 2 % CPU and 4 % memory, b at 1 % and 2 %, c empty.
+    # Relative to their mean the hosts differ a lot; moving a VM between them serves no one.
+    idle = [vm(100, "a", cpu=0.16, memory_mb=1600), vm(101, "a", cpu=0.16, memory_mb=1600),
+            vm(102, "b", cpu=0.16, memory_mb=1600)]
+    p = plan(inp(THREE, idle), CONFIG)
+    assert p.moves == () and "nothing to do" in p.notes[0]
+    # The same VMs busy (a at 38 % CPU, b at 19 %): a moves.
+    busy_ones = [replace(v, cpu=tuple(c * 19 for c in v.cpu)) for v in idle]
+    assert [m.source for m in plan(inp(THREE, busy_ones), CONFIG).moves] == ["a"]
+
+
+def test_a_spread_over_many_hosts_is_evened_as_on_a_few() -> None:
+    # Half the hosts run five VMs, half three. One move evens a pair of hosts: on 8 hosts
+    # that is a quarter of the spread, on 64 a thirty-second, yet it is worth as much.
+    for n in (8, 64):
+        hosts = [host(f"h{i:02}") for i in range(n)]
+        vms = [vm(1000 + 10 * i + k, f"h{i:02}", cpu=2.0)
+               for i in range(n) for k in range(5 if i % 2 == 0 else 3)]
+        p = plan(inp(hosts, vms), CONFIG)
+        assert len(p.moves) == CONFIG.max_moves_per_round, (n, p.notes)
+        for m in p.moves:
+            assert int(m.source[1:]) % 2 == 0 and int(m.target[1:]) % 2 == 1
+
+
 def test_anti_affinity_partners_never_share_a_host() -> None:
     # 107, the busiest VM on a, has a partner on b, and c takes no VMs: b is its only way
     # out, and the rule closes it.

@@ -7,9 +7,9 @@ percentile instead would count every VM at its peak at once and make hosts with 
 small noisy VMs look far busier than they ever are.
 
 Score = imbalance + hot penalty, where
-- imbalance is the weighted mean of the coefficients of variation (std / mean) of host CPU
-  use (load / CPUs) and host memory use (used / memory), over hosts that take VMs: a
-  fraction, so hosts of different sizes compare;
+- imbalance is the weighted mean of the coefficients of variation (std / mean, the mean
+  taken as at least MEAN_FLOOR) of host CPU use (load / CPUs) and host memory use (used /
+  memory), over hosts that take VMs: a fraction, so hosts of different sizes compare;
 - the hot penalty is, over hosts, HOT_WEIGHT times the square of how far CPU use is above
   `hot_cpu`: a hot host is relieved even when the spread is small, the hottest first.
 Only sums and sums of squares are kept, so trying a move costs O(1) whatever the cluster.
@@ -21,6 +21,10 @@ import math
 from dataclasses import dataclass
 
 HOT_WEIGHT = 10.0
+# A spread is divided by the hosts' mean use, but never by less than this: hosts at 2 % and
+# 1 % CPU differ by half, yet moving a VM between them serves nobody. Below 20 % mean use
+# the spread counts as it is (in points of use), so a nearly idle cluster stays put.
+MEAN_FLOOR = 0.2
 
 
 @dataclass
@@ -40,7 +44,7 @@ def _cv(total: float, squares: float, n: int) -> float:
         return 0.0
     mean = total / n
     var = max(squares / n - mean * mean, 0.0)
-    return math.sqrt(var) / mean
+    return math.sqrt(var) / max(mean, MEAN_FLOOR)
 
 
 class Score:
