@@ -114,8 +114,7 @@ async def remove_resource(vmid: int, store: StoreDep) -> Response:
 @router.get("/rules", response_model=list[HARule])
 async def list_rules(store: StoreDep, response: Response) -> list[HARule]:
     inputs = await ha_store.read_inputs(store)
-    response.headers.update(skipped_header(
-        p for p in inputs.problems if p.key.startswith(keys.HA_RULES)))
+    response.headers.update(skipped_header(inputs.rule_problems))
     return inputs.rules
 
 

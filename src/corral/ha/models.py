@@ -177,6 +177,11 @@ class HAInputs:
     scoring: BalanceConfig | None = None
 
     @property
+    def rule_problems(self) -> tuple[Problem, ...]:
+        """The HA rules that exist but do not decode."""
+        return tuple(p for p in self.problems if p.key.startswith(keys.HA_RULES))
+
+    @property
     def unreadable_settings(self) -> frozenset[int]:
         """VMs whose HA settings exist but do not decode: HA leaves them as they are."""
         return frozenset(v for p in self.problems

@@ -42,7 +42,7 @@ def blind_spots(snap: ClusterSnapshot, ha: HAInputs) -> list[str]:
     decode may forbid a move; planning as if they were not there could overfill a host or
     break the rule."""
     vms = [f"{keys.VMS}{v}" for v in sorted(snap.unreadable_vms)]
-    rules = sorted(p.key for p in ha.problems if p.key.startswith(keys.HA_RULES))
+    rules = sorted(p.key for p in ha.rule_problems)
     return [*vms, *rules]
 
 
