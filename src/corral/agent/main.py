@@ -55,10 +55,16 @@ async def choose_accel(settings: AgentSettings) -> Accel:
     return await asyncio.to_thread(probe_accel, settings.images_dir, settings.run_dir)
 
 
+BACKLOG = 128
+
+
 def bind(settings: AgentSettings) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.listen_host, settings.listen_port))
+    # Listening from the start: the host registers its console's address before the server
+    # runs, and a connection made in between waits in the backlog instead of being refused.
+    sock.listen(BACKLOG)
     return sock
 
 
