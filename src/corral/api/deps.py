@@ -17,25 +17,29 @@ from corral.cluster.view import ClusterView
 
 _bearer = HTTPBearer(auto_error=False)  # auto_error would answer 403 in FastAPI's own shape
 
+# Every dependency is `async def`, even one that only reads an attribute: FastAPI runs a plain
+# `def` in its thread pool, a hand-off to a thread and back on every request that uses it
+# (tests/unit/test_api_dependencies.py keeps it so).
 
-def get_store(request: Request) -> Store:
+
+async def get_store(request: Request) -> Store:
     return cast(Store, request.app.state.store)
 
 
-def get_view(request: Request) -> ClusterView:
+async def get_view(request: Request) -> ClusterView:
     return cast(ClusterView, request.app.state.view)
 
 
 async def current_snapshot(request: Request) -> ClusterSnapshot:
     """The cluster from the API's view, including every write finished before this request."""
-    return await get_view(request).current(time.time())
+    return await cast(ClusterView, request.app.state.view).current(time.time())
 
 
-def get_answers(request: Request) -> Answers:
+async def get_answers(request: Request) -> Answers:
     return cast(Answers, request.app.state.answers)
 
 
-def get_http(request: Request) -> httpx.AsyncClient:
+async def get_http(request: Request) -> httpx.AsyncClient:
     return cast(httpx.AsyncClient, request.app.state.http)
 
 

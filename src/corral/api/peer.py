@@ -43,7 +43,7 @@ class PeerCertProtocol(HttpToolsProtocol):
             self.app_state = {**self.app_state, PEER_CN: cn}
 
 
-def peer_cn(request: Request) -> str | None:
+async def peer_cn(request: Request) -> str | None:
     """The verified CN of the client's certificate; None over plain HTTP, without a client
     certificate, or under a server without PeerCertProtocol."""
     value = request.scope.get("state", {}).get(PEER_CN)

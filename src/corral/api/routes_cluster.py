@@ -63,7 +63,7 @@ class ClusterAccess:
     why_not: str
 
 
-def get_access(request: Request) -> ClusterAccess:
+async def get_access(request: Request) -> ClusterAccess:
     return cast(ClusterAccess, request.app.state.cluster)
 
 
