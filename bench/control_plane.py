@@ -3,7 +3,8 @@ thousands of stopped VMs; latency of the main reads and writes under open-loop l
 manager's cost, etcd's size and each process's memory.
 
     python bench/control_plane.py [--hosts 64 --vms 5000] [--baseline-hosts 3
-        --baseline-vms 30] [--rates 50,200,500] [--duration 10] [--idle 20] [--quick]
+        --baseline-vms 30] [--rates 50,200,500] [--duration 10] [--repeat 1] [--idle 20]
+        [--quick]
 
 Runs the small cluster first (the baseline) and then the large one, each from scratch, every
 process on loopback in a temporary directory, all stopped and removed at the end (also on
@@ -493,6 +494,7 @@ class Options:
     idle: float
     checkpoint_idle: float
     create_budget: float
+    repeat: int = 1
 
 
 def table_sizes(vms: int) -> list[int]:
@@ -524,13 +526,17 @@ def bench_size(hosts: int, vms: int, label: str, opts: Options) -> dict[str, Any
         say(f"  -- idle at {final.vms} VMs over {final.seconds:.0f} s, CPU % of one core: "
             + ", ".join(f"{n} {v:.1f}" for n, v in final.cpu.items()))
         say(f"     {passes_line(final.passes, final.seconds)}")
-        for i, rate in enumerate(opts.rates):
-            progress(f"{label}: open loop at {rate:.0f} req/s")
-            result, shares, passes = run_load(cluster, rate, opts.duration,
-                                              900_000 + 100_000 * i)
-            summary["loads"][rate] = print_load(result, shares, passes)
-            processes.check_alive()
-            say(f"     {recover(cluster)}")
+        window = 0
+        for rate in opts.rates:
+            summary["loads"][rate] = []
+            for _ in range(opts.repeat):
+                progress(f"{label}: open loop at {rate:.0f} req/s")
+                result, shares, passes = run_load(cluster, rate, opts.duration,
+                                                  900_000 + 100_000 * window)
+                window += 1
+                summary["loads"][rate].append(print_load(result, shares, passes))
+                processes.check_alive()
+                say(f"     {recover(cluster)}")
         say("  -- etcd (Status API)")
         for line in etcd_sizes(cluster):
             say(f"     {line}")
@@ -556,28 +562,43 @@ def print_table(idles: list[Idle], hosts: int) -> None:
             f"{i.cpu['manager']:>7.1f}  {i.cpu['API']:>5.1f}  {i.cpu[OUTSIDE]:>17.0f}")
 
 
+def over_windows(windows: list[dict[str, float]], key: str) -> tuple[float, str]:
+    """The median of a figure over a rate's windows, and each window's, for the goals: on a
+    shared machine one window can be a slow hour's."""
+    values = [w[key] for w in windows]
+    shown = ", ".join(ms(v) if math.isfinite(v) else "none" for v in values)
+    median = statistics.median(values)
+    return median, (f"{ms(median)} ms" if len(values) == 1 else
+                    f"{ms(median)} ms, median of {len(values)} windows ({shown})")
+
+
 def print_goals(summaries: list[dict[str, Any]]) -> None:
     say("\n== goals (measured on this machine, same run) ==")
     for s in summaries:
         say(f"  {s['label']} ({s['hosts']} hosts, {s['vms']} VMs):")
         at = s["loads"].get(200.0)
-        if at is not None:
-            verdict = "met" if at["p99"] < GOAL_P99_MS / 1000 else "NOT met"
-            p99 = ms(at["p99"]) + " ms" if math.isfinite(at["p99"]) else "none answered in time"
-            say(f"     p99 at 200 req/s: {p99} (goal < {GOAL_P99_MS:.0f} ms): {verdict}")
+        if at:
+            p99, shown = over_windows(at, "p99")
+            verdict = "met" if p99 < GOAL_P99_MS / 1000 else "NOT met"
+            shown = shown if math.isfinite(p99) else "none answered in time"
+            say(f"     p99 at 200 req/s: {shown} (goal < {GOAL_P99_MS:.0f} ms): {verdict}")
         idle = s.get("manager_idle")
         if idle is not None:
             verdict = "met" if idle < GOAL_MANAGER_IDLE else "NOT met"
             say(f"     manager at idle: {idle:.1f} % of one core (goal < "
                 f"{GOAL_MANAGER_IDLE:.0f}): {verdict}")
-        for rate, load in sorted(s["loads"].items()):
-            if load["refused"]:
-                verdict = "met" if load["refused_p99"] < GOAL_REFUSAL_MS / 1000 else "NOT met"
-                say(f"     refusals at {rate:.0f} req/s: {load['refused']}, p99 "
-                    f"{ms(load['refused_p99'])} ms (goal < {GOAL_REFUSAL_MS:.0f}): {verdict}")
+        for rate, windows in sorted(s["loads"].items()):
+            refused = sum(int(w["refused"]) for w in windows)
+            timeouts = sum(int(w["timeouts"]) for w in windows)
+            shedding = [w for w in windows if w["refused"]]
+            if shedding:
+                p99, shown = over_windows(shedding, "refused_p99")
+                verdict = "met" if p99 < GOAL_REFUSAL_MS / 1000 else "NOT met"
+                say(f"     refusals at {rate:.0f} req/s: {refused}, p99 {shown} "
+                    f"(goal < {GOAL_REFUSAL_MS:.0f}): {verdict}")
             else:
                 say(f"     refusals at {rate:.0f} req/s: none (no load shedding seen); "
-                    f"{load['timeouts']} timeouts")
+                    f"{timeouts} timeouts")
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -609,6 +630,8 @@ def main() -> None:
     parser.add_argument("--create-budget", type=float, default=600.0,
                         help="seconds for creating VMs through the API before the rest are "
                              "written straight into etcd")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="windows per rate; the goals take the median over them")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 3 hosts, 30 VMs, 3 s per rate, no baseline")
     args = parser.parse_args()
@@ -620,11 +643,14 @@ def main() -> None:
         parser.error("--rates: each between 0 and 5000 req/s")
     if not (1 <= args.hosts <= 1000 and 0 <= args.vms <= 100_000 and 0 < args.duration <= 600):
         parser.error("--hosts 1..1000, --vms 0..100000, --duration up to 600 s")
-    opts = Options(rates, args.duration, args.idle, min(10.0, args.idle), args.create_budget)
+    if not 1 <= args.repeat <= 20:
+        parser.error("--repeat: 1 to 20 windows per rate")
+    opts = Options(rates, args.duration, args.idle, min(10.0, args.idle), args.create_budget,
+                   args.repeat)
     sizes = [("baseline", args.baseline_hosts, args.baseline_vms)] if not args.no_baseline else []
     sizes.append(("cluster", args.hosts, args.vms))
     if args.quick:
-        opts = Options(rates, 3.0, 2.0, 1.0, args.create_budget)
+        opts = Options(rates, 3.0, 2.0, 1.0, args.create_budget, args.repeat)
         sizes = [("quick", 3, 30)]
     say(f"control-plane bench, {time.strftime('%Y-%m-%d %H:%M:%S')}, {psutil.cpu_count()} "
         f"CPUs; rates {', '.join(f'{r:g}' for r in rates)} req/s, {opts.duration:g} s each "
