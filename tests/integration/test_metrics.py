@@ -15,6 +15,7 @@ from qemu_fixtures import qemu_run_dir, tiny_images
 
 from corral.agent.console import console_app
 from corral.api.app import create_app
+from corral.api.wire import DEFAULT_MAX_IN_FLIGHT
 from corral.cluster import keys
 from corral.cluster.models import NodeInfo, StorageConfig, StorageType, VMConfig
 from corral.cluster.store import Store
@@ -110,6 +111,8 @@ async def test_api_metrics_show_the_vm_and_the_requests(api: httpx.AsyncClient) 
     read = {"operation": "get_prefix"}
     assert count(after, etcd, read) > count(before, etcd, read)
     assert count(after, etcd, {"operation": "transaction"}) >= 1  # the create
+    # A few calm requests leave the bound on requests in flight at its ceiling.
+    assert value(after, "corral_api_in_flight_limit", {}) == DEFAULT_MAX_IN_FLIGHT
 
 
 async def test_api_metrics_need_the_token(api: httpx.AsyncClient) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 from starlette.types import Message, Receive, Scope, Send
 
 from corral.api.shedding import InFlight, LoadShedding
@@ -66,3 +67,48 @@ async def test_an_open_event_stream_takes_no_place_and_the_next_request_is_serve
     await asyncio.gather(stream, held)
     assert (await call("/api/v1/vms"))[0]["status"] == 200
     assert (gate.current, gate.refused) == (0, 1)
+
+
+async def test_the_bound_follows_the_latency_of_the_requests_it_admits() -> None:
+    """Requests that get slow while the bound is full shrink it, so fewer wait at once and the
+    rest are refused; fast ones give the places back, up to the ceiling."""
+    delay = 0.001
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(delay)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    gate = InFlight(16)
+    shedding = LoadShedding(app, gate)
+
+    async def call() -> int:
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b""}
+
+        await shedding({"type": "http", "path": "/api/v1/vms", "method": "GET"}, receive, send)
+        return int(sent[0]["status"])
+
+    async def burst(rounds: int) -> list[int]:
+        """Rounds of 16 requests at once: the bound is always full."""
+        statuses: list[int] = []
+        for _ in range(rounds):
+            statuses += await asyncio.gather(*(call() for _ in range(16)))
+        return statuses
+
+    assert set(await burst(8)) == {200}  # calm: the baseline, every place used
+    assert gate.places == 16
+    delay = 0.03  # ten times slower: the process is overloaded
+    await burst(60)
+    assert gate.places <= 8, gate.bound
+    statuses = await burst(2)
+    assert statuses.count(503) >= 16, "a smaller bound refuses the rest at once"
+    delay = 0.001
+    await burst(120)
+    assert gate.places == 16, gate.bound
+    assert REGISTRY.get_sample_value("corral_api_in_flight_limit") == 16

@@ -6,17 +6,23 @@ waits behind all the others, answers come after tens of seconds or time out, and
 that would have been served are not either. Refusing the excess at once keeps the answers that
 are given fast, and tells a client (the CLI retries) or a balancer to come back or go to
 another host's API.
+
+How many are served at once follows the latency they get (api/adaptive_limit.py), up to
+`--max-in-flight`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import statistics
+import time
+from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from corral.api.adaptive_limit import Limit, Window, next_limit
 from corral.api.errors import error_body
-from corral.metrics.instruments import API_SHED
+from corral.metrics.instruments import API_IN_FLIGHT_LIMIT, API_SHED
 
 RETRY_AFTER_SECONDS = 1
 # The health check answers even when the process is full: it says the process lives and its
@@ -27,29 +33,55 @@ RETRY_AFTER_SECONDS = 1
 EXEMPT_PATHS = frozenset({"/api/v1/health", "/api/v1/events"})
 
 
+# Finished requests per window of the adaptive bound: enough that the mix of routes averages
+# out in the median, few enough that the bound answers within a fraction of a second at a few
+# hundred requests per second.
+WINDOW_REQUESTS = 32
+
+
 @dataclass
 class InFlight:
     """The count of requests being served and of those refused by this app (the process's
-    total is the metric corral_api_requests_shed_total)."""
+    total is the metric corral_api_requests_shed_total). `limit` is the ceiling
+    (--max-in-flight); `bound` the places given now, which follow the latency."""
 
     limit: int
     current: int = 0
     refused: int = 0
+    bound: Limit = field(init=False)
+    _latencies: list[float] = field(default_factory=list, init=False, repr=False)
+    _peak: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.limit < 1:
             raise ValueError("max in flight must be at least 1")
+        self.bound = Limit(float(self.limit))
+
+    @property
+    def places(self) -> int:
+        return self.bound.places
 
     def admit(self) -> bool:
         """Take a place if one is free; count a refusal otherwise."""
-        if self.current >= self.limit:
+        if self.current >= self.bound.places:
             self.refused += 1
             return False
         self.current += 1
+        self._peak = max(self._peak, self.current)
         return True
 
-    def release(self) -> None:
+    def release(self, seconds: float | None = None) -> None:
+        """Give the place back; `seconds`: how long the request took, for the bound (None:
+        a request whose time says nothing of the load, such as one the client left)."""
         self.current -= 1
+        if seconds is None:
+            return
+        self._latencies.append(seconds)
+        if len(self._latencies) >= WINDOW_REQUESTS:
+            window = Window(statistics.median(self._latencies), self._peak)
+            self.bound = next_limit(self.bound, window, self.limit)
+            self._latencies.clear()
+            self._peak = self.current
 
 
 class LoadShedding:
@@ -58,6 +90,7 @@ class LoadShedding:
     def __init__(self, app: ASGIApp, in_flight: InFlight) -> None:
         self.app = app
         self.in_flight = in_flight
+        API_IN_FLIGHT_LIMIT.set(in_flight.places)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
@@ -67,15 +100,19 @@ class LoadShedding:
             API_SHED.inc()
             await self._refuse(send)
             return
+        started = time.monotonic()
+        took: float | None = None
         try:
             await self.app(scope, receive, send)
+            took = time.monotonic() - started
         finally:
-            self.in_flight.release()
+            self.in_flight.release(took)
+            API_IN_FLIGHT_LIMIT.set(self.in_flight.places)
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(error_body(
             "overloaded", f"this API process is serving all the requests it can at once "
-            f"({self.in_flight.limit}): retry in {RETRY_AFTER_SECONDS} s or ask another "
+            f"({self.in_flight.places}): retry in {RETRY_AFTER_SECONDS} s or ask another "
             "host's API")).encode()
         await send({"type": "http.response.start", "status": 503, "headers": [
             (b"content-type", b"application/json"),

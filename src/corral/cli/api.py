@@ -30,8 +30,9 @@ def serve(
         min=1, help="Worker processes sharing the port, each with its own view of the "
                     "cluster (more than the host's cores does not help).")] = 1,
     max_in_flight: Annotated[int, typer.Option(
-        min=1, help="Requests one process serves at once; beyond it, 503 with Retry-After "
-                    "at once instead of a queue. Per worker.")] = DEFAULT_MAX_IN_FLIGHT,
+        min=1, help="The most requests one process serves at once (fewer while they are "
+                    "slower than usual); beyond it, 503 with Retry-After at once instead of a "
+                    "queue. Per worker.")] = DEFAULT_MAX_IN_FLIGHT,
 ) -> None:
     """Serve the API (stateless: run one per host, or several)."""
     from corral.api.serve import serve as run  # keeps FastAPI out of every other command

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
-from prometheus_client import Counter, Histogram, disable_created_metrics
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 from corral.metrics import names
 
@@ -19,6 +19,7 @@ T = TypeVar("T")
 API_REQUEST = Histogram(names.API_REQUEST.name, names.API_REQUEST.help,
                         names.API_REQUEST.labels, buckets=names.REQUEST_BUCKETS)
 API_SHED = Counter(names.API_SHED.name, names.API_SHED.help)
+API_IN_FLIGHT_LIMIT = Gauge(names.API_IN_FLIGHT_LIMIT.name, names.API_IN_FLIGHT_LIMIT.help)
 ETCD_REQUEST = Histogram(names.ETCD_REQUEST.name, names.ETCD_REQUEST.help,
                          names.ETCD_REQUEST.labels, buckets=names.ETCD_BUCKETS)
 MANAGER_DECIDE = Histogram(names.MANAGER_DECIDE.name, names.MANAGER_DECIDE.help,

@@ -128,6 +128,9 @@ ETCD_REQUEST = Spec("corral_etcd_request_duration_seconds", "histogram", ("opera
 API_SHED = Spec("corral_api_requests_shed_total", "counter", (),
                 "Requests the API refused at once with 503 because as many as it serves at "
                 "once (--max-in-flight) were in flight.")
+API_IN_FLIGHT_LIMIT = Spec("corral_api_in_flight_limit", "gauge", (),
+                           "Requests the API serves at once now: it follows their latency, "
+                           "up to --max-in-flight; beyond it, 503.")
 MANAGER_DECIDE = Spec("corral_manager_decide_duration_seconds", "histogram", (),
                       "Time the manager's pure decision step took, per pass, while this "
                       "host leads.")
@@ -156,6 +159,6 @@ CLUSTER = (HOST_UP, HOST_MAINTENANCE, HOST_CPUS, HOST_CPU_USAGE, HOST_MEMORY_USE
            VM_LAST_MIGRATION_DOWNTIME, VMS, HA_VMS, HA_HOSTS, TASKS, TASKS_LAST_HOUR,
            TASK_DURATION,
            MIGRATION_BYTES, MIGRATION_DOWNTIME, UNREADABLE_RECORDS, SNAPSHOT_REVISION)
-PROCESS = (API_REQUEST, API_SHED, ETCD_REQUEST, MANAGER_DECIDE, MANAGER_PASS)
+PROCESS = (API_REQUEST, API_SHED, API_IN_FLIGHT_LIMIT, ETCD_REQUEST, MANAGER_DECIDE, MANAGER_PASS)
 VM_PROCESSES = (VM_CPU_SECONDS, VM_RSS, VM_DISK_READ, VM_DISK_WRITTEN)
 ALL = CLUSTER + PROCESS + VM_PROCESSES
