@@ -202,6 +202,7 @@ class Cluster:
     node_names: list[str] = field(default_factory=list)
     vm_ids: list[int] = field(default_factory=list)
     created_by: str = ""
+    max_in_flight: int | None = None  # None: the API's default
 
     @property
     def etcd_urls(self) -> str:
@@ -225,7 +226,8 @@ class Cluster:
         self.api_url = f"http://127.0.0.1:{port}"
         self.procs["API"] = self.processes.start("api", [
             sys.executable, "-m", "corral.cli.main", "api", "serve",
-            "--etcd", self.etcd_urls, "--port", str(port)])
+            "--etcd", self.etcd_urls, "--port", str(port),
+            *(["--max-in-flight", str(self.max_in_flight)] if self.max_in_flight else [])])
         ready = self.root / "hosts-ready"
         self.procs["SimulatedHosts"] = self.processes.start(
             "simulated-hosts", python_cmd("simulated_hosts.py", "--etcd", self.etcd_urls,
@@ -495,6 +497,7 @@ class Options:
     checkpoint_idle: float
     create_budget: float
     repeat: int = 1
+    max_in_flight: int | None = None
 
 
 def table_sizes(vms: int) -> list[int]:
@@ -506,7 +509,7 @@ def bench_size(hosts: int, vms: int, label: str, opts: Options) -> dict[str, Any
     processes = Processes(root)
     summary: dict[str, Any] = {"label": label, "hosts": hosts, "vms": vms, "loads": {}}
     try:
-        cluster = Cluster(hosts, vms, root, processes)
+        cluster = Cluster(hosts, vms, root, processes, max_in_flight=opts.max_in_flight)
         say(f"\n== {label}: 3 etcd members, API, manager, {hosts} simulated hosts "
             f"(SimulatedHosts, one process), {vms} stopped VMs ==")
         progress(f"{label}: starting etcd, API, manager, simulated hosts in {root}")
@@ -632,6 +635,8 @@ def main() -> None:
                              "written straight into etcd")
     parser.add_argument("--repeat", type=int, default=1,
                         help="windows per rate; the goals take the median over them")
+    parser.add_argument("--max-in-flight", type=int, default=None,
+                        help="the API's bound on requests served at once (its default if unset)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 3 hosts, 30 VMs, 3 s per rate, no baseline")
     args = parser.parse_args()
@@ -645,12 +650,15 @@ def main() -> None:
         parser.error("--hosts 1..1000, --vms 0..100000, --duration up to 600 s")
     if not 1 <= args.repeat <= 20:
         parser.error("--repeat: 1 to 20 windows per rate")
+    if args.max_in_flight is not None and not 1 <= args.max_in_flight <= 10_000:
+        parser.error("--max-in-flight: 1 to 10000")
     opts = Options(rates, args.duration, args.idle, min(10.0, args.idle), args.create_budget,
-                   args.repeat)
+                   args.repeat, args.max_in_flight)
     sizes = [("baseline", args.baseline_hosts, args.baseline_vms)] if not args.no_baseline else []
     sizes.append(("cluster", args.hosts, args.vms))
     if args.quick:
-        opts = Options(rates, 3.0, 2.0, 1.0, args.create_budget, args.repeat)
+        opts = Options(rates, 3.0, 2.0, 1.0, args.create_budget, args.repeat,
+                       args.max_in_flight)
         sizes = [("quick", 3, 30)]
     say(f"control-plane bench, {time.strftime('%Y-%m-%d %H:%M:%S')}, {psutil.cpu_count()} "
         f"CPUs; rates {', '.join(f'{r:g}' for r in rates)} req/s, {opts.duration:g} s each "
