@@ -52,6 +52,7 @@ BENCH = Path(__file__).resolve().parent
 TABLE_SIZES = (0, 300, 1000, 5000)  # VM counts of the sequential-read table
 SEQUENTIAL = 20  # requests per route in the table (their median is printed)
 CREATE_CONCURRENCY = 16
+CREATE_RETRIES = 5  # per VM, after a 503 with Retry-After
 START_TIMEOUT = 60.0
 SETTLE_TIMEOUT = 120.0  # tasks finished and pruned after the VMs were created
 SETTLED_TASKS = 600  # the manager keeps up to 500 finished tasks; more are a backlog
@@ -287,6 +288,11 @@ async def create_through_api(cluster: Cluster, vmids: list[int], budget: float
                     return
                 node = cluster.node_names[vmid % len(cluster.node_names)]
                 r = await client.post("/api/v1/vms", json=vm_body(vmid, node))
+                for _ in range(CREATE_RETRIES):  # refused at once: sent again, as the CLI does
+                    if r.status_code != 503 or "retry-after" not in r.headers:
+                        break
+                    await asyncio.sleep(float(r.headers["retry-after"]))
+                    r = await client.post("/api/v1/vms", json=vm_body(vmid, node))
                 if r.status_code == 202:
                     created.append(vmid)
                 elif len(errors) < 5:
