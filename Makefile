@@ -65,9 +65,12 @@ lint: venv
 	$(BIN)/mypy
 
 # pytest's exit code 5 (nothing collected) must never pass as success. The slowest tests
-# are listed: the whole suite must stay well under CI's time.
+# are listed: the whole suite must stay well under CI's time. Two workers: the tests with lab
+# clusters run one after another on one of them (tests/conftest.py); the others are shared.
+PYTEST_WORKERS ?= 2
 test: system-deps venv image lint web
-	CORRAL_IMAGES_DIR=$(IMAGES) $(BIN)/pytest -p no:cacheprovider -ra --durations=25 $(PYTEST_ARGS); \
+	CORRAL_IMAGES_DIR=$(IMAGES) $(BIN)/pytest -p no:cacheprovider -ra --durations=25 \
+	  -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 unit: venv

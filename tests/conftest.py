@@ -1,4 +1,5 @@
-"""Shared fixtures: a real etcd for integration tests, a connected Store."""
+"""Shared fixtures: a real etcd for integration tests, a connected Store; and which tests
+share a worker when the suite runs on several (pytest-xdist, `make test`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,27 @@ import pytest
 from corral.cluster.store import Store
 from corral.cluster.view import ClusterView
 from corral.lab.etcd import EtcdMember, free_port, wait_healthy
+
+# Tests that start lab clusters or lab hosts. They run one after another, on one worker: a lab
+# takes a random block of ports and a /24 checked free only when it starts, and its fencing
+# timings (a 6 s watchdog) are tuned for one lab on the machine at a time.
+LAB_GROUP = "labs"
+LAB_MODULES = frozenset({
+    "tests/browser/test_host_page.py",
+    "tests/browser/test_vm_page.py",
+    "tests/integration/test_lab_host_services.py",
+    "tests/integration/test_lab_supervisor.py",
+})
+
+
+def uses_labs(nodeid: str) -> bool:
+    return nodeid.startswith("tests/e2e/") or nodeid.split("::", 1)[0] in LAB_MODULES
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if uses_labs(item.nodeid):
+            item.add_marker(pytest.mark.xdist_group(LAB_GROUP))
 
 
 @pytest.fixture(scope="session")
