@@ -94,9 +94,11 @@ def test_a_certificate_of_its_own_replaces_the_host_one(
 
 
 def test_a_pki_dir_without_the_host_files_is_refused(
-        tmp_path: Path, served: list[dict[str, Any]]) -> None:
-    (tmp_path / "ca.crt").write_text("c")
-    result = serve("--pki-dir", str(tmp_path))
+        short_tmp: Path, served: list[dict[str, Any]]) -> None:
+    # A short path: the error is printed in a box 80 columns wide, where a long one would push
+    # the file's name onto the next line.
+    (short_tmp / "ca.crt").write_text("c")
+    result = serve("--pki-dir", str(short_tmp))
     assert result.exit_code == 2
     assert "--pki-dir" in result.output and "host.crt" in result.output
     assert served == []

@@ -66,7 +66,10 @@ def test_the_console_endpoint_is_plain_http_without() -> None:
 
 
 def test_agent_run_takes_its_tls_files_from_the_pki_dir(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A short path: the error is printed in a box 80 columns wide, where a long one would push
+    # the file's name onto the next line.
+    tmp_path = short_tmp
     ran: list[AgentSettings] = []
 
     async def run(settings: AgentSettings) -> None:
