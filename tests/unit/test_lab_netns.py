@@ -60,17 +60,17 @@ def test_partial_cuts_route_etcd_ports_apart_from_the_rest() -> None:
     # table that drops the lab's /24; nothing else is touched.
     assert etcd == [
         f"{ns} route add blackhole 198.18.234.0/24 table 100",
-        f"{ns} rule add priority 100 ipproto tcp dport 30001-30003 table 100",
-        f"{ns} rule add priority 101 ipproto tcp dport 30101-30103 table 100",
-        f"{ns} rule add priority 102 ipproto tcp sport 30001-30003 table 100",
-        f"{ns} rule add priority 103 ipproto tcp sport 30101-30103 table 100",
+        f"{ns} rule add priority 100 ipproto 6 dport 30001-30003 table 100",
+        f"{ns} rule add priority 101 ipproto 6 dport 30101-30103 table 100",
+        f"{ns} rule add priority 102 ipproto 6 sport 30001-30003 table 100",
+        f"{ns} rule add priority 103 ipproto 6 sport 30101-30103 table 100",
     ]
     peers = [" ".join(c) for c in plan_cut(lab, 3, "peers")]
     assert peers[1:5] == [
-        f"{ns} rule add priority 90 ipproto tcp dport 30001-30003 table main",
-        f"{ns} rule add priority 91 ipproto tcp dport 30101-30103 table main",
-        f"{ns} rule add priority 92 ipproto tcp sport 30001-30003 table main",
-        f"{ns} rule add priority 93 ipproto tcp sport 30101-30103 table main",
+        f"{ns} rule add priority 90 ipproto 6 dport 30001-30003 table main",
+        f"{ns} rule add priority 91 ipproto 6 dport 30101-30103 table main",
+        f"{ns} rule add priority 92 ipproto 6 sport 30001-30003 table main",
+        f"{ns} rule add priority 93 ipproto 6 sport 30101-30103 table main",
     ]
     assert peers[5] == f"{ns} rule add priority 94 to 198.18.234.0/24 table 100"
     undo = [" ".join(c) for c in plan_uncut(lab, 3)]

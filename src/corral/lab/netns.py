@@ -127,6 +127,9 @@ CUT_TABLE = "100"
 ETCD_CUT = 100  # rules 100..103: etcd's client and peer ports, both ways
 PEERS_CUT = 90  # rules 90..93 keep etcd's ports; rule 94 cuts the rest of the lab network
 CUTS = ("etcd", "peers")
+# TCP by number: iproute2 looks a protocol's name up in /etc/protocols, which a minimal Debian
+# lacks (it comes with netbase), and there `ipproto tcp` is refused.
+IPPROTO_TCP = "6"
 
 
 def etcd_port_ranges(layout: LabLayout) -> list[str]:
@@ -147,8 +150,8 @@ def plan_cut(layout: LabLayout, i: int, only: str) -> list[Command]:
     first, table = (ETCD_CUT, CUT_TABLE) if only == "etcd" else (PEERS_CUT, "main")
     ports = [(way, r) for way in ("dport", "sport") for r in etcd_port_ranges(layout)]
     for k, (way, r) in enumerate(ports):
-        cmds.append([*ip, "rule", "add", "priority", str(first + k), "ipproto", "tcp", way, r,
-                     "table", table])
+        cmds.append([*ip, "rule", "add", "priority", str(first + k), "ipproto", IPPROTO_TCP,
+                     way, r, "table", table])
     if only == "peers":
         cmds.append([*ip, "rule", "add", "priority", str(PEERS_CUT + len(ports)), "to",
                      lab_net, "table", CUT_TABLE])
