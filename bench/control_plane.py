@@ -484,11 +484,16 @@ def print_load(result: dict[str, Any], shares: dict[str, float],
     say(f"     all admitted p50/p99 {p50_p99(ok_all)} ms; 503 {len(refused_all)}; timeouts "
         f"{timeouts} {dict(result['timeouts']) or ''}; transport errors "
         f"{dict(result['errors']) or 0}")
+    from_send = result.get("refused_from_send", [])
+    if from_send:
+        say(f"     503 from their actual send (the generator's lag left out): p50/p99 "
+            f"{p50_p99(from_send)} ms")
     say("     CPU % of one core: " + ", ".join(f"{n} {v:.0f}" for n, v in shares.items()))
     say(f"     {passes_line(passes, result['finished_after'])}")
     return {"p99": percentile(ok_all, 0.99) if ok_all else math.inf,
             "refused": len(refused_all),
             "refused_p99": percentile(refused_all, 0.99) if refused_all else math.nan,
+            "refused_p99_from_send": percentile(from_send, 0.99) if from_send else math.nan,
             "timeouts": timeouts}
 
 
@@ -605,6 +610,10 @@ def print_goals(summaries: list[dict[str, Any]]) -> None:
                 verdict = "met" if p99 < GOAL_REFUSAL_MS / 1000 else "NOT met"
                 say(f"     refusals at {rate:.0f} req/s: {refused}, p99 {shown} "
                     f"(goal < {GOAL_REFUSAL_MS:.0f}): {verdict}")
+                sent_p99, sent_shown = over_windows(shedding, "refused_p99_from_send")
+                if math.isfinite(sent_p99):
+                    say(f"       from their actual send, the generator's lag left out: p99 "
+                        f"{sent_shown}")
             else:
                 say(f"     refusals at {rate:.0f} req/s: none (no load shedding seen); "
                     f"{timeouts} timeouts")

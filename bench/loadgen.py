@@ -5,10 +5,11 @@
 
 Latency is measured from each request's SCHEDULED send time, so a slow server shows in the
 figures instead of slowing the generator down (no coordinated omission). Prints one JSON
-object: per route the latencies of each reply by status, timeouts and transport errors, and
-how late the generator itself was to put each request on its way (its own lag on a busy
-machine). A request waits for one of --connections keep-alive connections; that wait counts
-in its latency, and one still waiting at its deadline counts as a timeout.
+object: per route the latencies of each reply by status, timeouts and transport errors, how
+late the generator itself was to put each request on its way (its own lag on a busy
+machine), and the refusals' latency from their actual send as well. A request waits for one
+of --connections keep-alive connections; that wait counts in its latency, and one still
+waiting at its deadline counts as a timeout.
 
 The writes are a VM create (POST /vms, stopped, on a simulated host) and the delete of a VM
 this run created a while before (DELETE /vms/{id}): they leave the VM count as it was and
@@ -50,6 +51,9 @@ class Results:
     timeouts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     send_lag: list[float] = field(default_factory=list)
+    # 503s timed from the moment the request was handed to the client library instead: the
+    # API's share of a refusal, without the generator's own lag in sending it.
+    refused_from_send: list[float] = field(default_factory=list)
 
 
 class Load:
@@ -90,6 +94,7 @@ class Load:
         if left <= 0:  # waited for a connection past its deadline: never sent
             self.results.timeouts[label] += 1
             return
+        sent = time.monotonic()
         try:
             status, data = await asyncio.wait_for(self.send(method, path, body), left)
         except TimeoutError:
@@ -98,8 +103,10 @@ class Load:
         except aiohttp.ClientError as e:
             self.results.errors[f"{label}: {type(e).__name__}"] += 1
             return
-        latency = time.monotonic() - scheduled
-        self.results.latencies[label][str(status)].append(latency)
+        done = time.monotonic()
+        self.results.latencies[label][str(status)].append(done - scheduled)
+        if status == 503:
+            self.results.refused_from_send.append(done - sent)
         if label == "POST /vms" and status == 202:
             self.created.append((time.monotonic(), int(json.loads(data)["vmid"])))
 
@@ -159,7 +166,8 @@ async def run(api: str, token: str, rate: float, duration: float, vmids: list[in
     return {"rate": rate, "duration": duration, "requests": len(routes),
             "sent_for": sent_for, "finished_after": finished, "cpu_seconds": cpu,
             "latencies": {k: dict(v) for k, v in r.latencies.items()},
-            "timeouts": dict(r.timeouts), "errors": dict(r.errors), "send_lag": r.send_lag}
+            "timeouts": dict(r.timeouts), "errors": dict(r.errors), "send_lag": r.send_lag,
+            "refused_from_send": r.refused_from_send}
 
 
 def vmid_range(text: str) -> list[int]:
