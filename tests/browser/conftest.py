@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
 from corral.api import webui
 from corral.cluster import keys
@@ -219,6 +219,11 @@ def screenshot(page: Page, name: str) -> None:
 
 
 def log_in(page: Page, console: Console, token: str = TOKEN) -> None:
+    """Sign in and wait for the answer (signed in, or the refusal): a test that goes to another
+    page before it comes is sent back to the start page when it does."""
     page.goto(console.url + "/")
     page.get_by_label("API token").fill(token)
     page.get_by_role("button", name="Sign in").click()
+    answered = page.get_by_role("button", name="Sign out").or_(page.get_by_test_id("login-error"))
+    # The suite's first sign-in: a cold browser on a busy machine may take a while.
+    expect(answered).to_be_visible(timeout=30_000)
