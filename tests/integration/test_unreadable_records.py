@@ -261,3 +261,20 @@ async def test_a_name_claim_that_does_not_decode_still_counts_as_taken(
                                      "node": "n1"})
     assert r.status_code == 409 and r.json()["error"]["code"] == "unreadable_record", r.text
     assert await store.raw_prefix(keys.VMS) == []
+
+
+async def test_a_lone_config_that_does_not_decode_is_named_not_taken_for_absent(
+        api: httpx.AsyncClient, store: Store) -> None:
+    """No placement beside it, so it is no VM; but a broken record is reported, and its id
+    stays taken (a repair, not a new VM, is what it needs)."""
+    await store.client.put(keys.vm(999, "config").encode(), b'{"bad json')
+    r = await api.get("/vms/999")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "unreadable_record", r.text
+    assert keys.vm(999, "config") in r.json()["error"]["message"]
+    r = await api.get("/vms")
+    assert r.status_code == 200 and r.json() == []
+    assert r.headers["Corral-Skipped-Records"].split() == [keys.vm(999, "config")]
+    skipped = [s["key"] for s in (await api.get("/ha/status")).json()["skipped"]]
+    assert skipped == [keys.vm(999, "config")]
+    body = {"vmid": 999, "name": "web1", "memory_mb": 128, "cores": 1, "node": "n1"}
+    assert (await api.post("/vms", json=body)).status_code == 409

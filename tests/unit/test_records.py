@@ -132,6 +132,18 @@ def test_half_written_vm_is_no_vm_and_no_problem() -> None:
     assert vms == [] and problems == []
 
 
+def test_a_lone_record_that_does_not_decode_is_reported_and_keeps_its_id() -> None:
+    """A config with no placement beside it is no VM, but a broken one is still named."""
+    f = {"config": (b'{"bad json', 5)}
+    problems: list[Problem] = []
+    assert records.vm_from(999, f, problems) is None
+    assert [p.key for p in problems] == [keys.vm(999, "config")]
+    assert records.unreadable_vms(problems) == {999}
+    with pytest.raises(UnreadableRecord):
+        records.vm_or_raise(999, f)
+    assert records.vm_or_raise(999, {"placement": (b'{"node": "n1"}', 5)}) is None
+
+
 def test_one_vm_read_raises_for_unreadable_and_answers_none_for_absent() -> None:
     f = {key.rsplit("/", 1)[1]: (value, rev) for key, value, rev in
          with_config(101, b"{not json")}

@@ -233,7 +233,14 @@ def vm_from(vmid: int, f: dict[str, tuple[bytes, int]], problems: list[Problem] 
     agent writes a fresh one."""
     found = problems if problems is not None else []
     if "config" not in f or "placement" not in f:
-        return None  # half-deleted or half-written: not a VM
+        # Half-deleted or half-written: not a VM. One of the two that does not decode is still
+        # reported (and keeps its id taken): it was put there by hand, or by a writer gone
+        # wrong, and an operator should hear of it.
+        if "config" in f:
+            decode(VMConfig, keys.vm(vmid, "config"), f["config"][0], found)
+        if "placement" in f:
+            decode(Placement, keys.vm(vmid, "placement"), f["placement"][0], found)
+        return None
     config = decode(VMConfig, lambda: keys.vm(vmid, "config"), f["config"][0], found)
     placement = decode(Placement, lambda: keys.vm(vmid, "placement"), f["placement"][0], found)
     runtime = (decode(VMRuntime, lambda: keys.vm(vmid, "runtime"), f["runtime"][0], found)
