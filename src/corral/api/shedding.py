@@ -70,18 +70,21 @@ class InFlight:
         self._peak = max(self._peak, self.current)
         return True
 
-    def release(self, seconds: float | None = None) -> None:
+    def release(self, seconds: float | None = None) -> bool:
         """Give the place back; `seconds`: how long the request took, for the bound (None:
-        a request whose time says nothing of the load, such as one the client left)."""
+        a request whose time says nothing of the load, such as one the client left). True
+        when it closed a window, and the bound may have moved."""
         self.current -= 1
         if seconds is None:
-            return
+            return False
         self._latencies.append(seconds)
-        if len(self._latencies) >= WINDOW_REQUESTS:
-            window = Window(statistics.median(self._latencies), self._peak)
-            self.bound = next_limit(self.bound, window, self.limit)
-            self._latencies.clear()
-            self._peak = self.current
+        if len(self._latencies) < WINDOW_REQUESTS:
+            return False
+        window = Window(statistics.median(self._latencies), self._peak)
+        self.bound = next_limit(self.bound, window, self.limit)
+        self._latencies.clear()
+        self._peak = self.current
+        return True
 
 
 class LoadShedding:
@@ -106,8 +109,8 @@ class LoadShedding:
             await self.app(scope, receive, send)
             took = time.monotonic() - started
         finally:
-            self.in_flight.release(took)
-            API_IN_FLIGHT_LIMIT.set(self.in_flight.places)
+            if self.in_flight.release(took):  # the gauge moves only when a window closes
+                API_IN_FLIGHT_LIMIT.set(self.in_flight.places)
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(error_body(
