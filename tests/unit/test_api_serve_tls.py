@@ -40,7 +40,8 @@ def test_https_with_a_certificate_and_its_key(tmp_path: Path,
     result = serve("--tls-cert", str(cert), "--tls-key", str(key), "--port", "9443")
     assert result.exit_code == 0, result.output
     assert [{k: v for k, v in kw.items() if k != "app"} for kw in served] == [
-        {"host": "127.0.0.1", "port": 9443, "log_level": "info",
+        {"host": "127.0.0.1", "port": 9443, "log_level": "info", "access_log": False,
+         "log_config": api_serve.log_config(),
          "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS, "ssl_certfile": cert,
          "ssl_keyfile": key}]
 
@@ -107,7 +108,8 @@ def test_a_pki_dir_without_the_host_files_is_refused(
 def test_workers_start_from_the_factory_with_the_tls_options_and_the_settings(
         tmp_path: Path, served: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(api_serve.SETTINGS_ENV, "")  # serve's setting is undone after
-    result = serve("--pki-dir", str(pki(tmp_path)), "--workers", "2", "--max-in-flight", "7")
+    result = serve("--pki-dir", str(pki(tmp_path)), "--workers", "2", "--max-in-flight", "7",
+                   "--access-log", "all")
     assert result.exit_code == 0, result.output
     options = served[0]
     assert (options["app"], options["factory"], options["workers"]) == (
@@ -117,7 +119,8 @@ def test_workers_start_from_the_factory_with_the_tls_options_and_the_settings(
     assert options["ssl_cert_reqs"] == ssl.CERT_OPTIONAL
     settings = json.loads(api_serve.os.environ[api_serve.SETTINGS_ENV])
     assert settings == {"etcd_endpoints": ["http://127.0.0.1:1"],
-                        "pki_dir": str(tmp_path.resolve()), "max_in_flight": 7}
+                        "pki_dir": str(tmp_path.resolve()), "max_in_flight": 7,
+                        "access_log": "all"}
 
 
 def test_a_worker_builds_its_app_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:

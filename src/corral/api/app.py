@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -27,13 +28,14 @@ from corral.api import (
     routes_vms,
     webui,
 )
+from corral.api.access_log import RefusalLog, served
 from corral.api.answers import Answers
 from corral.api.auth import TokenChecker
 from corral.api.deps import require_token
 from corral.api.schemas import Health
 from corral.api.shedding import InFlight, LoadShedding
 from corral.api.stream_tickets import StreamTickets
-from corral.api.wire import DEFAULT_MAX_IN_FLIGHT
+from corral.api.wire import DEFAULT_MAX_IN_FLIGHT, AccessLog
 from corral.cluster.store import Store, StoreError
 from corral.cluster.view import ClusterView
 from corral.cluster.view_gc import freeze_listed
@@ -79,13 +81,16 @@ async def _cluster_access(stack: AsyncExitStack, store: Store, endpoints: list[s
 
 def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
                pki_dir: Path | None = None,
-               max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> FastAPI:
+               max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+               access_log: AccessLog = AccessLog.CHANGES) -> FastAPI:
     """`tls`: the certificate the API presents to etcd (and asks members' status with) and to
     the agents it relays consoles from; `pki_dir`: the host's pki directory (ca.crt, ca.key,
     admin.crt|key), with which it admits and removes members. Without them, a lab's plain etcd
     and agents, and no joins. `max_in_flight`: requests served at once; more are refused with
-    503 and Retry-After (api/shedding.py)."""
+    503 and Retry-After (api/shedding.py). `access_log`: which served requests get a line
+    (api/access_log.py)."""
     in_flight = InFlight(max_in_flight)  # before anything else: a bad value starts nothing
+    refusals = RefusalLog()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -108,6 +113,7 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
             app.state.cluster = await _cluster_access(stack, store, etcd_endpoints, tls,
                                                       pki_dir)
             stack.callback(freeze_listed(app.state.view))
+            stack.callback(refusals.flush)  # the count not written yet, at shutdown
             yield
 
     app = FastAPI(
@@ -119,11 +125,11 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
         redoc_url=None,
     )
     errors.install(app)
-    app.add_middleware(RequestMetrics)
+    app.add_middleware(RequestMetrics, finished=partial(served, access_log))
     # Outermost: a request refused costs no more than its refusal (counted in
     # corral_api_requests_shed_total, not timed as a route).
     app.state.in_flight = in_flight
-    app.add_middleware(LoadShedding, in_flight=in_flight)
+    app.add_middleware(LoadShedding, in_flight=in_flight, refusals=refusals)
 
     @app.exception_handler(StoreError)
     async def _store_down(_: Request, exc: StoreError) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import dataclass
@@ -10,10 +11,11 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import LOGGING_CONFIG
 
 from corral.api.app import create_app
 from corral.api.peer import PeerCertProtocol
-from corral.api.wire import DEFAULT_MAX_IN_FLIGHT
+from corral.api.wire import DEFAULT_MAX_IN_FLIGHT, AccessLog
 from corral.pki.files import TLSFiles
 
 # Open event streams never end by themselves: on shutdown they get this long, then are cut
@@ -32,23 +34,25 @@ class AppSettings:
     etcd_endpoints: list[str]
     pki_dir: Path | None = None
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    access_log: AccessLog = AccessLog.CHANGES
 
     def to_json(self) -> str:
         return json.dumps({"etcd_endpoints": self.etcd_endpoints,
                            "pki_dir": str(self.pki_dir) if self.pki_dir else None,
-                           "max_in_flight": self.max_in_flight})
+                           "max_in_flight": self.max_in_flight,
+                           "access_log": self.access_log.value})
 
     @classmethod
     def from_json(cls, text: str) -> AppSettings:
         raw = json.loads(text)
         pki_dir = raw["pki_dir"]
         return cls([str(e) for e in raw["etcd_endpoints"]], Path(pki_dir) if pki_dir else None,
-                   int(raw["max_in_flight"]))
+                   int(raw["max_in_flight"]), AccessLog(raw["access_log"]))
 
     def app(self) -> FastAPI:
         tls = TLSFiles.in_dir(self.pki_dir, "host") if self.pki_dir is not None else None
         return create_app(self.etcd_endpoints, tls=tls, pki_dir=self.pki_dir,
-                          max_in_flight=self.max_in_flight)
+                          max_in_flight=self.max_in_flight, access_log=self.access_log)
 
 
 def app_from_env() -> FastAPI:
@@ -57,6 +61,18 @@ def app_from_env() -> FastAPI:
     if not settings:
         raise RuntimeError(f"{SETTINGS_ENV} is not set: start workers with `corral api serve`")
     return AppSettings.from_json(settings).app()
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging, without its access log (Corral keeps its own, api/access_log.py),
+    and with that log's lines on the same stream as uvicorn's."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["corral"] = {"format": "%(levelname)s:     %(message)s"}
+    config["handlers"]["corral"] = {"formatter": "corral", "class": "logging.StreamHandler",
+                                    "stream": "ext://sys.stderr"}
+    config["loggers"]["corral.api.access"] = {"handlers": ["corral"], "level": "INFO",
+                                              "propagate": False}
+    return config
 
 
 def uvicorn_tls(tls_cert: Path | None = None, tls_key: Path | None = None,
@@ -79,15 +95,16 @@ def uvicorn_tls(tls_cert: Path | None = None, tls_key: Path | None = None,
 def serve(etcd_endpoints: list[str], host: str = "127.0.0.1", port: int = 8470,
           tls_cert: Path | None = None, tls_key: Path | None = None,
           pki_dir: Path | None = None, workers: int = 1,
-          max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
+          max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+          access_log: AccessLog = AccessLog.CHANGES) -> None:
     """Serve the API; HTTPS when given a certificate and its key (both or neither), or the
     host's pki dir, with which it also speaks TLS to etcd and to the agents and admits
     members (`create_app`). `workers` > 1: that many processes share the port, each with its
-    own app and its own `max_in_flight`."""
+    own app and its own `max_in_flight`. `access_log`: which served requests get a line."""
     options = uvicorn_tls(tls_cert, tls_key, pki_dir)  # every worker serves with them
-    options |= {"host": host, "port": port, "log_level": "info",
-                "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS}
-    settings = AppSettings(etcd_endpoints, pki_dir, max_in_flight)
+    options |= {"host": host, "port": port, "log_level": "info", "access_log": False,
+                "log_config": log_config(), "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS}
+    settings = AppSettings(etcd_endpoints, pki_dir, max_in_flight, access_log)
     if workers == 1:
         uvicorn.run(settings.app(), **options)
         return

@@ -13,6 +13,7 @@ How many are served at once follows the latency they get (api/adaptive_limit.py)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from corral.api.access_log import RefusalLog
 from corral.api.adaptive_limit import Limit, Window, next_limit
 from corral.api.errors import error_body
 from corral.metrics.instruments import API_IN_FLIGHT_LIMIT, API_SHED
@@ -90,9 +92,12 @@ class InFlight:
 class LoadShedding:
     """ASGI middleware; the event loop is single-threaded, so the count needs no lock."""
 
-    def __init__(self, app: ASGIApp, in_flight: InFlight) -> None:
+    def __init__(self, app: ASGIApp, in_flight: InFlight,
+                 refusals: RefusalLog | None = None) -> None:
         self.app = app
         self.in_flight = in_flight
+        # A line every few seconds, not one per refusal.
+        self.refusals = refusals if refusals is not None else RefusalLog()
         API_IN_FLIGHT_LIMIT.set(in_flight.places)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,6 +106,7 @@ class LoadShedding:
             return
         if not self.in_flight.admit():
             API_SHED.inc()
+            self.refusals.refused(self.in_flight.places, asyncio.get_running_loop().call_later)
             await self._refuse(send)
             return
         started = time.monotonic()

@@ -3,6 +3,8 @@ loading FastAPI."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 # Keys of the records a list answer left out because they do not decode.
 SKIPPED_HEADER = "Corral-Skipped-Records"
 # Where a list answer says the cursor of its next page.
@@ -15,3 +17,11 @@ MAX_LIMIT = 1000
 # for the CPU: at 500 mixed requests/s, 16 at once served more than 64 did, with admitted
 # requests at a quarter of the latency.
 DEFAULT_MAX_IN_FLIGHT = 16
+
+
+class AccessLog(StrEnum):
+    """Which served requests the API logs a line for (api/access_log.py)."""
+
+    CHANGES = "changes"  # requests that may change something, and every answer of 500 or more
+    ALL = "all"
+    NONE = "none"

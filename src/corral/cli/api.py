@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from corral.api.wire import DEFAULT_MAX_IN_FLIGHT
+from corral.api.wire import DEFAULT_MAX_IN_FLIGHT, AccessLog
 
 app = typer.Typer(help="The REST API server.", no_args_is_help=True)
 
@@ -33,6 +33,10 @@ def serve(
         min=1, help="The most requests one process serves at once (fewer while they are "
                     "slower than usual); beyond it, 503 with Retry-After at once instead of a "
                     "queue. Per worker.")] = DEFAULT_MAX_IN_FLIGHT,
+    access_log: Annotated[AccessLog, typer.Option(
+        help="Which requests get a line on stderr: 'changes' (those that may change "
+             "something, and answers of 500 or more), 'all' (reads too), 'none'. Refusals "
+             "are counted into one line every 10 s.")] = AccessLog.CHANGES,
 ) -> None:
     """Serve the API (stateless: run one per host, or several)."""
     from corral.api.serve import serve as run  # keeps FastAPI out of every other command
@@ -53,4 +57,4 @@ def serve(
             raise typer.BadParameter(f"{', '.join(map(str, missing))} missing",
                                      param_hint="--pki-dir")
         pki_dir = pki_dir.resolve()
-    run(endpoints, host, port, tls_cert, tls_key, pki_dir, workers, max_in_flight)
+    run(endpoints, host, port, tls_cert, tls_key, pki_dir, workers, max_in_flight, access_log)
