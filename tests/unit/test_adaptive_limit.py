@@ -87,3 +87,19 @@ def test_when_the_load_falls_the_baseline_falls_with_it() -> None:
     for _ in range(60):
         limit = next_limit(limit, full(4, limit), CEILING)
     assert limit.baseline == pytest.approx(4 * MS, rel=0.05)
+
+
+def test_a_cpu_bound_overload_settles_near_the_tolerance() -> None:
+    """A process whose requests share one core: beyond three at once, each takes longer in
+    proportion to how many run. Beyond the tolerance the bound keeps one place of headroom,
+    so it settles where admitted requests take about twice the baseline; with sqrt(bound) of
+    headroom there it settled at two and a half times."""
+    baseline = 2 * MS
+    limit = Limit(16.0, baseline)
+    medians = []
+    for _ in range(300):
+        median = baseline * max(1.0, limit.places / 3)
+        medians.append(median)
+        limit = next_limit(limit, Window(median, limit.places), CEILING)
+    settled = sum(medians[-100:]) / 100
+    assert settled < 2.2 * baseline, (settled, limit)

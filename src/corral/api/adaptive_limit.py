@@ -43,8 +43,9 @@ STEEPEST = 0.5
 
 @dataclass(frozen=True)
 class Window:
-    """Finished requests: the median of their latency (from admission to the last byte), and
-    the most that were in flight at once while they ran."""
+    """Finished requests: the median of their latency (from admission to the last byte) plus
+    how late the event loop ran meanwhile (the wait before admission), and the most that were
+    in flight at once while they ran."""
 
     median_seconds: float
     peak_in_flight: int
@@ -73,6 +74,10 @@ def next_limit(limit: Limit, window: Window, ceiling: int) -> Limit:
     weight = BASELINE_FALL if counted < limit.baseline else BASELINE_RISE
     baseline = limit.baseline + (counted - limit.baseline) * weight
     gradient = min(1.0, max(STEEPEST, TOLERANCE * baseline / rtt))
-    target = limit.value * gradient + math.sqrt(limit.value)
+    # Within the tolerance the bound grows by sqrt(bound). Beyond it, it shrinks in
+    # proportion and keeps one place of headroom: with sqrt(bound) there, it settled where
+    # admitted requests took twice to three times the baseline (docs/performance.md).
+    headroom = math.sqrt(limit.value) if gradient >= 1.0 else 1.0
+    target = limit.value * gradient + headroom
     value = limit.value * (1 - SMOOTHING) + target * SMOOTHING
     return Limit(min(float(ceiling), max(MIN_LIMIT, value)), baseline)

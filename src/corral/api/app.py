@@ -32,6 +32,7 @@ from corral.api.access_log import RefusalLog, served
 from corral.api.answers import Answers
 from corral.api.auth import TokenChecker
 from corral.api.deps import require_token
+from corral.api.loop_lag import LoopLag
 from corral.api.schemas import Health
 from corral.api.shedding import InFlight, LoadShedding
 from corral.api.stream_tickets import StreamTickets
@@ -89,12 +90,15 @@ def create_app(etcd_endpoints: list[str], tls: TLSFiles | None = None,
     and agents, and no joins. `max_in_flight`: requests served at once; more are refused with
     503 and Retry-After (api/shedding.py). `access_log`: which served requests get a line
     (api/access_log.py)."""
-    in_flight = InFlight(max_in_flight)  # before anything else: a bad value starts nothing
+    loop_lag = LoopLag()
+    # Before anything else: a bad value starts nothing.
+    in_flight = InFlight(max_in_flight, loop_lag=loop_lag.take)
     refusals = RefusalLog()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            await stack.enter_async_context(loop_lag.running())
             store = await stack.enter_async_context(
                 Store(etcd_endpoints, tls=tls, follow_members=True))
             # The agents' console endpoints: over TLS they take a client certificate of the

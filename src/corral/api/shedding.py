@@ -17,6 +17,7 @@ import asyncio
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -48,6 +49,9 @@ class InFlight:
     (--max-in-flight); `bound` the places given now, which follow the latency."""
 
     limit: int
+    # Seconds the event loop ran late on average since the last call (api/loop_lag.py): the
+    # wait before admission, added to each window's median.
+    loop_lag: Callable[[], float] = lambda: 0.0
     current: int = 0
     refused: int = 0
     bound: Limit = field(init=False)
@@ -82,7 +86,7 @@ class InFlight:
         self._latencies.append(seconds)
         if len(self._latencies) < WINDOW_REQUESTS:
             return False
-        window = Window(statistics.median(self._latencies), self._peak)
+        window = Window(statistics.median(self._latencies) + self.loop_lag(), self._peak)
         self.bound = next_limit(self.bound, window, self.limit)
         self._latencies.clear()
         self._peak = self.current
