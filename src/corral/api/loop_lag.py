@@ -49,12 +49,12 @@ class LoopLag:
         self._probes += 1
 
     async def probe(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             every = self.interval()
-            due = loop.time() + every
+            # The clock, not the loop's time: uvloop's is cached to the millisecond.
+            due = time.monotonic() + every
             await asyncio.sleep(every)
-            self.note(loop.time() - due)
+            self.note(time.monotonic() - due)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[LoopLag]:
