@@ -5,67 +5,22 @@ line, not one per 503; uvicorn's own access line is gone."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-
-from corral.cluster.models import Placement, RunState, VMConfig
-from corral.cluster.store import Store
-from corral.lab.etcd import free_port
+from api_process import seed, serve, stop
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "access-log-token"
 
 
-async def _seed(endpoint: str) -> None:
-    async with Store([endpoint]) as store:
-        await store.client.delete_prefix(b"/corral/")
-        await store.add_token(TOKEN)
-        for vmid in range(101, 111):
-            cfg = VMConfig(vmid=vmid, name=f"vm{vmid}", memory_mb=64, cores=1)
-            assert await store.create_vm(cfg, Placement(node="n1", state=RunState.STOPPED))
-
-
-def _serve(endpoint: str, log: Path, *options: str) -> tuple[str, subprocess.Popen[bytes]]:
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "corral.cli.main", "api", "serve", "--etcd", endpoint,
-             "--port", str(port), *options],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api/v1"
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "the API did not answer within 30 s"
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return url, proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-
-
 @pytest.fixture
 def seeded(etcd_endpoint: str) -> Iterator[str]:
-    asyncio.run(_seed(etcd_endpoint))
+    asyncio.run(seed(etcd_endpoint, TOKEN, vms=10))
     yield etcd_endpoint
 
 
@@ -75,14 +30,14 @@ def _lines(log: Path, text: str) -> list[str]:
 
 def test_changes_get_a_line_and_successful_reads_none(seeded: str, tmp_path: Path) -> None:
     log = tmp_path / "api.log"
-    url, proc = _serve(seeded, log)
+    url, proc = serve(seeded, log)
     try:
         auth = {"Authorization": f"Bearer {TOKEN}"}
         with httpx.Client(base_url=url, headers=auth, timeout=10) as client:
             assert client.get("/vms", params={"limit": 5}).status_code == 200
             assert client.delete("/vms/999").status_code == 404
     finally:
-        _stop(proc)
+        stop(proc)
     deleted = _lines(log, '"DELETE /api/v1/vms/999" 404')
     assert len(deleted) == 1 and deleted[0].endswith(" ms"), log.read_text()
     assert not _lines(log, "GET /api/v1/vms"), log.read_text()
@@ -91,18 +46,18 @@ def test_changes_get_a_line_and_successful_reads_none(seeded: str, tmp_path: Pat
 
 def test_all_logs_reads_too(seeded: str, tmp_path: Path) -> None:
     log = tmp_path / "api.log"
-    url, proc = _serve(seeded, log, "--access-log", "all")
+    url, proc = serve(seeded, log, "--access-log", "all")
     try:
         auth = {"Authorization": f"Bearer {TOKEN}"}
         assert httpx.get(f"{url}/vms/101", headers=auth, timeout=10).status_code == 200
     finally:
-        _stop(proc)
+        stop(proc)
     assert len(_lines(log, '"GET /api/v1/vms/101" 200')) == 1, log.read_text()
 
 
 def test_a_burst_of_refusals_is_one_line(seeded: str, tmp_path: Path) -> None:
     log = tmp_path / "api.log"
-    url, proc = _serve(seeded, log, "--max-in-flight", "1")
+    url, proc = serve(seeded, log, "--max-in-flight", "1")
 
     async def burst() -> list[int]:
         auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -115,7 +70,7 @@ def test_a_burst_of_refusals_is_one_line(seeded: str, tmp_path: Path) -> None:
         statuses = asyncio.run(burst())
         time.sleep(0.5)
     finally:
-        _stop(proc)
+        stop(proc)
     assert statuses.count(503) >= 3 and set(statuses) <= {200, 503}, statuses
     text = log.read_text()
     refused = _lines(log, "refused")

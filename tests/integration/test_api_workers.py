@@ -5,11 +5,8 @@ the host's pki dir too (every worker gets the TLS options)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,43 +15,25 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from api_process import seed, serve
+from api_process import stop as stop_api
 from tls_hosts import get, hosts, start, stop, trust, wait_until
 
-from corral.cluster.models import Placement, RunState, VMConfig
-from corral.cluster.store import Store
 from corral.host.commands import api_command, etcd_command
-from corral.lab.etcd import free_port
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "workers-token"
 
 
-async def _seed(endpoint: str) -> None:
-    async with Store([endpoint]) as store:
-        await store.client.delete_prefix(b"/corral/")
-        await store.add_token(TOKEN)
-        cfg = VMConfig(vmid=101, name="vm101", memory_mb=64, cores=1)
-        assert await store.create_vm(cfg, Placement(node="n1", state=RunState.STOPPED))
-
-
 @pytest.fixture
 def served(etcd_endpoint: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    asyncio.run(_seed(etcd_endpoint))
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "corral.cli.main", "api", "serve", "--etcd", etcd_endpoint,
-         "--port", str(port), "--workers", "2", "--max-in-flight", "8"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    asyncio.run(seed(etcd_endpoint, TOKEN))
+    url, proc = serve(etcd_endpoint, None, "--workers", "2", "--max-in-flight", "8")
     try:
-        yield f"http://127.0.0.1:{port}/api/v1", proc
+        yield url, proc
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop_api(proc)
 
 
 def test_two_workers_start_and_answer(served: tuple[str, subprocess.Popen[bytes]]) -> None:
