@@ -81,3 +81,16 @@ def test_a_lab_saved_before_cluster_mode_runs_its_own_plan(tmp_path: Path) -> No
     lab.lab_json.write_text(json.dumps(data))
     loaded = LabLayout.load(tmp_path)
     assert loaded is not None and not loaded.cluster_mode
+
+
+def test_a_spare_base_port_skips_a_lab_up_in_network_namespaces() -> None:
+    """Such a lab listens in its namespaces, not on loopback: its ports look free. Its bridge
+    shows it, and a second lab on the same base would take its network."""
+    import random
+
+    from corral.lab.layout import spare_base_port
+
+    random.seed(5)
+    first = spare_base_port()
+    random.seed(5)
+    assert spare_base_port(in_use=lambda base: base == first) != first

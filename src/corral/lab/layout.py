@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -372,9 +373,17 @@ def ephemeral_port_floor() -> int:
         return 32768
 
 
-def spare_base_port(span: int = 400, low: int = 20000) -> int:
+def lab_bridge_exists(base_port: int) -> bool:
+    """Whether a lab in network namespaces with this base port is up: its bridge exists."""
+    return Path(f"/sys/class/net/crl{base_port // NET_BLOCK}").exists()
+
+
+def spare_base_port(span: int = 400, low: int = 20000,
+                    in_use: Callable[[int], bool] = lab_bridge_exists) -> int:
     """A random base port whose whole block (ports base..base+span) is free now and lies below
-    the ephemeral range: for test and benchmark labs next to a running demo lab."""
+    the ephemeral range: for test and benchmark labs next to a running demo lab. A lab in
+    network namespaces listens on its own addresses, not on loopback, so free ports do not
+    show it: `in_use` (its bridge) does."""
     import random
     import socket
 
@@ -383,6 +392,8 @@ def spare_base_port(span: int = 400, low: int = 20000) -> int:
         base = random.randrange(low, high, span)
         if base <= DEFAULT_BASE_PORT + span and base + span >= DEFAULT_BASE_PORT:
             continue  # the demo lab's block
+        if in_use(base):
+            continue
         try:
             for port in range(base, base + span):
                 with socket.socket() as s:
