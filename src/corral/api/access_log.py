@@ -62,7 +62,7 @@ class RefusalLog:
         self.every = every
         self.clock = clock
         self.pending = 0
-        self._since: float | None = None  # the first refusal not written yet
+        self._since = 0.0  # when the first refusal not written yet came (with pending > 0)
         self._written_at = float("-inf")
         self._armed = False
         self._places = 0
@@ -71,7 +71,7 @@ class RefusalLog:
         now = self.clock()
         self.pending += 1
         self._places = places
-        if self._since is None:
+        if self.pending == 1:
             self._since = now
         if self._armed:
             return
@@ -87,7 +87,7 @@ class RefusalLog:
         self.flush()
 
     def flush(self) -> None:
-        if not self.pending or self._since is None:
+        if not self.pending:
             return
         now = self.clock()
         if self.pending == 1:
@@ -98,5 +98,4 @@ class RefusalLog:
                         "the bound follows latency, up to --max-in-flight",
                         self.pending, now - self._since, self._places)
         self.pending = 0
-        self._since = None
         self._written_at = now
