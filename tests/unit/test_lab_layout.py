@@ -90,7 +90,11 @@ def test_a_spare_base_port_skips_a_lab_up_in_network_namespaces() -> None:
 
     from corral.lab.layout import spare_base_port
 
-    random.seed(5)
-    first = spare_base_port()
-    random.seed(5)
-    assert spare_base_port(in_use=lambda base: base == first) != first
+    state = random.getstate()  # the process's other labs keep their own random bases
+    try:
+        random.seed(5)
+        first = spare_base_port()
+        random.seed(5)
+        assert spare_base_port(in_use=lambda base: base == first) != first
+    finally:
+        random.setstate(state)
