@@ -133,8 +133,8 @@ class UsageHistory:
 
     async def _disk(self, vmid: int) -> tuple[int, int] | None:
         try:
-            reply = await asyncio.wait_for(self.driver.qmp(vmid, "query-blockstats"),
-                                           QMP_SECONDS)
+            async with asyncio.timeout(QMP_SECONDS):
+                reply = await self.driver.qmp(vmid, "query-blockstats")
         except Exception:  # busy, hung, gone: no disk figures this time
             return None
         return figures.blockstats_bytes(reply)

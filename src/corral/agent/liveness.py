@@ -75,7 +75,8 @@ class Liveness:
             await asyncio.sleep(self.interval)
             while True:
                 try:
-                    await asyncio.wait_for(self._renew(), timeout=self.interval)
+                    async with asyncio.timeout(self.interval):
+                        await self._renew()
                     self.feed()
                     fed = self._fed_after(fed)
                     break

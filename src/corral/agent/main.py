@@ -259,7 +259,8 @@ async def run(settings: AgentSettings) -> None:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
         with contextlib.suppress(Exception):  # the samples since the last write
-            await asyncio.wait_for(history.persist(), HISTORY_WRITE_SECONDS)
+            async with asyncio.timeout(HISTORY_WRITE_SECONDS):
+                await history.persist()
         await runner.stop()
         await view.close()
         # VMs keep running: QEMU processes outlive the agent and are adopted on its return.

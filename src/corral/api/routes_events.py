@@ -67,7 +67,8 @@ class Client:
         if not self.backlog:
             self._ready.clear()  # nothing runs between this and the wait: no push is missed
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
         return self.backlog.take()
 
 

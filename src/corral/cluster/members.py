@@ -120,9 +120,9 @@ async def endpoint_status(endpoint: str, tls: TLSFiles | None = None,
     certificate."""
     async with Store([endpoint], timeout=timeout, tls=tls) as store:
         try:
-            s = await asyncio.wait_for(
-                store.client.maintenancestub.Status(rpc.StatusRequest(), timeout=timeout),
-                timeout + 1.0)
+            async with asyncio.timeout(timeout + 1.0):
+                s = await store.client.maintenancestub.Status(rpc.StatusRequest(),
+                                                              timeout=timeout)
         except (grpc.aio.AioRpcError, TimeoutError):
             return None
     return EndpointStatus(endpoint=endpoint, member_id=int(s.header.member_id),
@@ -147,8 +147,9 @@ async def endpoint_view(endpoint: str, tls: TLSFiles | None = None,
     if status is not None:
         async with Store([endpoint], timeout=timeout, tls=tls) as store:
             try:
-                reply = await asyncio.wait_for(store.client.clusterstub.MemberList(
-                    rpc.MemberListRequest(), timeout=timeout), timeout + 1.0)
+                async with asyncio.timeout(timeout + 1.0):
+                    reply = await store.client.clusterstub.MemberList(
+                        rpc.MemberListRequest(), timeout=timeout)
                 listed = tuple(_member(m) for m in reply.members)
             except (grpc.aio.AioRpcError, TimeoutError):
                 listed = None

@@ -94,7 +94,8 @@ class ClusterView:
         reach): no answer rather than a stale one, and soon enough to try another host."""
         wait = OUT_OF_REACH_READ_SECONDS if self._out_of_reach else READ_SECONDS
         try:
-            revision = await asyncio.wait_for(asyncio.shield(self._revision_now()), wait)
+            async with asyncio.timeout(wait):
+                revision = await asyncio.shield(self._revision_now())
         except TimeoutError:
             self._out_of_reach = True
             raise StoreUnavailable(
@@ -146,7 +147,8 @@ class ClusterView:
             if left <= 0:
                 return False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._moved.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._moved.wait()
         return True
 
     # --- feeding ---------------------------------------------------------------------------

@@ -454,8 +454,12 @@ class Supervisor:
         return True
 
     def _try_seed(self) -> bool:
+        async def seeded() -> None:
+            async with asyncio.timeout(10):
+                await seed(self.layout)
+
         try:
-            asyncio.run(asyncio.wait_for(seed(self.layout), 10))
+            asyncio.run(seeded())
             return True
         except Exception as e:  # etcd electing a leader, a member restarting: try again
             log.info("seeding not done yet: %s", e)

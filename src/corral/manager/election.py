@@ -92,7 +92,8 @@ class Election:
                     return
 
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(first_event(), CHECK_SECONDS)
+            async with asyncio.timeout(CHECK_SECONDS):
+                await first_event()
 
     async def resign(self, token: int) -> None:
         """Give the key up at once (clean shutdown), only if it is still this term's."""

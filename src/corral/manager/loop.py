@@ -168,7 +168,8 @@ class Manager:
                 if self.next_fence is not None:  # a fence wait ends before the next tick
                     wait = min(wait, max(0.0, self.next_fence - time.monotonic()))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.changed.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self.changed.wait()
                 await asyncio.sleep(MIN_GAP_SECONDS)
         finally:
             unlisten()

@@ -190,5 +190,6 @@ class Watch:
     async def wait(self, timeout: float) -> None:
         """Return when the record changed or after timeout seconds, whichever comes first."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
         self._changed.clear()

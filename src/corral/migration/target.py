@@ -95,7 +95,8 @@ class Receiver:
                 f"--format={volume_format(paths[i])}", f"--export-name={export}",
                 f"--bind={host}", f"--port={port}", str(paths[i]),
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-            _, err = await asyncio.wait_for(proc.communicate(), NBD_START_TIMEOUT)
+            async with asyncio.timeout(NBD_START_TIMEOUT):
+                _, err = await proc.communicate()
             pid = process.read_pidfile(pidfile)
             if proc.returncode != 0 or pid is None:
                 raise TaskFailed(f"qemu-nbd for disk {i} failed: {err.decode().strip()}")

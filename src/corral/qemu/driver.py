@@ -148,7 +148,8 @@ class QemuDriver:
                 start_new_session=True,
             )
             try:
-                code = await asyncio.wait_for(proc.wait(), START_TIMEOUT)
+                async with asyncio.timeout(START_TIMEOUT):
+                    code = await proc.wait()
             except TimeoutError:
                 process.kill(proc.pid)
                 await proc.wait()

@@ -151,8 +151,9 @@ class SerialHub:
                 f"VM {vmid}'s QEMU has no serial socket: it was started before the "
                 "interactive console existed; restart the VM to get one")))
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(str(socket), limit=READ_BYTES), CONNECT_TIMEOUT)
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                reader, writer = await asyncio.open_unix_connection(str(socket),
+                                                                    limit=READ_BYTES)
         except (OSError, TimeoutError) as e:
             raise NoConsole(core.Close(core.UNREACHABLE,
                                        f"cannot attach to VM {vmid}'s serial port: {e}")) from e
