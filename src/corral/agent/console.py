@@ -17,6 +17,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from corral.agent.history import UsageHistory
+from corral.aio import cancel_and_wait
 from corral.cluster.store import Store
 from corral.metrics import vm_usage
 from corral.metrics.exposition import CONTENT_TYPE, render
@@ -165,6 +166,4 @@ async def _bridge(ws: WebSocket, link: Link, watcher: Watcher) -> None:
             if (e := job.exception()) and not isinstance(e, WebSocketDisconnect | OSError):
                 log.warning("VM %s: console websocket failed: %r", link.vmid, e)
     finally:
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
+        await cancel_and_wait(jobs)

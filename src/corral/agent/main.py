@@ -31,6 +31,7 @@ from corral.agent.reconciler import Do, Placed, Purpose, ShutdownKind, plan_star
 from corral.agent.settings import Accel, AgentSettings, published_fence_time
 from corral.agent.shutdown import HostShutdownRun, after_return, clear_marker, host_going_down
 from corral.agent.tasks import TaskRunner
+from corral.aio import cancel_and_wait
 from corral.cluster.models import VMStatus
 from corral.cluster.records import UnreadableRecord
 from corral.cluster.store import Store
@@ -216,9 +217,9 @@ async def run(settings: AgentSettings) -> None:
                     return
                 if record.policy == "migrate":
                     await run.evacuate()
-                # Nothing may record the guests stopped now: their placements stay.
-                tasks_job.cancel()
-                monitor_job.cancel()
+                # Nothing may record the guests stopped now: their placements stay. So the
+                # monitor must have ended, not only been told to, before a guest stops.
+                await cancel_and_wait([tasks_job, monitor_job])
                 await runner.drain(settings.vm_shutdown_timeout)
                 await run.stop_guests()
                 if await run.finish(record):
@@ -255,9 +256,7 @@ async def run(settings: AgentSettings) -> None:
         if not failed and (kind := await asyncio.to_thread(host_going_down, settings.run_dir)):
             await shut_down_host(kind)
         server.should_exit = True
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
+        await cancel_and_wait(jobs)
         with contextlib.suppress(Exception):  # the samples since the last write
             async with asyncio.timeout(HISTORY_WRITE_SECONDS):
                 await history.persist()

@@ -15,6 +15,8 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
+from corral.aio import cancel_and_wait
+
 # Often enough that a window of 32 requests at a few hundred a second sees several probes.
 PROBE_SECONDS = 0.01
 # While no window of requests asked for the lag this long, the probe wakes only this often:
@@ -62,6 +64,4 @@ class LoopLag:
         try:
             yield self
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task])

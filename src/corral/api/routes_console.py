@@ -25,6 +25,7 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
+from corral.aio import cancel_and_wait
 from corral.api.auth import TokenChecker
 from corral.api.deps import TokenDep
 from corral.api.errors import ApiError, error_body
@@ -185,6 +186,4 @@ async def _relay(ws: WebSocket, agent: ClientConnection, vmid: int, node: str) -
                 e, WebSocketDisconnect | ConnectionClosed | OSError):
             log.warning("VM %s: console relay failed: %r", vmid, e)
     finally:
-        for job in (out, keys):
-            job.cancel()
-        await asyncio.gather(out, keys, return_exceptions=True)
+        await cancel_and_wait([out, keys])

@@ -24,6 +24,7 @@ import grpc
 from aetcd import rpc
 from pydantic import BaseModel
 
+from corral.aio import cancel_and_wait
 from corral.cluster import keys, records
 from corral.cluster.models import VM, Node, Placement, StorageConfig, Task, VMConfig, VMRuntime
 from corral.cluster.records import dump, load_or_raise
@@ -274,9 +275,7 @@ class Store:
 
     async def close(self) -> None:
         running = list(self._background)
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        await cancel_and_wait(running)
         self._background.clear()
         with contextlib.suppress(Exception):
             await self.client.close()

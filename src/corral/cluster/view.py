@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from corral.aio import cancel_and_wait
 from corral.cluster import keys
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.cluster.store import Store, StoreUnavailable
@@ -68,9 +69,7 @@ class ClusterView:
         # Revision requests still out would otherwise outlive the view (and its store).
         asking = [t for t in (self._pending, self._asking) if t is not None and not t.done()]
         self._pending = self._asking = None
-        for task in asking:
-            task.cancel()
-        await asyncio.gather(*asking, return_exceptions=True)
+        await cancel_and_wait(asking)
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Call listener after each change applied; returns how to stop."""
@@ -165,9 +164,7 @@ class ClusterView:
     async def _stop_following(self) -> None:
         task, self._follower = self._follower, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task])
 
     async def _follow(self) -> None:
         failures = 0

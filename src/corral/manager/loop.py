@@ -15,6 +15,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
+from corral.aio import cancel_and_wait
 from corral.balancer.model import BalanceConfig
 from corral.balancer.store import config_in, put_status, status_of
 from corral.cluster import keys
@@ -199,8 +200,6 @@ async def serve(store: Store, view: ClusterView, name: str, lease: Callable[[], 
         try:
             await asyncio.wait({manager, lost}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for job in (manager, lost):
-                job.cancel()
-            await asyncio.gather(manager, lost, return_exceptions=True)
+            await cancel_and_wait([manager, lost])
         log.info("%s stopped managing (term %s)", name, token)
 

@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from corral.aio import cancel_and_wait
 from corral.cluster import keys
 from corral.cluster.models import Record
 from corral.cluster.records import Problem, decode, dump, load_or_raise
@@ -166,9 +167,7 @@ class Watch:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await cancel_and_wait([self._task])
 
     async def _follow(self, start: int) -> None:
         async for ev in self.store.watch_prefix(key(self.vmid), start_revision=start):

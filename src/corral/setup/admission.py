@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corral.aio import cancel_and_wait
 from corral.cluster import etcd_auth, keys, members, records
 from corral.cluster.membership import Member, initial_cluster
 from corral.cluster.models import ClusterHost, ClusterInfo, HostRole
@@ -326,8 +327,4 @@ class Admission:
 
     async def close(self) -> None:
         """Stop promotions still waiting (the API shuts down)."""
-        for task in list(self._background):
-            task.cancel()
-        for task in list(self._background):
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(list(self._background))
