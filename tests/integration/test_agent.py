@@ -16,6 +16,7 @@ from corral.cluster.models import (
     Disk,
     NodeInfo,
     Placement,
+    RunState,
     Task,
     TaskState,
     VMConfig,
@@ -200,3 +201,29 @@ async def test_task_for_a_vm_placed_elsewhere_is_refused(store: Store, agent: Ag
     assert refused.state is TaskState.ERROR and "placed on n2" in (refused.error or "")
     vm = await store.vm(104)
     assert vm is not None and vm.runtime is None
+
+
+async def test_sigterm_while_starting_up_is_a_clean_stop_once_started(
+        store: Store, etcd_endpoint: str, short_tmp: Path, tiny_images: Path) -> None:
+    """SIGTERM while the agent still boots the VMs it owns: it finishes the start-up, then
+    stops as on any SIGTERM (exit 0, VMs left running), rather than dying on the spot."""
+    for vmid in (110, 111, 112):
+        cfg = VMConfig(vmid=vmid, name=f"t{vmid}", memory_mb=64, cores=1)
+        assert await store.create_vm(cfg, Placement(node="n1", state=RunState.RUNNING))
+    agent = AgentProc(etcd_endpoint, short_tmp / "n1", tiny_images, "n1")
+    agent.start()
+    assert agent.proc is not None
+    try:
+        async def registered() -> bool:
+            node = await store.node("n1")
+            return node is not None and node.alive
+
+        await wait_for(registered, 30, "the agent to register")
+        agent.proc.send_signal(signal.SIGTERM)  # it is now starting the three VMs
+        assert await asyncio.to_thread(agent.proc.wait, 60) == 0
+        log = (agent.data_dir / "agent.log").read_text()
+        assert "asked to stop while starting, stopping" in log and "agent of n1 stopped" in log
+        driver = QemuDriver(agent.run_dir, tiny_images, "tcg")
+        assert sorted(driver.running()) == [110, 111, 112]  # QEMUs outlive their agent
+    finally:
+        agent.stop()

@@ -141,6 +141,13 @@ async def run(settings: AgentSettings) -> None:
         # have its host reset in a loop. From the arming on, a stall past the client timeout
         # fences this host, as any missed renewal does later.
         await store.node(settings.node)
+        # From the arming on, SIGTERM is a clean stop, also while the agent still starts: it
+        # ends after the start-up, disarming the watchdog when no VM runs. Killed at once by
+        # the default action, it would leave the watchdog to fence an empty host.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
         fence_time, interval = await arm_watchdog(settings, watchdog)
         liveness = Liveness(store, settings.node, settings.lease_ttl, interval,
                             watchdog.feed if watchdog else None)
@@ -243,12 +250,9 @@ async def run(settings: AgentSettings) -> None:
                                                      settings.run_dir, liveness.known_alive),
                                 name="membership"),
         ]
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         waiter = asyncio.create_task(stop.wait())
-        log.info("agent of %s is up", settings.node)
+        log.info("agent of %s is up%s", settings.node,
+                 ": asked to stop while starting, stopping" if stop.is_set() else "")
         done, _ = await asyncio.wait([*jobs, waiter], return_when=asyncio.FIRST_COMPLETED)
         failed = [job for job in done if job is not waiter]
         for job in failed:
