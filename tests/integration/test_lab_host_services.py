@@ -76,6 +76,14 @@ class Lab:
     def etcd_healthy(self) -> bool:
         return healthy(self.config.client_url, timeout=1.0, tls=self.tls)
 
+    def wait_etcd_healthy(self, what: str, timeout: float) -> None:
+        """As wait_for, but a failure shows the end of etcd's own log: why it is not."""
+        try:
+            wait_for(what, self.etcd_healthy, timeout)
+        except TimeoutError:
+            tail = self.layout.log_path("n1-etcd").read_text(errors="replace")[-3000:]
+            raise TimeoutError(f"{what}; the end of n1-etcd.log:\n{tail}") from None
+
     def supervisor_log(self) -> str:
         return self.layout.log_path("supervisor").read_text()
 
@@ -159,7 +167,7 @@ def test_a_host_runs_restarts_and_stops_what_its_control_file_wants(
     running = wait_for("etcd and watchdog up", lambda: (r := lab.running()) and len(r) == 2
                        and r, 20)
     assert set(running) == {ETCD, WATCHDOG}
-    wait_for("etcd healthy over TLS", lab.etcd_healthy, 20)
+    lab.wait_etcd_healthy("etcd healthy over TLS", 20)
     assert lab.services.is_active(ETCD) and not lab.services.is_active("corral-agent")
     # The very command line installed, under the names and roles of the lab's own plan.
     installed = {c.name: list(c.argv) for c in host_commands(lab.config)}
@@ -173,7 +181,7 @@ def test_a_host_runs_restarts_and_stops_what_its_control_file_wants(
     os.kill(running[ETCD], signal.SIGKILL)
     etcd = wait_for("etcd restarted", lambda: restarted(lab, ETCD, running[ETCD]), 10)
     assert lab.state()["restarts"]["n1-etcd"] == 1
-    wait_for("etcd healthy again", lab.etcd_healthy, 20)
+    lab.wait_etcd_healthy("etcd healthy again", 20)
 
     # The leader (the only member), found over gRPC with the host's TLS files.
     assert faults.kill_etcd_leader(lab.layout) == ("n1", etcd)
@@ -225,7 +233,7 @@ def power_cycle(lab: Lab) -> None:
     assert set(back) == {"n1-etcd", "n1-watchdog"}
     wait_for("status lists them", lambda: len(lab.running()) == 2, 5)
     assert lab.running() == {ETCD: back["n1-etcd"], WATCHDOG: back["n1-watchdog"]}
-    wait_for("etcd healthy after the power-on", lab.etcd_healthy, 20)
+    lab.wait_etcd_healthy("etcd healthy after the power-on", 20)
 
 
 def test_kill_node_and_start_node_power_a_host_off_and_on(
@@ -243,7 +251,7 @@ def test_in_netns_mode_the_services_run_in_the_hosts_namespace(
     for pid in running.values():
         assert os.stat(f"/proc/{pid}/ns/net").st_ino == ns.stat().st_ino
     assert lab.config.address.startswith("198.")
-    wait_for("etcd healthy over the lab bridge", lab.etcd_healthy, 20)
+    lab.wait_etcd_healthy("etcd healthy over the lab bridge", 20)
 
     faults.partition(lab.layout, "n1")
     assert not lab.etcd_healthy()
