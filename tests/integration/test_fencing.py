@@ -328,9 +328,11 @@ async def test_agent_publishes_the_acknowledged_fence_time_only_when_it_fits(
             text = (agent.data_dir / "agent.log").read_text()
             assert "PUBLISHING NO WATCHDOG" in text and "does not fit" in text
     finally:
-        agent.stop()
-        dog.terminate()
-        dog.wait(10)
+        try:
+            agent.stop()
+        finally:  # also when the agent's stop fails the test: no watchdog left behind
+            dog.terminate()
+            dog.wait(10)
 
 
 async def test_agent_without_a_watchdog_answering_publishes_none(
