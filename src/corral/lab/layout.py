@@ -200,7 +200,7 @@ class LabLayout:
 
     @property
     def bridge(self) -> str:
-        return f"crl{self.net_id}"  # interface names have 15 characters at most
+        return bridge_name(self.base_port)
 
     def veth(self, i: int) -> str:
         """The root namespace's end of host i's link to the bridge."""
@@ -373,9 +373,14 @@ def ephemeral_port_floor() -> int:
         return 32768
 
 
+def bridge_name(base_port: int) -> str:
+    """The bridge of the lab with this base port (interface names have 15 characters at most)."""
+    return f"crl{base_port // NET_BLOCK}"
+
+
 def lab_bridge_exists(base_port: int) -> bool:
     """Whether a lab in network namespaces with this base port is up: its bridge exists."""
-    return Path(f"/sys/class/net/crl{base_port // NET_BLOCK}").exists()
+    return Path("/sys/class/net", bridge_name(base_port)).exists()
 
 
 def spare_base_port(span: int = 400, low: int = 20000,
