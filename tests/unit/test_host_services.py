@@ -62,7 +62,7 @@ def test_write_units_puts_each_unit_in_the_root(tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["corral-etcd.service", "corral-watchdog.service",
                                        "corral-agent.service", "corral-api.service"]
     assert all(p.parent == tmp_path and p.stat().st_mode & 0o777 == 0o644 for p in paths)
-    assert "ExecStart=/usr/bin/etcd " in paths[0].read_text()
+    assert " -m corral.host.etcd_launch /usr/bin/etcd " in paths[0].read_text()
 
 
 def test_systemd_services_reload_enable_and_stop(tmp_path: Path) -> None:

@@ -69,7 +69,8 @@ def test_a_host_has_four_units_and_a_witness_one() -> None:
 def test_each_unit_runs_its_command_line_and_starts_at_boot() -> None:
     units = host_units(real(), machine="aarch64")
     etcd = sections(units["corral-etcd.service"])
-    assert etcd["Service"]["ExecStart"].startswith("/usr/bin/etcd --name h1 --data-dir ")
+    assert " -m corral.host.etcd_launch /usr/bin/etcd --name h1 --data-dir " in (
+        etcd["Service"]["ExecStart"])
     assert etcd["Service"]["Environment"] == "ETCD_UNSUPPORTED_ARCH=arm64"
     for text in units.values():
         unit = sections(text)

@@ -100,7 +100,8 @@ def test_in_netns_mode_a_host_service_runs_in_its_namespace(tmp_path: Path) -> N
     services.start([ETCD])
     (etcd,) = wanted_children(layout, 2, read_wanted(layout.run_dir(2), "n2"))
     assert etcd.argv[:4] == ("ip", "netns", "exec", "corral-234-n2")
-    assert etcd.argv[4].endswith("etcd")
+    assert etcd.argv[4:7] == ("/py", "-m", "corral.host.etcd_launch")
+    assert etcd.argv[7].endswith("etcd")
 
 
 def test_no_control_file_wants_nothing(tmp_path: Path) -> None:

@@ -87,6 +87,9 @@ def etcd_command(config: HostConfig, force_new_cluster: bool = False,
     if config.local_client_url != config.client_url:
         listen.append(config.local_client_url)
     argv = [
+        # The launcher clears a data dir left by a first start that never saved a raft entry
+        # (`etcd_launch`), then becomes etcd.
+        config.python, "-m", "corral.host.etcd_launch",
         str(config.etcd_binary),
         "--name", config.member_name,
         "--data-dir", str(config.etcd_data_dir),

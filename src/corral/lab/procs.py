@@ -77,6 +77,7 @@ def _ours(argv: list[str]) -> bool:
     return (
         "qemu" in exe
         or exe == "etcd"
+        or "corral.host.etcd_launch" in argv
         or "corral.lab.supervisor" in argv
         or "corral.fencing.labdog" in argv
         or ("corral.cli.main" in argv and ("agent" in argv or "api" in argv))

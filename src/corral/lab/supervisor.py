@@ -76,7 +76,8 @@ def plan_children(
     cli = (python, "-m", "corral.cli.main")
     members = layout.etcd_members
     out = [
-        ChildSpec(f"{m.name}-etcd", (*netns.exec_prefix(layout, i), *m.command(members)),
+        ChildSpec(f"{m.name}-etcd", (*netns.exec_prefix(layout, i), python, "-m",
+                                     "corral.host.etcd_launch", *m.command(members)),
                   layout.log_path(f"{m.name}-etcd"), "etcd", env, host=m.name)
         for i, m in enumerate(members, start=1)
     ]
