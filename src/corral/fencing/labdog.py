@@ -29,10 +29,11 @@ from corral.fencing.feeders import Feeders
 from corral.fencing.protocol import MAX_MESSAGE, Ack, bind, disarmed, parse, reply
 from corral.fencing.timing import labdog_fence_time
 from corral.qemu.paths import VMPaths
-from corral.qemu.process import kill, live_pid
+from corral.qemu.process import kill, launched_in, live_pid
 
 log = logging.getLogger("corral.fencing.labdog")
 TICK = 0.1  # how often the timer is checked: the fence fires at most this late
+SWEEP = 1.0  # the longest a fence keeps killing QEMU processes that are still dying
 
 
 def host_qemu_pids(run_dir: Path) -> dict[int, int]:
@@ -50,11 +51,30 @@ def host_qemu_pids(run_dir: Path) -> dict[int, int]:
 
 
 def fence(run_dir: Path) -> dict[int, int]:
-    """SIGKILL every QEMU of the host at once (a reset gives no grace either)."""
+    """SIGKILL every QEMU of the host at once (a reset gives no grace either); returns
+    vmid -> pid of those that had a pidfile."""
     victims = host_qemu_pids(run_dir)
     for pid in victims.values():
         kill(pid, signal.SIGKILL)
+    kill_launched(run_dir)
     return victims
+
+
+def kill_launched(run_dir: Path, within: float = SWEEP) -> set[int]:
+    """SIGKILL every QEMU process of the host, a start in flight included, as a reset does:
+    pidfiles alone miss a daemon that has not written its own yet. Sweeps /proc until a
+    sweep finds none (a process killed in one sweep may have forked in between), for at
+    most `within` seconds. Returns every pid signalled."""
+    signalled: set[int] = set()
+    deadline = time.monotonic() + within
+    while True:
+        left = launched_in(run_dir)
+        for pid in left:
+            kill(pid, signal.SIGKILL)
+        signalled |= left
+        if not left or time.monotonic() > deadline:
+            return signalled
+        time.sleep(0.01)
 
 
 class LabDog:

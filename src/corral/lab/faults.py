@@ -18,7 +18,7 @@ from typing import Any
 
 from corral.agent.settings import HOST_SHUTDOWN_MARKER
 from corral.cluster.members import endpoint_status
-from corral.fencing.labdog import host_qemu_pids
+from corral.fencing.labdog import host_qemu_pids, kill_launched
 from corral.host import config as host_config
 from corral.host.processes import pid_alive
 from corral.lab import control, netns, procs
@@ -78,6 +78,8 @@ def kill_node(layout: LabLayout, node: str) -> Killed:
     report = Killed(node, host_children(layout, node), host_qemu_pids(layout.run_dir(i)))
     victims = [*report.processes.values(), *report.qemu.values()]
     procs.signal_all(victims, signal.SIGKILL)
+    # Then a VM start the agent had in flight, whose daemon has no pidfile yet.
+    victims += kill_launched(layout.run_dir(i))
     deadline = time.monotonic() + WAIT
     while any(pid_alive(p) for p in victims) and time.monotonic() < deadline:
         time.sleep(0.05)

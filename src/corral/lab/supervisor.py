@@ -41,7 +41,7 @@ from typing import IO, Any
 from corral.cluster.health import healthy
 from corral.cluster.models import StorageConfig, StorageType
 from corral.cluster.store import Store
-from corral.fencing.labdog import host_qemu_pids
+from corral.fencing.labdog import kill_launched
 from corral.host.services import ServicesError, write_status
 from corral.lab import netns, procs
 from corral.lab.children import ChildSpec, Role, changes, read_wanted, wanted_children
@@ -237,10 +237,9 @@ class Supervisor:
                     child.proc.wait(1)
         for name in off:
             run_dir = self.layout.run_dir(self.layout.machine_index(name))
-            qemu = list(host_qemu_pids(run_dir).values())
+            qemu = kill_launched(run_dir, within=0.2)
             if qemu:
-                log.warning("%s is powered off: killing its QEMU pids %s", name, qemu)
-                procs.signal_all(qemu, signal.SIGKILL)
+                log.warning("%s is powered off: killed its QEMU pids %s", name, sorted(qemu))
 
     def tick(self) -> None:
         """Follow the hosts' control files (cluster mode), reap children that exited and

@@ -38,6 +38,31 @@ def is_qemu_of(pid: int, paths: VMPaths) -> bool:
     return any(arg == pidfile for arg in argv)
 
 
+def launched_in(run_dir: Path) -> set[int]:
+    """Every live QEMU process whose -pidfile lies in `run_dir`, found through /proc: also
+    one still launching, whose daemon has not written its pidfile yet. -daemonize forks
+    twice (the process started, a middle one that calls setsid, the daemon), so one VM's
+    start shows up to three processes for a moment."""
+    real = os.path.realpath(run_dir)
+    found: set[int] = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue  # gone since the listing
+        # A zombie's cmdline is empty, so the dead never match.
+        if not argv or b"qemu" not in os.path.basename(argv[0]) or b"-pidfile" not in argv:
+            continue
+        i = argv.index(b"-pidfile")
+        pidfile = argv[i + 1] if i + 1 < len(argv) else b""
+        if os.path.realpath(os.path.dirname(os.fsdecode(pidfile))) == real:
+            found.add(int(entry.name))
+    return found
+
+
 def live_pid(paths: VMPaths) -> int | None:
     pid = read_pidfile(paths.pidfile)
     if pid is None or not is_qemu_of(pid, paths):
