@@ -75,10 +75,12 @@ def _launcher(ppid: int) -> bool:
 
 def lab_qemus(root: Path, launching: bool = False) -> dict[int, list[tuple[str, int]]]:
     """vmid -> [(host, pid)] of every live QEMU of the lab, found through /proc rather than
-    pidfiles alone: a copy whose pidfile was overwritten or removed still counts. A QEMU
-    still launching its daemon is left out unless `launching`."""
+    pidfiles alone: a copy whose pidfile was overwritten or removed still counts. One start
+    is a chain of up to three processes (-daemonize forks twice: the process the agent
+    started, a middle one, the daemon); unless `launching`, it counts once, by the last of
+    its chain alive, and not at all while only the agent's own child is there."""
     runs = re.compile(re.escape(str(root / "nodes")) + r"/(n\d+)/run/(\d+)\.pid$")
-    found: dict[int, list[tuple[str, int]]] = {}
+    procs: dict[int, tuple[str, int, int]] = {}  # pid -> (host, vmid, parent pid)
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -90,8 +92,13 @@ def lab_qemus(root: Path, launching: bool = False) -> dict[int, list[tuple[str, 
         stat = _proc_stat(int(entry.name)) if m is not None else None
         if m is None or stat is None or stat[0] in ("Z", "X"):
             continue
-        if launching or not _launcher(stat[1]):
-            found.setdefault(int(m.group(2)), []).append((m.group(1), int(entry.name)))
+        procs[int(entry.name)] = (m.group(1), int(m.group(2)), stat[1])
+    # A process with a live child of the same VM is an earlier link of that child's chain.
+    links = {(parent, vmid) for _, vmid, parent in procs.values()}
+    found: dict[int, list[tuple[str, int]]] = {}
+    for pid, (host, vmid, parent) in sorted(procs.items()):
+        if launching or ((pid, vmid) not in links and not _launcher(parent)):
+            found.setdefault(vmid, []).append((host, pid))
     return found
 
 
