@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.host.etcd_launch import data_dir_of
+from corral.host.etcd_launch import DISCARDED, clear_unbootstrapped, data_dir_of
 from corral.host.etcd_wal import (
     CRC,
     ENTRY,
@@ -106,3 +106,25 @@ def test_a_raft_snapshot_or_no_wal_leaves_the_member_alone(tmp_path: Path) -> No
 ])
 def test_the_launcher_finds_etcds_data_dir(argv: list[str], found: str | None) -> None:
     assert data_dir_of(argv) == (Path(found) if found else None)
+
+
+def test_the_launcher_clears_only_a_never_bootstrapped_member(tmp_path: Path) -> None:
+    fresh = member(tmp_path / "fresh", FIRST_START + PREALLOCATED)
+    assert clear_unbootstrapped(fresh)
+    assert sorted(p.name for p in fresh.iterdir()) == []
+    used = member(tmp_path / "used", FIRST_START + record(ENTRY, b"put") + PREALLOCATED)
+    before = (used / "member" / "wal" / f"{0:016x}-{0:016x}.wal").read_bytes()
+    assert not clear_unbootstrapped(used)
+    assert (used / "member" / "wal" / f"{0:016x}-{0:016x}.wal").read_bytes() == before
+
+
+def test_a_clear_cut_short_leaves_the_whole_member_or_none_and_is_finished_later(
+        tmp_path: Path) -> None:
+    """The member is moved aside in one rename before it is deleted: what a launcher killed
+    while deleting left is removed by the next one, and the member etcd finds is whole."""
+    data = member(tmp_path, FIRST_START + record(ENTRY, b"put") + PREALLOCATED)
+    half_deleted = data / DISCARDED / "wal"
+    half_deleted.mkdir(parents=True)
+    (half_deleted / "0.tmp").write_bytes(PREALLOCATED)
+    assert not clear_unbootstrapped(data)
+    assert sorted(p.name for p in data.iterdir()) == ["member"]

@@ -29,14 +29,22 @@ def data_dir_of(argv: Sequence[str]) -> Path | None:
     return None
 
 
+# Where a cleared member goes before it is deleted: one rename, so a launcher killed while
+# deleting leaves either the whole member or none of it, never a WAL dir etcd cannot read.
+DISCARDED = "member.corral-discarded"
+
+
 def clear_unbootstrapped(data_dir: Path) -> bool:
     """Remove data_dir's member when nothing was ever committed in it. True if removed."""
+    # What a launcher killed mid-delete left behind. etcd ignores it, but it is no use.
+    shutil.rmtree(data_dir / DISCARDED, ignore_errors=True)
     if not never_bootstrapped(data_dir):
         return False
     print(f"corral: {data_dir / 'member'} holds a WAL without a single entry: this member "
           "was stopped during its first start and could never elect a leader from it. "
           "Removing it; etcd starts afresh from its initial flags.", file=sys.stderr, flush=True)
-    shutil.rmtree(data_dir / "member")
+    (data_dir / "member").rename(data_dir / DISCARDED)
+    shutil.rmtree(data_dir / DISCARDED, ignore_errors=True)
     return True
 
 
