@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,15 @@ LIST_PAGE = 2000  # keys per message of a listing (a VM is a few keys of under 1
 # host's user does that) is refused when applied, unapplied, with this: etcd's own client
 # sends it again, and so does this one.
 AUTH_OLD_REVISION = "revision of auth store is old"
+
+# Round robin over the members, each watched by gRPC's health service (etcd serves it): that
+# stream keeps every member's connection busy. etcd takes keepalive pings on a connection
+# without a stream as abuse (GOAWAY too_many_pings after three), and gRPC then doubles its
+# keepalive time for good: an idle client would notice a dead member later and later.
+SERVICE_CONFIG = json.dumps({
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "healthCheckConfig": {"serviceName": ""},
+})
 
 
 def _retryable(error: Exception) -> bool:
@@ -200,14 +210,18 @@ class Store:
         host, port = _target(endpoints)
         timeout, tls = self.timeout, self.tls
         options: dict[str, Any] = {
-            "grpc.lb_policy_name": "round_robin",
+            "grpc.service_config": SERVICE_CONFIG,
             "grpc.initial_reconnect_backoff_ms": 200,
             "grpc.max_reconnect_backoff_ms": 1000,
-            # A member cut off by the network (no RST) must drop out of the round robin
-            # within seconds, not after TCP gives up. 5 s is the most often etcd's default
-            # --grpc-keepalive-min-time allows.
+            # A member cut off by the network (no RST) or hung must drop out of the round
+            # robin within seconds, not after TCP gives up. 5 s is the most often etcd's
+            # default --grpc-keepalive-min-time allows. A keepalive ping waits at most the
+            # lesser of the two timeouts, and grpcio's ping timeout is a minute by default:
+            # with it alone, a stopped member kept every call routed to it waiting for its
+            # deadline for 60 s.
             "grpc.keepalive_time_ms": 5000,
             "grpc.keepalive_timeout_ms": 1000,
+            "grpc.http2.ping_timeout_ms": 1000,
             "grpc.keepalive_permit_without_calls": 1,
             "grpc.http2.max_pings_without_data": 0,
             # A watch catching up sends many revisions in one message.
