@@ -374,7 +374,10 @@ def test_unresponsive_vm_is_waited_for_and_never_started_twice(lab: Lab) -> None
 @pytest.fixture
 def policy(lab: Lab) -> Iterator[Callable[[str], None]]:
     """Sets the cluster's shutdown policy for one test; back to the default after it."""
-    yield lambda p: lab.corral("ha", "config", "--shutdown-policy", p) and None
+    def set_policy(p: str) -> None:
+        lab.corral("ha", "config", "--shutdown-policy", p)
+
+    yield set_policy
     lab.corral("ha", "config", "--shutdown-policy", "conditional")
 
 
