@@ -41,7 +41,7 @@ from typing import IO, Any
 from corral.cluster.health import healthy
 from corral.cluster.models import StorageConfig, StorageType
 from corral.cluster.store import Store
-from corral.fencing.labdog import kill_launched
+from corral.fencing.labdog import host_qemu_pids
 from corral.host.services import ServicesError, write_status
 from corral.lab import netns, procs
 from corral.lab.children import ChildSpec, Role, changes, read_wanted, wanted_children
@@ -237,9 +237,12 @@ class Supervisor:
                     child.proc.wait(1)
         for name in off:
             run_dir = self.layout.run_dir(self.layout.machine_index(name))
-            qemu = kill_launched(run_dir, within=0.2)
+            # Pidfiles suffice here, unlike in a one-shot kill: this runs every tick, and a
+            # start the power loss caught mid-way has its pidfile by the next one.
+            qemu = list(host_qemu_pids(run_dir).values())
             if qemu:
-                log.warning("%s is powered off: killed its QEMU pids %s", name, sorted(qemu))
+                log.warning("%s is powered off: killing its QEMU pids %s", name, qemu)
+                procs.signal_all(qemu, signal.SIGKILL)
 
     def tick(self) -> None:
         """Follow the hosts' control files (cluster mode), reap children that exited and
