@@ -30,6 +30,7 @@ from corral.ha.store import read_all_from
 from corral.manager.balance import BalanceRound, round_due
 from corral.manager.decide import decide_with_balance
 from corral.manager.election import Election
+from corral.manager.failures import RepeatedFailures
 from corral.metrics.instruments import MANAGER_DECIDE, MANAGER_PASS
 
 log = logging.getLogger(__name__)
@@ -156,15 +157,17 @@ class Manager:
 
     async def run(self) -> None:
         unlisten = self.view.listen(self._heard)
+        failures = RepeatedFailures(log, "manager tick")
         try:
             while True:
                 self.changed.clear()
                 try:
                     await self.tick()
+                    failures.succeeded()
                 except NotLeader:
                     return
-                except Exception:  # etcd hiccup or a bug on odd data: keep managing
-                    log.exception("manager tick failed")
+                except Exception as e:  # etcd hiccup or a bug on odd data: keep managing
+                    failures.failed(e)
                 wait = TICK_SECONDS
                 if self.next_fence is not None:  # a fence wait ends before the next tick
                     wait = min(wait, max(0.0, self.next_fence - time.monotonic()))
