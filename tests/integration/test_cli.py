@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.api_thread import serving
+from api_thread import serving
 from typer.testing import CliRunner, Result
 
 from corral.api.app import create_app

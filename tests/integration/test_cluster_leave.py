@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.integration.host_processes import ProcessServices
-from tests.integration.test_cluster_setup import lab_host, say, trust, until
+from host_processes import ProcessServices
+from test_cluster_setup import lab_host, say, trust, until
 
 from corral.cluster import keys, members
 from corral.cluster.models import ClusterHost, Placement, VMConfig

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.host_processes import ProcessServices
-from tests.integration.test_cluster_setup import api_up, lab_host, say, trust, until
+from host_processes import ProcessServices
+from test_cluster_setup import api_up, lab_host, say, trust, until
 
 from corral.agent.standing_watch import read_notice
 from corral.cluster.models import ClusterInfo

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.host_processes import ProcessServices
+from host_processes import ProcessServices
 from tls_certs import make_ca, make_host_cert
 
 from corral.cluster import members

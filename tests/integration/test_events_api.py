@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.api_thread import serving
+from api_thread import serving
 
 from corral.api import routes_events
 from corral.api.app import create_app

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 from agents import AgentProc, Cluster, agent_fixture, cluster_fixture, wait_for  # noqa: F401
-from tests.integration.api_thread import serving
+from api_thread import serving
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from api_thread import serving
 from fastapi import FastAPI
-from tests.integration.api_thread import serving
 from tls_certs import make_ca, make_host_cert
 from tls_hosts import get, hosts, start, stop, trust, wait_until
 from typer.testing import CliRunner

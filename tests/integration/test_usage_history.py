@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from agents import AgentProc, agent_fixture, wait_for
-from tests.integration.api_thread import serving
+from api_thread import serving
 from typer.testing import CliRunner
 
 from corral.api.app import create_app

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.api_thread import serving
+from api_thread import serving
 from typer.testing import CliRunner, Result
 
 from corral.api.app import create_app
