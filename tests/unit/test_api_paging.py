@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from corral.api import paging
+from corral.api import paging, wire
 from corral.api.errors import ApiError
 from corral.api.schemas import NodeOut, VMOut
 from corral.cluster.models import RunState, Task, TaskState, VMStatus
@@ -128,7 +128,7 @@ def raw_cursor(value: object) -> str:
 BAD_PARAMS: list[tuple[int | None, str | None, str]] = [
     (0, None, "limit"),
     (-1, None, "limit"),
-    (paging.MAX_LIMIT + 1, None, "limit"),
+    (wire.MAX_LIMIT + 1, None, "limit"),
     (None, "not base64!", "cursor"),
     (None, base64.urlsafe_b64encode(b"\xff\xfe").decode(), "cursor"),
     (None, raw_cursor({"vms": 1}), "cursor"),

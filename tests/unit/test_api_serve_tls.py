@@ -4,6 +4,7 @@ reach uvicorn (every worker's), the certificate and its key both or neither."""
 from __future__ import annotations
 
 import json
+import os
 import ssl
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,7 @@ def test_workers_start_from_the_factory_with_the_tls_options_and_the_settings(
     assert options["http"] is PeerCertProtocol
     assert options["ssl_certfile"] == str(tmp_path / "host.crt")
     assert options["ssl_cert_reqs"] == ssl.CERT_OPTIONAL
-    settings = json.loads(api_serve.os.environ[api_serve.SETTINGS_ENV])
+    settings = json.loads(os.environ[api_serve.SETTINGS_ENV])
     assert settings == {"etcd_endpoints": ["http://127.0.0.1:1"],
                         "pki_dir": str(tmp_path.resolve()), "max_in_flight": 7,
                         "access_log": "all"}

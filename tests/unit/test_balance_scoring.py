@@ -16,6 +16,7 @@ from corral.cluster.models import (
     Placement,
     RecentUsage,
     RunState,
+    Series,
     Task,
     VMConfig,
     VmRecent,
@@ -31,7 +32,7 @@ POINTS = 10
 
 
 def recent(demand: dict[int, float], memory: int) -> RecentUsage:
-    flat = [0.0] * POINTS
+    flat: Series = [0.0] * POINTS
     return RecentUsage(step_seconds=60, last_at=1e9, cpu_avg=flat, cpu_max=flat,
                        memory_used_mib=[0] * POINTS, other_cores=flat,
                        vms={v: VmRecent(cores_avg=[c] * POINTS, cores_max=[c] * POINTS,

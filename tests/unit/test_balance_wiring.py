@@ -20,6 +20,7 @@ from corral.cluster.models import (
     Placement,
     RecentUsage,
     RunState,
+    Series,
     StorageConfig,
     StorageType,
     Task,
@@ -44,7 +45,7 @@ NO_HA = HAInputs()
 
 
 def recent(vms: dict[int, float]) -> RecentUsage:
-    series = [0.1] * POINTS
+    series: Series = [0.1] * POINTS
     return RecentUsage(step_seconds=60, last_at=NOW, cpu_avg=series, cpu_max=series,
                        memory_used_mib=[1000] * POINTS, other_cores=[0.05] * POINTS,
                        vms={vmid: VmRecent(cores_avg=[c] * POINTS, cores_max=[c] * POINTS,

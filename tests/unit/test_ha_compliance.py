@@ -4,6 +4,7 @@ queues for it, pass by pass, on plain data."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from corral.cluster.actions import QueueTask
@@ -58,7 +59,7 @@ def inputs(rules: list[HARule], *vmids: int, state: HAState | None = None) -> HA
     return HAInputs(settings=settings(*vmids), rules=rules, state=state or HAState())
 
 
-def migrations(actions: list[object]) -> dict[int, str]:
+def migrations(actions: Sequence[object]) -> dict[int, str]:
     return {a.task.vmid: str(a.task.params["target"]) for a in actions
             if isinstance(a, QueueTask) and a.task.kind == "vm.migrate" and a.task.vmid}
 

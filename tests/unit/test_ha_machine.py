@@ -100,7 +100,7 @@ def test_a_vm_whose_disks_are_on_the_lost_hosts_local_storage_is_left_with_a_rea
         actions, state = decide_ha(s, ha(100, 101, state=state), T)
     moves = [a for a in actions if isinstance(a, SetPlacement)]
     assert [m.vmid for m in moves] == [101] and moves[0].placement.node == "n1"
-    assert state.vms[100].status == "recovery"
+    assert state is not None and state.vms[100].status == "recovery"
     assert "local:vm-100-disk-0.qcow2" in state.vms[100].reason
     assert "waits for n2" in state.vms[100].reason
 
@@ -314,7 +314,8 @@ def test_relocation_tries_each_host_once_then_retries_in_place() -> None:
     settings = {100: HASettings(vmid=100, max_restart=0, max_relocate=3)}
     _, state = decide_ha(snap(0, up, [vm(100, "n1", True)]), HAInputs(settings=settings), T)
     # It stops on n1: relocated to n2 (name order among equals).
-    where, rev, tasks = "n1", 7, []
+    where, rev = "n1", 7
+    tasks: list[Task] = []
     visited = []
     for now in range(1, 12):
         placed = vm(100, where, False, rev=rev)

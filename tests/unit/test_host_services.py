@@ -17,6 +17,7 @@ from corral.host.services import (
     ServicesError,
     SupervisedServices,
     SystemdServices,
+    WantedService,
     choose,
     control_path,
     install_and_start,
@@ -130,7 +131,7 @@ def test_the_control_file_format(tmp_path: Path) -> None:
     path.write_text('{"version": 1, "host": "n1", "future": 1, "services": ['
                     '{"name": "corral-etcd", "argv": ["/usr/bin/etcd"], "wanted": true}]}')
     assert read_control(tmp_path) == ServiceControl(host="n1", services=[
-        {"name": "corral-etcd", "argv": ["/usr/bin/etcd"], "env": {}, "wanted": True}])
+        WantedService(name="corral-etcd", argv=["/usr/bin/etcd"], env={}, wanted=True)])
     path.write_text('{"version": 1, "host": "n1", "services": [{"name": "corral-x", '
                     '"argv": ["/x"]}]}')
     with pytest.raises(ServicesError, match=rf"{path}: services.0.name: Input should be"):

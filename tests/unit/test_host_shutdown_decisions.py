@@ -3,6 +3,7 @@ HA makes of a host that says it shuts down or did."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -120,7 +121,7 @@ def record(policy: str, done: bool, life: float = LIFE) -> HostShutdown:
     return HostShutdown(policy=policy, kind="poweroff", life=life, done=done)  # type: ignore[arg-type]
 
 
-def acted(actions: list[object]) -> list[object]:
+def acted(actions: Sequence[object]) -> list[object]:
     return [a for a in actions if not isinstance(a, SaveHAState)]
 
 

@@ -13,7 +13,7 @@ class Fixed(Collector):
     def __init__(self, metrics: list[Metric]) -> None:
         self.metrics = metrics
 
-    def collect(self) -> list[Metric]:  # type: ignore[override]
+    def collect(self) -> list[Metric]:
         return self.metrics
 
 

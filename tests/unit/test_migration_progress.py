@@ -20,7 +20,7 @@ def test_bwlimit_syntax() -> None:
     assert parse_bwlimit(30) == 30
     for bad in ("fast", "0", "-5", "0.5M", True):
         with pytest.raises(ValueError):
-            parse_bwlimit(bad)  # type: ignore[arg-type]
+            parse_bwlimit(bad)
 
 
 def test_the_managers_params_are_accepted() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from corral.cluster.membership import Member
-from corral.cluster.models import ClusterHost
+from corral.cluster.models import ClusterHost, HostRole
 from corral.setup.rejoin_rules import host_of, leftovers, rejoin_refusal
 
 
@@ -14,7 +14,7 @@ def member(i: int, name: str) -> Member:
     return Member(i, name, (f"https://10.0.0.{i}:2380",), (f"https://10.0.0.{i}:2379",), False)
 
 
-def host(i: int, name: str, member_id: int | None, role: str = "host") -> ClusterHost:
+def host(i: int, name: str, member_id: int | None, role: HostRole = "host") -> ClusterHost:
     return ClusterHost(name=name, role=role, address=f"10.0.0.{i}", member_id=member_id,
                        peer_urls=[f"https://10.0.0.{i}:2380"],
                        client_urls=[f"https://10.0.0.{i}:2379"])

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from corral.cluster import keys
 from corral.cluster.models import RECENT_POINTS, RECENT_STEP, RecentUsage
-from corral.cluster.records import dump, load, node_from
+from corral.cluster.records import Problem, dump, load, node_from
 from corral.usage import figures
 from corral.usage.recent import MIB, HostSample, RecentWindow, VmSample, other_cores
 
@@ -147,7 +147,7 @@ def test_a_malformed_record_is_a_problem_not_a_crash(change: dict[str, object],
     good = {"step_seconds": 60, "last_at": T0, "cpu_avg": [0.1, 0.2], "cpu_max": [0.1, 0.2],
             "memory_used_mib": [1, 2], "other_cores": [None, 0.1], "vms": {}}
     assert load(RecentUsage, json.dumps(good).encode()).points == 2
-    problems: list = []
+    problems: list[Problem] = []
     node = node_from("n1", {"recent": json.dumps(good | change).encode(),
                             "alive": b"1"}, problems)
     assert node.recent is None and node.alive  # the rest of the host still reads
