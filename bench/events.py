@@ -97,7 +97,7 @@ def main() -> None:
         online = {n.name for n in snap.nodes.values() if n.alive}
         vms = [vm_out(v, v.placement.node in online).model_dump(mode="json")
                for v in snap.vms.values()]
-        nodes = [node_out(n, list(snap.vms.values())).model_dump(mode="json")
+        nodes = [node_out(n, snap).model_dump(mode="json")
                  for n in snap.nodes.values()]
         return len(json.dumps(vms)) + len(json.dumps(nodes))
 

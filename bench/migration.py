@@ -101,9 +101,9 @@ async def raw(root: Path, guest: str) -> dict[str, float]:
                 raise SystemExit(f"raw migration {reply['status']}")
             await asyncio.sleep(0.01)
         t2 = time.monotonic()
-        guest = clock.stop()
+        pause_ms = clock.stop()
         return {"with_start_s": t2 - t0, "migrate_s": t2 - t1,
-                "downtime_ms": float(reply.get("downtime", 0)), "guest_pause_ms": guest}
+                "downtime_ms": float(reply.get("downtime", 0)), "guest_pause_ms": pause_ms}
     finally:
         await src.stop(900)
         await dst.stop(900)

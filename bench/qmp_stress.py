@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 from qmp_load import SideMonitorDriver, hammer, mirrored_vm  # noqa: E402
 
 from corral.image.tiny import build_tiny  # noqa: E402
-from corral.qemu.driver import QMP_TIMEOUT, QemuError  # noqa: E402
+from corral.qemu.driver import QMP_TIMEOUT, Guard, QemuError  # noqa: E402
 
 IMAGES = Path(os.environ.get("CORRAL_IMAGES_DIR", "/var/lib/corral/images"))
 VMID = 100
@@ -37,10 +37,12 @@ class QemuQmpDriver(SideMonitorDriver):
     """The exchange as it was: qemu.qmp's client, one connection per exchange."""
 
     async def _qmp(self, vmid: int, command: str, arguments: dict[str, Any] | None = None,
-                   wait: float = QMP_TIMEOUT) -> Any:
+                   wait: float = QMP_TIMEOUT, guard: Guard | None = None) -> Any:
         from qemu.qmp import QMPClient
 
         async with self._qmp_locks[vmid]:
+            if guard is not None:  # as the driver does: last, right before the command
+                await guard()
             client = QMPClient(f"vm{vmid}")
             try:
                 await asyncio.wait_for(client.connect(str(self.paths(vmid).qmp_socket)), wait)

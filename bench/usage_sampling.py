@@ -73,7 +73,10 @@ async def main(vms: int, passes: int) -> None:
     history = UsageHistory("bench", root / "usage", driver, lambda: snap)  # type: ignore[arg-type,return-value]
     try:
         await history.sample()  # the first pass has no rates yet; not counted
-        cpu, wall, lags, idle = [], [], [], []
+        cpu: list[float] = []
+        wall: list[float] = []
+        lags: list[float] = []
+        idle: list[float] = []
         for _ in range(passes):
             probe = asyncio.create_task(lag_probe(idle))  # the same, without a pass
             await asyncio.sleep(1.0)
