@@ -23,8 +23,8 @@ from corral.cluster.models import (
     VMRuntime,
     VMStatus,
 )
-from corral.cluster.records import Item, dump
-from corral.cluster.snapshot import snapshot_from
+from corral.cluster.records import Item, dump, vmid_of
+from corral.cluster.snapshot import ClusterSnapshot, snapshot_from
 from corral.cluster.store import StoreError
 from corral.cluster.view_state import Change, ViewState
 
@@ -67,7 +67,24 @@ def candidate_records(rng: random.Random) -> list[tuple[str, bytes]]:
     ]
 
 
-def fresh(held: dict[str, tuple[bytes, int]], revision: int) -> object:
+def assert_reads_agree(state: ViewState, snap: ClusterSnapshot, where: str) -> None:
+    """The state's reads of a few records (what the API answers one VM from) show what the
+    snapshot shows."""
+    assert sorted(state.vmids()) == list(snap.vms), where
+    for vmid in range(99, 106):
+        assert state.vm(vmid) == snap.vms.get(vmid), where
+        assert state.vm_problems(vmid) == tuple(
+            p for p in snap.problems if vmid_of(p.key) == vmid), where
+    for node in ("n1", "n2", "n3", "n4"):
+        assert state.node(node) == snap.nodes.get(node), where
+        assert sorted(state.vmids_on(node)) == [vm.vmid for vm in snap.vms_on(node)], where
+    assert state.online() == {n.name for n in snap.nodes.values() if n.alive}, where
+    for prefix in (keys.VMS, keys.NODES, keys.TASKS, ""):
+        assert state.problems_under(prefix) == tuple(
+            p for p in snap.problems if p.key.startswith(prefix)), where
+
+
+def fresh(held: dict[str, tuple[bytes, int]], revision: int) -> ClusterSnapshot:
     items: list[Item] = [(k, v, rev) for k, (v, rev) in sorted(held.items())]
     return snapshot_from(items, revision, NOW)
 
@@ -103,6 +120,7 @@ def test_any_sequence_of_changes_equals_a_fresh_decode(seed: int) -> None:
         assert got.origins() == want.origins(), f"step {step}"
         for vmid in range(100, 105):
             assert got.unfinished_on(vmid) == want.unfinished_on(vmid), f"step {step}"
+        assert_reads_agree(state, want, f"step {step}")
     assert state.items() == [(k, v, rev) for k, (v, rev) in sorted(held.items())]
 
 

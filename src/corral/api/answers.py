@@ -4,22 +4,21 @@ between two changes ask for the same one.
 
 Every answer is built from the view's state at the moment it is looked up, in one step with
 no await, so the key (the revisions of the areas it reads) and the content always agree. A
-caller makes its read consistent first (`ClusterView.current`); the state only moves
+caller makes its read consistent first (`ClusterView.caught_up`); the state only moves
 forward, so what is found here is at least that fresh.
 """
 
 from __future__ import annotations
 
 import bisect
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from corral.api.schemas import VMOut
 from corral.api.views import vm_out
-from corral.cluster.snapshot import ClusterSnapshot
 from corral.cluster.view import ClusterView
+from corral.cluster.view_state import ViewState
 
 T = TypeVar("T")
 VM_AREAS = ("vms", "nodes")  # a VM's answer shows whether its host is online
@@ -33,21 +32,21 @@ class Answers:
         self._entries: dict[int, VMEntry] = {}
         self._order: list[int] = []
         self._online: frozenset[str] = frozenset()
-        self._built_at = 0  # the revision of the snapshot they were last brought up to
+        self._built_at = 0  # the revision of the state they were last brought up to
 
     def _get(self, name: str, areas: tuple[str, ...],
-             build: Callable[[ClusterSnapshot], T]) -> T:
+             build: Callable[[ViewState], T]) -> T:
         key = self.view.state.area_revisions(areas)
         kept = self._kept.get(name)
         if kept is not None and kept[0] == key:
             return kept[1]  # type: ignore[no-any-return]
-        value = build(self.view.snapshot(time.time()))
+        value = build(self.view.state)
         self._kept[name] = (key, value)
         return value
 
     def vm_outs(self) -> list[VMOut]:
         """Every VM as GET /vms shows it, by vmid (kept: a page of it costs the page)."""
-        return self._get("vm_outs", VM_AREAS, lambda _snap: [e.out for e in self._vm_entries()])
+        return self._get("vm_outs", VM_AREAS, lambda _state: [e.out for e in self._vm_entries()])
 
     def vm_json(self, outs: list[VMOut]) -> bytes:
         """outs (as vm_outs gave them, or a part) encoded as a JSON list."""
@@ -56,25 +55,24 @@ class Answers:
     def vm_list_json(self) -> bytes:
         """The whole list, encoded."""
         return self._get("vm_list_json", VM_AREAS,
-                         lambda _snap: json_list(e.json for e in self._vm_entries()))
+                         lambda _state: json_list(e.json for e in self._vm_entries()))
 
     def _vm_entries(self) -> list[VMEntry]:
         return self._get("vm_entries", VM_AREAS, self._build_vm_entries)
 
-    def _build_vm_entries(self, snap: ClusterSnapshot) -> list[VMEntry]:
+    def _build_vm_entries(self, state: ViewState) -> list[VMEntry]:
         """A VM's answer is built again only when its records changed or its host came or
         went: a change of one VM among 5,000 costs one answer, not 5,000. When the view
         cannot say what changed (it listed anew, or too much changed), all are rebuilt."""
-        online = frozenset(n.name for n in snap.nodes.values() if n.alive)
-        changed = (self.view.state.vms_changed_since(self._built_at)
-                   if self._built_at else None)
+        online = state.online()
+        changed = state.vms_changed_since(self._built_at) if self._built_at else None
         if changed is None:
             self._entries, self._order = {}, []
-            changed = set(snap.vms)
+            changed = set(state.vmids())
         for host in online ^ self._online:  # came or went: its VMs read differently
-            changed.update(vm.vmid for vm in snap.vms_on(host))
+            changed.update(state.vmids_on(host))
         for vmid in changed:
-            vm = snap.vms.get(vmid)
+            vm = state.vm(vmid)
             if vm is None:
                 if self._entries.pop(vmid, None) is not None:
                     del self._order[bisect.bisect_left(self._order, vmid)]
@@ -83,7 +81,7 @@ class Answers:
                 bisect.insort(self._order, vmid)
             out = vm_out(vm, vm.placement.node in online)
             self._entries[vmid] = VMEntry(out, out.model_dump_json().encode())
-        self._online, self._built_at = online, snap.revision
+        self._online, self._built_at = online, state.revision
         return [self._entries[v] for v in self._order]
 
 

@@ -14,6 +14,7 @@ from corral.api.auth import TokenChecker
 from corral.cluster.snapshot import ClusterSnapshot
 from corral.cluster.store import Store
 from corral.cluster.view import ClusterView
+from corral.cluster.view_state import ViewState
 
 _bearer = HTTPBearer(auto_error=False)  # auto_error would answer 403 in FastAPI's own shape
 
@@ -33,6 +34,12 @@ async def get_view(request: Request) -> ClusterView:
 async def current_snapshot(request: Request) -> ClusterSnapshot:
     """The cluster from the API's view, including every write finished before this request."""
     return await cast(ClusterView, request.app.state.view).current(time.time())
+
+
+async def current_state(request: Request) -> ViewState:
+    """The same, for an answer that reads a few records and needs no whole snapshot: read it
+    before the next await."""
+    return await cast(ClusterView, request.app.state.view).caught_up()
 
 
 async def get_answers(request: Request) -> Answers:
@@ -56,6 +63,7 @@ StoreDep = Annotated[Store, Depends(get_store)]
 ViewDep = Annotated[ClusterView, Depends(get_view)]
 AnswersDep = Annotated[Answers, Depends(get_answers)]
 SnapDep = Annotated[ClusterSnapshot, Depends(current_snapshot)]
+StateDep = Annotated[ViewState, Depends(current_state)]
 HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
 TokenDep = Annotated[str, Depends(require_token)]
 

@@ -16,6 +16,7 @@ from corral.api.deps import (
     HttpDep,
     LimitQuery,
     SnapDep,
+    StateDep,
     StoreDep,
     TokenDep,
     ViewDep,
@@ -31,7 +32,7 @@ from corral.api.schemas import (
     VMDetail,
     VMOut,
 )
-from corral.api.views import skipped_header, vm_detail, vm_in
+from corral.api.views import skipped_header, vm_detail, vm_in_state
 from corral.cluster import keys
 from corral.cluster.models import VM, Placement, RunState, VMConfig, VMStatus
 from corral.cluster.store import Store
@@ -53,14 +54,14 @@ async def _vm(store: Store, vmid: int) -> VM:
 
 
 @router.get("/vms", response_model=list[VMOut])
-async def list_vms(snap: SnapDep, answers: AnswersDep, node: str | None = None,
+async def list_vms(state: StateDep, answers: AnswersDep, node: str | None = None,
                    status: VMStatus | None = None, limit: LimitQuery = None,
                    cursor: CursorQuery = None) -> Response:
     """VMs by vmid, on `node` and in `status` if given. Without `limit`, all of them; with
     it, a page, and the `Corral-Next-Cursor` header to pass as `cursor` for the next one
     (docs/api.md)."""
     wanted = paging.page_request(limit, cursor, paging.VMS)
-    skipped = skipped_header(p for p in snap.problems if p.key.startswith(keys.VMS))
+    skipped = skipped_header(state.problems_under(keys.VMS))
     # Answered encoded (the route's response model documents the body): each VM's answer is
     # built and encoded once per change of it, not once per request.
     if node is None and status is None and limit is None and cursor is None:
@@ -75,9 +76,9 @@ async def list_vms(snap: SnapDep, answers: AnswersDep, node: str | None = None,
 
 
 @router.get("/vms/{vmid}", response_model=VMDetail)
-async def get_vm(vmid: int, snap: SnapDep) -> VMDetail:
-    vm = vm_in(snap, vmid)
-    node = snap.nodes.get(vm.placement.node)
+async def get_vm(vmid: int, state: StateDep) -> VMDetail:
+    vm = vm_in_state(state, vmid)
+    node = state.node(vm.placement.node)
     return vm_detail(vm, node is not None and node.alive)
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 
 from corral.api.errors import not_found
 from corral.api.schemas import NodeOut, VMDetail, VMOut
 from corral.api.wire import SKIPPED_HEADER
 from corral.cluster.models import VM, Node
-from corral.cluster.records import Problem, UnreadableRecord, vmid_of
+from corral.cluster.records import Problem, UnreadableRecord, unreadable_vms, vmid_of
 from corral.cluster.snapshot import ClusterSnapshot
+from corral.cluster.view_state import ViewState
 from corral.cluster.vm_status import shown_status
 
 # A list answer holds the records that decode; the keys of those left out go in this header
@@ -32,11 +33,20 @@ def skipped_header(problems: Iterable[Problem]) -> dict[str, str]:
 def vm_in(snap: ClusterSnapshot, vmid: int) -> VM:
     """The VM, else why not: a VM whose records do not decode exists, so it is never "not
     found"."""
-    vm = snap.vms.get(vmid)
+    return _vm_or_why(vmid, snap.vms.get(vmid),
+                      [p for p in snap.problems if vmid_of(p.key) == vmid])
+
+
+def vm_in_state(state: ViewState, vmid: int) -> VM:
+    """`vm_in` read from the view's state, without a snapshot."""
+    return _vm_or_why(vmid, state.vm(vmid), state.vm_problems(vmid))
+
+
+def _vm_or_why(vmid: int, vm: VM | None, problems: Sequence[Problem]) -> VM:
     if vm is not None:
         return vm
-    if vmid in snap.unreadable_vms:
-        raise UnreadableRecord([p for p in snap.problems if vmid_of(p.key) == vmid])
+    if vmid in unreadable_vms(problems):
+        raise UnreadableRecord(list(problems))
     raise not_found("VM", vmid)
 
 

@@ -88,7 +88,13 @@ class ClusterView:
         return self.state.snapshot(now)
 
     async def current(self, now: float) -> ClusterSnapshot:
-        """A snapshot that includes every write etcd had finished when this was called.
+        """A snapshot that includes every write etcd had finished when this was called."""
+        return (await self.caught_up()).snapshot(now)
+
+    async def caught_up(self) -> ViewState:
+        """The state once it includes every write etcd had finished when this was called:
+        for an answer that reads a few records of it, without the cost of a snapshot.
+        Read it before the next await; it moves on with the watch.
         StoreError when etcd does not tell its revision within READ_SECONDS (no quorum in
         reach): no answer rather than a stale one, and soon enough to try another host."""
         wait = OUT_OF_REACH_READ_SECONDS if self._out_of_reach else READ_SECONDS
@@ -105,7 +111,7 @@ class ClusterView:
             raise
         self._out_of_reach = False
         await self.catch_up(revision)
-        return self.state.snapshot(now)
+        return self.state
 
     def _revision_now(self) -> asyncio.Task[int]:
         """etcd's revision, asked after this call: readers that come while one request is
