@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from corral.balancer.store import BalanceStatus, MoveRecord, put_status
 from corral.cluster import keys
-from corral.cluster.models import RecentUsage, VmRecent
+from corral.cluster.models import RecentUsage, Series, VmRecent
 from corral.cluster.records import dump
 from corral.cluster.store import Store
 from tests.browser.conftest import Console, in_etcd, log_in, screenshot
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.browser
 
 
 def recent(demand: dict[int, float], other_cores: float = 0.0) -> RecentUsage:
-    flat = [0.1] * 10
+    flat: Series = [0.1] * 10
     return RecentUsage(step_seconds=60, last_at=1e9, cpu_avg=flat, cpu_max=flat,
                        memory_used_mib=[500] * 10, other_cores=[other_cores] * 10,
                        vms={v: VmRecent(cores_avg=[c] * 10, cores_max=[c] * 10, memory_mib=200)

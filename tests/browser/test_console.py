@@ -4,6 +4,7 @@ answers, the tree's filter, the themes, live updates, and a token refused mid-se
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -36,7 +37,7 @@ def expected_figures(state: dict[str, Any]) -> dict[str, float]:
     def memory(n: dict[str, Any]) -> int:
         return int(n["memory_mb"])
 
-    def spare(total: Any, allocated: float) -> float:
+    def spare(total: Callable[[dict[str, Any]], float], allocated: float) -> float:
         sizes = [total(n) for n in placeable]
         return sum(sizes) - max(sizes) - allocated
 

@@ -74,8 +74,9 @@ class AgentProc:
                                  f"SIGTERM (see {self.data_dir / 'agent.log'})")
 
 
-async def wait_for(check: Callable[[], Awaitable[T]], timeout: float = 30.0,
+async def wait_for(check: Callable[[], Awaitable[T | None]], timeout: float = 30.0,
                    what: str = "condition") -> T:
+    """check's first true value (a None or other false one means: not yet)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = await check()

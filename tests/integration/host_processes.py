@@ -20,8 +20,8 @@ STOP_GRACE = 10.0
 class ProcessServices:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
-        self.commands: dict[str, ServiceCommand] = {}
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.commands: dict[ServiceName, ServiceCommand] = {}
+        self.procs: dict[ServiceName, subprocess.Popen[bytes]] = {}
 
     def install(self, commands: Sequence[ServiceCommand]) -> None:
         self.commands = {c.name: c for c in commands}

@@ -204,8 +204,10 @@ async def test_running_agent_stops_qemu_of_a_vm_placed_elsewhere(c: Cluster) -> 
     vm304 = await store.vm(304)
     assert vm304 is not None and await store.delete_vm(vm304)
     for vmid, pid in pids.items():
-        await wait_for(lambda pid=pid: asyncio.sleep(0, not pid_alive(pid)), 15,
-                       f"the QEMU of VM {vmid} to be stopped")
+        async def stopped(pid: int = pid) -> bool:
+            return not pid_alive(pid)
+
+        await wait_for(stopped, 15, f"the QEMU of VM {vmid} to be stopped")
     print(f"orphan QEMUs stopped {time.monotonic() - t0:.1f}s after the move and the delete")
     assert agent.proc.poll() is None and agent.proc.pid == agent_pid
     assert await agent_log_has(c, "n1", "placed on n2")

@@ -17,6 +17,7 @@ from corral.cluster.models import (
     Placement,
     RecentUsage,
     RunState,
+    Series,
     TaskState,
     VMConfig,
     VmRecent,
@@ -35,7 +36,7 @@ OPTED_OUT = 105
 
 
 def recent(demand: dict[int, float]) -> RecentUsage:
-    flat = [0.1] * 10
+    flat: Series = [0.1] * 10
     return RecentUsage(step_seconds=60, last_at=1e9, cpu_avg=flat, cpu_max=flat,
                        memory_used_mib=[500] * 10, other_cores=[0.0] * 10,
                        vms={v: VmRecent(cores_avg=[c] * 10, cores_max=[c] * 10, memory_mib=100)

@@ -9,7 +9,7 @@ import shutil
 import ssl
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,4 +253,5 @@ async def test_with_auth_on_a_host_does_what_an_agent_does_on_its_keys(
         assert event.key == "/corral/nodes/n1/alive"
         await lease.revoke()
         assert await host.client.get(b"/corral/nodes/n1/alive") is None
+        assert isinstance(watch, AsyncGenerator)  # Store.watch_prefix is one
         await watch.aclose()

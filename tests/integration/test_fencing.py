@@ -196,8 +196,8 @@ def test_mux_acknowledges_arming_with_the_fence_time_of_the_device_it_read_back(
     client = WatchdogClient(mux.sock, "agent-n1")
     ack = client.arm(5)
     assert ack is not None
-    assert (ack.client, ack.fence, ack.timeout) == ("agent-n1", pytest.approx(MUX_FENCE),
-                                                   CLIENT_TIMEOUT)
+    assert (ack.client, ack.timeout) == ("agent-n1", CLIENT_TIMEOUT)
+    assert ack.fence == pytest.approx(MUX_FENCE)
     assert (mux.state / "agent-n1").exists()
     client.sock.sendto(b"arm ../../etc/passwd", str(mux.sock))  # malformed: ignored
     client.sock.sendto(b"\xff" * 300, str(mux.sock))

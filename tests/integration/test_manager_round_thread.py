@@ -16,6 +16,7 @@ from corral.balancer.store import put_config
 from corral.cluster.store import Store
 from corral.cluster.view import ClusterView
 from corral.manager import loop as manager_loop
+from corral.manager.decide import decide_with_balance
 from corral.manager.election import Election
 from corral.manager.loop import Manager
 
@@ -46,7 +47,7 @@ async def ticks_during(tick: Any) -> int:
 async def test_a_round_leaves_the_loop_free(store: Store, cluster_view: ClusterView,
                                             monkeypatch: pytest.MonkeyPatch,
                                             enabled: bool) -> None:
-    real = manager_loop.decide_with_balance
+    real = decide_with_balance
     rounds: list[bool] = []
 
     def slow(*args: Any) -> Any:

@@ -42,6 +42,11 @@ def qemu_io(path: Path, command: str) -> str:
     return out.stdout
 
 
+async def qmp_status(driver: QemuDriver, vmid: int, query: str = "query-status") -> str:
+    """The `status` of a QMP query's answer (untyped JSON)."""
+    return str((await driver.qmp(vmid, query))["status"])
+
+
 async def running_vm(c: Cluster, cfg: VMConfig, beats: int = 2) -> int:
     assert await c.store.create_vm(cfg, Placement(node="n1"))
     if cfg.disks:
@@ -206,14 +211,14 @@ async def test_source_agent_restart_after_ram_sent_resumes_the_vm_here(
         await driver.qmp(305, "migrate", {"uri": uri})
 
         async def sent() -> bool:
-            return (await driver.qmp(305, "query-status"))["status"] == "postmigrate"
+            return await qmp_status(driver, 305) == "postmigrate"
 
         await wait_for(sent, 30, "the RAM transfer")
         frozen = len(c.heartbeats("n1", 305))
         src.start()
 
         async def resumed() -> bool:
-            return (await driver.qmp(305, "query-status"))["status"] == "running"
+            return await qmp_status(driver, 305) == "running"
 
         await wait_for(resumed, 30, "the source to resume the guest")
         assert driver.pid(305) == pid
@@ -244,7 +249,7 @@ async def test_target_agent_restart_after_the_flip_finishes_the_switchover(
     await source.qmp(306, "migrate", {"uri": uri})
 
     async def sent() -> bool:
-        return (await source.qmp(306, "query-migrate"))["status"] == "completed"
+        return await qmp_status(source, 306, "query-migrate") == "completed"
 
     await wait_for(sent, 30, "the RAM transfer")
     vm = await c.store.vm(306)
@@ -257,7 +262,7 @@ async def test_target_agent_restart_after_the_flip_finishes_the_switchover(
     dst.start()
 
     async def running_on_target() -> bool:
-        return (await target.qmp(306, "query-status"))["status"] == "running"
+        return await qmp_status(target, 306) == "running"
 
     await wait_for(running_on_target, 30, "the target to resume the guest")
     first = c.heartbeats("n2", 306)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from corral.host.commands import AGENT, ServiceCommand, api_command, etcd_command
-from corral.host.config import ETCD_BINARY, HostConfig, installed_corral
+from corral.host.config import ETCD_BINARY, HostConfig, Role, installed_corral
 from corral.host.services import write_units
 from corral.host.units import host_units, unit_text
 
@@ -34,12 +34,12 @@ def tool(name: str) -> str:
     return found
 
 
-def config(role: str, **fields: object) -> HostConfig:
+def config(role: Role, address: str = "10.0.0.1", **fields: object) -> HostConfig:
     corral = installed_corral()
     assert Path(corral[0]).is_file(), corral
-    return HostConfig.for_real_host(**{
-        "cluster": "prod", "name": "h1" if role == "host" else "w1", "address": "10.0.0.1",
-        "role": role, "corral": corral, "etcd_binary": ETCD_BINARY, **fields})
+    return HostConfig.for_real_host(
+        cluster="prod", name="h1" if role == "host" else "w1", address=address, role=role,
+        corral=corral, etcd_binary=ETCD_BINARY, **fields)
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def verify(paths: list[Path]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("role", ["host", "witness"])
-def test_systemd_analyze_verifies_the_units(role: str, unit_dir: Path) -> None:
+def test_systemd_analyze_verifies_the_units(role: Role, unit_dir: Path) -> None:
     assert Path(ETCD_BINARY).is_file(), "etcd is not installed"
     paths = write_units(config(role), unit_dir, machine="x86_64")
     assert [p.name for p in paths] == (

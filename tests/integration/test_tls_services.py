@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import ssl
 import tempfile
 import time
 from collections.abc import Iterator
@@ -67,7 +68,7 @@ class TLSHost:
     def api_url(self) -> str:
         return self.config.api_url
 
-    def ours(self) -> object:
+    def ours(self) -> ssl.SSLContext:
         """A client of the cluster: it pins the cluster CA and shows the host certificate."""
         return trust(self.files.ca, self.files.cert, self.files.key)
 
