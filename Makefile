@@ -62,7 +62,7 @@ down:
 
 lint: venv
 	$(BIN)/ruff check src tests bench
-	$(BIN)/mypy
+	$(BIN)/mypy src tests bench
 
 # pytest's exit code 5 (nothing collected) must never pass as success. The slowest tests
 # are listed: the whole suite must stay well under CI's time. First everything but the `solo`
