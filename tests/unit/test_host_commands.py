@@ -178,8 +178,7 @@ def from_layout(layout: LabLayout, i: int) -> HostConfig:
         layout.root, m.name, cluster="lab", address=m.host, etcd_client_port=m.client_port,
         etcd_peer_port=m.peer_port, agent_port=layout.agent_port(i), api_port=layout.api_port,
         images_dir=layout.images_dir, tls=False, python="/py",
-        # LabLayout.accel is a plain str, checked against ACCELS when the layout is made.
-        accel=layout.accel,  # type: ignore[arg-type]
+        accel=layout.accel,
         etcd_endpoints=layout.client_urls, lease_ttl=layout.lease_ttl,
         watchdog_timeout=layout.watchdog_timeout,
         initial_cluster=",".join(f"{x.name}={x.peer_url}" for x in layout.etcd_members))

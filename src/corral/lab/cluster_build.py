@@ -48,7 +48,7 @@ def host_plan(layout: LabLayout, i: int) -> HostConfig:
         agent_port=layout.agent_port(i), api_port=layout.host_api_port(i),
         images_dir=layout.images_dir,
         watchdog_timeout=0 if witness else layout.watchdog_timeout,
-        lease_ttl=layout.lease_ttl, accel=layout.accel)  # type: ignore[arg-type]
+        lease_ttl=layout.lease_ttl, accel=layout.accel)
 
 
 def plan_path(layout: LabLayout, i: int) -> Path:

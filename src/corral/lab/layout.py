@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from corral.host.config import CONFIG_NAME
+from corral.host.config import CONFIG_NAME, Accel
 from corral.host.services import CONTROL_NAME, STATUS_NAME
 from corral.lab.defaults import (
     DEFAULT_API_PORT,
@@ -58,7 +58,7 @@ from corral.pki.files import TLSFiles
 
 MAX_NODES = 99  # the port blocks are 100 wide
 WITNESS = "w"  # the witness machine's name: no host is named so
-ACCELS = ("auto", "tcg", "kvm")
+ACCELS: tuple[Accel, ...] = ("auto", "tcg", "kvm")
 HOST = "127.0.0.1"
 NET_BLOCK = 128  # base ports per lab network: base_port // 128 is at most 509 < 512 /24s
 BRIDGE_ADDRESS = 254
@@ -70,7 +70,7 @@ class LabLayout:
     nodes: int = DEFAULT_NODES
     base_port: int = DEFAULT_BASE_PORT
     api_port: int = DEFAULT_API_PORT
-    accel: str = "auto"
+    accel: Accel = "auto"
     images_dir: Path = Path("/var/lib/corral/images")
     # Set once the first `up` created the demo VMs, so a later `up` never recreates them.
     vms_seeded: bool = False
@@ -327,7 +327,7 @@ class LabLayout:
             nodes=int(data.get("nodes", DEFAULT_NODES)),
             base_port=int(data.get("base_port", DEFAULT_BASE_PORT)),
             api_port=int(data.get("api_port", DEFAULT_API_PORT)),
-            accel=str(data.get("accel", "auto")),
+            accel=accel_named(str(data.get("accel", "auto"))),
             images_dir=Path(data.get("images_dir", "/var/lib/corral/images")),
             vms_seeded=bool(data.get("vms_seeded", False)),
             netns=bool(data.get("netns", False)),
@@ -408,3 +408,11 @@ def spare_base_port(span: int = 400, low: int = 20000,
             continue
         return base
     raise RuntimeError("no free block of ports below the ephemeral range")
+
+
+def accel_named(name: str) -> Accel:
+    """name as an accelerator setting; ValueError naming the choices if it is none."""
+    for accel in ACCELS:
+        if accel == name:
+            return accel
+    raise ValueError(f"accel must be one of {', '.join(ACCELS)}, not {name!r}")
