@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,14 @@ from corral.api.wire import DEFAULT_MAX_IN_FLIGHT
 from corral.cli.main import app
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def switch_interval_kept() -> Iterator[None]:
+    """Building a served app sets the process's GIL switch interval: not for later tests."""
+    before = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(before)
 
 
 @pytest.fixture
@@ -132,6 +142,13 @@ def test_a_worker_builds_its_app_from_the_settings(monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv(api_serve.SETTINGS_ENV)
     with pytest.raises(RuntimeError, match=api_serve.SETTINGS_ENV):
         api_serve.app_from_env()
+
+
+def test_the_serving_process_hands_the_gil_over_within_a_millisecond() -> None:
+    sys.setswitchinterval(0.005)
+    api_serve.AppSettings(["http://127.0.0.1:1"]).app()
+    assert sys.getswitchinterval() == pytest.approx(api_serve.GIL_SWITCH_SECONDS)
+    assert api_serve.GIL_SWITCH_SECONDS <= 0.001
 
 
 def test_one_process_by_default_with_the_default_bound(served: list[dict[str, Any]]) -> None:
