@@ -37,8 +37,8 @@ async def current_snapshot(request: Request) -> ClusterSnapshot:
 
 
 async def current_state(request: Request) -> ViewState:
-    """The same, for an answer that reads a few records and needs no whole snapshot: read it
-    before the next await."""
+    """The same, for an answer that reads a few records and needs no whole snapshot (see
+    `ClusterView.caught_up` for what reading it across an await gives)."""
     return await cast(ClusterView, request.app.state.view).caught_up()
 
 

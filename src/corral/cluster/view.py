@@ -94,7 +94,8 @@ class ClusterView:
     async def caught_up(self) -> ViewState:
         """The state once it includes every write etcd had finished when this was called:
         for an answer that reads a few records of it, without the cost of a snapshot.
-        Read it before the next await; it moves on with the watch.
+        It moves on with the watch: what is read after a later await may be newer, never
+        older; records read together without an await between them agree.
         StoreError when etcd does not tell its revision within READ_SECONDS (no quorum in
         reach): no answer rather than a stale one, and soon enough to try another host."""
         wait = OUT_OF_REACH_READ_SECONDS if self._out_of_reach else READ_SECONDS
