@@ -173,6 +173,17 @@ def start_api(endpoint: str, procs: list[subprocess.Popen[bytes]], *options: str
         time.sleep(0.2)
 
 
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Each process's session, last started first: TERM, then KILL after 10 s."""
+    for proc in reversed(procs):
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
 def refusals_alone(endpoint: str, procs: list[subprocess.Popen[bytes]], rates: list[float],
                    duration: float) -> None:
     base, api = start_api(endpoint, procs, "--max-in-flight", "1")
@@ -230,13 +241,7 @@ def main() -> None:
         admitted_under_overload(member.client_url, procs, args.comfortable_rate, overload,
                                 args.duration)
     finally:
-        for proc in reversed(procs):
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_all(procs)
         subprocess.run(["rm", "-rf", str(root)], check=False)
 
 

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -26,7 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
-from overload import TOKEN, Window, measure, pct, start_api  # bench/, beside this script
+from overload import TOKEN, Window, measure, pct, start_api, stop_all  # bench/, beside this script
 from simulated_hosts import host_names
 
 from corral.cluster.models import Placement, RunState, VMConfig
@@ -134,14 +131,7 @@ def main() -> None:
                 print(f"  a scrape: median {statistics.median(scraped):.0f} ms, max "
                       f"{max(scraped):.0f} ms, {statistics.median(sizes) / 1024:.0f} KiB")
         finally:
-            for proc in reversed(procs):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(5)
+            stop_all(procs)
 
 
 if __name__ == "__main__":
