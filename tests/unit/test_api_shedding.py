@@ -114,6 +114,13 @@ async def test_the_bound_follows_the_latency_of_the_requests_it_admits() -> None
     statuses = await burst(2)
     assert statuses.count(503) >= 16, "a smaller bound refuses the rest at once"
     delay = CALM
-    await burst(120)
+    # Back up to the ceiling within a bounded number of calm rounds (76 when measured).
+    # Checked after each: on a busy machine one late window near the top takes a fraction
+    # of a place away again (15.93 after a fixed 120 rounds, once), and the next calm one
+    # gives it back.
+    for _ in range(400):
+        await burst(1)
+        if gate.places == 16:
+            break
     assert gate.places == 16, gate.bound
     assert REGISTRY.get_sample_value("corral_api_in_flight_limit") == 16
