@@ -269,3 +269,20 @@ def test_bulk_cancel_stops_the_vms_not_begun(run: CliRunnerCall) -> None:
     again = run("node", "bulk", "cancel", task, "--vms", str(created["vmid"]))
     assert again.exit_code == 1 and "nothing to cancel" in again.stderr
     assert "already cancelled" in again.stderr
+
+
+def test_ha_rule_and_resource_removal_exit_0(run: CliRunnerCall) -> None:
+    """The API answers these with 204 and no body."""
+    created = json.loads(run("vm", "create", "--name", "ha1", "--node", "n1", "--memory", "64",
+                             "--no-wait", "--json").stdout)
+    vmid = str(created["vmid"])
+    assert run("ha", "add", vmid).exit_code == 0
+    added = run("ha", "rule", "add", "prefer-n1", "--nodes", "n1:2", "--vms", vmid)
+    assert added.exit_code == 0, added.output
+    removed = run("ha", "rule", "remove", "prefer-n1")
+    assert removed.exit_code == 0 and "rule prefer-n1 removed" in removed.stdout, removed.output
+    assert json.loads(run("ha", "rule", "list", "--json").stdout) == []
+    gone = run("ha", "remove", vmid)
+    assert gone.exit_code == 0, gone.output
+    assert vmid not in run("ha", "status").stdout.split()
+    assert run("ha", "rule", "remove", "prefer-n1").exit_code == 1  # no such rule

@@ -258,7 +258,9 @@ class Api:
         return reply
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self.reply(method, path, **kwargs).json()
+        """The answer's JSON; None for an answer without a body (204 No Content)."""
+        reply = self.reply(method, path, **kwargs)
+        return reply.json() if reply.content else None
 
     def get(self, path: str, **params: Any) -> Any:
         clean = {k: v for k, v in params.items() if v is not None}
