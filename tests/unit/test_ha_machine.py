@@ -435,3 +435,51 @@ def test_a_host_in_maintenance_that_goes_offline_is_not_fenced() -> None:
     running = [vm(100, "n2", True)]
     _, state = decide_ha(ClusterSnapshot(500, s.nodes, {100: running[0]}), ha(100), T)
     assert state.nodes["n2"].status == "fence"
+
+
+def _recovered_onto_leftover(status: VMStatus) -> tuple[HAState, VM]:
+    """VM 100 was placed on n2, which was fenced; HA moved it to n1, where a failed
+    migration's QEMU of it already sits (`status`)."""
+    up = {"n1": True, "n2": False}
+    conf = {"n2": FenceConfirmation(node="n2", at=29)}
+    actions, state = decide_ha(snap(30, up, [vm(100, "n2", True)]), ha(100, fenced=conf), T)
+    [move] = [a for a in actions if isinstance(a, SetPlacement)]
+    assert move.placement.node == "n1" and state.vms[100].owes_start == 1
+    moved = VM(vm(100, "n1", True).config, move.placement, 9,
+               VMRuntime(node="n1", status=status))
+    return state, moved
+
+
+@pytest.mark.parametrize("status", [VMStatus.PAUSED, VMStatus.STARTING, VMStatus.RUNNING])
+def test_a_recovered_vm_is_started_even_where_a_leftover_qemu_seems_to_run_it(
+        status: VMStatus) -> None:
+    """A failed migration's incoming QEMU on the recovery target holds a guest state nobody
+    can vouch for: HA must not take it for the VM running there, but queue its start (the
+    agent stops such a QEMU and boots afresh)."""
+    up = {"n1": True, "n2": False}
+    state, moved = _recovered_onto_leftover(status)
+    receive = Task(id="rx", kind="vm.receive", node="n1", vmid=100, state=TaskState.RUNNING)
+    # The leftover's receive task still runs: the start waits for it, queued by nobody yet.
+    actions, state = decide_ha(snap(31, up, [moved], [receive]), ha(100, state=state), T)
+    assert not any(isinstance(a, QueueTask) for a in actions)
+    assert state.vms[100].status == "recovery" and "waiting for task rx" in state.vms[100].reason
+    done = receive.model_copy(update={"state": TaskState.ERROR})
+    actions, state = decide_ha(snap(32, up, [moved], [done]), ha(100, state=state), T)
+    starts = [a.task for a in actions if isinstance(a, QueueTask)]
+    assert [(t.kind, t.node) for t in starts] == [("vm.start", "n1")]
+    assert state.vms[100].owes_start is None and state.vms[100].task == starts[0].id
+    # Once that start has finished, the VM running there is the VM: no second start.
+    ok = starts[0].model_copy(update={"state": TaskState.OK})
+    running = replace(moved, runtime=VMRuntime(node="n1", status=VMStatus.RUNNING))
+    actions, state = decide_ha(snap(33, up, [running], [done, ok]), ha(100, state=state), T)
+    assert not any(isinstance(a, QueueTask) for a in actions)
+    assert state.vms[100].status == "started"
+
+
+def test_a_paused_vm_that_ha_did_not_move_is_left_paused() -> None:
+    """An operator's pause is not a leftover: only a start HA owes after its own move
+    overrides what runs."""
+    paused = replace(vm(100, "n1", True), runtime=VMRuntime(node="n1", status=VMStatus.PAUSED))
+    actions, state = decide_ha(snap(5, {"n1": True}, [paused]), ha(100), T)
+    assert not any(isinstance(a, QueueTask) for a in actions)
+    assert state.vms[100].status == "started" and state.vms[100].owes_start is None

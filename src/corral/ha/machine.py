@@ -64,6 +64,8 @@ ALIVE = (VMStatus.RUNNING, VMStatus.PAUSED, VMStatus.STARTING, VMStatus.SHUTTING
 MIGRATIONS = ("vm.migrate",)
 # Statuses in which the manager's own start task is awaited.
 STARTING = (S.REQUEST_START, S.RECOVERY, S.MIGRATE)
+# Statuses HA moves a VM into before the start it owes on the new host.
+OWING = (S.RECOVERY, S.MIGRATE)
 
 
 def runs(vm: VM) -> bool:
@@ -108,6 +110,8 @@ class Ctx:
 def _to(base: VMHAState, now: float, status: S, reason: str = "", **changes: Any
         ) -> VMHAState:
     since = base.since if status is base.status else now
+    if status not in OWING:
+        changes.setdefault("owes_start", None)
     return base.model_copy(update={"status": status, "since": since, "reason": reason,
                                    **changes})
 
@@ -130,16 +134,37 @@ def _active(c: Ctx, vm: VM) -> Task | None:
 
 def _move(c: Ctx, vm: VM, target: str, state: RunState, reason: str) -> SetPlacement:
     p = vm.placement.model_copy(update={"node": target, "state": state, "origin": None,
-                                        "generation": vm.placement.generation + 1})
+                                        "generation": vm.placement.generation + 1,
+                                        "moved_by": None})
     return SetPlacement(vm.vmid, p, vm.placement_rev, reason)
+
+
+def _moved(move: SetPlacement) -> dict[str, Any]:
+    """HA state changes for a VM whose placement HA just moved: the start it owes there
+    follows once the move is read back."""
+    p = move.placement
+    return {"task": None, "node": p.node,
+            "owes_start": p.generation if p.state is RunState.RUNNING else None}
 
 
 def _start(c: Ctx, vm: VM, base: VMHAState, status: S, reason: str, **changes: object) -> Step:
     attempt = base.attempt + 1
     task = _task(vm, vm.placement.node, "vm.start", attempt, c.snap.now)
     return Step(_to(base, c.snap.now, status, reason, attempt=attempt, task=task.id,
-                    node=vm.placement.node, running_since=None, **changes),
+                    node=vm.placement.node, running_since=None, owes_start=None, **changes),
                 [QueueTask(task)])
+
+
+def _owed_start(c: Ctx, vm: VM, base: VMHAState, task: Task | None) -> Step:
+    """HA moved the VM here and has not started it yet, yet a QEMU of it seems to run: start
+    it all the same. The move was a compare-and-swap on a placement that named another host,
+    so nothing here was meant to run the guest: the QEMU is an unfinished migration's
+    incoming one (or a source's paused copy), whose guest state nobody can vouch for. The
+    agent's start stops such a QEMU and boots afresh; one that truly runs it keeps."""
+    if task is not None:  # the leftover's own task (its receive) ends first
+        return Step(_to(base, c.snap.now, base.status, f"waiting for task {task.id} "
+                        f"({task.kind}) before starting on {vm.placement.node}"))
+    return _start(c, vm, base, base.status, base.reason)
 
 
 def _failure(c: Ctx, vm: VM, base: VMHAState) -> str | None:
@@ -192,8 +217,8 @@ def _retry(c: Ctx, vm: VM, s: HASettings, base: VMHAState, why: str) -> Step:
         move = _move(c, vm, target, RunState.RUNNING, f"HA relocate to {target}")
         # Restarts count per host: the new host gets its own max_restart tries.
         return Step(_to(base, now, S.MIGRATE, f"relocate {n}/{s.max_relocate} to {target}: "
-                        f"{why}", relocates=n, restarts=0, task=None, node=target,
-                        tried=tried), [move], move.placement)
+                        f"{why}", relocates=n, restarts=0, tried=tried, **_moved(move)),
+                    [move], move.placement)
     return Step(_to(base, now, S.ERROR, f"{why}; gave up after {base.restarts} restart(s) "
                     f"and {base.relocates} relocation(s)", task=None))
 
@@ -284,6 +309,8 @@ def _comply(c: Ctx, vm: VM, base: VMHAState) -> Step | None:
 def _started(c: Ctx, vm: VM, s: HASettings, base: VMHAState) -> Step:
     now, node = c.snap.now, vm.placement.node
     task = _active(c, vm)
+    if runs(vm) and base.owes_start == vm.placement.generation and base.task is None:
+        return _owed_start(c, vm, base, task)
     if runs(vm):
         if task is not None and task.kind in MIGRATIONS:
             return Step(_to(base, now, S.MIGRATE, f"migrating ({task.id})", node=node))
@@ -324,7 +351,7 @@ def _started(c: Ctx, vm: VM, s: HASettings, base: VMHAState) -> Step:
                             f"{node} is in maintenance and no host fits: {whynot}", task=None))
         move = _move(c, vm, target, RunState.RUNNING, f"HA start off maintenance host {node}")
         return Step(_to(base, now, S.MIGRATE, f"{node} is in maintenance: starting on {target}",
-                        task=None, node=target), [move], move.placement)
+                        **_moved(move)), [move], move.placement)
     why = _failure(c, vm, base)
     if why is not None:
         return _retry(c, vm, s, base, why)
@@ -399,8 +426,8 @@ def _lost_host(c: Ctx, vm: VM, s: HASettings, base: VMHAState, ns: NodeHAState |
         return Step(_to(base, now, S.RECOVERY, f"no host to recover to: {whynot}", task=None))
     move = _move(c, vm, target, want, f"HA recovery from fenced host {node}")
     status = S.RECOVERY if want is RunState.RUNNING else S.STOPPED
-    return Step(_to(base, now, status, f"recovered from {node} to {target}", task=None,
-                    node=target), [move], move.placement)
+    return Step(_to(base, now, status, f"recovered from {node} to {target}", **_moved(move)),
+                [move], move.placement)
 
 
 def _frozen(c: Ctx, vm: VM, s: HASettings, base: VMHAState, why: str) -> Step:
@@ -450,7 +477,7 @@ def _failed_over(c: Ctx, vm: VM, s: HASettings, base: VMHAState) -> Step | None:
                         f"failover); no host to start it on: {whynot}", task=None))
     move = _move(c, vm, target, RunState.RUNNING, f"HA failover from {node}, shutting down")
     return Step(_to(base, c.snap.now, S.RECOVERY, f"stopped by {node}'s shutdown (policy "
-                    f"failover): recovered to {target}", task=None, node=target),
+                    f"failover): recovered to {target}", **_moved(move)),
                 [move], move.placement)
 
 

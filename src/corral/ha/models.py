@@ -138,6 +138,10 @@ class VMHAState(Model):
     # The breach a corrective move was last made for ("<rule>@<host>"): if the VM still
     # breaks it there, that move failed, and it is tried again only after stable_after.
     rule_move: str = ""
+    # The placement generation HA moved the VM to (recovery, relocation, a start off a host
+    # in maintenance) and still owes a start on: any QEMU found there before that start was
+    # left by something else (an unfinished migration's incoming QEMU) and proves nothing.
+    owes_start: int | None = None
 
 
 class NodeHAState(Model):
