@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from corral.ha.models import HATiming
+from corral.lab import faults
 from corral.lab.layout import LabLayout
 from tests.e2e.conftest import FAULT_LAB_ARGS, LEASE_TTL, WATCHDOG_TIMEOUT, need_root
 from tests.e2e.labtools import Lab, running_lab, wait_until
@@ -365,6 +366,48 @@ def test_unresponsive_vm_is_waited_for_and_never_started_twice(lab: Lab) -> None
         wait_until(beats_on, 60, f"VM {vmid}'s heartbeat carrying on")
         assert lab_qemus(lab.root).get(vmid) == [(home, pid)]
     inv.check()
+    vmids_kept(lab)
+
+
+def test_source_lost_mid_migration_the_vm_recovered_onto_the_target_boots_afresh(lab: Lab
+                                                                               ) -> None:
+    """The source host is lost while its HA VM migrates (its agent freezes as the target's
+    incoming QEMU comes up) and HA recovers the VM onto that very target. The incoming QEMU
+    never got the go: it must not pass for the VM (paused, yet `started` to HA). The VM boots
+    afresh there, and one copy of it is left."""
+    vmid = HA_VMS[1]
+    source = host_of(lab, vmid)
+    target = next(n for n in sorted(online(lab)) if n != source)
+    lay = LabLayout.load(lab.root)
+    assert lay is not None
+    # Recovery goes to the target, where the incoming QEMU waits, not to the third host.
+    lab.corral("ha", "rule", "add", "mid-migration", "--nodes", f"{target}:2", "--vms",
+               str(vmid), "--no-failback")
+    before = fenced_lines(lab)
+    try:
+        lab.corral("vm", "migrate", str(vmid), target, "--no-wait")
+        deadline = time.monotonic() + 30
+        # Polled tightly: the agent must freeze before the switchover, a second or so later.
+        while target not in {h for h, _ in lab_qemus(lab.root, launching=True).get(vmid, [])}:
+            assert time.monotonic() < deadline, f"no incoming QEMU of VM {vmid} on {target}"
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        faults.freeze_agent(lay, source)
+        try:
+            home, _ = recovered(lab, vmid, source, t0)
+        finally:
+            faults.thaw_agent(lay, source)
+        assert home == target
+        beats = heartbeats(lab.corral("vm", "console", str(vmid)).stdout)
+        assert beats[0] == 1, f"VM {vmid} did not boot afresh on {target}: {beats[:5]}"
+        wait_until(lambda: online(lab)[source], 30, f"{source} back online")
+        time.sleep(SETTLE)
+        assert [h for h, _ in lab_qemus(lab.root).get(vmid, [])] == [target]
+        assert ha_vms(lab)[vmid]["status"] == "started"
+        assert lab.json("vm", "show", str(vmid))["status"] == "running"
+    finally:
+        lab.corral("ha", "rule", "remove", "mid-migration")
+    others_not_fenced(lab, before, source)
     vmids_kept(lab)
 
 

@@ -1,6 +1,7 @@
 """Migration between two real agents on one real etcd, with real QEMU: live with shared and
-local disks (guest-written content and heartbeat continuity), a target dying midway, and a
-cold move of a stopped VM's local volume."""
+local disks (guest-written content and heartbeat continuity), a target dying midway, a cold
+move of a stopped VM's local volume, and a target that tells the flip, which lets it run the
+guest, from a move by anyone else."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from agents import Cluster, cluster_fixture, wait_for  # noqa: F401  (fixture)
 
-from corral.cluster.models import Disk, Placement, TaskState, VMConfig, VMStatus
+from corral.cluster.models import Disk, Placement, Task, TaskState, VMConfig, VMStatus
 from corral.host.processes import pid_alive
 from corral.migration import record
 from corral.migration.net import free_port
@@ -268,6 +269,107 @@ async def test_target_agent_restart_after_the_flip_finishes_the_switchover(
     first = c.heartbeats("n2", 306)
     await wait_for(lambda: _more_on(c, "n2", 306, len(first)), 15, "heartbeats on the target")
     await source.stop(306)
+
+
+async def test_a_vm_moved_to_the_target_by_someone_else_is_not_run_from_the_incoming_qemu(
+    c: Cluster
+) -> None:
+    """The source host is lost mid-migration (its agent frozen, its QEMU fenced) and HA
+    recovers the VM onto the very host that waits for the stream. The incoming QEMU never got
+    the go: the receive must end and stop it rather than wait for a verdict that cannot come,
+    so the recovery's start boots the guest afresh instead of finding a paused copy of it."""
+    cfg = VMConfig(vmid=307, name="m307", memory_mb=96, cores=1)
+    source_pid = await running_vm(c, cfg)
+    task_id = await c.queue("vm.migrate", 307, "n1", target="n2", with_local_disks=False,
+                            bwlimit_mbps=1)
+    incoming = c.agents["n2"].run_dir / "307.pid"
+
+    async def transferring() -> int | None:
+        rec, _ = await record.read(c.store, 307)
+        ready = rec is not None and rec.phase == "transferring" and incoming.exists()
+        return int(incoming.read_text()) if ready else None
+
+    target_pid = await wait_for(transferring, 40, "the transfer")
+    source_agent = c.agents["n1"].proc
+    assert source_agent is not None
+    source_agent.send_signal(signal.SIGSTOP)
+    # Its host is fenced; frozen rather than killed, so the stream stalls without an end the
+    # incoming QEMU would notice on its own.
+    os.kill(source_pid, signal.SIGSTOP)
+    try:
+        vm = await c.store.vm(307)
+        assert vm is not None
+        recovered = vm.placement.model_copy(update={
+            "node": "n2", "generation": vm.placement.generation + 1, "moved_by": None})
+        assert await c.store.set_placement(307, recovered, vm.placement_rev)
+
+        async def receive_ended() -> Task | None:
+            rx = next((t for t in await c.store.tasks() if t.kind == "vm.receive"), None)
+            return rx if rx is not None and rx.state.finished else None
+
+        rx = await wait_for(receive_ended, 15, "the receive to give up")
+        assert rx.state is TaskState.ERROR
+        assert "by something other than this migration" in (rx.error or ""), rx.error
+        assert not pid_alive(target_pid), "the incoming QEMU was kept"
+        vm = await c.store.vm(307)
+        assert vm is not None and vm.placement == recovered
+        # What HA's start then does there: a fresh boot, its counter from 1 again.
+        started = await c.run("vm.start", 307, "n2")
+        assert started.state is TaskState.OK, started.error
+        await wait_for(lambda: _more_on(c, "n2", 307, 0), 40, "heartbeats on n2")
+        assert c.heartbeats("n2", 307)[0] == 1
+    finally:
+        os.kill(source_pid, signal.SIGKILL)
+        source_agent.send_signal(signal.SIGCONT)
+    done = await c.wait_task(task_id, 60)
+    assert done.state is TaskState.ERROR  # its flip found the VM gone from its host
+
+
+async def test_the_target_runs_the_guest_on_the_flip_the_source_did_not_announce(
+    c: Cluster, tiny_images: Path
+) -> None:
+    """The source is cut off between the placement flip and the record's `completed`: the
+    flip alone gives the VM to the target, which takes over rather than wait for the news."""
+    cfg = VMConfig(vmid=308, name="m308", memory_mb=96, cores=1)
+    await running_vm(c, cfg)
+    # The source's part played by the test: a migrate task that never ends, its record, and
+    # the target's real receive task.
+    parent = Task(id="mig-308", kind="vm.migrate", node="n1", vmid=308,
+                  state=TaskState.RUNNING)
+    await c.store.put_task(parent)
+    assert await record.replace(c.store, MigrationRecord(
+        vmid=308, task=parent.id, receive_task="rx-308", source="n1", target="n2",
+        mode="live"), 0)
+    await c.store.put_task(Task(id="rx-308", kind="vm.receive", node="n2", vmid=308,
+                                parent=parent.id, params={"source": "n1"}))
+
+    async def ready() -> str | None:
+        rec, _ = await record.read(c.store, 308)
+        return rec.migrate_uri if rec is not None and rec.phase == "ready" else None
+
+    uri = await wait_for(ready, 30, "the target to be ready")
+    source = QemuDriver(c.agents["n1"].run_dir, tiny_images, "tcg")
+    try:
+        await source.qmp(308, "migrate", {"uri": uri})
+
+        async def sent() -> bool:
+            return await qmp_status(source, 308, "query-migrate") == "completed"
+
+        await wait_for(sent, 30, "the RAM transfer")
+        before = c.heartbeats("n1", 308)
+        vm = await c.store.vm(308)
+        assert vm is not None
+        flipped = vm.placement.model_copy(update={
+            "node": "n2", "generation": vm.placement.generation + 1, "moved_by": parent.id})
+        assert await c.store.set_placement(308, flipped, vm.placement_rev)
+        rx = await c.wait_task("rx-308", 15)
+        assert rx.state is TaskState.OK, rx.error
+        target = QemuDriver(c.agents["n2"].run_dir, tiny_images, "tcg")
+        assert await qmp_status(target, 308) == "running"
+        await wait_for(lambda: _more_on(c, "n2", 308, 1), 20, "heartbeats on the target")
+        continuous(before, c.heartbeats("n2", 308))
+    finally:
+        await source.stop(308)
 
 
 async def _more_on(c: Cluster, node: str, vmid: int, than: int) -> bool:

@@ -286,6 +286,9 @@ class Placement(Record):
     state: RunState = RunState.STOPPED
     origin: str | None = None  # host a VM came from (maintenance), to return to
     generation: int = 0
+    # The vm.migrate task whose switchover put the VM on `node` (None after any other move):
+    # a target tells by it the flip that lets it run the guest from a move by someone else.
+    moved_by: str | None = None
 
 
 class VMStatus(StrEnum):

@@ -38,7 +38,8 @@ async def recover_interrupted(ctx: HostContext, vmid: int) -> None:
         # guest cut short here is safe without the record; finishing a switchover is not.
         log.warning("VM %s: %s; recovering without the migration record", vmid, e)
         rec = None
-    if rec is not None and rec.target == ctx.node and rec.phase is Phase.COMPLETED:
+    flipped = rec is not None and vm.placement.moved_by == rec.task  # not yet announced
+    if rec is not None and rec.target == ctx.node and (rec.phase is Phase.COMPLETED or flipped):
         await finish_switchover(ctx, vmid, rec.resume)
         return
     if rec is not None and rec.source == ctx.node and not rec.phase.final:

@@ -93,7 +93,7 @@ class Migration:
                 cur.placement.state is RunState.STOPPED else RunState.STOPPED
             new = cur.placement.model_copy(update={
                 "node": self.rec.target, "origin": self.params.origin, "state": state,
-                "generation": cur.placement.generation + 1,
+                "generation": cur.placement.generation + 1, "moved_by": self.task.id,
             })
             if await store.set_placement(self.vmid, new, cur.placement_rev):
                 self.flipped = True

@@ -4,6 +4,10 @@ Creates fresh volumes for the local disks (never over an existing file), starts 
 QEMU held paused (live) or qemu-nbd servers (cold), publishes where the source should send,
 then waits for the source's verdict: completed -> run the guest here; anything else -> undo
 everything this task created, so an aborted migration leaves no trace on this host.
+
+The verdict is the placement flip (`Placement.moved_by` names the source's task); the record's
+`completed` only announces it. A placement moved here by anyone else (HA recovering the VM
+from a lost source) is no verdict: the incoming QEMU never got the go, and it goes.
 """
 
 from __future__ import annotations
@@ -104,6 +108,22 @@ class Receiver:
             nbd.append(NbdEndpoint(disk=i, host=host, port=port, export=export))
         return {"nbd": nbd, "tls": self.ctx.qemu_tls is not None}
 
+    def flipped_here(self, vm: VM | None) -> bool:
+        """The source's switchover gave the VM to this host."""
+        return (vm is not None and vm.placement.node == self.ctx.node
+                and vm.placement.moved_by == self.rec.task)
+
+    async def check_placement(self) -> MigrationRecord | None:
+        """The verdict when the placement shows the flip the record has not announced (the
+        source was cut off in between); raise when the VM left the source any other way."""
+        vm = await self.ctx.store.vm(self.vmid)
+        if vm is not None and vm.placement.node == self.rec.source:
+            return None
+        if self.flipped_here(vm):
+            return self.rec.model_copy(update={"phase": Phase.COMPLETED})
+        where = f"moved to {vm.placement.node}" if vm is not None else "deleted"
+        raise TaskFailed(f"VM {self.vmid} was {where} by something other than this migration")
+
     async def wait_verdict(self, timeout: float) -> MigrationRecord:
         """Block until the source completes the migration; raise on anything else."""
         deadline = time.monotonic() + timeout
@@ -124,6 +144,8 @@ class Receiver:
                 now = time.monotonic()
                 if now - last_parent_check > PARENT_CHECK_SECONDS:
                     last_parent_check = now
+                    if (flipped := await self.check_placement()) is not None:
+                        return flipped
                     parent = await self.ctx.store.task(self.rec.task)
                     if parent is None or parent.state.finished:
                         raise TaskFailed("the source's migration task ended without completing")
@@ -164,15 +186,23 @@ class Receiver:
         return {"resumed_at": resumed_at, "pid": pid}
 
     async def clean_up(self) -> None:
-        """Undo what this task created, unless the VM has meanwhile become this host's."""
+        """Undo what this task created, unless the switchover gave the VM to this host."""
         current = await self.ctx.store.vm(self.vmid)
-        if current is not None and current.placement.node == self.ctx.node:
+        if self.flipped_here(current):
             log.error("VM %s: receive failed after the switchover; leaving it in place",
                       self.vmid)
             return
         await self.stop_nbd()
         if self.qemu_started:
+            # Even if the VM was meanwhile placed here by someone else (HA recovery): this
+            # QEMU's guest state, whole or not, never got the go. Whoever placed the VM here
+            # boots it afresh.
             await self.ctx.driver.stop(self.vmid)
+        if current is not None and current.placement.node == self.ctx.node:
+            if self.created:
+                log.warning("VM %s: placed here meanwhile; keeping volumes %s", self.vmid,
+                            ", ".join(map(str, self.created)))
+            return  # its disks now, if anything
         for path in self.created:
             path.unlink(missing_ok=True)
 
@@ -182,6 +212,9 @@ async def receive(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[
     rec, _ = await record.read(ctx.store, vm.vmid)
     if rec is None or rec.receive_task != task.id or rec.phase is not Phase.PREPARING:
         raise TaskFailed("no migration is waiting for this host (aborted or superseded)")
+    if vm.placement.node != rec.source:
+        await record.abort(ctx.store, vm.vmid, f"VM {vm.vmid} is on {vm.placement.node} now")
+        raise TaskFailed(f"VM {vm.vmid} is no longer on {rec.source}, the migration's source")
     if ctx.driver.pid(vm.vmid) is not None:
         await record.abort(ctx.store, vm.vmid, f"VM {vm.vmid} already has a QEMU on {ctx.node}")
         raise TaskFailed(f"VM {vm.vmid} already has a QEMU process on {ctx.node}")

@@ -512,7 +512,8 @@ class World:
                 h.procs.discard(vmid)
                 target.procs.add(vmid)
             s.put_placement(vmid, p.model_copy(update={"node": target.name,
-                                                       "origin": task.params.get("origin")}))
+                                                       "origin": task.params.get("origin"),
+                                                       "moved_by": task.id}))
             self.report(target, vmid, VMStatus.STOPPED if cold else VMStatus.RUNNING)
         else:
             return f"the simulator does not run {task.kind}"
