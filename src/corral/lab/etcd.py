@@ -8,7 +8,6 @@ cluster CA (mutual TLS).
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import httpx
 
 from corral.cluster.health import healthy
 from corral.host.commands import ETCD_TUNING, etcd_tls_flags
+from corral.host.ports import free_port as free_port  # labs, tests and benches use it from here
 from corral.pki.files import TLSFiles
 
 ClusterState = Literal["new", "existing"]
@@ -110,9 +110,3 @@ def wait_healthy(client_urls: list[str], timeout: float = 30.0,
             return
         time.sleep(0.2)
     raise TimeoutError(f"etcd at {', '.join(client_urls)} not healthy after {timeout:.0f}s")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
