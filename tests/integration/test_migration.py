@@ -325,11 +325,13 @@ async def test_a_vm_moved_to_the_target_by_someone_else_is_not_run_from_the_inco
     assert done.state is TaskState.ERROR  # its flip found the VM gone from its host
 
 
+@pytest.mark.parametrize("record_removed", [False, True], ids=["unannounced", "record-removed"])
 async def test_the_target_runs_the_guest_on_the_flip_the_source_did_not_announce(
-    c: Cluster, tiny_images: Path
+    c: Cluster, tiny_images: Path, record_removed: bool
 ) -> None:
-    """The source is cut off between the placement flip and the record's `completed`: the
-    flip alone gives the VM to the target, which takes over rather than wait for the news."""
+    """The source is cut off between the placement flip and the record's `completed`, or the
+    target saw neither before the source gave up waiting and removed the record: the flip
+    alone gives the VM to the target, which takes over."""
     cfg = VMConfig(vmid=308, name="m308", memory_mb=96, cores=1)
     await running_vm(c, cfg)
     # The source's part played by the test: a migrate task that never ends, its record, and
@@ -362,6 +364,8 @@ async def test_the_target_runs_the_guest_on_the_flip_the_source_did_not_announce
         flipped = vm.placement.model_copy(update={
             "node": "n2", "generation": vm.placement.generation + 1, "moved_by": parent.id})
         assert await c.store.set_placement(308, flipped, vm.placement_rev)
+        if record_removed:
+            await c.store.client.delete(record.key(308).encode())
         rx = await c.wait_task("rx-308", 15)
         assert rx.state is TaskState.OK, rx.error
         target = QemuDriver(c.agents["n2"].run_dir, tiny_images, "tcg")
