@@ -376,5 +376,33 @@ async def test_the_target_runs_the_guest_on_the_flip_the_source_did_not_announce
         await source.stop(308)
 
 
+async def test_a_resume_refuses_a_source_copy_whose_guest_was_handed_on(
+    c: Cluster, short_tmp: Path, tiny_images: Path
+) -> None:
+    """A QEMU that sent its guest away (`postmigrate`) must never run it again: `cont` would
+    run the guest from the past against a disk that went on elsewhere. `vm resume` refuses
+    it and says to start the VM instead."""
+    cfg = VMConfig(vmid=309, name="m309", memory_mb=96, cores=1)
+    await running_vm(c, cfg)
+    sink = QemuDriver(short_tmp / "sink", tiny_images, "tcg")
+    uri = f"tcp:127.0.0.1:{free_port('127.0.0.1')}"
+    await sink.start(cfg, [], incoming=uri)
+    source = QemuDriver(c.agents["n1"].run_dir, tiny_images, "tcg")
+    try:
+        await sink.qmp(309, "stop")
+        await source.qmp(309, "migrate", {"uri": uri})
+
+        async def sent() -> bool:
+            return await qmp_status(source, 309) == "postmigrate"
+
+        await wait_for(sent, 30, "the RAM transfer")
+        refused = await c.run("vm.resume", 309, "n1")
+        assert refused.state is TaskState.ERROR
+        assert "left by a migration (postmigrate)" in (refused.error or ""), refused.error
+        assert await qmp_status(source, 309) == "postmigrate"
+    finally:
+        await sink.stop(309)
+
+
 async def _more_on(c: Cluster, node: str, vmid: int, than: int) -> bool:
     return len(c.heartbeats(node, vmid)) > than

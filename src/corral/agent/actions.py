@@ -84,7 +84,16 @@ async def suspend(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[
     return {}
 
 
+# QEMU run states of a migration's leftover: a source whose guest was handed on, a target
+# that never got its stream. Neither guest may run; `cont` would run the first from the past.
+LEFTOVER_STATES = ("postmigrate", "inmigrate")
+
+
 async def resume(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[str, Any]:
+    state = (await ctx.driver.qmp(vm.vmid, "query-status")).get("status")
+    if state in LEFTOVER_STATES:
+        raise TaskFailed(f"VM {vm.vmid}'s QEMU on {ctx.node} is left by a migration ({state}): "
+                         "its guest state cannot be vouched for; start the VM to boot it afresh")
     await ctx.driver.resume(vm.vmid, guard=owner_guard(ctx, vm.vmid, Purpose.RESUME))
     await record(ctx, vm, RunState.RUNNING, VMStatus.RUNNING, ctx.driver.pid(vm.vmid))
     return {}
