@@ -232,6 +232,49 @@ async def test_source_agent_restart_after_ram_sent_resumes_the_vm_here(
         await sink.stop(305)
 
 
+async def test_source_agent_restart_with_the_vm_recovered_back_boots_afresh(
+    c: Cluster, short_tmp: Path, tiny_images: Path
+) -> None:
+    """The flip gave the VM to n2, which ran it and was lost; HA recovered the VM back onto
+    n1, where the source's paused copy is still there when n1's agent restarts. That copy is
+    from the past: the agent must stop it and boot the VM afresh, never resume it."""
+    cfg = VMConfig(vmid=310, name="m310", memory_mb=96, cores=1)
+    pid = await running_vm(c, cfg)
+    sink = QemuDriver(short_tmp / "sink", tiny_images, "tcg")
+    uri = f"tcp:127.0.0.1:{free_port('127.0.0.1')}"
+    await sink.start(cfg, [], incoming=uri)
+    await sink.qmp(310, "stop")
+    try:
+        src = c.agents["n1"]
+        src.kill(signal.SIGKILL)
+        assert await record.replace(c.store, MigrationRecord(
+            vmid=310, task="mig-310", receive_task="rx-310", source="n1", target="n2",
+            mode="live", phase=Phase.COMPLETED, source_generation=0), 0)
+        driver = QemuDriver(src.run_dir, tiny_images, "tcg")
+        await driver.qmp(310, "migrate", {"uri": uri})
+
+        async def sent() -> bool:
+            return await qmp_status(driver, 310) == "postmigrate"
+
+        await wait_for(sent, 30, "the RAM transfer")
+        vm = await c.store.vm(310)
+        assert vm is not None
+        # Flipped to n2 (generation 1), then recovered back here by HA (generation 2).
+        back = vm.placement.model_copy(update={"generation": 2, "moved_by": None})
+        assert await c.store.set_placement(310, back, vm.placement_rev)
+        src.start()
+
+        async def booted_afresh() -> int | None:
+            new = driver.pid(310)
+            return new if new is not None and new != pid and c.heartbeats("n1", 310) else None
+
+        await wait_for(booted_afresh, 40, "a fresh boot on n1")
+        assert not pid_alive(pid), "the stale copy was kept"
+        assert c.heartbeats("n1", 310)[0] == 1
+    finally:
+        await sink.stop(310)
+
+
 async def test_target_agent_restart_after_the_flip_finishes_the_switchover(
     c: Cluster, tiny_images: Path
 ) -> None:

@@ -92,7 +92,8 @@ async def reconcile_at_start(ctx: HostContext, start_vm: Any) -> None:
                           action.reason)
                 await ctx.driver.stop(action.vmid)
             elif action.do is Do.ADOPT:
-                await recover_interrupted(ctx, action.vmid)
+                if await recover_interrupted(ctx, action.vmid):
+                    await start_vm(action.vmid)  # its stale copy is gone: afresh, if meant to
             elif action.do is Do.START:
                 await start_vm(action.vmid)
         except UnreadableRecord as e:  # changed since the read above: leave it, go on

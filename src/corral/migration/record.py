@@ -76,6 +76,9 @@ class MigrationRecord(Record):
     phase: Phase = Phase.PREPARING
     local_disks: list[int] = Field(default_factory=list)  # indexes of disks copied over
     resume: bool = True  # live: whether the target runs the guest (False: it was paused)
+    # The VM's placement generation when the migration began: a source's paused copy may run
+    # again only while the placement is still that one (None: written by an older version).
+    source_generation: int | None = None
     migrate_uri: str | None = None  # live: where the target's QEMU listens
     nbd: list[NbdEndpoint] = Field(default_factory=list)
     tls: bool = False  # the target takes RAM and disks over TLS only

@@ -56,7 +56,8 @@ async def migrate(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[
     resume = running and await ctx.driver.status(vm.vmid) is VMStatus.RUNNING
     rec = MigrationRecord(vmid=vm.vmid, source=ctx.node, target=params.target, mode=mode,
                           task=task.id, receive_task=uuid.uuid4().hex[:16],
-                          local_disks=local, resume=resume)
+                          local_disks=local, resume=resume,
+                          source_generation=vm.placement.generation)
     m = Migration(ctx, task, vm, params, report, rec, started)
     if mode == "cold" and not local:
         await report(0.5, f"VM {vm.vmid} is stopped and its disks are shared: moving ownership")
