@@ -442,11 +442,14 @@ def test_clean_poweroff_fails_over_at_once_and_the_host_brings_no_second_copy(
                    f"VM {vmid} on {victim}")
     if lab.json("vm", "show", str(PLAIN_VM))["status"] != "running":  # an earlier fence
         lab.corral("vm", "start", str(PLAIN_VM))
+    # Booted, so it hears the power button: a guest still booting misses it, and its host
+    # then waits out the whole guest shutdown timeout (60 s) before it goes down.
+    wait_until(lambda: heartbeats(lab.corral("vm", "console", str(PLAIN_VM)).stdout), 40,
+               f"VM {PLAIN_VM}'s heartbeat")
     before = fenced_lines(lab)
     with Invariants(lab, {*HA_VMS, PLAIN_VM}) as inv:
         t0 = time.monotonic()
-        # The command returns once the host is off; the HA VM is watched meanwhile (a guest
-        # slow to power off, like one still booting, holds up its host, not the others).
+        # The command returns once the host is off; the HA VM is watched meanwhile.
         done: list[str] = []
         shutdown = threading.Thread(target=lambda: done.append(
             lab.corral("lab", "shutdown-node", victim).stdout))
