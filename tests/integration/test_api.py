@@ -179,6 +179,11 @@ async def test_valid_create_writes_config_placement_and_task(
     assert vm.config.disks[0].size_mb == 1024
     task = await store.task(task_id)
     assert task is not None and (task.kind, task.node, task.vmid) == ("vm.create", "n1", 100)
+    # One transaction: no moment, nor crash of the API, leaves the VM without its task.
+    config_kv = await store.client.get(keys.vm(vmid, "config").encode())
+    task_kv = await store.client.get(keys.task(task_id).encode())
+    assert config_kv is not None and task_kv is not None
+    assert config_kv.mod_revision == task_kv.mod_revision
     listed = (await api.get("/vms")).json()
     assert [(v["vmid"], v["status"], v["state"]) for v in listed] == [(100, "unknown", "stopped")]
     shown = (await api.get(f"/vms/{vmid}")).json()

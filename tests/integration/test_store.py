@@ -36,6 +36,23 @@ async def test_create_vm_is_unique_by_id_and_name(store: Store) -> None:
     assert await store.next_vmid() == 101
 
 
+async def test_create_vm_queues_its_task_in_the_same_write(store: Store) -> None:
+    task = Task(id="t-create-100", kind="vm.create", node="n1", vmid=100)
+    assert await store.create_vm(cfg(), Placement(node="n1"), task)
+    config = await store.client.get(keys.vm(100, "config").encode())
+    queued = await store.client.get(keys.task(task.id).encode())
+    assert config is not None and queued is not None
+    assert queued.mod_revision == config.mod_revision  # one transaction
+    # Sent again (an answer lost), it is the same VM, though its task was claimed meanwhile.
+    await store.put_task(task.model_copy(update={"state": TaskState.RUNNING}))
+    assert await store.create_vm(cfg(), Placement(node="n1"), task)
+    # A refused create queues nothing.
+    other = Task(id="t-create-101", kind="vm.create", node="n2", vmid=101)
+    assert not await store.create_vm(cfg(101, "web1"), Placement(node="n2"), other)
+    assert await store.task(other.id) is None
+    assert [t.id for t in await store.tasks()] == [task.id]
+
+
 async def test_placement_change_is_conditioned_on_revision(store: Store) -> None:
     await store.create_vm(cfg(), Placement(node="n1"))
     vm = await store.vm(100)

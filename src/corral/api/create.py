@@ -89,8 +89,8 @@ async def create_vm(store: Store, view: ClusterView, body: VMCreate
     for _ in range(CREATE_ATTEMPTS):
         vmid = (body.vmid if body.vmid is not None
                 else records.first_free_vmid(view.state.vm_records()))
-        if await store.create_vm(_config(body, vmid, disks), placement):
-            task = await queue.queue(store, "vm.create", node, vmid)
+        task = Task(id=queue.new_task_id(), kind="vm.create", node=node, vmid=vmid)
+        if await store.create_vm(_config(body, vmid, disks), placement, task):
             return vmid, task, node
         # Lost a race: report what was taken, or try the next free id if none was asked for.
         owner = await store.name_taken(body.name)

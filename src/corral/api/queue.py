@@ -21,8 +21,10 @@ def ensure_idle(snap: ClusterSnapshot, vmid: int) -> None:
         raise conflict(f"VM {vmid} has a task in progress: {task.id} {task.kind}")
 
 
-async def ensure_online(store: Store, node_name: str) -> None:
-    node = await store.node(node_name)
+def ensure_online(snap: ClusterSnapshot, node_name: str) -> None:
+    """From the request's snapshot, made current when it came: as fresh as a read of etcd
+    would be, without the round trip."""
+    node = snap.nodes.get(node_name)
     if node is None or not node.alive:
         raise conflict(f"node {node_name} is offline")
 

@@ -32,7 +32,7 @@ from corral.api.schemas import (
     VMDetail,
     VMOut,
 )
-from corral.api.views import skipped_header, vm_detail, vm_in_state
+from corral.api.views import skipped_header, vm_detail, vm_in, vm_in_state
 from corral.cluster import keys
 from corral.cluster.models import VM, Placement, RunState, VMConfig, VMStatus
 from corral.cluster.store import Store
@@ -134,12 +134,12 @@ async def vm_action(
     snap: SnapDep,
     params: Annotated[ShutdownParams | None, Body()] = None,
 ) -> TaskAccepted:
-    vm = await _vm(store, vmid)
+    vm = vm_in(snap, vmid)
     reason = _refusal(vm, action)
     if reason:
         raise conflict(reason)
     queue.ensure_idle(snap, vmid)
-    await queue.ensure_online(store, vm.placement.node)
+    queue.ensure_online(snap, vm.placement.node)
     task_params = {"timeout": (params or ShutdownParams()).timeout} if action == "shutdown" else {}
     task = await queue.queue(store, f"vm.{action}", vm.placement.node, vmid, task_params)
     await follow_vm_action(store, vmid, action)  # an HA VM's requested state follows
@@ -149,12 +149,12 @@ async def vm_action(
 @router.delete("/vms/{vmid}", response_model=TaskAccepted, status_code=202)
 async def delete_vm(vmid: int, store: StoreDep, snap: SnapDep,
                     force: bool = False) -> TaskAccepted:
-    vm = await _vm(store, vmid)
+    vm = vm_in(snap, vmid)
     status = reported_status(vm)
     if status in ACTIVE and not force:
         raise conflict(f"VM {vmid} is {status.value}: stop it first or delete with force")
     queue.ensure_idle(snap, vmid)
-    await queue.ensure_online(store, vm.placement.node)
+    queue.ensure_online(snap, vm.placement.node)
     task = await queue.queue(store, "vm.delete", vm.placement.node, vmid, {"force": force})
     return TaskAccepted(task=task.id)
 

@@ -433,26 +433,34 @@ class Store:
             v for k, _, _ in await self.raw_prefix(keys.VMS)
             if (v := records.vmid_of(k)) is not None)
 
-    async def create_vm(self, config: VMConfig, placement: Placement) -> bool:
+    async def create_vm(self, config: VMConfig, placement: Placement,
+                        task: Task | None = None) -> bool:
         """Create config, placement and the name claim at once, only if neither the vmid nor the
-        name is taken."""
+        name is taken; with `task`, queue it in the same write, so a VM is never left without
+        the task that makes its disks (and the request costs one write, not two)."""
         t = self.client.transactions
         cfg_key = keys.vm(config.vmid, "config").encode()
         name_key = keys.name(config.name).encode()
-        ok, _ = await self.client.transaction(
-            compare=[t.version(cfg_key) == 0, t.version(name_key) == 0],
-            success=[
-                t.put(cfg_key, dump(config)),
-                t.put(keys.vm(config.vmid, "placement").encode(), dump(placement)),
-                t.put(name_key, str(config.vmid).encode()),
-            ],
-            failure=[],
-        )
+        writes = [
+            t.put(cfg_key, dump(config)),
+            t.put(keys.vm(config.vmid, "placement").encode(), dump(placement)),
+            t.put(name_key, str(config.vmid).encode()),
+        ]
+        compare = [t.version(cfg_key) == 0, t.version(name_key) == 0]
+        if task is not None:
+            task_key = keys.task(task.id).encode()
+            writes.append(t.put(task_key, dump(task)))
+            compare.append(t.version(task_key) == 0)
+        ok, _ = await self.client.transaction(compare=compare, success=writes, failure=[])
         if ok:
             return True
+        # Refused, or applied by an earlier attempt whose answer was lost: only the latter
+        # finds every record as this call would have written it.
         mine, _ = await self.get(keys.vm(config.vmid, "config"), VMConfig)
         placed, _ = await self.get(keys.vm(config.vmid, "placement"), Placement)
-        return (mine == config and placed == placement
+        # The task's id is random and may already have been claimed (its state moved on).
+        queued = task is None or (await self.client.get(keys.task(task.id).encode())) is not None
+        return (mine == config and placed == placement and queued
                 and await self.name_taken(config.name) == config.vmid)
 
     async def name_taken(self, name: str) -> int | None:
