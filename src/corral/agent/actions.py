@@ -16,6 +16,7 @@ from corral.agent.context import (
 )
 from corral.agent.reconciler import Purpose
 from corral.cluster.models import VM, RunState, Task, VMStatus
+from corral.migration.qmp import LEFTOVER_STATES
 from corral.storage.volumes import create_volume, remove_volume
 
 
@@ -82,11 +83,6 @@ async def suspend(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[
     await ctx.driver.pause(vm.vmid)
     await record(ctx, vm, RunState.PAUSED, VMStatus.PAUSED, ctx.driver.pid(vm.vmid))
     return {}
-
-
-# QEMU run states of a migration's leftover: a source whose guest was handed on, a target
-# that never got its stream. Neither guest may run; `cont` would run the first from the past.
-LEFTOVER_STATES = ("postmigrate", "inmigrate")
 
 
 async def resume(ctx: HostContext, task: Task, vm: VM, report: Report) -> dict[str, Any]:

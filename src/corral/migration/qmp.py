@@ -24,6 +24,14 @@ MIB = 1024 * 1024
 UNLIMITED_BPS = 100 * 1024 * MIB
 
 
+# QEMU run states a migration leaves behind. A source cut short around its switchover: the
+# guest went out and may run again only if it went on nowhere else (migration/recovery.py).
+INTERRUPTED_STATES = ("postmigrate", "finish-migrate")
+# A source whose guest was handed on, a target that never got its stream: neither may be
+# resumed, `cont` would run the first from the past (agent/actions.py).
+LEFTOVER_STATES = ("postmigrate", "inmigrate")
+
+
 @dataclass(frozen=True)
 class Tls:
     """How the source reaches the target over TLS: its credentials object, and the name the

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from corral.aio import cancel_and_wait
 from corral.cluster import keys
-from corral.cluster.models import Record
+from corral.cluster.models import Placement, Record
 from corral.cluster.records import Problem, decode, dump, load_or_raise
 from corral.cluster.store import Store
 
@@ -85,6 +85,11 @@ class MigrationRecord(Record):
     stats: Stats = Field(default_factory=Stats)
     error: str | None = None
     updated_at: float = Field(default_factory=time.time)
+
+    def flipped_in(self, placement: Placement) -> bool:
+        """The placement is this migration's switchover (its task made it), whether or not
+        the record has said so yet."""
+        return placement.moved_by == self.task
 
 
 def key(vmid: int) -> str:

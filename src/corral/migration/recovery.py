@@ -24,13 +24,11 @@ from corral.agent.reconciler import Purpose
 from corral.cluster.models import Placement, RunState
 from corral.cluster.records import UnreadableRecord
 from corral.migration import qmp, record
+from corral.migration.qmp import INTERRUPTED_STATES
 from corral.migration.record import MigrationRecord, Phase
 from corral.qemu.driver import QemuError
 
 log = logging.getLogger(__name__)
-
-INTERRUPTED_STATES = ("postmigrate", "finish-migrate")
-
 
 class Leftover(StrEnum):
     """What an agent on its way up does with a QEMU of a VM placed on its host."""
@@ -45,8 +43,7 @@ def leftover(node: str, placement: Placement, rec: MigrationRecord | None, statu
              ) -> Leftover:
     """The decision for the QEMU here of a VM placed here (`status`: its QMP run state).
     `rec` None: no migration record, or one that does not decode."""
-    flipped = rec is not None and (rec.phase is Phase.COMPLETED
-                                   or placement.moved_by == rec.task)
+    flipped = rec is not None and (rec.phase is Phase.COMPLETED or rec.flipped_in(placement))
     if rec is not None and rec.target == node and flipped:
         return Leftover.FINISH
     if status == "inmigrate":

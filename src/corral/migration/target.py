@@ -111,7 +111,7 @@ class Receiver:
     def flipped_here(self, vm: VM | None) -> bool:
         """The source's switchover gave the VM to this host."""
         return (vm is not None and vm.placement.node == self.ctx.node
-                and vm.placement.moved_by == self.rec.task)
+                and self.rec.flipped_in(vm.placement))
 
     async def check_placement(self) -> MigrationRecord | None:
         """The verdict when the placement shows the flip the record has not announced (the
