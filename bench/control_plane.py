@@ -1,6 +1,7 @@
 """The control plane under load: a 3-member etcd, the API, one manager, simulated hosts and
 thousands of stopped VMs; latency of the main reads and writes under open-loop load, the
-manager's cost, etcd's size and each process's memory.
+manager's cost, what etcd is asked in each window (bench/etcd_requests.py), etcd's size and
+each process's memory.
 
     python bench/control_plane.py [--hosts 64 --vms 5000] [--baseline-hosts 3
         --baseline-vms 30] [--rates 50,200,500] [--duration 10] [--repeat 1] [--idle 20]
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import etcd_requests  # bench/, beside this script
 import httpx
 import psutil
 from simulated_hosts import host_names  # bench/, beside this script
@@ -425,11 +427,15 @@ def run_load(cluster: Cluster, rate: float, duration: float, write_base: int
                      "--write-vmid-base", str(write_base),
                      # More than the API lets in at once, so that its refusals show.
                      "--connections", str(LOAD_CONNECTIONS))
+    members = [m.client_url for m in cluster.etcd]
+    etcd_before = etcd_requests.scrape(members)
     # The generator is a process of its own: its CPU is not the API's.
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120,
                          check=True)
     result = json.loads(out.stdout)
     shares = window.shares(other_bench_seconds=result["cpu_seconds"])
+    result["etcd"] = etcd_requests.per_second(
+        etcd_before, etcd_requests.scrape(members), time.monotonic() - window.start)
     passes = read_passes(cluster.passes_file, window.start, time.monotonic())
     return result, shares, passes
 
@@ -489,6 +495,7 @@ def print_load(result: dict[str, Any], shares: dict[str, float],
         say(f"     503 from their actual send (the generator's lag left out): p50/p99 "
             f"{p50_p99(from_send)} ms")
     say("     CPU % of one core: " + ", ".join(f"{n} {v:.0f}" for n, v in shares.items()))
+    say(f"     {result['etcd']}")
     say(f"     {passes_line(passes, result['finished_after'])}")
     return {"p99": percentile(ok_all, 0.99) if ok_all else math.inf,
             "refused": len(refused_all),

@@ -46,5 +46,10 @@ def test_prints_manager_etcd_and_memory_figures(output: str) -> None:
     assert re.search(rf"manager at idle: {NUMBER} % of one core", output)
     assert re.search(r"manager passes: (n/a|\d+ in)", output)
     assert len(re.findall(rf"dbSize {NUMBER} MB", output)) == 3
+    # Each window's etcd requests, counted by the members: the reads and writes it sent.
+    windows = re.findall(r"etcd requests/s over all members: (.*)", output)
+    assert len(windows) == 3, windows
+    assert all(re.search(r"Range \d+", w) and re.search(r"Txn \d+", w) for w in windows)
+    assert all(re.search(r"proposals committed/s \d+", w) for w in windows)
     for process in ("etcd e0", "API", "SimulatedHosts", "manager"):
         assert re.search(rf"{process}: \d+ MiB", output), process
