@@ -144,6 +144,19 @@ def machine_busy_seconds() -> float:
     return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
 
+def runqueue_wait_seconds(proc: psutil.Process) -> float:
+    """Time the process's threads spent runnable but waiting for a core, so far (Linux
+    schedstat; 0 where the kernel does not keep it)."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{proc.pid}/task").iterdir():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                total += int((task / "schedstat").read_text().split()[1])
+    except OSError:
+        return 0.0
+    return total / 1e9
+
+
 OUTSIDE = "outside the bench"
 
 
@@ -155,6 +168,7 @@ class CpuWindow:
         self.procs = procs
         self.start = time.monotonic()
         self.cpu = {n: cpu_seconds(p) for n, p in procs.items()}
+        self.waits = {n: runqueue_wait_seconds(p) for n, p in procs.items()}
         self.machine = machine_busy_seconds()
 
     def shares(self, other_bench_seconds: float = 0.0) -> dict[str, float]:
@@ -165,6 +179,13 @@ class CpuWindow:
                    - other_bench_seconds)
         return {**{n: 100 * v / wall for n, v in used.items()},
                 OUTSIDE: max(0.0, 100 * outside / wall)}
+
+    def waits_for_a_core(self) -> dict[str, float]:
+        """How long each process's threads were ready to run but had no core, as % of the
+        wall time (summed over threads): on a full machine, where latency goes."""
+        wall = time.monotonic() - self.start
+        return {n: 100 * (runqueue_wait_seconds(p) - self.waits[n]) / wall
+                for n, p in self.procs.items()}
 
 
 def read_passes(path: Path, since: float, until: float) -> dict[str, list[float]]:
@@ -434,6 +455,7 @@ def run_load(cluster: Cluster, rate: float, duration: float, write_base: int
                          check=True)
     result = json.loads(out.stdout)
     shares = window.shares(other_bench_seconds=result["cpu_seconds"])
+    result["waits"] = window.waits_for_a_core()
     result["etcd"] = etcd_requests.per_second(
         etcd_before, etcd_requests.scrape(members), time.monotonic() - window.start)
     passes = read_passes(cluster.passes_file, window.start, time.monotonic())
@@ -495,6 +517,8 @@ def print_load(result: dict[str, Any], shares: dict[str, float],
         say(f"     503 from their actual send (the generator's lag left out): p50/p99 "
             f"{p50_p99(from_send)} ms")
     say("     CPU % of one core: " + ", ".join(f"{n} {v:.0f}" for n, v in shares.items()))
+    say("     waiting for a core, % of the wall time (threads summed): "
+        + ", ".join(f"{n} {v:.0f}" for n, v in result["waits"].items()))
     say(f"     {result['etcd']}")
     say(f"     {passes_line(passes, result['finished_after'])}")
     return {"p99": percentile(ok_all, 0.99) if ok_all else math.inf,

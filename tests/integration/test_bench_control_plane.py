@@ -51,5 +51,8 @@ def test_prints_manager_etcd_and_memory_figures(output: str) -> None:
     assert len(windows) == 3, windows
     assert all(re.search(r"Range \d+", w) and re.search(r"Txn \d+", w) for w in windows)
     assert all(re.search(r"proposals committed/s \d+", w) for w in windows)
+    waits = re.findall(r"waiting for a core, % of the wall time \(threads summed\): (.*)",
+                       output)
+    assert len(waits) == 3 and all(re.search(r"API \d+", w) for w in waits), waits
     for process in ("etcd e0", "API", "SimulatedHosts", "manager"):
         assert re.search(rf"{process}: \d+ MiB", output), process
