@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pytest
 from agents import Cluster, cluster_fixture, wait_for  # noqa: F401  (fixture)
 
 from corral.cluster.models import Disk, Placement, Task, TaskState, VMConfig, VMStatus
+from corral.host.ports import PortRange
+from corral.host.ports import free_port as spare_port
 from corral.host.processes import pid_alive
 from corral.migration import record
 from corral.migration.net import free_port
@@ -449,3 +452,65 @@ async def test_a_resume_refuses_a_source_copy_whose_guest_was_handed_on(
 
 async def _more_on(c: Cluster, node: str, vmid: int, than: int) -> bool:
     return len(c.heartbeats(node, vmid)) > than
+
+
+async def test_the_target_listens_only_within_its_migration_port_range(c: Cluster) -> None:
+    low = spare_port()
+    ports = PortRange(low, low + 9)
+    n2 = c.agents["n2"]
+    n2.stop()
+    n2.argv += ["--migration-ports", str(ports)]
+    n2.start()
+    cfg = VMConfig(vmid=311, name="m311", memory_mb=96, cores=1,
+                   disks=[Disk(volume="local:vm-311-disk-0.qcow2", size_mb=32)])
+    await running_vm(c, cfg)
+    seen: set[int] = set()  # the ports the target published for the RAM stream and NBD
+
+    async def watch() -> None:
+        while True:
+            rec, _ = await record.read(c.store, 311)
+            if rec is not None and rec.migrate_uri:
+                seen.add(int(rec.migrate_uri.rsplit(":", 1)[1]))
+                seen.update(e.port for e in rec.nbd)
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        done = await c.run("vm.migrate", 311, target="n2", with_local_disks=True, timeout=90)
+    finally:
+        watcher.cancel()
+    assert done.state is TaskState.OK, (done.error, done.log)
+    assert len(seen) == 2 and all(p in ports for p in seen), (seen, str(ports))
+
+    async def beating_on_target() -> bool:
+        return len(c.heartbeats("n2", 311)) >= 2
+
+    await wait_for(beating_on_target, 20, "heartbeats on the target")
+
+
+async def test_a_target_whose_migration_ports_are_all_taken_refuses_and_the_vm_stays(
+        c: Cluster) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        n2 = c.agents["n2"]
+        n2.stop()
+        n2.argv += ["--migration-ports", f"{port}-{port}"]
+        n2.start()
+        cfg = VMConfig(vmid=312, name="m312", memory_mb=96, cores=1,
+                       disks=[Disk(volume="shared:vm-312-disk-0.qcow2", size_mb=32)])
+        pid = await running_vm(c, cfg)
+        done = await c.run("vm.migrate", 312, target="n2", with_local_disks=False, timeout=90)
+    assert done.state is TaskState.ERROR
+    assert f"no free port in the migration range {port}-{port}" in (done.error or ""), done.log
+    vm = await c.store.vm(312)
+    assert vm is not None and vm.placement.node == "n1" and pid_alive(pid)
+    beats = len(c.heartbeats("n1", 312))
+
+    async def still_beating() -> bool:
+        return len(c.heartbeats("n1", 312)) > beats
+
+    await wait_for(still_beating, 20, "the guest to go on beating on its source")
+    assert not list(c.agents["n2"].run_dir.glob("312.pid")) or not pid_alive(
+        int((c.agents["n2"].run_dir / "312.pid").read_text().strip()))

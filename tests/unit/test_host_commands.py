@@ -145,6 +145,49 @@ def test_api_serves_https_with_the_host_certificate() -> None:
     assert "--pki-dir" not in api_command(lab(tls=False)).argv
 
 
+def test_the_agent_listens_for_migrations_within_the_configured_range() -> None:
+    assert arg(agent_command(real(migration_ports="60000-60099")).argv,
+               "--migration-ports") == "60000-60099"
+    assert "--migration-ports" not in agent_command(real()).argv  # the kernel picks
+
+
+def test_a_bad_migration_range_stops_the_agent_before_it_starts() -> None:
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["agent", "run", "--node", "h1",
+                                      "--migration-ports", "60100-60000"],
+                                env={"COLUMNS": "200"})  # the error box wraps narrower
+    assert result.exit_code == 2
+    assert "Invalid value for --migration-ports" in result.output
+    assert "LOW <= HIGH" in result.output
+
+
+@pytest.mark.parametrize(("args", "why"), [
+    (["cluster", "create", "c1"], "holds the host's own port(s) [8471, 8470]"),
+    (["cluster", "join", "198.18.0.2", "--token", "t"], "must be LOW-HIGH"),
+])
+def test_create_and_join_refuse_a_bad_migration_range_before_anything(
+        args: list[str], why: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    ports = "8000-8500" if "create" in args else "abc"
+    result = CliRunner().invoke(app, [*args, "--name", "h1", "--address", "198.18.0.1",
+                                      "--migration-ports", ports,
+                                      "--client-config", str(tmp_path / "client.json")],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert "--migration-ports: " in result.output and why in result.output
+    assert not (tmp_path / "client.json").exists()
+
+
+def test_a_host_described_with_a_migration_range_runs_its_agent_with_it() -> None:
+    from corral.cli.cluster import _host_config
+
+    config = _host_config("c1", "host", "h1", "198.18.0.1", None, "60000-60099")
+    assert config.migration_ports == "60000-60099"
+    assert arg(agent_command(config).argv, "--migration-ports") == "60000-60099"
+
+
 def test_the_agent_speaks_tls_with_the_host_pki_dir() -> None:
     assert arg(agent_command(real()).argv, "--pki-dir") == "/etc/corral/pki"
     assert arg(agent_command(lab()).argv, "--pki-dir") == "/lab/nodes/n1/etc/pki"
@@ -222,12 +265,14 @@ def parse(argv: tuple[str, ...], prefix: int) -> dict[str, Any]:
     return params
 
 
-@pytest.mark.parametrize("config", [real(), lab(), lab(tls=False)],
-                         ids=["real", "lab", "lab-plain"])
+@pytest.mark.parametrize("config", [real(), lab(), lab(tls=False),
+                                    real(migration_ports="60000-60099")],
+                         ids=["real", "lab", "lab-plain", "real-migration-ports"])
 def test_each_cli_accepts_its_command_line(config: HostConfig) -> None:
     prefix = len(config.corral)
     agent = parse(agent_command(config).argv, prefix)
     assert (agent["node"], agent["lease_ttl"]) == (config.name, 9)
+    assert agent["migration_ports"] == config.migration_ports
     api = parse(api_command(config).argv, prefix)
     assert api["port"] == config.api_port
     expected_pki = pki_dir(config) if config.tls else None

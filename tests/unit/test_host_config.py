@@ -94,6 +94,10 @@ def test_own_endpoints_go_first_and_ipv6_is_bracketed() -> None:
     ({"lease_ttl": 4}, "", "must be below lease_ttl"),
     ({"watchdog": WatchdogSettings(client_timeout=6.0)}, "", "does not fit lease_ttl"),
     ({"run_dir": Path("/" + "r" * 100)}, "", "too deep for the watchdog socket"),
+    ({"migration_ports": "60000"}, "migration_ports", "must be LOW-HIGH"),
+    ({"migration_ports": "61000-60000"}, "migration_ports", "LOW <= HIGH"),
+    ({"migration_ports": "65000-70000"}, "migration_ports", "within 1024-65535"),
+    ({"migration_ports": "8400-8480"}, "", "migration_ports 8400-8480 holds the host's own"),
 ])
 def test_bad_settings_are_refused_naming_the_field(fields: dict[str, Any], field: str,
                                                     why: str) -> None:

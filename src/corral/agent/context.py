@@ -16,6 +16,7 @@ from corral.agent.reconciler import Ownership, Placed, Purpose, ownership_refusa
 from corral.cluster.models import VM, RunState, Task, VMRuntime, VMStatus
 from corral.cluster.records import UnreadableRecord
 from corral.cluster.store import OwnershipRead, Store
+from corral.host.ports import PortRange
 from corral.qemu.driver import QemuDriver
 from corral.storage.volumes import volume_path
 
@@ -49,6 +50,9 @@ class HostContext:
     # QEMU's TLS credentials (`qemu.tls`): migrations to and from this host are encrypted
     # and authenticated. None: a host without the cluster's certificates (a plain lab).
     qemu_tls: Path | None = None
+    # Where a migration's streams to this host listen (`--migration-ports`); None: ports the
+    # kernel picks from its ephemeral range.
+    migration_ports: PortRange | None = None
 
 
 Handler = Callable[[HostContext, Task, VM, Report], Awaitable[dict[str, Any]]]

@@ -154,7 +154,8 @@ async def run(settings: AgentSettings) -> None:
                             watchdog.feed if watchdog else None)
         ctx = HostContext(settings.node, settings.data_dir, store, driver, liveness,
                           qemu_tls=(credentials_dir(settings.run_dir, settings.tls)
-                                    if settings.tls else None))
+                                    if settings.tls else None),
+                          migration_ports=settings.migration_ports)
         info = sampler.static_info(
             settings.node, host, url(settings.scheme, host, port), accel, {"corral": __version__},
             lease_ttl=settings.lease_ttl, watchdog_timeout=fence_time, renew_interval=interval,

@@ -8,6 +8,7 @@ from typing import Literal
 
 from corral.fencing.protocol import Ack
 from corral.fencing.timing import FIT_MARGIN, fits_lease
+from corral.host.ports import PortRange
 from corral.pki.files import TLSFiles
 
 Accel = Literal["kvm", "tcg"]
@@ -50,6 +51,9 @@ class AgentSettings:
     # with it, and the console endpoint serves HTTPS to clients with a certificate of that
     # CA only. None: plain HTTP (a lab without TLS).
     tls: TLSFiles | None = None
+    # The ports a migration's streams to this host listen on (a firewall lets them through);
+    # None: ports the kernel picks from its ephemeral range.
+    migration_ports: PortRange | None = None
 
     def check(self) -> None:
         """Refuse settings under which the cluster could recover VMs that still run here."""

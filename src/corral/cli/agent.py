@@ -35,10 +35,20 @@ def run_agent(
         False, "--shared-machine",
         help="This host shares its machine with other hosts (a lab): the machine's CPU load "
              "is not this host's, so it publishes only its VMs' demand to the balancer."),
+    migration_ports: str | None = typer.Option(
+        None, help="LOW-HIGH: the ports a migration's streams to this host listen on (open them "
+                   "in a firewall between hosts); unset: ports the kernel picks from its "
+                   "ephemeral range."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     if accel not in ("auto", "kvm", "tcg"):
         raise typer.BadParameter("must be auto, kvm or tcg", param_hint="--accel")
+    from corral.host.ports import PortRange
+
+    try:
+        ports = PortRange.parse(migration_ports) if migration_ports is not None else None
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--migration-ports") from None
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise typer.BadParameter("must be host:port", param_hint="--listen")
@@ -67,6 +77,7 @@ def run_agent(
         watchdog_socket=watchdog_socket, watchdog_timeout=watchdog_timeout,
         tls=TLSFiles.in_dir(pki_dir.resolve(), "host") if pki_dir else None,
         shared_machine=shared_machine, recent_interval=recent_interval,
+        migration_ports=ports,
     )
     try:
         settings.check()

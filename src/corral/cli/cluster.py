@@ -34,6 +34,10 @@ AddressOpt = Annotated[str | None, typer.Option(
 HostConfigOpt = Annotated[Path | None, typer.Option(
     "--host-config", help="A prepared host description (host.json) instead of the defaults "
                           "for a real host.")]
+MigrationPortsOpt = Annotated[str | None, typer.Option(
+    "--migration-ports", help="LOW-HIGH: the ports migrations to this host listen on, for a "
+                              "firewall between hosts (default: the kernel's ephemeral "
+                              "range).")]
 ClientConfigOpt = Annotated[Path | None, typer.Option(
     "--client-config", help="Where to write the CLI's config (default: ~/.config/corral/"
                             "client.json, or $CORRAL_CONFIG).")]
@@ -60,7 +64,25 @@ def _default_address() -> str:
 
 
 def _host_config(cluster: str, role: Literal["host", "witness"], name: str | None,
-                 address: str | None, prepared: Path | None) -> Any:
+                 address: str | None, prepared: Path | None,
+                 migration_ports: str | None = None) -> Any:
+    config = _described_host(cluster, role, name, address, prepared)
+    if migration_ports is None:
+        return config
+    from pydantic import ValidationError
+
+    from corral.cluster.records import what_is_wrong
+    from corral.host.config import HostConfig
+
+    try:
+        return HostConfig.model_validate(config.model_dump()
+                                         | {"migration_ports": migration_ports})
+    except ValidationError as e:
+        fail(f"--migration-ports: {what_is_wrong(e)}", 2)
+
+
+def _described_host(cluster: str, role: Literal["host", "witness"], name: str | None,
+                    address: str | None, prepared: Path | None) -> Any:
     from corral.host import config as host_config
     from corral.setup.join_rules import check_address, check_host_name
 
@@ -106,6 +128,7 @@ def create(
     host_config: HostConfigOpt = None,
     shared_dir: Annotated[Path | None, typer.Option(
         help="A directory every host mounts (NFS): registered as storage 'shared'.")] = None,
+    migration_ports: MigrationPortsOpt = None,
     client_config: ClientConfigOpt = None,
 ) -> None:
     """Create a cluster on this host: its CA, the first etcd member, agent and API."""
@@ -116,7 +139,7 @@ def create(
         check_name(cluster)
     except ValueError as e:
         fail(f"cluster: {e}", 2)
-    config = _host_config(cluster, "host", name, address, host_config)
+    config = _host_config(cluster, "host", name, address, host_config, migration_ports)
     created = _run(create_cluster(config, _run_services(config), _say, shared_dir))
     path = write_client_config(created.api_url, created.api_token, client_config,
                                ca=str(created.ca_file))
@@ -137,10 +160,11 @@ def _run_services(config: Any) -> Any:
 
 def _join(server: str, token: str, role: Literal["host", "witness"], name: str | None,
           address: str | None,
-          host_config: Path | None, client_config: Path | None) -> None:
+          host_config: Path | None, client_config: Path | None,
+          migration_ports: str | None = None) -> None:
     from corral.setup.join import join_cluster
 
-    config = _host_config("", role, name, address, host_config)
+    config = _host_config("", role, name, address, host_config, migration_ports)
     joined = _run(join_cluster(server, token, config, _run_services(config), _say))
     if joined.api_url and joined.api_token:
         path = write_client_config(joined.api_url, joined.api_token, client_config,
@@ -159,10 +183,11 @@ def join(
     name: NameOpt = None,
     address: AddressOpt = None,
     host_config: HostConfigOpt = None,
+    migration_ports: MigrationPortsOpt = None,
     client_config: ClientConfigOpt = None,
 ) -> None:
     """Join this host to a cluster: etcd learner first, voter once caught up."""
-    _join(server, token, "host", name, address, host_config, client_config)
+    _join(server, token, "host", name, address, host_config, client_config, migration_ports)
 
 
 @witness_app.command("setup")

@@ -166,6 +166,8 @@ def agent_command(config: HostConfig) -> ServiceCommand:
         argv += ("--pki-dir", str(pki_dir(config)))
     if config.shared_machine:
         argv += ("--shared-machine",)
+    if config.migration_ports is not None:
+        argv += ("--migration-ports", config.migration_ports)
     return ServiceCommand(AGENT, f"Corral agent of host {config.name}", argv)
 
 

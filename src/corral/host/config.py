@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from corral.cluster.models import check_name
 from corral.cluster.records import what_is_wrong
 from corral.fencing.timing import fits_lease, labdog_fence_time, mux_fence_time
+from corral.host.ports import PortRange
 
 Role = Literal["host", "witness"]
 ClusterState = Literal["new", "existing"]
@@ -152,6 +153,9 @@ class HostConfig(BaseModel):
     # Several hosts on one machine (a lab): the machine's CPU load is not this host's, so its
     # agent publishes only its VMs' demand to the balancer.
     shared_machine: bool = False
+    # "LOW-HIGH": the ports a migration's streams to this host listen on, for a firewall
+    # between hosts; None: ports the kernel picks from its ephemeral range.
+    migration_ports: str | None = None
 
     # --- checks ----------------------------------------------------------------------------
 
@@ -167,6 +171,11 @@ class HostConfig(BaseModel):
             return str(ipaddress.ip_address(value))
         except ValueError:
             raise ValueError(f"must be an IP address, not {value!r}") from None
+
+    @field_validator("migration_ports")
+    @classmethod
+    def _migration_ports(cls, value: str | None) -> str | None:
+        return None if value is None else str(PortRange.parse(value))
 
     @field_validator("etc_dir", "data_dir", "run_dir", "images_dir", "etcd_binary")
     @classmethod
@@ -189,6 +198,11 @@ class HostConfig(BaseModel):
             ports += [self.agent_port, self.api_port]
         if len(set(ports)) != len(ports):
             raise ValueError(f"the ports of one host must differ: {ports}")
+        if self.migration_ports is not None:
+            migration = PortRange.parse(self.migration_ports)
+            if clash := [p for p in ports if p in migration]:
+                raise ValueError(f"migration_ports {migration} holds the host's own port(s) "
+                                 f"{clash}")
         if not self.etcd_endpoints:
             self.etcd_endpoints = [self.client_url]
         for endpoint in self.etcd_endpoints:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import socket
+from collections.abc import Container
+from dataclasses import dataclass
 from pathlib import Path
 
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -45,3 +47,47 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # all taken: any port
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class PortRange:
+    """Ports a host's listeners may take, both ends included ("60000-60099"): what a firewall
+    between hosts lets through."""
+
+    low: int
+    high: int
+
+    @classmethod
+    def parse(cls, text: str) -> PortRange:
+        """ValueError, saying what is wrong, unless text is LOW-HIGH within 1024-65535."""
+        low_text, sep, high_text = text.strip().partition("-")
+        if not sep or not low_text.strip().isdigit() or not high_text.strip().isdigit():
+            raise ValueError(f"must be LOW-HIGH, such as 60000-60099, not {text!r}")
+        low, high = int(low_text), int(high_text)
+        if not 1024 <= low <= high <= 65535:
+            raise ValueError(f"must lie within 1024-65535 with LOW <= HIGH, not {text!r}")
+        return cls(low, high)
+
+    def __str__(self) -> str:
+        return f"{self.low}-{self.high}"
+
+    def __contains__(self, port: object) -> bool:
+        return isinstance(port, int) and self.low <= port <= self.high
+
+    def ports(self) -> range:
+        return range(self.low, self.high + 1)
+
+
+def free_port_in(host: str, ports: PortRange, skip: Container[int] = ()) -> int | None:
+    """A port of `ports` that nothing listens on at host right now and is not in `skip`, tried
+    in random order (two hosts' or two receives' picks rarely meet); None when none is."""
+    candidates = [p for p in ports.ports() if p not in skip]
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    return None

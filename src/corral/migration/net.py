@@ -3,17 +3,42 @@
 from __future__ import annotations
 
 import socket
+import time
+
+from corral.host.ports import PortRange, free_port_in
+
+# A port handed to a receive is not handed out again for this long: its QEMU or qemu-nbd
+# binds it within seconds, and until then a bind test alone would find it free.
+RESERVED_SECONDS = 30.0
+_handed_out: dict[int, float] = {}  # port -> when, in this agent
 
 
-def free_port(host: str) -> int:
-    """A TCP port nothing listens on right now at host (the kernel picks it).
+class NoFreePort(RuntimeError):
+    pass
 
-    QEMU binds it a moment later; on a busy host another process could take it in between,
-    and the migration then fails cleanly and can be retried.
+
+def free_port(host: str, ports: PortRange | None = None) -> int:
+    """A TCP port nothing listens on right now at host: one of `ports` (the host's migration
+    range) or, without one, one the kernel picks from its ephemeral range.
+
+    The listener binds it a moment later; on a busy host another process could take it in
+    between, and the migration then fails cleanly and can be retried. NoFreePort when every
+    port of the range is taken.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    if ports is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            return int(s.getsockname()[1])
+    now = time.monotonic()
+    for port, when in list(_handed_out.items()):
+        if now - when > RESERVED_SECONDS:
+            del _handed_out[port]
+    found = free_port_in(host, ports, skip=_handed_out)
+    if found is None:
+        raise NoFreePort(f"no free port in the migration range {ports} on {host}: every one is "
+                         "in use (migration_ports in the host's config)")
+    _handed_out[found] = now
+    return found
 
 
 def nbd_uri(host: str, port: int, export: str) -> str:

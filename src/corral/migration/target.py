@@ -26,7 +26,7 @@ from corral.agent.reconciler import Purpose
 from corral.cluster.models import VM, Task, VMRuntime, VMStatus
 from corral.host.processes import pid_alive
 from corral.migration import qmp, record
-from corral.migration.net import free_port
+from corral.migration.net import NoFreePort, free_port
 from corral.migration.params import ReceiveParams
 from corral.migration.record import MigrationRecord, NbdEndpoint, Phase
 from corral.qemu import process, tls
@@ -65,6 +65,13 @@ class Receiver:
                                  "not overwriting it")
             self.created.append(path)
 
+    def port(self, host: str) -> int:
+        """A port to listen on for the source: within this host's migration range, if any."""
+        try:
+            return free_port(host, self.ctx.migration_ports)
+        except NoFreePort as e:
+            raise TaskFailed(str(e)) from None
+
     async def prepare_live(self, paths: list[Path], host: str) -> dict[str, Any]:
         driver = self.ctx.driver
         await driver.start(self.vm.config, paths, incoming="defer", guard=owner_guard(
@@ -78,15 +85,15 @@ class Receiver:
         nbd: list[NbdEndpoint] = []
         if self.rec.local_disks:
             nbd = await qmp.export_disks(driver, self.vmid, self.rec.local_disks, host,
-                                         free_port(host), creds)
-        uri = f"tcp:{host}:{free_port(host)}"
+                                         self.port(host), creds)
+        uri = f"tcp:{host}:{self.port(host)}"
         await driver.qmp(self.vmid, "migrate-incoming", {"uri": uri})
         return {"migrate_uri": uri, "nbd": nbd, "tls": creds is not None}
 
     async def prepare_cold(self, paths: list[Path], host: str) -> dict[str, Any]:
         nbd = []
         for i in self.rec.local_disks:
-            port = free_port(host)
+            port = self.port(host)
             pidfile = self.ctx.driver.run_dir / f"{self.vmid}.nbd{i}.pid"
             pidfile.unlink(missing_ok=True)
             self.ctx.driver.run_dir.mkdir(parents=True, exist_ok=True)
