@@ -27,6 +27,16 @@ def candidate_ports(ephemeral: tuple[int, int]) -> range:
     return range(LOWEST, low) if low - LOWEST >= 1000 else range(high + 1, 65536)
 
 
+def bindable(host: str, port: int) -> bool:
+    """Whether nothing holds port at host right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now at host, outside the ephemeral range.
 
@@ -38,11 +48,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     ports = candidate_ports(ephemeral_range())
     for _ in range(TRIES):
         port = random.choice(ports)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
+        if bindable(host, port):
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # all taken: any port
         s.bind((host, 0))
@@ -83,11 +89,4 @@ def free_port_in(host: str, ports: PortRange, skip: Container[int] = ()) -> int 
     in random order (two hosts' or two receives' picks rarely meet); None when none is."""
     candidates = [p for p in ports.ports() if p not in skip]
     random.shuffle(candidates)
-    for port in candidates:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    return None
+    return next((port for port in candidates if bindable(host, port)), None)
