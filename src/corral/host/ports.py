@@ -50,7 +50,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         port = random.choice(ports)
         if bindable(host, port):
             return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # all taken: any port
+    return kernel_port(host)  # all taken: any port
+
+
+def kernel_port(host: str) -> int:
+    """A port the kernel picks (from its ephemeral range) that nothing listens on at host."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 

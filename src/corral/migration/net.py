@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
-from corral.host.ports import PortRange, free_port_in
+from corral.host.ports import PortRange, free_port_in, kernel_port
 
 # A port handed to a receive is not handed out again for this long: its QEMU or qemu-nbd
 # binds it within seconds, and until then a bind test alone would find it free.
@@ -26,9 +25,7 @@ def free_port(host: str, ports: PortRange | None = None) -> int:
     port of the range is taken.
     """
     if ports is None:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
-            return int(s.getsockname()[1])
+        return kernel_port(host)
     now = time.monotonic()
     for port, when in list(_handed_out.items()):
         if now - when > RESERVED_SECONDS:

@@ -30,6 +30,7 @@ from corral.qemu.driver import QemuError
 
 log = logging.getLogger(__name__)
 
+
 class Leftover(StrEnum):
     """What an agent on its way up does with a QEMU of a VM placed on its host."""
 
